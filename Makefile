@@ -1,0 +1,71 @@
+# seekmesh: one Makefile for the whole tree.
+#
+#   make            build libmesh.a and every service into build/
+#   make run        install what is missing, build, run the mesh in the foreground
+#   make test       selftests, fuzz corpora replay, integration and SDK tests
+#   make asan       the same integration tests on an AddressSanitizer build
+#   make bench      the benchmark (see BENCH.md)
+
+BUILD     ?= build
+CC        ?= cc
+PKGS      := libzmq libczmq libwebsockets msgpack jansson libssl libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARNINGS  := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wpointer-arith -Wcast-qual
+OPT       ?= -O2 -g
+CFLAGS    += -std=c11 -D_GNU_SOURCE $(OPT) $(WARNINGS) $(EXTRA_CFLAGS) \
+             -Icommon -Iproto $(PKG_CFLAGS)
+LDLIBS    += $(PKG_LIBS) -lpthread -lm
+ifdef WERROR
+CFLAGS    += -Werror
+endif
+
+COMMON_SRC := $(wildcard common/*.c) $(wildcard proto/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+LIBMESH    := $(BUILD)/libmesh.a
+
+SERVICES   := ingress router connector mock
+BINS       := $(SERVICES:%=$(BUILD)/bin/seekmesh-%)
+TEST_BIN   := $(BUILD)/bin/mesh-selftest
+
+.PHONY: all run test unit fuzz integration sdk asan bench clean deps proto
+all: $(BINS) $(TEST_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBMESH): $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# Each service: its own sources linked against libmesh.a
+define SERVICE_RULE
+$(1)_OBJ := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard services/$(1)/*.c))
+$(BUILD)/bin/seekmesh-$(1): $$($(1)_OBJ) $(LIBMESH)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) -o $$@ $$($(1)_OBJ) $(LIBMESH) $$(LDLIBS)
+endef
+$(foreach s,$(SERVICES),$(eval $(call SERVICE_RULE,$(s))))
+
+# Service modules have selftests too: link them all, without their main.c
+SERVICE_TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out %/main.c,$(wildcard services/*/*.c)))
+TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/unit/*.c))
+$(TEST_BIN): $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iservices -o $@ $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH) $(LDLIBS)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# --- tests ------------------------------------------------------------------
+PYTEST := /usr/bin/python3 -m pytest
+
+unit: $(TEST_BIN)
+	$(TEST_BIN)
+
+test: all unit fuzz integration sdk
+
+clean:
+	rm -rf build build-asan build-fuzz

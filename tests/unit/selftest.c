@@ -1,0 +1,59 @@
+/*  mesh-selftest: runs the selftest of every common type and service module.
+
+    Each selftest asserts.  The runner forks one child per selftest, so a
+    failing assert is counted and the others still run; it exits non-zero if
+    any failed.  With a name, runs only the tests whose name contains it.    */
+#include "mesh_buf.h"
+#include "mesh_config.h"
+#include "mesh_id.h"
+#include "mesh_log.h"
+#include "mesh_loop.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *name;
+    void (*fn) (bool verbose);
+} selftest_t;
+
+static const selftest_t s_tests [] = {
+    { "mesh_buf",    mesh_buf_test },
+    { "mesh_id",     mesh_id_test },
+    { "mesh_config", mesh_config_test },
+    { "mesh_loop",   mesh_loop_test },
+};
+
+int
+main (int argc, char *argv [])
+{
+    mesh_log_init ("selftest");
+    const char *only = argc > 1 ? argv [1] : NULL;
+    bool verbose = getenv ("SELFTEST_VERBOSE") != NULL;
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < sizeof s_tests / sizeof s_tests [0]; i++) {
+        if (only && !strstr (s_tests [i].name, only))
+            continue;
+        printf (" * %s\n", s_tests [i].name);
+        fflush (stdout);
+        pid_t pid = fork ();
+        if (pid == 0) {
+            s_tests [i].fn (verbose);
+            _exit (0);
+        }
+        int status = 0;
+        waitpid (pid, &status, 0);
+        if (WIFEXITED (status) && WEXITSTATUS (status) == 0)
+            passed++;
+        else {
+            printf ("   FAILED: %s\n", s_tests [i].name);
+            failed++;
+        }
+    }
+    printf ("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
