@@ -5,9 +5,13 @@
     any failed.  With a name, runs only the tests whose name contains it.    */
 #include "mesh_buf.h"
 #include "mesh_config.h"
+#include "mesh_http.h"
 #include "mesh_id.h"
 #include "mesh_log.h"
 #include "mesh_loop.h"
+#include "mesh_msg.h"
+#include "mesh_sse.h"
+#include "mesh_ws.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,8 +28,12 @@ typedef struct {
 static const selftest_t s_tests [] = {
     { "mesh_buf",    mesh_buf_test },
     { "mesh_id",     mesh_id_test },
+    { "mesh_http",   mesh_http_test },
     { "mesh_config", mesh_config_test },
     { "mesh_loop",   mesh_loop_test },
+    { "mesh_msg",    mesh_msg_test },
+    { "mesh_sse",    mesh_sse_test },
+    { "mesh_ws",     mesh_ws_test },
 };
 
 int

@@ -1,0 +1,568 @@
+/*  mesh_msg: encoder (msgpack-c packer) and strict decoder for the schema
+    in mesh_msg.def.                                                         */
+#include "mesh_msg.h"
+#include "mesh_util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef enum { KIND_U32, KIND_U64, KIND_BOOL, KIND_STR, KIND_BIN } kind_t;
+
+//  Field numbers: MF_ATTEMPT, MF_TOKEN, ...
+enum {
+#define F(NAME, kind, member, max) MF_##NAME,
+    MESH_FIELDS (F)
+#undef F
+    MF__COUNT
+};
+
+typedef struct {
+    const char *name;
+    kind_t kind;
+    size_t offset;
+    size_t max;
+} field_t;
+
+static const field_t s_fields [MF__COUNT] = {
+#define F(NAME, kind, member, max) \
+    [MF_##NAME] = { #NAME, KIND_##kind, offsetof (mesh_msg_t, member), max },
+    MESH_FIELDS (F)
+#undef F
+};
+
+//  Each message's field list, in wire order
+#define F(x) MF_##x,
+#define M(NAME, code, id, fields) static const uint8_t s_list_##NAME [] = { fields };
+MESH_MESSAGES (M)
+#undef M
+#undef F
+
+typedef struct {
+    const char *name;
+    bool has_id;
+    const uint8_t *fields;
+    size_t count;
+} message_t;
+
+enum { NONE = 0, REQ = 1 };
+static const message_t s_messages [MESH_MSG_MAX] = {
+#define F(x)
+#define M(NAME, code, id, fields) \
+    [code] = { #NAME, id, s_list_##NAME, sizeof s_list_##NAME },
+    MESH_MESSAGES (M)
+#undef M
+#undef F
+};
+
+#define HEADER_ELEMENTS 4
+
+const char *
+mesh_msg_name (uint32_t type)
+{
+    return type < MESH_MSG_MAX && s_messages [type].name ? s_messages [type].name : "?";
+}
+
+void
+mesh_msg_init (mesh_msg_t *msg, uint32_t type, const char *id)
+{
+    memset (msg, 0, offsetof (mesh_msg_t, attempt));
+    msg->type = type;
+    if (id)
+        snprintf (msg->id, sizeof msg->id, "%s", id);
+    //  Fields: zero only what this type uses, the struct is large
+    const message_t *def = &s_messages [type];
+    assert (type < MESH_MSG_MAX && def->name);
+    for (size_t i = 0; i < def->count; i++) {
+        const field_t *field = &s_fields [def->fields [i]];
+        char *at = (char *) msg + field->offset;
+        switch (field->kind) {
+            case KIND_U32:  *(uint32_t *) at = 0; break;
+            case KIND_U64:  *(uint64_t *) at = 0; break;
+            case KIND_BOOL: *(bool *) at = false; break;
+            case KIND_STR:  *at = 0; break;
+            case KIND_BIN:  *(mesh_bytes_t *) at = (mesh_bytes_t) { NULL, 0 }; break;
+        }
+    }
+}
+
+//  Encoding -----------------------------------------------------------------
+
+static int
+s_write (void *data, const char *buf, size_t len)
+{
+    mesh_buf_append (data, buf, len);
+    return 0;
+}
+
+int
+mesh_msg_encode (const mesh_msg_t *msg, mesh_buf_t *out)
+{
+    if (msg->type >= MESH_MSG_MAX || !s_messages [msg->type].name)
+        return -1;
+    const message_t *def = &s_messages [msg->type];
+    size_t id_len = strlen (msg->id);
+    if (def->has_id ? !mesh_id_valid (msg->id, id_len) : id_len != 0)
+        return -1;
+    size_t start = out->len;
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, out, s_write);
+    msgpack_pack_array (&pk, HEADER_ELEMENTS + def->count);
+    msgpack_pack_str_with_body (&pk, MESH_PROTO_SIGNATURE, 2);
+    msgpack_pack_unsigned_int (&pk, MESH_PROTO_VERSION);
+    msgpack_pack_unsigned_int (&pk, msg->type);
+    msgpack_pack_str_with_body (&pk, msg->id, id_len);
+    for (size_t i = 0; i < def->count; i++) {
+        const field_t *field = &s_fields [def->fields [i]];
+        const char *at = (const char *) msg + field->offset;
+        switch (field->kind) {
+            case KIND_U32:
+                msgpack_pack_uint32 (&pk, *(const uint32_t *) at);
+                break;
+            case KIND_U64:
+                msgpack_pack_uint64 (&pk, *(const uint64_t *) at);
+                break;
+            case KIND_BOOL:
+                if (*(const bool *) at)
+                    msgpack_pack_true (&pk);
+                else
+                    msgpack_pack_false (&pk);
+                break;
+            case KIND_STR: {
+                size_t len = strnlen (at, field->max + 1);
+                if (len > field->max)
+                    goto bad;
+                msgpack_pack_str_with_body (&pk, at, len);
+                break;
+            }
+            case KIND_BIN: {
+                const mesh_bytes_t *bytes = (const mesh_bytes_t *) at;
+                if (bytes->size > field->max)
+                    goto bad;
+                msgpack_pack_bin_with_body (&pk, bytes->data, bytes->size);
+                break;
+            }
+        }
+    }
+    return 0;
+bad:
+    out->len = start;
+    return -1;
+}
+
+//  Decoding -----------------------------------------------------------------
+
+typedef struct {
+    const uint8_t *at;
+    const uint8_t *end;
+} reader_t;
+
+static int
+s_need (reader_t *r, size_t n)
+{
+    return (size_t) (r->end - r->at) >= n ? 0 : -1;
+}
+
+static uint64_t
+s_be (const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p [i];
+    return v;
+}
+
+//  Reads a big-endian length/value of n bytes following the marker byte.
+static int
+s_read_be (reader_t *r, int n, uint64_t *value)
+{
+    if (s_need (r, (size_t) n) < 0)
+        return -1;
+    *value = s_be (r->at, n);
+    r->at += n;
+    return 0;
+}
+
+static int
+s_read_uint (reader_t *r, uint64_t *value)
+{
+    if (s_need (r, 1) < 0)
+        return -1;
+    uint8_t b = *r->at++;
+    if (b <= 0x7f) {
+        *value = b;
+        return 0;
+    }
+    switch (b) {
+        case 0xcc: return s_read_be (r, 1, value);
+        case 0xcd: return s_read_be (r, 2, value);
+        case 0xce: return s_read_be (r, 4, value);
+        case 0xcf: return s_read_be (r, 8, value);
+        default:   return -1;
+    }
+}
+
+static int
+s_read_array (reader_t *r, uint64_t *count)
+{
+    if (s_need (r, 1) < 0)
+        return -1;
+    uint8_t b = *r->at++;
+    if ((b & 0xf0) == 0x90) {
+        *count = b & 0x0f;
+        return 0;
+    }
+    if (b == 0xdc)
+        return s_read_be (r, 2, count);
+    if (b == 0xdd)
+        return s_read_be (r, 4, count);
+    return -1;
+}
+
+//  Reads a str (want_bin false) or bin (true) header and body.
+static int
+s_read_raw (reader_t *r, bool want_bin, const char **data, uint64_t *len)
+{
+    if (s_need (r, 1) < 0)
+        return -1;
+    uint8_t b = *r->at++;
+    int rc;
+    if (!want_bin && (b & 0xe0) == 0xa0) {
+        *len = b & 0x1f;
+        rc = 0;
+    }
+    else
+    if (b == (want_bin ? 0xc4 : 0xd9))
+        rc = s_read_be (r, 1, len);
+    else
+    if (b == (want_bin ? 0xc5 : 0xda))
+        rc = s_read_be (r, 2, len);
+    else
+    if (b == (want_bin ? 0xc6 : 0xdb))
+        rc = s_read_be (r, 4, len);
+    else
+        return -1;
+    if (rc < 0 || s_need (r, *len) < 0)
+        return -1;
+    *data = (const char *) r->at;
+    r->at += *len;
+    return 0;
+}
+
+static bool
+s_utf8_valid (const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p [i];
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int n;
+        uint32_t cp;
+        if ((c & 0xe0) == 0xc0)      { n = 1; cp = c & 0x1f; }
+        else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; }
+        else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; }
+        else return false;
+        if (len - i <= (size_t) n)
+            return false;          //  truncated sequence
+        for (int k = 1; k <= n; k++) {
+            if ((p [i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (p [i + k] & 0x3f);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)
+        ||  cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += (size_t) n + 1;
+    }
+    return true;
+}
+
+static int
+s_reject (char *why, size_t why_size, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_reject (char *why, size_t why_size, const char *fmt, ...)
+{
+    if (why && why_size) {
+        va_list args;
+        va_start (args, fmt);
+        vsnprintf (why, why_size, fmt, args);
+        va_end (args);
+    }
+    return -1;
+}
+
+int
+mesh_msg_decode (mesh_msg_t *msg, const void *data, size_t size, char *why, size_t why_size)
+{
+    reader_t r = { data, (const uint8_t *) data + size };
+    uint64_t count, version, type;
+    const char *text;
+    uint64_t len;
+
+    if (s_read_array (&r, &count) < 0)
+        return s_reject (why, why_size, "not a msgpack array");
+    if (s_read_raw (&r, false, &text, &len) < 0 || !mesh_memeq (text, len, MESH_PROTO_SIGNATURE))
+        return s_reject (why, why_size, "bad signature");
+    if (s_read_uint (&r, &version) < 0)
+        return s_reject (why, why_size, "bad version");
+    if (version != MESH_PROTO_VERSION)
+        return s_reject (why, why_size, "protocol version %llu, expected %d",
+                         (unsigned long long) version, MESH_PROTO_VERSION);
+    if (s_read_uint (&r, &type) < 0 || type >= MESH_MSG_MAX || !s_messages [type].name)
+        return s_reject (why, why_size, "unknown message type");
+    const message_t *def = &s_messages [type];
+    if (count != HEADER_ELEMENTS + def->count)
+        return s_reject (why, why_size, "%s: %llu elements, expected %zu", def->name,
+                         (unsigned long long) count, HEADER_ELEMENTS + def->count);
+    mesh_msg_init (msg, (uint32_t) type, NULL);
+    if (s_read_raw (&r, false, &text, &len) < 0
+    ||  (def->has_id ? !mesh_id_valid (text, len) : len != 0))
+        return s_reject (why, why_size, "%s: bad request id", def->name);
+    memcpy (msg->id, text, len);
+    msg->id [len] = 0;
+
+    for (size_t i = 0; i < def->count; i++) {
+        const field_t *field = &s_fields [def->fields [i]];
+        char *at = (char *) msg + field->offset;
+        uint64_t value;
+        switch (field->kind) {
+            case KIND_U32:
+                if (s_read_uint (&r, &value) < 0 || value > UINT32_MAX)
+                    goto bad;
+                *(uint32_t *) at = (uint32_t) value;
+                break;
+            case KIND_U64:
+                if (s_read_uint (&r, &value) < 0)
+                    goto bad;
+                *(uint64_t *) at = value;
+                break;
+            case KIND_BOOL:
+                if (s_need (&r, 1) < 0 || (*r.at != 0xc2 && *r.at != 0xc3))
+                    goto bad;
+                *(bool *) at = *r.at++ == 0xc3;
+                break;
+            case KIND_STR:
+                if (s_read_raw (&r, false, &text, &len) < 0 || len > field->max
+                ||  !s_utf8_valid (text, len))
+                    goto bad;
+                memcpy (at, text, len);
+                at [len] = 0;
+                break;
+            case KIND_BIN:
+                if (s_read_raw (&r, true, &text, &len) < 0 || len > field->max)
+                    goto bad;
+                *(mesh_bytes_t *) at = (mesh_bytes_t) { text, len };
+                break;
+        }
+        continue;
+bad:
+        return s_reject (why, why_size, "%s: bad field %s", def->name, field->name);
+    }
+    if (r.at != r.end)
+        return s_reject (why, why_size, "%s: %zu trailing bytes", def->name,
+                         (size_t) (r.end - r.at));
+    return 0;
+}
+
+//  ZeroMQ -------------------------------------------------------------------
+
+static __thread mesh_buf_t s_send_buf;
+
+int
+mesh_msg_send (void *socket, const mesh_msg_t *msg, const void *identity,
+               size_t identity_size, int flags)
+{
+    mesh_buf_reset (&s_send_buf);
+    if (mesh_msg_encode (msg, &s_send_buf) < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (identity && zmq_send (socket, identity, identity_size, flags | ZMQ_SNDMORE) < 0)
+        return -1;
+    if (zmq_send (socket, mesh_buf_head (&s_send_buf), mesh_buf_size (&s_send_buf), flags) < 0)
+        return -1;
+    //  Keep the buffer from pinning a large body's worth of memory
+    mesh_buf_trim (&s_send_buf, 1 << 20);
+    return 0;
+}
+
+//  Drops the rest of a multipart message.
+static void
+s_skip_more (void *socket, zmq_msg_t *frame)
+{
+    while (zmq_msg_more (frame)) {
+        zmq_msg_close (frame);
+        zmq_msg_init (frame);
+        if (zmq_msg_recv (frame, socket, ZMQ_DONTWAIT) < 0)
+            break;
+    }
+}
+
+int
+mesh_msg_recv (void *socket, mesh_inbox_t *inbox, bool router, char *why, size_t why_size)
+{
+    inbox->identity_size = 0;
+    zmq_msg_init (&inbox->frame);
+    if (zmq_msg_recv (&inbox->frame, socket, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&inbox->frame);
+        return 0;
+    }
+    if (router) {
+        size_t size = zmq_msg_size (&inbox->frame);
+        if (!zmq_msg_more (&inbox->frame) || size > sizeof inbox->identity) {
+            s_skip_more (socket, &inbox->frame);
+            zmq_msg_close (&inbox->frame);
+            return s_reject (why, why_size, "message without a body after the identity");
+        }
+        memcpy (inbox->identity, zmq_msg_data (&inbox->frame), size);
+        inbox->identity_size = size;
+        zmq_msg_close (&inbox->frame);
+        zmq_msg_init (&inbox->frame);
+        if (zmq_msg_recv (&inbox->frame, socket, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&inbox->frame);
+            return s_reject (why, why_size, "identity without a body");
+        }
+    }
+    if (zmq_msg_more (&inbox->frame)) {
+        s_skip_more (socket, &inbox->frame);
+        zmq_msg_close (&inbox->frame);
+        return s_reject (why, why_size, "more than one body frame");
+    }
+    if (mesh_msg_decode (&inbox->msg, zmq_msg_data (&inbox->frame),
+                         zmq_msg_size (&inbox->frame), why, why_size) < 0) {
+        zmq_msg_close (&inbox->frame);
+        return -1;
+    }
+    return 1;
+}
+
+void
+mesh_inbox_close (mesh_inbox_t *inbox)
+{
+    zmq_msg_close (&inbox->frame);
+}
+
+//  Selftest -----------------------------------------------------------------
+
+void
+mesh_msg_test (bool verbose)
+{
+    (void) verbose;
+    char id [MESH_ID_LEN + 1];
+    mesh_id_new (id);
+    mesh_buf_t buf;
+    mesh_buf_init (&buf);
+
+    //  A REQUEST survives a round trip, bytes and all
+    mesh_msg_t msg, out;
+    mesh_msg_init (&msg, MESH_MSG_REQUEST, id);
+    msg.attempt = 2;
+    msg.token = 0x1122334455667788ull;
+    strcpy (msg.reply_to, "tcp://127.0.0.1:5559");
+    msg.kind = MESH_KIND_CHAT;
+    unsigned char hash [32];
+    memset (hash, 0xab, sizeof hash);
+    msg.key_hash = (mesh_bytes_t) { (const char *) hash, 32 };
+    strcpy (msg.model, "deepseek-chat");
+    msg.stream = true;
+    const char *body = "{\"model\":\"deepseek-chat\"}";
+    msg.body = (mesh_bytes_t) { body, strlen (body) };
+    assert (mesh_msg_encode (&msg, &buf) == 0);
+    char why [128];
+    assert (mesh_msg_decode (&out, buf.data, buf.len, why, sizeof why) == 0);
+    assert (out.type == MESH_MSG_REQUEST);
+    assert (mesh_streq (out.id, id));
+    assert (out.attempt == 2 && out.token == 0x1122334455667788ull);
+    assert (mesh_streq (out.reply_to, "tcp://127.0.0.1:5559"));
+    assert (out.stream && out.kind == MESH_KIND_CHAT);
+    assert (out.key_hash.size == 32 && memcmp (out.key_hash.data, hash, 32) == 0);
+    assert (out.body.size == strlen (body) && memcmp (out.body.data, body, out.body.size) == 0);
+    assert (mesh_streq (mesh_msg_name (out.type), "REQUEST"));
+
+    //  Every truncation of a valid message is rejected, never read past
+    for (size_t cut = 0; cut < buf.len; cut++)
+        assert (mesh_msg_decode (&out, buf.data, cut, why, sizeof why) == -1);
+    //  Trailing bytes are rejected
+    mesh_buf_append (&buf, "x", 1);
+    assert (mesh_msg_decode (&out, buf.data, buf.len, why, sizeof why) == -1);
+    assert (strstr (why, "trailing"));
+
+    //  A message type without a request id
+    mesh_buf_reset (&buf);
+    mesh_msg_init (&msg, MESH_MSG_HEARTBEAT, NULL);
+    strcpy (msg.sender, "connector-1");
+    msg.inflight = 7;
+    assert (mesh_msg_encode (&msg, &buf) == 0);
+    assert (mesh_msg_decode (&out, buf.data, buf.len, why, sizeof why) == 0);
+    assert (out.type == MESH_MSG_HEARTBEAT && out.inflight == 7 && out.id [0] == 0);
+
+    //  The encoder refuses what the schema forbids
+    mesh_msg_init (&msg, MESH_MSG_CHUNK, "not-an-id");
+    assert (mesh_msg_encode (&msg, &buf) == -1);
+
+    //  Hostile inputs: wrong version, huge declared sizes, wrong kinds
+    const unsigned char version2 [] = { 0x94, 0xa2, 'S', 'M', 0x02, 0x0a, 0xa0 };
+    assert (mesh_msg_decode (&out, version2, sizeof version2, why, sizeof why) == -1);
+    assert (strstr (why, "version"));
+    const unsigned char huge_array [] = { 0xdd, 0xff, 0xff, 0xff, 0xff };
+    assert (mesh_msg_decode (&out, huge_array, sizeof huge_array, why, sizeof why) == -1);
+    const unsigned char huge_str [] = { 0x97, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xdb,
+                                        0xff, 0xff, 0xff, 0xff };
+    assert (mesh_msg_decode (&out, huge_str, sizeof huge_str, why, sizeof why) == -1);
+    const unsigned char negative [] = { 0x96, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa1,
+                                        'c', 0xff };
+    assert (mesh_msg_decode (&out, negative, sizeof negative, why, sizeof why) == -1);
+    assert (strstr (why, "INFLIGHT"));
+    //  Invalid UTF-8 in a string field
+    const unsigned char bad_utf8 [] = { 0x96, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa2,
+                                        0xc3, 0x28, 0x00 };
+    assert (mesh_msg_decode (&out, bad_utf8, sizeof bad_utf8, why, sizeof why) == -1);
+    assert (strstr (why, "SENDER"));
+    const unsigned char good [] = { 0x96, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa2,
+                                    0xc3, 0xa9, 0x05 };
+    assert (mesh_msg_decode (&out, good, sizeof good, why, sizeof why) == 0);
+    assert (out.inflight == 5 && mesh_streq (out.sender, "\xc3\xa9"));
+    assert (s_utf8_valid ("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+    assert (!s_utf8_valid ("\xed\xa0\x80", 3));       //  surrogate
+    assert (!s_utf8_valid ("\xc0\xaf", 2));           //  overlong
+    assert (!s_utf8_valid ("\xe2\x82", 2));           //  truncated
+
+    //  Over ZeroMQ, through a ROUTER: identity and body arrive together
+    void *ctx = zmq_ctx_new ();
+    void *router = zmq_socket (ctx, ZMQ_ROUTER);
+    void *dealer = zmq_socket (ctx, ZMQ_DEALER);
+    zmq_setsockopt (dealer, ZMQ_ROUTING_ID, "conn-1", 6);
+    assert (zmq_bind (router, "inproc://mesh-msg-test") == 0);
+    assert (zmq_connect (dealer, "inproc://mesh-msg-test") == 0);
+    mesh_msg_init (&msg, MESH_MSG_READY, NULL);
+    strcpy (msg.sender, "conn-1");
+    msg.capacity = 100;
+    assert (mesh_msg_send (dealer, &msg, NULL, 0, 0) == 0);
+    zmq_send (dealer, "garbage", 7, 0);
+    mesh_inbox_t inbox;
+    int rc;
+    while ((rc = mesh_msg_recv (router, &inbox, true, why, sizeof why)) == 0)
+        zmq_poll (NULL, 0, 1);
+    assert (rc == 1);
+    assert (inbox.identity_size == 6 && memcmp (inbox.identity, "conn-1", 6) == 0);
+    assert (inbox.msg.type == MESH_MSG_READY && inbox.msg.capacity == 100);
+    mesh_inbox_close (&inbox);
+    while ((rc = mesh_msg_recv (router, &inbox, true, why, sizeof why)) == 0)
+        zmq_poll (NULL, 0, 1);
+    assert (rc == -1);
+    zmq_close (router);
+    zmq_close (dealer);
+    zmq_ctx_term (ctx);
+    mesh_buf_free (&buf);
+}
