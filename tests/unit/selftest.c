@@ -3,12 +3,15 @@
     Each selftest asserts.  The runner forks one child per selftest, so a
     failing assert is counted and the others still run; it exits non-zero if
     any failed.  With a name, runs only the tests whose name contains it.    */
+#include "mesh_admin.h"
 #include "mesh_buf.h"
 #include "mesh_config.h"
+#include "mesh_conn.h"
 #include "mesh_http.h"
 #include "mesh_id.h"
 #include "mesh_log.h"
 #include "mesh_loop.h"
+#include "mesh_metrics.h"
 #include "mesh_msg.h"
 #include "mesh_sse.h"
 #include "mesh_ws.h"
@@ -27,10 +30,13 @@ typedef struct {
 
 static const selftest_t s_tests [] = {
     { "mesh_buf",    mesh_buf_test },
+    { "mesh_admin",  mesh_admin_test },
     { "mesh_id",     mesh_id_test },
     { "mesh_http",   mesh_http_test },
     { "mesh_config", mesh_config_test },
+    { "mesh_conn",   mesh_conn_test },
     { "mesh_loop",   mesh_loop_test },
+    { "mesh_metrics", mesh_metrics_test },
     { "mesh_msg",    mesh_msg_test },
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },

@@ -1,0 +1,385 @@
+/*  mesh_admin: /healthz, /readyz, /metrics and service routes over HTTP/1.1. */
+#include "mesh_admin.h"
+#include "mesh_conn.h"
+#include "mesh_log.h"
+#include "mesh_util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_ROUTES 8
+#define MAX_HEAD_BYTES (16 * 1024)
+#define MAX_BODY_BYTES (1024 * 1024)
+
+typedef struct {
+    char *prefix;
+    mesh_admin_fn *fn;
+    void *arg;
+} route_t;
+
+struct mesh_admin_t {
+    mesh_metrics_t *metrics;
+    mesh_admin_ready_fn *ready_fn;
+    void *ready_arg;
+    route_t routes [MAX_ROUTES];
+    size_t route_count;
+    mesh_loop_t *loop;
+    int listen_fd;
+};
+
+//  One admin client connection
+typedef struct {
+    mesh_admin_t *admin;
+    int fd;
+    mesh_buf_t in;
+    mesh_buf_t out;
+    bool close_after;
+} client_t;
+
+mesh_admin_t *
+mesh_admin_new (mesh_metrics_t *metrics)
+{
+    mesh_admin_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->metrics = metrics;
+    self->listen_fd = -1;
+    return self;
+}
+
+void
+mesh_admin_destroy (mesh_admin_t **self_p)
+{
+    assert (self_p);
+    mesh_admin_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->listen_fd >= 0) {
+        mesh_loop_fd_remove (self->loop, self->listen_fd);
+        close (self->listen_fd);
+    }
+    for (size_t i = 0; i < self->route_count; i++)
+        free (self->routes [i].prefix);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+mesh_admin_set_ready (mesh_admin_t *self, mesh_admin_ready_fn *fn, void *arg)
+{
+    self->ready_fn = fn;
+    self->ready_arg = arg;
+}
+
+void
+mesh_admin_route (mesh_admin_t *self, const char *prefix, mesh_admin_fn *fn, void *arg)
+{
+    assert (self->route_count < MAX_ROUTES);
+    self->routes [self->route_count++] = (route_t) { strdup (prefix), fn, arg };
+}
+
+void
+mesh_admin_handle (mesh_admin_t *self, const mesh_admin_request_t *request,
+                   mesh_admin_response_t *response)
+{
+    mesh_buf_init (&response->body);
+    response->status = 200;
+    response->content_type = "text/plain; charset=utf-8";
+    bool get = mesh_memeq (request->method, request->method_len, "GET")
+            || mesh_memeq (request->method, request->method_len, "HEAD");
+
+    for (size_t i = 0; i < self->route_count; i++) {
+        size_t len = strlen (self->routes [i].prefix);
+        if (request->path_len >= len && memcmp (request->path, self->routes [i].prefix, len) == 0) {
+            self->routes [i].fn (self->routes [i].arg, request, response);
+            return;
+        }
+    }
+    if (mesh_memeq (request->path, request->path_len, "/healthz")) {
+        if (get)
+            mesh_buf_append_str (&response->body, "ok\n");
+        else
+            response->status = 405;
+    }
+    else
+    if (mesh_memeq (request->path, request->path_len, "/readyz")) {
+        if (!get)
+            response->status = 405;
+        else
+        if (!self->ready_fn || self->ready_fn (self->ready_arg, &response->body))
+            mesh_buf_append_str (&response->body, "ready\n");
+        else {
+            response->status = 503;
+            mesh_buf_append_str (&response->body, "\n");
+        }
+    }
+    else
+    if (mesh_memeq (request->path, request->path_len, "/metrics")) {
+        if (get && self->metrics) {
+            response->content_type = "text/plain; version=0.0.4; charset=utf-8";
+            mesh_metrics_render (self->metrics, &response->body);
+        }
+        else
+            response->status = get ? 404 : 405;
+    }
+    else {
+        response->status = 404;
+        mesh_buf_append_str (&response->body, "not found\n");
+    }
+    if (response->status == 405)
+        mesh_buf_append_str (&response->body, "method not allowed\n");
+}
+
+//  Transport on a mesh_loop -------------------------------------------------
+
+static void
+s_client_close (client_t *client)
+{
+    mesh_loop_fd_remove (client->admin->loop, client->fd);
+    close (client->fd);
+    mesh_buf_free (&client->in);
+    mesh_buf_free (&client->out);
+    free (client);
+}
+
+static void
+s_respond (client_t *client, int status, const char *content_type, const mesh_buf_t *body,
+           bool head_only)
+{
+    mesh_buf_printf (&client->out,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
+                     status, mesh_http_reason (status), content_type, mesh_buf_size (body),
+                     client->close_after ? "Connection: close\r\n" : "");
+    if (!head_only)
+        mesh_buf_append (&client->out, mesh_buf_head (body), mesh_buf_size (body));
+}
+
+//  Parses and answers every complete request in the input buffer.
+static int
+s_client_requests (client_t *client)
+{
+    while (mesh_buf_size (&client->in) > 0 && !client->close_after) {
+        mesh_http_head_t head;
+        const char *data = mesh_buf_head (&client->in);
+        size_t size = mesh_buf_size (&client->in);
+        int head_len = mesh_http_parse_request (data, size, MAX_HEAD_BYTES, &head);
+        if (head_len == 0)
+            return 0;
+        mesh_buf_t message;
+        mesh_buf_init (&message);
+        if (head_len < 0 || head.chunked || head.content_length > MAX_BODY_BYTES) {
+            client->close_after = true;
+            mesh_buf_append_str (&message, head_len < 0 ? "bad request\n" : "body too large\n");
+            s_respond (client, head_len < 0 ? 400 : 413, "text/plain", &message, false);
+            mesh_buf_free (&message);
+            return 0;
+        }
+        size_t body_len = head.content_length > 0 ? (size_t) head.content_length : 0;
+        if (size < (size_t) head_len + body_len)
+            return 0;                       //  body still arriving
+        mesh_admin_request_t request = {
+            .method = head.method, .method_len = head.method_len,
+            .path = head.target, .path_len = head.target_len,
+            .query = "", .query_len = 0,
+            .body = data + head_len, .body_len = body_len
+        };
+        const char *query = memchr (head.target, '?', head.target_len);
+        if (query) {
+            request.path_len = (size_t) (query - head.target);
+            request.query = query + 1;
+            request.query_len = head.target_len - request.path_len - 1;
+        }
+        request.authorization = mesh_http_header (&head, "authorization", &request.authorization_len);
+        client->close_after = !head.keep_alive;
+        mesh_admin_response_t response;
+        mesh_admin_handle (client->admin, &request, &response);
+        s_respond (client, response.status, response.content_type, &response.body,
+                   mesh_memeq (head.method, head.method_len, "HEAD"));
+        mesh_buf_free (&response.body);
+        mesh_buf_consume (&client->in, (size_t) head_len + body_len);
+    }
+    return 0;
+}
+
+static int
+s_on_client (mesh_loop_t *loop, int fd, int events, void *arg)
+{
+    (void) loop;
+    client_t *client = arg;
+    if (events & (MESH_READ | MESH_HANGUP)) {
+        while (true) {
+            char *at = mesh_buf_reserve (&client->in, 4096);
+            ssize_t n = recv (fd, at, 4096, 0);
+            if (n > 0) {
+                mesh_buf_commit (&client->in, (size_t) n);
+                if (mesh_buf_size (&client->in) > MAX_HEAD_BYTES + MAX_BODY_BYTES) {
+                    s_client_close (client);
+                    return 0;
+                }
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                break;
+            s_client_close (client);        //  peer closed or failed
+            return 0;
+        }
+        s_client_requests (client);
+    }
+    while (mesh_buf_size (&client->out) > 0) {
+        ssize_t n = send (fd, mesh_buf_head (&client->out), mesh_buf_size (&client->out),
+                          MSG_NOSIGNAL);
+        if (n > 0) {
+            mesh_buf_consume (&client->out, (size_t) n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        s_client_close (client);
+        return 0;
+    }
+    if (mesh_buf_size (&client->out) == 0 && client->close_after) {
+        s_client_close (client);
+        return 0;
+    }
+    mesh_loop_fd_events (client->admin->loop, fd,
+                         MESH_READ | (mesh_buf_size (&client->out) ? MESH_WRITE : 0));
+    return 0;
+}
+
+static int
+s_on_accept (mesh_loop_t *loop, int fd, int events, void *arg)
+{
+    (void) events;
+    mesh_admin_t *self = arg;
+    while (true) {
+        int client_fd = accept4 (fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (client_fd < 0)
+            return 0;
+        client_t *client = calloc (1, sizeof *client);
+        assert (client);
+        client->admin = self;
+        client->fd = client_fd;
+        if (mesh_loop_fd_add (loop, client_fd, MESH_READ, s_on_client, client) < 0) {
+            close (client_fd);
+            free (client);
+        }
+    }
+}
+
+int
+mesh_admin_listen (mesh_admin_t *self, mesh_loop_t *loop, const char *address,
+                   char *why, size_t why_size)
+{
+    self->loop = loop;
+    self->listen_fd = mesh_tcp_listen (address, false, why, why_size);
+    if (self->listen_fd < 0)
+        return -1;
+    return mesh_loop_fd_add (loop, self->listen_fd, MESH_READ, s_on_accept, self);
+}
+
+//  Selftest -----------------------------------------------------------------
+
+static bool
+s_test_not_ready (void *arg, mesh_buf_t *why)
+{
+    (void) arg;
+    mesh_buf_append_str (why, "no connectors");
+    return false;
+}
+
+static int
+s_test_route (void *arg, const mesh_admin_request_t *request, mesh_admin_response_t *response)
+{
+    (void) arg;
+    response->status = 201;
+    mesh_buf_printf (&response->body, "%.*s %.*s", (int) request->body_len, request->body,
+                     (int) request->query_len, request->query);
+    return 0;
+}
+
+static mesh_admin_request_t
+s_test_request (const char *method, const char *path)
+{
+    return (mesh_admin_request_t) { .method = method, .method_len = strlen (method),
+                                    .path = path, .path_len = strlen (path),
+                                    .query = "", .body = "" };
+}
+
+void
+mesh_admin_test (bool verbose)
+{
+    (void) verbose;
+    mesh_metrics_t *metrics = mesh_metrics_new ();
+    mesh_metric_inc (mesh_metrics_counter (metrics, "seekmesh_test_total", "Test.", NULL));
+    mesh_admin_t *admin = mesh_admin_new (metrics);
+    mesh_admin_response_t response;
+
+    mesh_admin_request_t request = s_test_request ("GET", "/healthz");
+    mesh_admin_handle (admin, &request, &response);
+    assert (response.status == 200);
+    mesh_buf_free (&response.body);
+
+    request = s_test_request ("GET", "/readyz");
+    mesh_admin_handle (admin, &request, &response);
+    assert (response.status == 200);
+    mesh_buf_free (&response.body);
+    mesh_admin_set_ready (admin, s_test_not_ready, NULL);
+    mesh_admin_handle (admin, &request, &response);
+    assert (response.status == 503);
+    assert (memmem (response.body.data, response.body.len, "no connectors", 13));
+    mesh_buf_free (&response.body);
+
+    request = s_test_request ("GET", "/metrics");
+    mesh_admin_handle (admin, &request, &response);
+    assert (response.status == 200);
+    assert (memmem (response.body.data, response.body.len, "seekmesh_test_total 1", 21));
+    mesh_buf_free (&response.body);
+
+    request = s_test_request ("POST", "/healthz");
+    mesh_admin_handle (admin, &request, &response);
+    assert (response.status == 405);
+    mesh_buf_free (&response.body);
+    request = s_test_request ("GET", "/nothing");
+    mesh_admin_handle (admin, &request, &response);
+    assert (response.status == 404);
+    mesh_buf_free (&response.body);
+
+    mesh_admin_route (admin, "/admin/", s_test_route, NULL);
+    request = s_test_request ("POST", "/admin/models");
+    request.body = "{}";
+    request.body_len = 2;
+    mesh_admin_handle (admin, &request, &response);
+    assert (response.status == 201);
+    assert (mesh_memeq (response.body.data, response.body.len, "{} "));
+    mesh_buf_free (&response.body);
+
+    //  Over a socket pair, two pipelined requests get two responses
+    mesh_loop_t *loop = mesh_loop_new ();
+    admin->loop = loop;
+    int pair [2];
+    assert (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) == 0);
+    client_t *client = calloc (1, sizeof *client);
+    client->admin = admin;
+    client->fd = pair [0];
+    assert (mesh_loop_fd_add (loop, pair [0], MESH_READ, s_on_client, client) == 0);
+    const char *requests = "GET /healthz HTTP/1.1\r\n\r\nGET /admin/x?q=1 HTTP/1.1\r\nConnection: close\r\n\r\n";
+    assert (write (pair [1], requests, strlen (requests)) == (ssize_t) strlen (requests));
+    s_on_client (loop, pair [0], MESH_READ, client);       //  closes after the second
+    char reply [1024] = "";
+    ssize_t n = read (pair [1], reply, sizeof reply - 1);
+    assert (n > 0);
+    assert (strstr (reply, "HTTP/1.1 200 OK\r\n"));
+    assert (strstr (reply, "HTTP/1.1 201 "));
+    assert (strstr (reply, "\r\n\r\n q=1"));
+    assert (read (pair [1], reply, sizeof reply) == 0);   //  closed as asked
+    close (pair [1]);
+    mesh_loop_destroy (&loop);
+    admin->loop = NULL;
+
+    mesh_admin_destroy (&admin);
+    mesh_admin_destroy (&admin);
+    mesh_metrics_destroy (&metrics);
+}

@@ -1,0 +1,63 @@
+/*  mesh_admin: the admin HTTP port every service has.
+
+    GET /healthz  200 while the process runs its loop
+    GET /readyz   200 when the service's ready check passes, else 503 and why
+    GET /metrics  Prometheus text exposition of the service's registry
+    plus any routes a service adds (the router's /admin/...).
+
+    Served on a mesh_loop (mesh_admin_listen), or through another server's
+    transport (the ingress serves it from libwebsockets) by calling
+    mesh_admin_handle.  Runs on the reactor thread.                         */
+#ifndef MESH_ADMIN_H
+#define MESH_ADMIN_H
+
+#include "mesh_buf.h"
+#include "mesh_http.h"
+#include "mesh_loop.h"
+#include "mesh_metrics.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct mesh_admin_t mesh_admin_t;
+
+typedef struct {
+    const char *method;
+    size_t method_len;
+    const char *path;           //  without the query
+    size_t path_len;
+    const char *query;          //  after '?', or empty
+    size_t query_len;
+    const char *authorization;  //  the Authorization header, or NULL
+    size_t authorization_len;
+    const char *body;
+    size_t body_len;
+} mesh_admin_request_t;
+
+typedef struct {
+    int status;
+    const char *content_type;
+    mesh_buf_t body;
+} mesh_admin_response_t;
+
+//  A route handler fills the response; returns 0.
+typedef int (mesh_admin_fn) (void *arg, const mesh_admin_request_t *request,
+                             mesh_admin_response_t *response);
+//  Returns true when ready; otherwise appends the reason to why.
+typedef bool (mesh_admin_ready_fn) (void *arg, mesh_buf_t *why);
+
+mesh_admin_t *mesh_admin_new (mesh_metrics_t *metrics);
+void mesh_admin_destroy (mesh_admin_t **self_p);
+void mesh_admin_set_ready (mesh_admin_t *self, mesh_admin_ready_fn *fn, void *arg);
+//  Routes requests whose path starts with prefix.
+void mesh_admin_route (mesh_admin_t *self, const char *prefix, mesh_admin_fn *fn, void *arg);
+//  Listens on address ("127.0.0.1:9081") in loop.  -1 with a reason.
+int  mesh_admin_listen (mesh_admin_t *self, mesh_loop_t *loop, const char *address,
+                        char *why, size_t why_size);
+//  Answers one request; the caller frees response->body.
+void mesh_admin_handle (mesh_admin_t *self, const mesh_admin_request_t *request,
+                        mesh_admin_response_t *response);
+
+void mesh_admin_test (bool verbose);
+
+#endif
