@@ -12,6 +12,7 @@
 #include "mesh_log.h"
 #include "mesh_loop.h"
 #include "mesh_metrics.h"
+#include "mesh_models.h"
 #include "mesh_msg.h"
 #include "mesh_sse.h"
 #include "mesh_ws.h"
@@ -37,6 +38,7 @@ static const selftest_t s_tests [] = {
     { "mesh_conn",   mesh_conn_test },
     { "mesh_loop",   mesh_loop_test },
     { "mesh_metrics", mesh_metrics_test },
+    { "mesh_models", mesh_models_test },
     { "mesh_msg",    mesh_msg_test },
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },

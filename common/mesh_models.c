@@ -1,0 +1,363 @@
+/*  mesh_models: model registry with aliases.                                */
+#include "mesh_models.h"
+#include "mesh_util.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *alias;
+    size_t model;
+} alias_t;
+
+struct mesh_models_t {
+    mesh_model_t *models;
+    size_t count;
+    alias_t *aliases;
+    size_t alias_count;
+};
+
+int
+mesh_url_parse (const char *text, mesh_url_t *url, char *why, size_t why_size)
+{
+    memset (url, 0, sizeof *url);
+    const char *rest;
+    int default_port;
+    if (strncmp (text, "https://", 8) == 0) {
+        url->tls = true, default_port = 443, rest = text + 8;
+    }
+    else
+    if (strncmp (text, "http://", 7) == 0) {
+        default_port = 80, rest = text + 7;
+    }
+    else
+    if (strncmp (text, "wss://", 6) == 0) {
+        url->tls = url->websocket = true, default_port = 443, rest = text + 6;
+    }
+    else
+    if (strncmp (text, "ws://", 5) == 0) {
+        url->websocket = true, default_port = 80, rest = text + 5;
+    }
+    else {
+        snprintf (why, why_size, "\"%s\": the scheme must be http, https, ws or wss", text);
+        return -1;
+    }
+    const char *slash = strchr (rest, '/');
+    size_t authority_len = slash ? (size_t) (slash - rest) : strlen (rest);
+    if (authority_len == 0 || memchr (rest, '@', authority_len)) {
+        snprintf (why, why_size, "\"%s\": expected scheme://host[:port]/path", text);
+        return -1;
+    }
+    const char *host = rest, *port = NULL;
+    size_t host_len = authority_len;
+    if (*rest == '[') {
+        const char *close = memchr (rest, ']', authority_len);
+        if (!close) {
+            snprintf (why, why_size, "\"%s\": unterminated IPv6 address", text);
+            return -1;
+        }
+        host = rest + 1;
+        host_len = (size_t) (close - rest - 1);
+        if (close + 1 < rest + authority_len) {
+            if (close [1] != ':') {
+                snprintf (why, why_size, "\"%s\": bad port", text);
+                return -1;
+            }
+            port = close + 2;
+        }
+    }
+    else {
+        const char *colon = memchr (rest, ':', authority_len);
+        if (colon) {
+            host_len = (size_t) (colon - rest);
+            port = colon + 1;
+        }
+    }
+    if (host_len == 0 || host_len >= sizeof url->host) {
+        snprintf (why, why_size, "\"%s\": bad host", text);
+        return -1;
+    }
+    memcpy (url->host, host, host_len);
+    url->port = default_port;
+    if (port) {
+        size_t port_len = (size_t) (rest + authority_len - port);
+        int value = 0;
+        if (port_len == 0 || port_len > 5) {
+            snprintf (why, why_size, "\"%s\": bad port", text);
+            return -1;
+        }
+        for (size_t i = 0; i < port_len; i++) {
+            if (!isdigit ((unsigned char) port [i])) {
+                snprintf (why, why_size, "\"%s\": bad port", text);
+                return -1;
+            }
+            value = value * 10 + (port [i] - '0');
+        }
+        if (value == 0 || value > 65535) {
+            snprintf (why, why_size, "\"%s\": bad port", text);
+            return -1;
+        }
+        url->port = value;
+    }
+    const char *path = slash ? slash : "/";
+    if (strlen (path) >= sizeof url->path) {
+        snprintf (why, why_size, "\"%s\": path too long", text);
+        return -1;
+    }
+    for (const char *p = path; *p; p++)
+        if ((unsigned char) *p <= 0x20 || *p == 0x7f) {
+            snprintf (why, why_size, "\"%s\": the path has a space or control character", text);
+            return -1;
+        }
+    strcpy (url->path, path);
+    bool ipv6 = strchr (url->host, ':') != NULL;
+    if (url->port == default_port)
+        snprintf (url->host_header, sizeof url->host_header, ipv6 ? "[%s]" : "%s", url->host);
+    else
+        snprintf (url->host_header, sizeof url->host_header, ipv6 ? "[%s]:%d" : "%s:%d",
+                  url->host, url->port);
+    return 0;
+}
+
+static void
+s_add_alias (mesh_models_t *self, mesh_config_t *config, const char *path, const char *alias,
+             size_t model)
+{
+    if (mesh_models_find (self, alias)) {
+        mesh_config_invalid (config, path, "\"%s\" names a model already", alias);
+        return;
+    }
+    self->aliases = realloc (self->aliases, (self->alias_count + 1) * sizeof *self->aliases);
+    assert (self->aliases);
+    self->aliases [self->alias_count++] = (alias_t) { alias, model };
+}
+
+mesh_models_t *
+mesh_models_load (mesh_config_t *config)
+{
+    mesh_models_t *self = calloc (1, sizeof *self);
+    assert (self);
+    size_t count = mesh_config_array_size (config, "models");
+    self->models = calloc (count ? count : 1, sizeof *self->models);
+    assert (self->models);
+    int64_t connect_ms = mesh_config_int (config, "connector.connect_timeout_ms", 5000);
+    int64_t first_byte_ms = mesh_config_int (config, "connector.first_byte_timeout_ms", 120000);
+    int64_t idle_ms = mesh_config_int (config, "connector.idle_timeout_ms", 60000);
+
+    for (size_t i = 0; i < count; i++) {
+        char path [96], base [32];
+        snprintf (base, sizeof base, "models.%zu", i);
+#define AT(field) (snprintf (path, sizeof path, "%s.%s", base, field), path)
+        mesh_model_t *model = &self->models [self->count];
+        model->index = self->count;
+        model->name = mesh_config_str (config, AT ("name"), NULL);
+        if (!model->name || !*model->name) {
+            mesh_config_invalid (config, AT ("name"), "every model needs a name");
+            continue;
+        }
+        if (mesh_models_find (self, model->name)) {
+            mesh_config_invalid (config, AT ("name"), "\"%s\" is defined twice", model->name);
+            continue;
+        }
+        model->type = mesh_config_str (config, AT ("type"), "llm");
+        model->endpoint = mesh_config_str (config, AT ("endpoint"), NULL);
+        char why [256];
+        if (!model->endpoint) {
+            mesh_config_invalid (config, AT ("endpoint"), "model \"%s\" needs an endpoint", model->name);
+            continue;
+        }
+        if (mesh_url_parse (model->endpoint, &model->url, why, sizeof why) < 0) {
+            mesh_config_invalid (config, AT ("endpoint"), "%s", why);
+            continue;
+        }
+        model->upstream_model = mesh_config_str (config, AT ("upstream_model"), model->name);
+        const char *auth_type = mesh_config_str (config, AT ("auth.type"), "api_key");
+        if (mesh_streq (auth_type, "api_key")) {
+            model->auth_header = mesh_config_str (config, AT ("auth.key_name"), "Authorization");
+            model->auth_env = mesh_config_str (config, AT ("auth.key_env"), NULL);
+            if (!model->auth_env || !*model->auth_env) {
+                mesh_config_invalid (config, AT ("auth.key_env"),
+                                     "name the environment variable holding the upstream key");
+                continue;
+            }
+            for (const char *p = model->auth_header; *p; p++)
+                if (!isalnum ((unsigned char) *p) && *p != '-' && *p != '_') {
+                    mesh_config_invalid (config, AT ("auth.key_name"), "not a header name");
+                    break;
+                }
+        }
+        else
+        if (!mesh_streq (auth_type, "none")) {
+            mesh_config_invalid (config, AT ("auth.type"), "expected \"api_key\" or \"none\"");
+            continue;
+        }
+        const char *delimiter = mesh_config_str (config, AT ("stream_config.delimiter"), "\n\n");
+        if (!mesh_streq (delimiter, "\n\n") && !mesh_streq (delimiter, "\r\n\r\n"))
+            mesh_config_invalid (config, AT ("stream_config.delimiter"),
+                                 "SSE events end with a blank line: use \"\\n\\n\" or \"\\r\\n\\r\\n\"");
+        model->chunk_size = mesh_config_int (config, AT ("stream_config.chunk_size"), 1024);
+        if (model->chunk_size < 1 || model->chunk_size > 16 * 1024 * 1024)
+            mesh_config_invalid (config, AT ("stream_config.chunk_size"), "must be 1 .. 16777216");
+        model->stream_only = mesh_config_bool (config, AT ("stream_only"), model->url.websocket);
+        if (model->url.websocket && !model->stream_only)
+            mesh_config_invalid (config, AT ("stream_only"), "a WebSocket upstream always streams");
+        const char *fallback = mesh_config_str (config, AT ("fallback"), NULL);
+        model->fallback = fallback && *fallback ? fallback : NULL;
+        const char *ca_file = mesh_config_str (config, AT ("ca_file"), NULL);
+        model->ca_file = ca_file && *ca_file ? ca_file : NULL;
+        model->max_concurrency = mesh_config_int (config, AT ("max_concurrency"), 0);
+        if (model->max_concurrency < 0)
+            mesh_config_invalid (config, AT ("max_concurrency"), "must be 0 (no limit) or more");
+        model->connect_timeout_ms = mesh_config_int (config, AT ("connect_timeout_ms"), connect_ms);
+        model->first_byte_timeout_ms = mesh_config_int (config, AT ("first_byte_timeout_ms"), first_byte_ms);
+        model->idle_timeout_ms = mesh_config_int (config, AT ("idle_timeout_ms"), idle_ms);
+        if (model->connect_timeout_ms <= 0 || model->first_byte_timeout_ms <= 0
+        ||  model->idle_timeout_ms <= 0)
+            mesh_config_invalid (config, base, "timeouts must be positive");
+        self->count++;
+    }
+    //  Aliases: per model, then the top-level map
+    for (size_t i = 0; i < count && i < self->count; i++) {
+        char path [96];
+        snprintf (path, sizeof path, "models.%zu.aliases", self->models [i].index);
+        json_t *list = mesh_config_node (config, path);
+        if (!list)
+            continue;
+        if (!json_is_array (list)) {
+            mesh_config_invalid (config, path, "expected an array of names");
+            continue;
+        }
+        size_t k;
+        json_t *alias;
+        json_array_foreach (list, k, alias) {
+            if (!json_is_string (alias) || !*json_string_value (alias))
+                mesh_config_invalid (config, path, "aliases are non-empty strings");
+            else
+                s_add_alias (self, config, path, json_string_value (alias), i);
+        }
+    }
+    json_t *map = mesh_config_node (config, "aliases");
+    if (map && !json_is_object (map))
+        mesh_config_invalid (config, "aliases", "expected an object of alias: model");
+    else
+    if (map) {
+        const char *alias;
+        json_t *target;
+        json_object_foreach (map, alias, target) {
+            mesh_model_t *model = json_is_string (target)
+                                ? mesh_models_find (self, json_string_value (target)) : NULL;
+            if (!model)
+                mesh_config_invalid (config, "aliases", "\"%s\" points to no model", alias);
+            else
+                s_add_alias (self, config, "aliases", alias, model->index);
+        }
+    }
+    for (size_t i = 0; i < self->count; i++)
+        if (self->models [i].fallback && !mesh_models_find (self, self->models [i].fallback))
+            mesh_config_invalid (config, "models", "the fallback of \"%s\" (\"%s\") is no model",
+                                 self->models [i].name, self->models [i].fallback);
+    return self;
+}
+
+void
+mesh_models_destroy (mesh_models_t **self_p)
+{
+    assert (self_p);
+    mesh_models_t *self = *self_p;
+    if (!self)
+        return;
+    free (self->models);
+    free (self->aliases);
+    free (self);
+    *self_p = NULL;
+}
+
+size_t
+mesh_models_count (mesh_models_t *self)
+{
+    return self->count;
+}
+
+mesh_model_t *
+mesh_models_at (mesh_models_t *self, size_t index)
+{
+    return index < self->count ? &self->models [index] : NULL;
+}
+
+mesh_model_t *
+mesh_models_find (mesh_models_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (strcmp (self->models [i].name, name) == 0)
+            return &self->models [i];
+    for (size_t i = 0; i < self->alias_count; i++)
+        if (strcmp (self->aliases [i].alias, name) == 0)
+            return &self->models [self->aliases [i].model];
+    return NULL;
+}
+
+void
+mesh_models_test (bool verbose)
+{
+    (void) verbose;
+    mesh_url_t url;
+    char why [256];
+    assert (mesh_url_parse ("https://api.deepseek.com/v1/chat/completions", &url, why, sizeof why) == 0);
+    assert (url.tls && !url.websocket && url.port == 443);
+    assert (mesh_streq (url.host, "api.deepseek.com") && mesh_streq (url.path, "/v1/chat/completions"));
+    assert (mesh_streq (url.host_header, "api.deepseek.com"));
+    assert (mesh_url_parse ("ws://127.0.0.1:9100/v1/chat/completions", &url, why, sizeof why) == 0);
+    assert (url.websocket && !url.tls && url.port == 9100);
+    assert (mesh_streq (url.host_header, "127.0.0.1:9100"));
+    assert (mesh_url_parse ("http://[::1]:8000", &url, why, sizeof why) == 0);
+    assert (mesh_streq (url.host, "::1") && mesh_streq (url.path, "/"));
+    assert (mesh_streq (url.host_header, "[::1]:8000"));
+    assert (mesh_url_parse ("ftp://x/", &url, why, sizeof why) == -1);
+    assert (mesh_url_parse ("http://x:0/", &url, why, sizeof why) == -1);
+    assert (mesh_url_parse ("http://u@x/", &url, why, sizeof why) == -1);
+    assert (mesh_url_parse ("http://x/a b", &url, why, sizeof why) == -1);
+
+    const char *text =
+        "{ \"connector\": { \"idle_timeout_ms\": 1234 },"
+        "  \"models\": ["
+        "    { \"name\": \"deepseek-chat\", \"endpoint\": \"https://api.deepseek.com/chat/completions\","
+        "      \"auth\": { \"key_env\": \"DEEPSEEK_API_KEY\" }, \"fallback\": \"qwen\","
+        "      \"max_concurrency\": 64, \"aliases\": [\"chat\"] },"
+        "    { \"name\": \"qwen\", \"endpoint\": \"wss://qwen.local/ws\", \"auth\": { \"type\": \"none\" },"
+        "      \"upstream_model\": \"Qwen/Qwen2.5-7B\", \"idle_timeout_ms\": 99 } ],"
+        "  \"aliases\": { \"fast\": \"qwen\" } }";
+    mesh_config_t *config = mesh_config_parse (text, strlen (text), "models.json", why, sizeof why);
+    assert (config);
+    mesh_models_t *models = mesh_models_load (config);
+    assert (mesh_config_failed (config) == NULL);
+    assert (mesh_models_count (models) == 2);
+    mesh_model_t *chat = mesh_models_find (models, "chat");
+    assert (chat && mesh_streq (chat->name, "deepseek-chat"));
+    assert (mesh_streq (chat->auth_header, "Authorization") && mesh_streq (chat->auth_env, "DEEPSEEK_API_KEY"));
+    assert (chat->max_concurrency == 64 && mesh_streq (chat->fallback, "qwen"));
+    assert (!chat->stream_only && chat->idle_timeout_ms == 1234);
+    mesh_model_t *qwen = mesh_models_find (models, "fast");
+    assert (qwen && qwen->stream_only && qwen->auth_header == NULL);
+    assert (mesh_streq (qwen->upstream_model, "Qwen/Qwen2.5-7B") && qwen->idle_timeout_ms == 99);
+    assert (mesh_models_find (models, "gpt-9") == NULL);
+    mesh_models_destroy (&models);
+    mesh_config_destroy (&config);
+
+    //  Errors name the field
+    const char *bad = "{ \"models\": [ { \"name\": \"a\", \"endpoint\": \"gopher://x\" } ] }";
+    config = mesh_config_parse (bad, strlen (bad), "bad.json", why, sizeof why);
+    models = mesh_models_load (config);
+    assert (strstr (mesh_config_failed (config), "models.0.endpoint"));
+    mesh_models_destroy (&models);
+    mesh_config_destroy (&config);
+    const char *dangling = "{ \"models\": [ { \"name\": \"a\", \"endpoint\": \"http://x\","
+                           " \"auth\": {\"type\":\"none\"}, \"fallback\": \"b\" } ] }";
+    config = mesh_config_parse (dangling, strlen (dangling), "d.json", why, sizeof why);
+    models = mesh_models_load (config);
+    assert (strstr (mesh_config_failed (config), "fallback"));
+    mesh_models_destroy (&models);
+    mesh_config_destroy (&config);
+}

@@ -1,0 +1,72 @@
+/*  mesh_models: the model registry, read from the config's models[] and
+    aliases{}.  The router uses names, aliases, fallbacks and limits; the
+    connector uses endpoints, credentials and stream settings.
+
+    A model entry (see DESIGN.md):
+      { "name": "deepseek-chat", "type": "llm",
+        "endpoint": "https://api.deepseek.com/v1/chat/completions",
+        "upstream_model": "deepseek-chat",            (default: name)
+        "auth": { "type": "api_key", "key_name": "Authorization",
+                  "key_env": "DEEPSEEK_API_KEY" },
+        "stream_config": { "chunk_size": 1024, "delimiter": "\n\n" },
+        "stream_only": false,                        (default: true for ws)
+        "fallback": "qwen-7b", "max_concurrency": 64,
+        "aliases": ["deepseek-v4-flash"], "ca_file": "",
+        "connect_timeout_ms": …, "first_byte_timeout_ms": …,
+        "idle_timeout_ms": … }                       (default: connector.*)
+    Errors are recorded on the config (mesh_config_failed names the field).
+    Read-only once loaded; any thread may read it.                           */
+#ifndef MESH_MODELS_H
+#define MESH_MODELS_H
+
+#include "mesh_config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    bool tls;
+    bool websocket;
+    char host [256];
+    int port;
+    char path [512];            //  path and query
+    char host_header [272];     //  host, with :port when not the default
+} mesh_url_t;
+
+//  Parses http://, https://, ws:// and wss:// URLs.  -1 with a reason.
+int mesh_url_parse (const char *text, mesh_url_t *url, char *why, size_t why_size);
+
+typedef struct {
+    size_t index;
+    const char *name;
+    const char *type;
+    const char *endpoint;
+    mesh_url_t url;
+    const char *upstream_model;
+    const char *auth_header;    //  header name, or NULL for no credentials
+    const char *auth_env;       //  environment variable holding the key
+    const char *fallback;       //  model name, or NULL
+    const char *ca_file;        //  NULL: the system CA store
+    int64_t max_concurrency;    //  0: no limit
+    int64_t chunk_size;
+    bool stream_only;
+    int64_t connect_timeout_ms;
+    int64_t first_byte_timeout_ms;
+    int64_t idle_timeout_ms;
+} mesh_model_t;
+
+typedef struct mesh_models_t mesh_models_t;
+
+//  Loads the registry; on invalid entries records the error on config and
+//  returns what it could read (callers check mesh_config_failed).
+mesh_models_t *mesh_models_load (mesh_config_t *config);
+void           mesh_models_destroy (mesh_models_t **self_p);
+size_t         mesh_models_count (mesh_models_t *self);
+mesh_model_t  *mesh_models_at (mesh_models_t *self, size_t index);
+//  Finds a model by name or alias; NULL if unknown.
+mesh_model_t  *mesh_models_find (mesh_models_t *self, const char *name);
+
+void           mesh_models_test (bool verbose);
+
+#endif
