@@ -14,7 +14,7 @@
 #include <zmq.h>
 
 #define MAX_EVENTS 256
-#define MAX_ZMQ    32
+#define MAX_ZMQ    256
 #define MAX_SIGNALS 8
 
 typedef struct {

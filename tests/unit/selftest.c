@@ -11,11 +11,13 @@
 #include "mesh_id.h"
 #include "mesh_log.h"
 #include "mesh_loop.h"
+#include "mesh_map.h"
 #include "mesh_metrics.h"
 #include "mesh_models.h"
 #include "mesh_msg.h"
 #include "mesh_sse.h"
 #include "mesh_ws.h"
+#include "mesh_zmq.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,11 +39,13 @@ static const selftest_t s_tests [] = {
     { "mesh_config", mesh_config_test },
     { "mesh_conn",   mesh_conn_test },
     { "mesh_loop",   mesh_loop_test },
+    { "mesh_map",    mesh_map_test },
     { "mesh_metrics", mesh_metrics_test },
     { "mesh_models", mesh_models_test },
     { "mesh_msg",    mesh_msg_test },
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },
+    { "mesh_zmq",    mesh_zmq_test },
 };
 
 int

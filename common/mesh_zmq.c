@@ -1,0 +1,233 @@
+/*  mesh_zmq: standard socket options and the reply-endpoint outbox.         */
+#include "mesh_zmq.h"
+#include "mesh_log.h"
+#include "mesh_map.h"
+#include "mesh_util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+void *
+mesh_zmq_socket (void *ctx, int type)
+{
+    void *socket = zmq_socket (ctx, type);
+    if (!socket)
+        return NULL;
+    int linger = 0, hwm = MESH_ZMQ_HWM, keepalive = 1, idle = 30;
+    zmq_setsockopt (socket, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (socket, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (socket, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (socket, ZMQ_TCP_KEEPALIVE, &keepalive, sizeof keepalive);
+    zmq_setsockopt (socket, ZMQ_TCP_KEEPALIVE_IDLE, &idle, sizeof idle);
+    //  Reconnect quickly after a peer restarts, backing off to 1 s
+    int reconnect = 100, reconnect_max = 1000;
+    zmq_setsockopt (socket, ZMQ_RECONNECT_IVL, &reconnect, sizeof reconnect);
+    zmq_setsockopt (socket, ZMQ_RECONNECT_IVL_MAX, &reconnect_max, sizeof reconnect_max);
+    return socket;
+}
+
+typedef struct {
+    char *endpoint;
+    void *push;
+    void *monitor;              //  PAIR reading the PUSH socket's events
+    mesh_outbox_t *outbox;
+} peer_t;
+
+struct mesh_outbox_t {
+    void *ctx;
+    mesh_loop_t *loop;
+    mesh_outbox_lost_fn *lost_fn;
+    void *lost_arg;
+    mesh_map_t *peers;          //  endpoint -> peer_t
+    unsigned monitors;          //  names inproc monitor endpoints
+};
+
+mesh_outbox_t *
+mesh_outbox_new (void *ctx, mesh_loop_t *loop, mesh_outbox_lost_fn *fn, void *arg)
+{
+    mesh_outbox_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->ctx = ctx;
+    self->loop = loop;
+    self->lost_fn = fn;
+    self->lost_arg = arg;
+    self->peers = mesh_map_new ();
+    return self;
+}
+
+void
+mesh_outbox_destroy (mesh_outbox_t **self_p)
+{
+    assert (self_p);
+    mesh_outbox_t *self = *self_p;
+    if (!self)
+        return;
+    size_t cursor = 0;
+    peer_t *peer;
+    while ((peer = mesh_map_next (self->peers, &cursor, NULL))) {
+        mesh_loop_zmq_remove (self->loop, peer->monitor);
+        zmq_socket_monitor (peer->push, NULL, 0);
+        zmq_close (peer->monitor);
+        zmq_close (peer->push);
+        free (peer->endpoint);
+        free (peer);
+    }
+    mesh_map_destroy (&self->peers);
+    free (self);
+    *self_p = NULL;
+}
+
+static int
+s_on_monitor (mesh_loop_t *loop, void *socket, void *arg)
+{
+    (void) loop;
+    peer_t *peer = arg;
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    if (zmq_msg_recv (&frame, socket, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&frame);
+        return 0;
+    }
+    uint16_t event = 0;
+    if (zmq_msg_size (&frame) >= 2)
+        memcpy (&event, zmq_msg_data (&frame), 2);
+    //  Second frame: the endpoint address; ours is known already
+    while (zmq_msg_more (&frame)) {
+        zmq_msg_close (&frame);
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, socket, ZMQ_DONTWAIT) < 0)
+            break;
+    }
+    zmq_msg_close (&frame);
+    if (event == ZMQ_EVENT_DISCONNECTED && peer->outbox->lost_fn) {
+        mesh_info ("reply endpoint %s disconnected", peer->endpoint);
+        peer->outbox->lost_fn (peer->outbox->lost_arg, peer->endpoint);
+    }
+    return 0;
+}
+
+static peer_t *
+s_peer (mesh_outbox_t *self, const char *endpoint)
+{
+    peer_t *peer = mesh_map_get (self->peers, endpoint);
+    if (peer)
+        return peer;
+    peer = calloc (1, sizeof *peer);
+    assert (peer);
+    peer->outbox = self;
+    peer->endpoint = strdup (endpoint);
+    peer->push = mesh_zmq_socket (self->ctx, ZMQ_PUSH);
+    char name [64];
+    snprintf (name, sizeof name, "inproc://mesh-outbox-monitor-%p-%u", (void *) self, self->monitors++);
+    if (!peer->push
+    ||  zmq_socket_monitor (peer->push, name, ZMQ_EVENT_DISCONNECTED) < 0
+    ||  !(peer->monitor = zmq_socket (self->ctx, ZMQ_PAIR))
+    ||  zmq_connect (peer->monitor, name) < 0
+    ||  zmq_connect (peer->push, endpoint) < 0
+    ||  mesh_loop_zmq_add (self->loop, peer->monitor, s_on_monitor, peer) < 0) {
+        int saved = errno;
+        mesh_warn ("cannot connect to reply endpoint %s: %s", endpoint, zmq_strerror (saved));
+        if (peer->monitor)
+            zmq_close (peer->monitor);
+        if (peer->push)
+            zmq_close (peer->push);
+        free (peer->endpoint);
+        free (peer);
+        errno = saved;
+        return NULL;
+    }
+    mesh_map_put (self->peers, peer->endpoint, peer);
+    return peer;
+}
+
+int
+mesh_outbox_send (mesh_outbox_t *self, const char *endpoint, const mesh_msg_t *msg)
+{
+    peer_t *peer = s_peer (self, endpoint);
+    if (!peer)
+        return -1;
+    return mesh_msg_send (peer->push, msg, NULL, 0, ZMQ_DONTWAIT);
+}
+
+//  Selftest -----------------------------------------------------------------
+
+typedef struct {
+    int lost;
+    char endpoint [64];
+} test_state_t;
+
+static void
+s_test_lost (void *arg, const char *endpoint)
+{
+    test_state_t *state = arg;
+    state->lost++;
+    snprintf (state->endpoint, sizeof state->endpoint, "%s", endpoint);
+}
+
+static int
+s_test_timeout (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    (void) loop; (void) timer; (void) arg;
+    return -1;
+}
+
+static int
+s_test_stop_when_lost (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    test_state_t *state = arg;
+    if (state->lost)
+        return -1;
+    mesh_loop_timer_start (loop, timer, 5, s_test_stop_when_lost, arg);
+    return 0;
+}
+
+void
+mesh_zmq_test (bool verbose)
+{
+    (void) verbose;
+    void *ctx = zmq_ctx_new ();
+    mesh_loop_t *loop = mesh_loop_new ();
+    test_state_t state = { 0 };
+    mesh_outbox_t *outbox = mesh_outbox_new (ctx, loop, s_test_lost, &state);
+
+    void *pull = mesh_zmq_socket (ctx, ZMQ_PULL);
+    assert (zmq_bind (pull, "tcp://127.0.0.1:*") == 0);
+    char endpoint [64];
+    size_t size = sizeof endpoint;
+    zmq_getsockopt (pull, ZMQ_LAST_ENDPOINT, endpoint, &size);
+
+    char id [MESH_ID_LEN + 1];
+    mesh_id_new (id);
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_CHUNK, id);
+    msg.data = (mesh_bytes_t) { "hello", 5 };
+    assert (mesh_outbox_send (outbox, endpoint, &msg) == 0);
+    mesh_inbox_t inbox;
+    char why [64];
+    int rc, tries = 0;
+    while ((rc = mesh_msg_recv (pull, &inbox, false, why, sizeof why)) == 0 && tries++ < 1000)
+        zmq_poll (NULL, 0, 2);
+    assert (rc == 1);
+    assert (inbox.msg.type == MESH_MSG_CHUNK && inbox.msg.data.size == 5);
+    mesh_inbox_close (&inbox);
+
+    //  The ingress goes away: the outbox says so
+    zmq_close (pull);
+    mesh_timer_t poll_timer = { 0 }, deadline = { 0 };
+    mesh_loop_timer_start (loop, &poll_timer, 5, s_test_stop_when_lost, &state);
+    mesh_loop_timer_start (loop, &deadline, 3000, s_test_timeout, NULL);
+    mesh_loop_run (loop);
+    assert (state.lost == 1);
+    assert (strcmp (state.endpoint, endpoint) == 0);
+    mesh_loop_timer_stop (loop, &poll_timer);
+    mesh_loop_timer_stop (loop, &deadline);
+
+    mesh_outbox_destroy (&outbox);
+    mesh_outbox_destroy (&outbox);
+    mesh_loop_destroy (&loop);
+    zmq_ctx_term (ctx);
+}

@@ -1,0 +1,37 @@
+/*  mesh_zmq: ZeroMQ sockets with the mesh's standard options, and the
+    outbox of PUSH sockets a service keeps towards ingress reply endpoints.
+
+    Every mesh socket is made by mesh_zmq_socket, so options that must hold
+    everywhere (linger, high-water marks, TCP keep-alive, and later CURVE
+    keys) are set in one place.
+
+    The outbox connects one PUSH socket per reply endpoint on first use and
+    watches it with a socket monitor: when the ingress behind an endpoint
+    disconnects (it died or restarted), lost_fn is called with the endpoint
+    so the service can cancel the work it was doing for it.  Sends never
+    block: at the high-water mark they fail with EAGAIN.  Reactor thread
+    only.                                                                   */
+#ifndef MESH_ZMQ_H
+#define MESH_ZMQ_H
+
+#include "mesh_loop.h"
+#include "mesh_msg.h"
+
+#include <stdbool.h>
+
+#define MESH_ZMQ_HWM 100000
+
+//  A socket of type with the standard options; NULL with errno.
+void *mesh_zmq_socket (void *ctx, int type);
+
+typedef struct mesh_outbox_t mesh_outbox_t;
+typedef void (mesh_outbox_lost_fn) (void *arg, const char *endpoint);
+
+mesh_outbox_t *mesh_outbox_new (void *ctx, mesh_loop_t *loop, mesh_outbox_lost_fn *fn, void *arg);
+void mesh_outbox_destroy (mesh_outbox_t **self_p);
+//  Sends msg to the PULL socket at endpoint.  0, or -1 with errno.
+int  mesh_outbox_send (mesh_outbox_t *self, const char *endpoint, const mesh_msg_t *msg);
+
+void mesh_zmq_test (bool verbose);
+
+#endif
