@@ -16,7 +16,7 @@ WARNINGS  := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wpointer-arith -Wcast-qual
 OPT       ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE $(OPT) $(WARNINGS) $(EXTRA_CFLAGS) \
-             -Icommon -Iproto $(PKG_CFLAGS)
+             -Icommon -Iproto -Iservices $(PKG_CFLAGS)
 LDLIBS    += $(PKG_LIBS) -lpthread -lm
 ifdef WERROR
 CFLAGS    += -Werror
@@ -55,7 +55,7 @@ SERVICE_TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out %/main.c,$(wild
 TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/unit/*.c))
 $(TEST_BIN): $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iservices -o $@ $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH) $(LDLIBS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

@@ -520,19 +520,19 @@ mesh_msg_test (bool verbose)
     const unsigned char huge_str [] = { 0x97, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xdb,
                                         0xff, 0xff, 0xff, 0xff };
     assert (mesh_msg_decode (&out, huge_str, sizeof huge_str, why, sizeof why) == -1);
-    const unsigned char negative [] = { 0x96, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa1,
-                                        'c', 0xff };
+    const unsigned char negative [] = { 0x97, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa1,
+                                        'c', 0x05, 0xff };
     assert (mesh_msg_decode (&out, negative, sizeof negative, why, sizeof why) == -1);
     assert (strstr (why, "INFLIGHT"));
     //  Invalid UTF-8 in a string field
-    const unsigned char bad_utf8 [] = { 0x96, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa2,
-                                        0xc3, 0x28, 0x00 };
+    const unsigned char bad_utf8 [] = { 0x97, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa2,
+                                        0xc3, 0x28, 0x00, 0x00 };
     assert (mesh_msg_decode (&out, bad_utf8, sizeof bad_utf8, why, sizeof why) == -1);
     assert (strstr (why, "SENDER"));
-    const unsigned char good [] = { 0x96, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa2,
-                                    0xc3, 0xa9, 0x05 };
+    const unsigned char good [] = { 0x97, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa2,
+                                    0xc3, 0xa9, 0x03, 0x05 };
     assert (mesh_msg_decode (&out, good, sizeof good, why, sizeof why) == 0);
-    assert (out.inflight == 5 && mesh_streq (out.sender, "\xc3\xa9"));
+    assert (out.inflight == 5 && out.capacity == 3 && mesh_streq (out.sender, "\xc3\xa9"));
     assert (s_utf8_valid ("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
     assert (!s_utf8_valid ("\xed\xa0\x80", 3));       //  surrogate
     assert (!s_utf8_valid ("\xc0\xaf", 2));           //  overlong

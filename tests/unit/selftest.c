@@ -18,6 +18,9 @@
 #include "mesh_sse.h"
 #include "mesh_ws.h"
 #include "mesh_zmq.h"
+#include "router/router.h"
+#include "router/router_connectors.h"
+#include "router/router_keys.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -46,6 +49,9 @@ static const selftest_t s_tests [] = {
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },
     { "mesh_zmq",    mesh_zmq_test },
+    { "router_keys", router_keys_test },
+    { "router_connectors", router_connectors_test },
+    { "router",      router_test },
 };
 
 int

@@ -1,0 +1,31 @@
+/*  router: the policy stage.  Authenticates keys, resolves models, and
+    dispatches each request to the connector with the most free capacity;
+    tracks which connector holds which request, forwards cancellations, and
+    hands requests of a lost connector back to their ingress.
+    Reactor thread only.                                                      */
+#ifndef ROUTER_H
+#define ROUTER_H
+
+#include "mesh_buf.h"
+#include "mesh_config.h"
+#include "mesh_loop.h"
+#include "mesh_metrics.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct router_t router_t;
+
+//  Binds the router's sockets and starts its heartbeat.  NULL with a reason.
+router_t *router_new (mesh_config_t *config, void *zmq_ctx, mesh_loop_t *loop,
+                      mesh_metrics_t *metrics, char *why, size_t why_size);
+void      router_destroy (router_t **self_p);
+//  Ready while at least one connector is alive.
+bool      router_ready (router_t *self, mesh_buf_t *why);
+//  Stops taking requests; returns the number still in flight.
+size_t    router_drain (router_t *self);
+size_t    router_inflight (router_t *self);
+
+void      router_test (bool verbose);
+
+#endif

@@ -1,0 +1,36 @@
+/*  router_keys: client API keys.
+
+    Keys come from the config's keys[]: { "id", "tenant", "key" (local
+    config only) or "key_sha256" (hex), "models": [allowed names] }.  Only
+    SHA-256 digests are kept; the ingress sends the digest of the key it was
+    given, never the key.  Lookup is a binary search on digests followed by
+    a constant-time comparison.  Read-only after load; reactor thread.      */
+#ifndef ROUTER_KEYS_H
+#define ROUTER_KEYS_H
+
+#include "mesh_config.h"
+#include "mesh_models.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    unsigned char digest [32];
+    const char *id;
+    const char *tenant;
+    bool *allowed;              //  per model index; NULL: every model
+} router_key_t;
+
+typedef struct router_keys_t router_keys_t;
+
+//  Errors are recorded on config.
+router_keys_t *router_keys_load (mesh_config_t *config, mesh_models_t *models);
+void           router_keys_destroy (router_keys_t **self_p);
+size_t         router_keys_count (router_keys_t *self);
+//  The key whose digest this is, or NULL.  digest_size must be 32.
+const router_key_t *router_keys_find (router_keys_t *self, const void *digest, size_t digest_size);
+bool           router_key_allows (const router_key_t *key, const mesh_model_t *model);
+
+void           router_keys_test (bool verbose);
+
+#endif
