@@ -121,6 +121,10 @@ s_peer (mesh_outbox_t *self, const char *endpoint)
     peer->outbox = self;
     peer->endpoint = strdup (endpoint);
     peer->push = mesh_zmq_socket (self->ctx, ZMQ_PUSH);
+    //  Replies still queued at shutdown (a drain's last errors) get a moment
+    int linger = 1000;
+    if (peer->push)
+        zmq_setsockopt (peer->push, ZMQ_LINGER, &linger, sizeof linger);
     char name [64];
     snprintf (name, sizeof name, "inproc://mesh-outbox-monitor-%p-%u", (void *) self, self->monitors++);
     if (!peer->push

@@ -18,6 +18,9 @@
 #include "mesh_sse.h"
 #include "mesh_ws.h"
 #include "mesh_zmq.h"
+#include "mock/mock.h"
+#include "mock/mock_render.h"
+#include "connector/connector.h"
 #include "router/router.h"
 #include "router/router_connectors.h"
 #include "router/router_keys.h"
@@ -49,6 +52,11 @@ static const selftest_t s_tests [] = {
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },
     { "mesh_zmq",    mesh_zmq_test },
+    { "mock_reply",  mock_reply_test },
+    { "mock_render", mock_render_test },
+    { "mock_ws",     mock_ws_test },
+    { "mock_server", mock_server_test },
+    { "connector_stream", connector_stream_test },
     { "router_keys", router_keys_test },
     { "router_connectors", router_connectors_test },
     { "router",      router_test },

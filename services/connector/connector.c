@@ -1,0 +1,725 @@
+/*  connector: serves dispatched requests from upstream and streams the
+    answer straight to the ingress.
+
+    Its whole conversation:
+
+    from        message     handler             does
+    ---------   ---------   -----------------   ------------------------------
+    router      DISPATCH    s_on_dispatch       start the upstream call
+    router      CANCEL      s_on_cancel         abort it (no token burn)
+    router      HEARTBEAT   s_on_router         the router is alive
+    timer       -           s_on_heartbeat      HEARTBEAT (credit) to routers;
+                                                reconnect a silent router
+    upstream    bytes       connector_http/ws   HEAD, CHUNK, END or ERROR to
+                                                the ingress; DONE to the router
+    outbox      lost        s_on_ingress_lost   abort what that ingress asked
+
+    One DEALER per router (Paranoid Pirate: a router silent for `liveness`
+    heartbeats gets a fresh socket and a new READY).  Reactor thread only. */
+#include "connector.h"
+#include "connector_main.h"
+
+#include "mesh_log.h"
+#include "mesh_map.h"
+#include "mesh_msg.h"
+#include "mesh_time.h"
+#include "mesh_util.h"
+#include "mesh_zmq.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define MAX_ROUTERS 16
+
+typedef struct {
+    connector_t *connector;
+    char endpoint [256];
+    void *socket;               //  DEALER
+    int64_t last_seen_ms;
+} router_link_t;
+
+typedef struct {
+    char *ca_file;
+    SSL_CTX *ctx;
+} tls_entry_t;
+
+struct connector_t {
+    mesh_config_t *config;
+    mesh_loop_t *loop;
+    mesh_metrics_t *metrics;
+    void *ctx;
+    char name [128];
+    uint32_t capacity;
+    int64_t heartbeat_ms;
+    int64_t liveness;
+    int64_t pool_idle_ms;
+    int64_t ws_ping_ms;
+    int ws_pool_size;
+    bool draining;
+
+    router_link_t routers [MAX_ROUTERS];
+    size_t router_count;
+    mesh_timer_t heartbeat_timer;
+
+    mesh_models_t *models;
+    char **auth_lines;          //  per model index
+    mesh_map_t *requests;       //  id -> creq_t
+    mesh_outbox_t *outbox;
+    pools_t *pools;
+    resolver_t *resolver;
+    tls_entry_t tls [16];
+    size_t tls_count;
+
+    struct {
+        mesh_metric_t *ok;
+        mesh_metric_t *failed;
+        mesh_metric_t *cancelled;
+        mesh_metric_t *aborted;
+        mesh_metric_t *refused;
+        mesh_metric_t *inflight;
+        mesh_metric_t *ttfb;
+        mesh_metric_t *duration;
+        mesh_metric_t *bad_messages;
+        mesh_metric_t *router_reconnects;
+    } metric;
+};
+
+//  Accessors for the other modules --------------------------------------------
+
+mesh_loop_t *connector_loop (connector_t *self) { return self->loop; }
+mesh_metrics_t *connector_metrics (connector_t *self) { return self->metrics; }
+resolver_t *connector_resolver (connector_t *self) { return self->resolver; }
+int64_t connector_pool_idle_ms (connector_t *self) { return self->pool_idle_ms; }
+int64_t connector_ws_ping_ms (connector_t *self) { return self->ws_ping_ms; }
+int connector_ws_pool_size (connector_t *self) { return self->ws_pool_size; }
+
+const char *
+connector_auth_line (connector_t *self, const mesh_model_t *model)
+{
+    return self->auth_lines [model->index];
+}
+
+SSL_CTX *
+connector_tls (connector_t *self, const char *ca_file)
+{
+    const char *key = ca_file ? ca_file : "";
+    for (size_t i = 0; i < self->tls_count; i++)
+        if (mesh_streq (self->tls [i].ca_file, key))
+            return self->tls [i].ctx;
+    if (self->tls_count == MESH_ARRAY_SIZE (self->tls))
+        return NULL;
+    char why [256];
+    SSL_CTX *ctx = mesh_tls_client_ctx (ca_file, why, sizeof why);
+    if (!ctx)
+        mesh_error ("%s", why);
+    self->tls [self->tls_count].ca_file = strdup (key);
+    self->tls [self->tls_count].ctx = ctx;
+    self->tls_count++;
+    return ctx;
+}
+
+//  Messages to the router and the ingress ---------------------------------
+
+static void
+s_send_done (creq_t *req, uint32_t status, const char *outcome)
+{
+    connector_t *self = req->connector;
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_DONE, req->id);
+    msg.attempt = req->attempt;
+    msg.status = status;
+    snprintf (msg.outcome, sizeof msg.outcome, "%s", outcome);
+    msg.prompt_tokens = req->prompt_tokens;
+    msg.output_tokens = req->output_tokens;
+    msg.cached_tokens = req->cached_tokens;
+    msg.reason_tokens = req->reason_tokens;
+    int64_t now = mesh_mono_us ();
+    msg.ttfb_us = req->first_byte_us ? (uint64_t) (req->first_byte_us - req->dispatched_us) : 0;
+    msg.total_us = (uint64_t) (now - req->dispatched_us);
+    msg.bytes = req->bytes;
+    router_link_t *link = &self->routers [req->router];
+    if (link->socket && mesh_msg_send (link->socket, &msg, NULL, 0, ZMQ_DONTWAIT) < 0)
+        mesh_debug ("cannot send DONE to %s: %s req=%s", link->endpoint, zmq_strerror (errno), req->id);
+}
+
+static int
+s_send_ingress (creq_t *req, const mesh_msg_t *msg)
+{
+    if (mesh_outbox_send (req->connector->outbox, req->reply_to, msg) == 0)
+        return 0;
+    mesh_warn ("cannot send %s to %s: %s req=%s", mesh_msg_name (msg->type), req->reply_to,
+               zmq_strerror (errno), req->id);
+    return -1;
+}
+
+int
+connector_send_head (creq_t *req, int status)
+{
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_HEAD, req->id);
+    msg.attempt = req->attempt;
+    msg.token = req->token;
+    msg.status = (uint32_t) status;
+    snprintf (msg.model, sizeof msg.model, "%s", req->model->name);
+    req->head_sent = true;
+    return s_send_ingress (req, &msg);
+}
+
+int
+connector_send_chunk (creq_t *req, const char *data, size_t len, uint32_t flags)
+{
+    if (!req->head_sent && connector_send_head (req, 200) < 0)
+        return -1;
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_CHUNK, req->id);
+    msg.attempt = req->attempt;
+    msg.token = req->token;
+    msg.flags = flags;
+    msg.data = (mesh_bytes_t) { data, len };
+    req->bytes += len;
+    return s_send_ingress (req, &msg);
+}
+
+//  Request lifecycle ----------------------------------------------------------
+
+static void
+s_request_free (creq_t *req)
+{
+    connector_t *self = req->connector;
+    mesh_map_remove (self->requests, req->id);
+    pools_abandon (self->pools, req);
+    mesh_loop_timer_stop (self->loop, &req->timer);
+    stream_end (req);
+    mesh_buf_free (&req->body);
+    mesh_buf_free (&req->response);
+    free (req);
+    mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
+}
+
+void
+connector_request_finish (creq_t *req, const char *data, size_t len)
+{
+    connector_t *self = req->connector;
+    char *assembled = NULL;
+    if (!data && !req->client_stream) {
+        assembled = stream_assembled (req, &len);
+        if (!assembled) {
+            connector_request_fail (req, 502, "upstream_error", "upstream_protocol", 0,
+                                    "upstream_error", "The upstream stream ended without a completion.");
+            return;
+        }
+        data = assembled;
+    }
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_END, req->id);
+    msg.attempt = req->attempt;
+    msg.token = req->token;
+    msg.status = 200;
+    snprintf (msg.model, sizeof msg.model, "%s", req->model->name);
+    msg.data = (mesh_bytes_t) { data, data ? len : 0 };
+    snprintf (msg.finish, sizeof msg.finish, "%s", req->finish);
+    msg.prompt_tokens = req->prompt_tokens;
+    msg.output_tokens = req->output_tokens;
+    msg.cached_tokens = req->cached_tokens;
+    msg.reason_tokens = req->reason_tokens;
+    if (data)
+        req->bytes += len;
+    bool delivered = s_send_ingress (req, &msg) == 0;
+    free (assembled);
+    s_send_done (req, 200, delivered ? "ok" : "ingress_unreachable");
+    mesh_metric_inc (delivered ? self->metric.ok : self->metric.aborted);
+    mesh_metric_observe (self->metric.duration,
+                         (double) (mesh_mono_us () - req->dispatched_us) / 1e6);
+    s_request_free (req);
+}
+
+void
+connector_request_fail (creq_t *req, int status, const char *type, const char *code,
+                        int retry_after_ms, const char *outcome, const char *fmt, ...)
+{
+    connector_t *self = req->connector;
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_ERROR, req->id);
+    msg.attempt = req->attempt;
+    msg.token = req->token;
+    msg.status = (uint32_t) status;
+    snprintf (msg.err_type, sizeof msg.err_type, "%s", type);
+    snprintf (msg.err_code, sizeof msg.err_code, "%s", code);
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (msg.message, sizeof msg.message, fmt, args);
+    va_end (args);
+    msg.retry_after_ms = (uint32_t) retry_after_ms;
+    msg.flags = (status == 429 || status >= 500) && status != 501
+              ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
+    mesh_info ("upstream request failed: %d %s (%s) model=%s req=%s", status, code,
+               req->head_sent ? "mid-stream" : "before the response", req->model->name, req->id);
+    s_send_ingress (req, &msg);
+    s_send_done (req, (uint32_t) status, outcome);
+    mesh_metric_inc (self->metric.failed);
+    s_request_free (req);
+}
+
+void
+connector_request_abort (creq_t *req, const char *outcome)
+{
+    connector_t *self = req->connector;
+    mesh_debug ("aborted: %s req=%s", outcome, req->id);
+    s_send_done (req, 499, outcome);
+    mesh_metric_inc (self->metric.aborted);
+    s_request_free (req);
+}
+
+static int
+s_on_request_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    (void) loop; (void) timer;
+    creq_t *req = arg;
+    if (!req->conn)
+        connector_request_fail (req, 504, "upstream_error", "upstream_connect_timeout", 1000,
+                                "timeout", "Connecting to the upstream timed out after %lld ms.",
+                                (long long) req->model->connect_timeout_ms);
+    else
+    if (!req->first_byte_us)
+        connector_request_fail (req, 504, "upstream_error", "upstream_timeout", 1000, "timeout",
+                                "The upstream did not answer within %lld ms.",
+                                (long long) req->model->first_byte_timeout_ms);
+    else
+        connector_request_fail (req, 504, "upstream_error", "upstream_stalled", 1000, "timeout",
+                                "The upstream stream stalled for %lld ms.",
+                                (long long) req->model->idle_timeout_ms);
+    return 0;
+}
+
+void
+connector_request_start (creq_t *req)
+{
+    connector_t *self = req->connector;
+    if (req->model->url.websocket)
+        ws_send_request (req->conn, req);
+    else
+        http_send_request (req->conn, req);
+    mesh_loop_timer_start (self->loop, &req->timer, req->model->first_byte_timeout_ms,
+                           s_on_request_timer, req);
+}
+
+void
+connector_request_progress (creq_t *req)
+{
+    connector_t *self = req->connector;
+    if (!req->first_byte_us) {
+        req->first_byte_us = mesh_loop_now_us (self->loop);
+        mesh_metric_observe (self->metric.ttfb, (double) (req->first_byte_us - req->dispatched_us) / 1e6);
+    }
+    mesh_loop_timer_start (self->loop, &req->timer, req->model->idle_timeout_ms,
+                           s_on_request_timer, req);
+}
+
+void
+connector_request_retry (creq_t *req)
+{
+    req->stale_retried = true;
+    mesh_buf_reset (&req->response);
+    mesh_loop_timer_start (req->connector->loop, &req->timer, req->model->connect_timeout_ms,
+                           s_on_request_timer, req);
+    pools_acquire (req->connector->pools, req);
+}
+
+//  Router messages ----------------------------------------------------------
+
+static void
+s_refuse (connector_t *self, int router, const mesh_msg_t *msg, int status, const char *code,
+          const char *message)
+{
+    mesh_msg_t error;
+    mesh_msg_init (&error, MESH_MSG_ERROR, msg->id);
+    error.attempt = msg->attempt;
+    error.token = msg->token;
+    error.status = (uint32_t) status;
+    strcpy (error.err_type, "server_error");
+    snprintf (error.err_code, sizeof error.err_code, "%s", code);
+    snprintf (error.message, sizeof error.message, "%s", message);
+    error.retry_after_ms = status == 503 ? 1000 : 0;
+    error.flags = status == 503 ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
+    mesh_outbox_send (self->outbox, msg->reply_to, &error);
+    mesh_msg_t done;
+    mesh_msg_init (&done, MESH_MSG_DONE, msg->id);
+    done.attempt = msg->attempt;
+    done.status = (uint32_t) status;
+    snprintf (done.outcome, sizeof done.outcome, "refused");
+    mesh_msg_send (self->routers [router].socket, &done, NULL, 0, ZMQ_DONTWAIT);
+    mesh_metric_inc (self->metric.refused);
+}
+
+static void
+s_on_dispatch (connector_t *self, int router, const mesh_msg_t *msg)
+{
+    if (self->draining) {
+        s_refuse (self, router, msg, 503, "draining", "This connector is shutting down; retry shortly.");
+        return;
+    }
+    if (mesh_map_size (self->requests) >= self->capacity) {
+        s_refuse (self, router, msg, 503, "connector_full", "The connector is at capacity; retry shortly.");
+        return;
+    }
+    const mesh_model_t *model = mesh_models_find (self->models, msg->model);
+    if (!model) {
+        s_refuse (self, router, msg, 502, "model_not_configured",
+                  "The connector has no upstream for this model.");
+        return;
+    }
+    creq_t *old = mesh_map_get (self->requests, msg->id);
+    if (old)                    //  a newer attempt supersedes what we hold
+        connector_request_abort (old, "superseded");
+
+    creq_t *req = calloc (1, sizeof *req);
+    assert (req);
+    req->connector = self;
+    memcpy (req->id, msg->id, sizeof req->id);
+    req->attempt = msg->attempt;
+    req->token = msg->token;
+    memcpy (req->reply_to, msg->reply_to, sizeof req->reply_to);
+    req->router = router;
+    req->model = model;
+    req->client_stream = msg->stream;
+    req->dispatched_us = mesh_loop_now_us (self->loop);
+    mesh_map_put (self->requests, req->id, req);
+    mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
+    if (stream_prepare_body (req, msg->body.data, msg->body.size, msg->requested) < 0) {
+        connector_request_fail (req, 400, "invalid_request_error", "invalid_json", 0, "bad_request",
+                                "The request body is not a JSON object.");
+        return;
+    }
+    mesh_loop_timer_start (self->loop, &req->timer, model->connect_timeout_ms, s_on_request_timer, req);
+    mesh_debug ("dispatch model=%s stream=%d attempt=%u req=%s", model->name, req->client_stream,
+                req->attempt, req->id);
+    pools_acquire (self->pools, req);
+}
+
+static void
+s_on_cancel (connector_t *self, const mesh_msg_t *msg)
+{
+    creq_t *req = mesh_map_get (self->requests, msg->id);
+    if (!req || req->attempt != msg->attempt)
+        return;
+    mesh_metric_inc (self->metric.cancelled);
+    connector_request_abort (req, *msg->outcome ? msg->outcome : "cancelled");
+}
+
+//  The ingress behind endpoint is gone: nobody will read what we send
+static void
+s_on_ingress_lost (void *arg, const char *endpoint)
+{
+    connector_t *self = arg;
+    size_t count = mesh_map_size (self->requests), found = 0;
+    if (count == 0)
+        return;
+    creq_t **victims = calloc (count, sizeof *victims);
+    assert (victims);
+    size_t cursor = 0;
+    creq_t *req;
+    while ((req = mesh_map_next (self->requests, &cursor, NULL)))
+        if (mesh_streq (req->reply_to, endpoint))
+            victims [found++] = req;
+    for (size_t i = 0; i < found; i++)
+        connector_request_abort (victims [i], "client_gone");
+    if (found)
+        mesh_warn ("ingress %s lost: aborted %zu upstream calls", endpoint, found);
+    free (victims);
+}
+
+static void s_link_open (connector_t *self, router_link_t *link);
+
+static void
+s_send_beat (connector_t *self, router_link_t *link, int type)
+{
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, (uint32_t) type, NULL);
+    snprintf (msg.sender, sizeof msg.sender, "%s", self->name);
+    msg.capacity = self->draining ? 0 : self->capacity;
+    msg.inflight = (uint32_t) mesh_map_size (self->requests);
+    mesh_msg_send (link->socket, &msg, NULL, 0, ZMQ_DONTWAIT);
+}
+
+static int
+s_on_router (mesh_loop_t *loop, void *socket, void *arg)
+{
+    router_link_t *link = arg;
+    connector_t *self = link->connector;
+    int router = (int) (link - self->routers);
+    for (int batch = 0; batch < 64; batch++) {
+        mesh_inbox_t inbox;
+        char why [128];
+        int rc = mesh_msg_recv (socket, &inbox, false, why, sizeof why);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            mesh_warn ("dropped a malformed message from %s: %s", link->endpoint, why);
+            mesh_metric_inc (self->metric.bad_messages);
+            continue;
+        }
+        link->last_seen_ms = mesh_loop_now_ms (loop);
+        switch (inbox.msg.type) {
+            case MESH_MSG_DISPATCH:
+                s_on_dispatch (self, router, &inbox.msg);
+                break;
+            case MESH_MSG_CANCEL:
+                s_on_cancel (self, &inbox.msg);
+                break;
+            case MESH_MSG_HEARTBEAT:
+                break;
+            default:
+                mesh_warn ("unexpected %s from %s", mesh_msg_name (inbox.msg.type), link->endpoint);
+                mesh_metric_inc (self->metric.bad_messages);
+        }
+        mesh_inbox_close (&inbox);
+        if (link->socket != socket)
+            break;              //  the link was reset meanwhile
+    }
+    return 0;
+}
+
+static void
+s_link_open (connector_t *self, router_link_t *link)
+{
+    link->socket = mesh_zmq_socket (self->ctx, ZMQ_DEALER);
+    assert (link->socket);
+    zmq_setsockopt (link->socket, ZMQ_ROUTING_ID, self->name, strlen (self->name));
+    if (zmq_connect (link->socket, link->endpoint) < 0)
+        mesh_error ("cannot connect to router %s: %s", link->endpoint, zmq_strerror (errno));
+    mesh_loop_zmq_add (self->loop, link->socket, s_on_router, link);
+    link->last_seen_ms = mesh_loop_now_ms (self->loop);
+    s_send_beat (self, link, MESH_MSG_READY);
+}
+
+static void
+s_link_close (connector_t *self, router_link_t *link)
+{
+    if (!link->socket)
+        return;
+    mesh_loop_zmq_remove (self->loop, link->socket);
+    zmq_close (link->socket);
+    link->socket = NULL;
+}
+
+static int
+s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    connector_t *self = arg;
+    int64_t now = mesh_loop_now_ms (loop);
+    for (size_t i = 0; i < self->router_count; i++) {
+        router_link_t *link = &self->routers [i];
+        if (now - link->last_seen_ms > self->heartbeat_ms * self->liveness) {
+            //  Paranoid Pirate: a fresh socket drops whatever is queued for
+            //  a router that is gone, and READY introduces us again
+            mesh_debug ("router %s silent, reconnecting", link->endpoint);
+            mesh_metric_inc (self->metric.router_reconnects);
+            s_link_close (self, link);
+            s_link_open (self, link);
+        }
+        else
+            s_send_beat (self, link, MESH_MSG_HEARTBEAT);
+    }
+    mesh_loop_timer_start (loop, timer, self->heartbeat_ms, s_on_heartbeat, self);
+    return 0;
+}
+
+//  Lifecycle ------------------------------------------------------------------
+
+static void
+s_metrics (connector_t *self)
+{
+    mesh_metrics_t *m = self->metrics;
+    const char *done = "seekmesh_connector_requests_total";
+    const char *done_help = "Upstream requests ended, by outcome.";
+    self->metric.ok = mesh_metrics_counter (m, done, done_help, "outcome=\"ok\"");
+    self->metric.failed = mesh_metrics_counter (m, done, done_help, "outcome=\"failed\"");
+    self->metric.cancelled = mesh_metrics_counter (m, done, done_help, "outcome=\"cancelled\"");
+    self->metric.aborted = mesh_metrics_counter (m, done, done_help, "outcome=\"aborted\"");
+    self->metric.refused = mesh_metrics_counter (m, done, done_help, "outcome=\"refused\"");
+    self->metric.inflight = mesh_metrics_gauge (m, "seekmesh_connector_inflight",
+        "Upstream requests in progress.", NULL);
+    self->metric.ttfb = mesh_metrics_histogram (m, "seekmesh_connector_upstream_ttfb_seconds",
+        "Time from dispatch to the upstream's first response byte.", NULL);
+    self->metric.duration = mesh_metrics_histogram (m, "seekmesh_connector_request_seconds",
+        "Time from dispatch to the end of a successful response.", NULL);
+    self->metric.bad_messages = mesh_metrics_counter (m, "seekmesh_connector_bad_messages_total",
+        "Malformed or unexpected messages dropped.", NULL);
+    self->metric.router_reconnects = mesh_metrics_counter (m, "seekmesh_connector_router_reconnects_total",
+        "Router links reset after missed heartbeats.", NULL);
+}
+
+//  Builds each model's credential header from its environment variable.
+static void
+s_auth_lines (connector_t *self)
+{
+    size_t count = mesh_models_count (self->models);
+    self->auth_lines = calloc (count + 1, sizeof *self->auth_lines);
+    assert (self->auth_lines);
+    for (size_t i = 0; i < count; i++) {
+        const mesh_model_t *model = mesh_models_at (self->models, i);
+        const char *key = model->auth_env ? getenv (model->auth_env) : NULL;
+        if (!model->auth_header || !key || !*key) {
+            if (model->auth_header)
+                mesh_warn ("model %s: %s is not set, calling the upstream without credentials",
+                           model->name, model->auth_env);
+            self->auth_lines [i] = strdup ("");
+            continue;
+        }
+        if (strpbrk (key, "\r\n")) {
+            mesh_config_invalid (self->config, "models", "the key in %s has a line break",
+                                 model->auth_env);
+            self->auth_lines [i] = strdup ("");
+            continue;
+        }
+        bool bearer = strcasecmp (model->auth_header, "Authorization") == 0;
+        size_t size = strlen (model->auth_header) + strlen (key) + 16;
+        self->auth_lines [i] = malloc (size);
+        assert (self->auth_lines [i]);
+        snprintf (self->auth_lines [i], size, "%s: %s%s\r\n", model->auth_header,
+                  bearer ? "Bearer " : "", key);
+    }
+}
+
+connector_t *
+connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t *metrics,
+               char *why, size_t why_size)
+{
+    connector_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->config = config;
+    self->loop = loop;
+    self->metrics = metrics;
+    self->ctx = ctx;
+    int instance = mesh_config_instance ();
+    unsigned char nonce [4];
+    mesh_random (nonce, sizeof nonce);
+    snprintf (self->name, sizeof self->name, "connector-%d-%d-%02x%02x%02x%02x", instance,
+              (int) getpid (), nonce [0], nonce [1], nonce [2], nonce [3]);
+    self->capacity = (uint32_t) mesh_config_int (config, "connector.capacity", 4096);
+    self->heartbeat_ms = mesh_config_int (config, "router.heartbeat_ms", 500);
+    self->liveness = mesh_config_int (config, "router.heartbeat_liveness", 3);
+    self->pool_idle_ms = mesh_config_int (config, "connector.pool_idle_ms", 60000);
+    self->ws_ping_ms = mesh_config_int (config, "connector.ws_ping_ms", 15000);
+    self->ws_pool_size = (int) mesh_config_int (config, "connector.ws_pool_size", 2);
+    if (self->capacity == 0 || self->heartbeat_ms <= 0 || self->liveness <= 0
+    ||  self->pool_idle_ms <= 0 || self->ws_ping_ms <= 0 || self->ws_pool_size < 0)
+        mesh_config_invalid (config, "connector", "capacity, heartbeats, pool_idle_ms and ws_ping_ms must be positive");
+    self->models = mesh_models_load (config);
+    s_auth_lines (self);
+
+    //  The routers: connector.routers, or every instance of router.connector_listen
+    int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
+    size_t explicit_count = mesh_config_array_size (config, "connector.routers");
+    size_t count = explicit_count ? explicit_count
+                 : (size_t) mesh_config_int (config, "mesh.instances.router", 1);
+    const char *base = mesh_config_str (config, "router.connector_listen", "tcp://127.0.0.1:5556");
+    if (count == 0 || count > MAX_ROUTERS)
+        mesh_config_invalid (config, "mesh.instances.router", "between 1 and %d routers", MAX_ROUTERS);
+    for (size_t i = 0; i < count && i < MAX_ROUTERS; i++) {
+        router_link_t *link = &self->routers [self->router_count++];
+        link->connector = self;
+        if (explicit_count) {
+            char path [64];
+            snprintf (path, sizeof path, "connector.routers.%zu", i);
+            snprintf (link->endpoint, sizeof link->endpoint, "%s", mesh_config_str (config, path, ""));
+        }
+        else
+        if (mesh_endpoint_offset (base, (int) i * stride, link->endpoint, sizeof link->endpoint) < 0)
+            mesh_config_invalid (config, "router.connector_listen", "\"%s\" needs a port", base);
+    }
+    if (mesh_config_failed (config)) {
+        snprintf (why, why_size, "%s", mesh_config_failed (config));
+        connector_destroy (&self);
+        return NULL;
+    }
+    s_metrics (self);
+    self->requests = mesh_map_new ();
+    self->outbox = mesh_outbox_new (ctx, loop, s_on_ingress_lost, self);
+    self->resolver = resolver_new (loop);
+    self->pools = pools_new (self);
+    for (size_t i = 0; i < self->router_count; i++) {
+        s_link_open (self, &self->routers [i]);
+        mesh_info ("router link %s", self->routers [i].endpoint);
+    }
+    pools_warm (self->pools, self->models);
+    mesh_loop_timer_start (loop, &self->heartbeat_timer, self->heartbeat_ms, s_on_heartbeat, self);
+    mesh_info ("%s ready, capacity %u", self->name, self->capacity);
+    return self;
+}
+
+void
+connector_destroy (connector_t **self_p)
+{
+    assert (self_p);
+    connector_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->requests) {
+        //  Whatever is left ends now: tell the ingresses
+        size_t count = mesh_map_size (self->requests), n = 0;
+        creq_t **left = calloc (count + 1, sizeof *left);
+        size_t cursor = 0;
+        creq_t *req;
+        while ((req = mesh_map_next (self->requests, &cursor, NULL)))
+            left [n++] = req;
+        for (size_t i = 0; i < n; i++)
+            connector_request_fail (left [i], 503, "server_error", "connector_shutdown", 1000,
+                                    "aborted", "The connector shut down before the response ended.");
+        free (left);
+        mesh_map_destroy (&self->requests);
+    }
+    mesh_loop_timer_stop (self->loop, &self->heartbeat_timer);
+    for (size_t i = 0; i < self->router_count; i++)
+        s_link_close (self, &self->routers [i]);
+    pools_destroy (&self->pools);
+    resolver_destroy (&self->resolver);
+    mesh_outbox_destroy (&self->outbox);
+    for (size_t i = 0; i < self->tls_count; i++) {
+        SSL_CTX_free (self->tls [i].ctx);
+        free (self->tls [i].ca_file);
+    }
+    if (self->auth_lines) {
+        for (size_t i = 0; i < mesh_models_count (self->models); i++)
+            free (self->auth_lines [i]);
+        free (self->auth_lines);
+    }
+    mesh_models_destroy (&self->models);
+    free (self);
+    *self_p = NULL;
+}
+
+bool
+connector_ready (connector_t *self, mesh_buf_t *why)
+{
+    if (self->draining) {
+        mesh_buf_append_str (why, "draining");
+        return false;
+    }
+    return true;
+}
+
+size_t
+connector_drain (connector_t *self)
+{
+    if (!self->draining) {
+        self->draining = true;
+        //  Capacity 0 in the next beats: routers stop sending work
+        for (size_t i = 0; i < self->router_count; i++)
+            s_send_beat (self, &self->routers [i], MESH_MSG_HEARTBEAT);
+    }
+    return mesh_map_size (self->requests);
+}
+
+size_t
+connector_inflight (connector_t *self)
+{
+    return mesh_map_size (self->requests);
+}

@@ -1,0 +1,264 @@
+/*  connector_http: one HTTP/1.1 exchange on a pooled upstream connection.
+
+    Writes the request (the upstream's path and host, its credential, the
+    body), reads the response head, then the body by Content-Length,
+    chunked coding or until close.  A 200 text/event-stream body goes to
+    the stream module as it arrives; any other body is collected and
+    handed over whole.  After the stream's [DONE] the request ends at once
+    and the connection reads the rest of the body in the background, so
+    the client is not kept waiting for the upstream's last bytes and the
+    connection can still be reused.  Reactor thread only.                  */
+#include "connector.h"
+#include "mesh_log.h"
+#include "mesh_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_HEAD_BYTES (64 * 1024)
+#define MAX_ERROR_BODY (64 * 1024)
+#define DRAIN_MS 5000
+
+void
+http_send_request (upconn_t *conn, creq_t *req)
+{
+    const mesh_model_t *model = req->model;
+    char head [2048];
+    int n = snprintf (head, sizeof head,
+                      "POST %s HTTP/1.1\r\n"
+                      "Host: %s\r\n"
+                      "%s"
+                      "Content-Type: application/json\r\n"
+                      "Accept: %s\r\n"
+                      "Content-Length: %zu\r\n"
+                      "User-Agent: seekmesh\r\n"
+                      "\r\n",
+                      model->url.path, model->url.host_header,
+                      connector_auth_line (req->connector, model),
+                      req->upstream_stream ? "text/event-stream" : "application/json",
+                      mesh_buf_size (&req->body));
+    upconn_write (conn, head, (size_t) n);
+    upconn_write (conn, mesh_buf_head (&req->body), mesh_buf_size (&req->body));
+    conn->phase = HP_HEAD;
+    conn->status = 0;
+    conn->keep_alive = true;
+    conn->event_stream = false;
+    conn->retry_after_s = 0;
+    conn->remaining = 0;
+}
+
+//  The body is complete: hand the connection back, then end the request.
+static void
+s_body_done (upconn_t *conn)
+{
+    creq_t *req = conn->req;
+    bool reusable = conn->keep_alive && conn->phase != HP_UNTIL_CLOSE;
+    conn->phase = HP_DONE;
+    if (!req) {
+        pool_release (conn, reusable);  //  drained after the stream ended
+        return;
+    }
+    int status = conn->status;
+    bool event_stream = conn->event_stream;
+    int retry_after_s = conn->retry_after_s;
+    pool_release (conn, reusable);
+    if (status == 200 && event_stream)
+        connector_request_finish (req, NULL, 0);        //  ended without [DONE]
+    else
+    if (status == 200)
+        stream_complete_body (req, mesh_buf_head (&req->response), mesh_buf_size (&req->response));
+    else
+        stream_upstream_error (req, status, retry_after_s, mesh_buf_head (&req->response),
+                               mesh_buf_size (&req->response));
+}
+
+static int
+s_drain_timeout (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    (void) loop; (void) timer;
+    upconn_t *conn = arg;
+    if (!conn->req && conn->state == UC_BUSY)
+        pool_close (conn);
+    return 0;
+}
+
+//  Body bytes of the current response.  Returns -1 when the request ended
+//  and conn must not be read further.
+static int
+s_body (upconn_t *conn, const char *data, size_t len)
+{
+    creq_t *req = conn->req;
+    if (!req || len == 0)
+        return 0;               //  draining, or nothing
+    if (conn->status == 200 && conn->event_stream) {
+        int rc = stream_feed (req, data, len);
+        if (rc < 0)
+            return -1;
+        if (rc == 1) {
+            //  [DONE]: answer the client now, drain the body afterwards
+            conn->req = NULL;
+            req->conn = NULL;
+            connector_request_finish (req, NULL, 0);
+            mesh_loop_timer_start (connector_loop (conn->connector), &conn->timer, DRAIN_MS,
+                                   s_drain_timeout, conn);
+        }
+        return 0;
+    }
+    size_t limit = conn->status == 200 ? MESH_MAX_BODY_BYTES : MAX_ERROR_BODY;
+    if (mesh_buf_size (&req->response) + len > limit) {
+        if (conn->status != 200)
+            return 0;           //  enough of an error body to explain it
+        connector_request_fail (req, 502, "upstream_error", "upstream_response_too_large", 0,
+                                "upstream_error", "The upstream response is larger than %u bytes.",
+                                MESH_MAX_BODY_BYTES);
+        return -1;
+    }
+    mesh_buf_append (&req->response, data, len);
+    return 0;
+}
+
+static void
+s_head (upconn_t *conn, const mesh_http_head_t *head)
+{
+    conn->status = head->status;
+    conn->keep_alive = head->keep_alive;
+    size_t len;
+    const char *type = mesh_http_header (head, "content-type", &len);
+    conn->event_stream = type && len >= 17 && strncasecmp (type, "text/event-stream", 17) == 0;
+    const char *retry = mesh_http_header (head, "retry-after", &len);
+    conn->retry_after_s = retry ? atoi (retry) : 0;
+    if (head->chunked) {
+        conn->phase = HP_CHUNKED;
+        mesh_http_chunked_init (&conn->chunked);
+    }
+    else
+    if (head->content_length >= 0) {
+        conn->phase = HP_LENGTH;
+        conn->remaining = head->content_length;
+    }
+    else {
+        conn->phase = HP_UNTIL_CLOSE;
+        conn->keep_alive = false;
+    }
+}
+
+void
+http_on_input (upconn_t *conn)
+{
+    if (conn->req)
+        connector_request_progress (conn->req);
+    while (!conn->dead) {
+        size_t size = mesh_buf_size (&conn->in);
+        char *data = mesh_buf_head (&conn->in);
+        if (conn->phase == HP_HEAD) {
+            creq_t *req = conn->req;
+            if (!req) {
+                pool_close (conn);      //  bytes nobody asked for
+                return;
+            }
+            mesh_http_head_t head;
+            int n = mesh_http_parse_response (data, size, MAX_HEAD_BYTES, &head);
+            if (n == 0)
+                return;
+            if (n < 0) {
+                connector_request_fail (req, 502, "upstream_error", "upstream_protocol", 0,
+                                        "upstream_error", "The upstream sent a malformed response.");
+                return;
+            }
+            if (head.status < 200) {
+                mesh_buf_consume (&conn->in, (size_t) n);       //  100 Continue
+                continue;
+            }
+            s_head (conn, &head);
+            mesh_buf_consume (&conn->in, (size_t) n);
+            if (conn->status == 200 && conn->event_stream) {
+                stream_begin (req);
+                if (req->client_stream && connector_send_head (req, 200) < 0)
+                    return;
+            }
+            if (conn->phase == HP_LENGTH && conn->remaining == 0) {
+                s_body_done (conn);
+                return;
+            }
+            continue;
+        }
+        if (size == 0 || conn->phase == HP_DONE)
+            return;
+        if (conn->phase == HP_LENGTH) {
+            size_t take = (size_t) MESH_MIN ((int64_t) size, conn->remaining);
+            int rc = s_body (conn, data, take);
+            if (conn->dead)
+                return;
+            mesh_buf_consume (&conn->in, take);
+            conn->remaining -= (int64_t) take;
+            if (rc < 0)
+                return;
+            if (conn->remaining == 0) {
+                s_body_done (conn);
+                return;
+            }
+            continue;
+        }
+        if (conn->phase == HP_CHUNKED) {
+            size_t used;
+            int64_t payload = mesh_http_chunked_decode (&conn->chunked, data, size, &used);
+            if (payload < 0) {
+                if (conn->req)
+                    connector_request_fail (conn->req, 502, "upstream_error", "upstream_protocol", 0,
+                                            "upstream_error", "The upstream sent a malformed chunked body.");
+                else
+                    pool_close (conn);
+                return;
+            }
+            int rc = s_body (conn, data, (size_t) payload);
+            if (conn->dead)
+                return;
+            mesh_buf_consume (&conn->in, used);
+            if (rc < 0)
+                return;
+            if (conn->chunked.done) {
+                s_body_done (conn);
+                return;
+            }
+            if (used == 0)
+                return;
+            continue;
+        }
+        //  HP_UNTIL_CLOSE: everything is body until the server closes
+        int rc = s_body (conn, data, size);
+        if (conn->dead)
+            return;
+        mesh_buf_consume (&conn->in, size);
+        if (rc < 0)
+            return;
+        return;
+    }
+}
+
+void
+http_on_eof (upconn_t *conn)
+{
+    creq_t *req = conn->req;
+    if (!req) {
+        pool_close (conn);
+        return;
+    }
+    if (conn->phase == HP_UNTIL_CLOSE) {
+        s_body_done (conn);             //  the close ends the body
+        return;
+    }
+    if (conn->phase == HP_HEAD && !conn->response_started && conn->reused && !req->stale_retried) {
+        //  A kept-alive connection the server had already closed
+        mesh_debug ("stale keep-alive connection, sending again req=%s", req->id);
+        pool_close (conn);
+        connector_request_retry (req);
+        return;
+    }
+    if (conn->phase == HP_HEAD)
+        connector_request_fail (req, 502, "upstream_error", "upstream_disconnected", 0,
+                                "upstream_error", "The upstream closed the connection before answering.");
+    else
+        connector_request_fail (req, 502, "upstream_error", "upstream_disconnected", 0,
+                                "upstream_error", "The upstream connection was lost mid-response.");
+}

@@ -1,0 +1,509 @@
+/*  connector_stream: what the upstream's bytes mean.
+
+    SSE events go to the ingress as CHUNK messages carrying the event's data
+    unchanged (only line breaks inside a multi-line event become spaces, so
+    each event stays one line for the client).  JSON is parsed only where
+    it must be: the chunk that carries usage or a finish reason, an error
+    event, or every chunk when a non-stream client is served from a
+    stream-only upstream (then the chunks are assembled into one
+    chat.completion).  Upstream error statuses are mapped to what a client
+    of an OpenAI-style API expects.  Reactor thread only.                   */
+#include "connector.h"
+#include "mesh_log.h"
+#include "mesh_util.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_EVENT_BYTES (4u * 1024 * 1024)
+#define MAX_CHOICES 8
+#define MAX_TOOL_CALLS 32
+
+typedef struct {
+    bool used;
+    char *id;
+    char *type;
+    char *name;
+    mesh_buf_t arguments;
+} tool_call_t;
+
+typedef struct {
+    bool used;
+    mesh_buf_t content;
+    bool has_content;
+    mesh_buf_t reasoning;
+    bool has_reasoning;
+    char finish [32];
+    tool_call_t calls [MAX_TOOL_CALLS];
+    size_t call_count;
+} choice_t;
+
+typedef struct assembly_t {
+    json_t *first;              //  the first chunk: id, created, model
+    json_t *usage;
+    choice_t choices [MAX_CHOICES];
+} assembly_t;
+
+//  Usage and finish reason ------------------------------------------------
+
+static uint64_t
+s_uint (json_t *object, const char *key)
+{
+    json_t *value = json_object_get (object, key);
+    return json_is_integer (value) && json_integer_value (value) > 0
+         ? (uint64_t) json_integer_value (value) : 0;
+}
+
+static void
+s_take_usage (creq_t *req, json_t *chunk)
+{
+    json_t *usage = json_object_get (chunk, "usage");
+    if (json_is_object (usage)) {
+        req->prompt_tokens = s_uint (usage, "prompt_tokens");
+        req->output_tokens = s_uint (usage, "completion_tokens");
+        req->cached_tokens = s_uint (usage, "prompt_cache_hit_tokens");
+        if (!req->cached_tokens)
+            req->cached_tokens = s_uint (json_object_get (usage, "prompt_tokens_details"), "cached_tokens");
+        req->reason_tokens = s_uint (json_object_get (usage, "completion_tokens_details"),
+                                     "reasoning_tokens");
+    }
+    json_t *choices = json_object_get (chunk, "choices");
+    json_t *finish = json_object_get (json_array_get (choices, 0), "finish_reason");
+    if (json_is_string (finish))
+        snprintf (req->finish, sizeof req->finish, "%s", json_string_value (finish));
+}
+
+//  Assembly -----------------------------------------------------------------
+
+static void
+s_set_string (char **field, json_t *value)
+{
+    if (json_is_string (value) && !*field)
+        *field = strdup (json_string_value (value));
+}
+
+static void
+s_assemble (creq_t *req, json_t *chunk)
+{
+    if (!req->assembly) {
+        req->assembly = calloc (1, sizeof (assembly_t));
+        assert (req->assembly);
+    }
+    assembly_t *assembly = req->assembly;
+    if (!assembly->first)
+        assembly->first = json_incref (chunk);
+    json_t *usage = json_object_get (chunk, "usage");
+    if (json_is_object (usage)) {
+        json_decref (assembly->usage);
+        assembly->usage = json_incref (usage);
+    }
+    size_t i;
+    json_t *choice;
+    json_array_foreach (json_object_get (chunk, "choices"), i, choice) {
+        json_t *index_json = json_object_get (choice, "index");
+        size_t index = json_is_integer (index_json) ? (size_t) json_integer_value (index_json) : i;
+        if (index >= MAX_CHOICES)
+            continue;
+        choice_t *c = &assembly->choices [index];
+        c->used = true;
+        json_t *delta = json_object_get (choice, "delta");
+        json_t *content = json_object_get (delta, "content");
+        if (json_is_string (content)) {
+            mesh_buf_append (&c->content, json_string_value (content), json_string_length (content));
+            c->has_content = true;
+        }
+        json_t *reasoning = json_object_get (delta, "reasoning_content");
+        if (json_is_string (reasoning)) {
+            mesh_buf_append (&c->reasoning, json_string_value (reasoning), json_string_length (reasoning));
+            c->has_reasoning = true;
+        }
+        size_t k;
+        json_t *call;
+        json_array_foreach (json_object_get (delta, "tool_calls"), k, call) {
+            json_t *call_index = json_object_get (call, "index");
+            size_t at = json_is_integer (call_index) ? (size_t) json_integer_value (call_index) : k;
+            if (at >= MAX_TOOL_CALLS)
+                continue;
+            tool_call_t *t = &c->calls [at];
+            t->used = true;
+            if (at + 1 > c->call_count)
+                c->call_count = at + 1;
+            s_set_string (&t->id, json_object_get (call, "id"));
+            s_set_string (&t->type, json_object_get (call, "type"));
+            json_t *function = json_object_get (call, "function");
+            s_set_string (&t->name, json_object_get (function, "name"));
+            json_t *arguments = json_object_get (function, "arguments");
+            if (json_is_string (arguments))
+                mesh_buf_append (&t->arguments, json_string_value (arguments),
+                                 json_string_length (arguments));
+        }
+        json_t *finish = json_object_get (choice, "finish_reason");
+        if (json_is_string (finish))
+            snprintf (c->finish, sizeof c->finish, "%s", json_string_value (finish));
+    }
+}
+
+char *
+stream_assembled (creq_t *req, size_t *len)
+{
+    assembly_t *assembly = req->assembly;
+    if (!assembly || !assembly->first)
+        return NULL;
+    json_t *first = assembly->first;
+    json_t *choices = json_array ();
+    for (size_t i = 0; i < MAX_CHOICES; i++) {
+        choice_t *c = &assembly->choices [i];
+        if (!c->used)
+            continue;
+        json_t *message = json_object ();
+        json_object_set_new (message, "role", json_string ("assistant"));
+        json_object_set_new (message, "content", c->has_content || !c->call_count
+            ? json_stringn (mesh_buf_head (&c->content), mesh_buf_size (&c->content))
+            : json_null ());
+        if (c->has_reasoning)
+            json_object_set_new (message, "reasoning_content",
+                                 json_stringn (mesh_buf_head (&c->reasoning), mesh_buf_size (&c->reasoning)));
+        if (c->call_count) {
+            json_t *calls = json_array ();
+            for (size_t k = 0; k < c->call_count; k++) {
+                tool_call_t *t = &c->calls [k];
+                if (!t->used)
+                    continue;
+                json_array_append_new (calls, json_pack ("{s:s, s:s, s:{s:s, s:s%}}",
+                    "id", t->id ? t->id : "", "type", t->type ? t->type : "function",
+                    "function", "name", t->name ? t->name : "",
+                    "arguments", mesh_buf_head (&t->arguments), mesh_buf_size (&t->arguments)));
+            }
+            json_object_set_new (message, "tool_calls", calls);
+        }
+        json_array_append_new (choices, json_pack ("{s:I, s:o, s:n, s:s}", "index", (json_int_t) i,
+                                                   "message", message, "logprobs",
+                                                   "finish_reason", *c->finish ? c->finish : "stop"));
+    }
+    json_t *completion = json_object ();
+    json_object_set (completion, "id", json_object_get (first, "id"));
+    json_object_set_new (completion, "object", json_string ("chat.completion"));
+    json_object_set (completion, "created", json_object_get (first, "created"));
+    json_object_set (completion, "model", json_object_get (first, "model"));
+    json_t *fingerprint = json_object_get (first, "system_fingerprint");
+    if (fingerprint)
+        json_object_set (completion, "system_fingerprint", fingerprint);
+    json_object_set_new (completion, "choices", choices);
+    if (assembly->usage)
+        json_object_set (completion, "usage", assembly->usage);
+    char *text = json_dumps (completion, JSON_COMPACT);
+    json_decref (completion);
+    *len = text ? strlen (text) : 0;
+    return text;
+}
+
+//  Events -------------------------------------------------------------------
+
+static bool
+s_is_error_event (const char *data, size_t len)
+{
+    while (len && (*data == ' ' || *data == '\t' || *data == '\n')) {
+        data++;
+        len--;
+    }
+    return len >= 8 && memcmp (data, "{\"error\"", 8) == 0;
+}
+
+static int
+s_on_event (void *arg, int kind, const char *data, size_t len)
+{
+    creq_t *req = arg;
+    if (kind == MESH_SSE_COMMENT) {
+        if (!req->client_stream)
+            return 0;
+        if (connector_send_chunk (req, data, len, MESH_CHUNK_COMMENT) < 0) {
+            req->stream_state = STREAM_SEND_FAILED;
+            return -1;
+        }
+        return 0;
+    }
+    if (mesh_memeq (data, len, "[DONE]")) {
+        req->stream_state = STREAM_DONE;
+        return -1;
+    }
+    if (s_is_error_event (data, len)) {
+        mesh_buf_reset (&req->response);
+        mesh_buf_append (&req->response, data, len);
+        req->stream_state = STREAM_ERROR_EVENT;
+        return -1;
+    }
+    if (!req->client_stream) {
+        json_t *chunk = json_loadb (data, len, 0, NULL);
+        if (json_is_object (chunk)) {
+            s_take_usage (req, chunk);
+            s_assemble (req, chunk);
+        }
+        json_decref (chunk);
+        return 0;
+    }
+    //  Only the final chunk carries usage or a finish reason: parse just it
+    if (memmem (data, len, "\"usage\"", 7) || memmem (data, len, "\"finish_reason\":\"", 17)) {
+        json_t *chunk = json_loadb (data, len, 0, NULL);
+        if (json_is_object (chunk))
+            s_take_usage (req, chunk);
+        json_decref (chunk);
+    }
+    //  One event, one line: JSON whitespace may be a line break, a string
+    //  may not, so spaces change nothing the client parses
+    char *copy = NULL;
+    if (memchr (data, '\n', len) || memchr (data, '\r', len)) {
+        copy = malloc (len);
+        assert (copy);
+        for (size_t i = 0; i < len; i++)
+            copy [i] = data [i] == '\n' || data [i] == '\r' ? ' ' : data [i];
+        data = copy;
+    }
+    int rc = connector_send_chunk (req, data, len, 0);
+    free (copy);
+    if (rc < 0) {
+        req->stream_state = STREAM_SEND_FAILED;
+        return -1;
+    }
+    return 0;
+}
+
+void
+stream_begin (creq_t *req)
+{
+    mesh_sse_free (&req->sse);
+    mesh_sse_init (&req->sse, MAX_EVENT_BYTES);
+    req->stream_state = STREAM_RUNNING;
+}
+
+int
+stream_feed (creq_t *req, const char *data, size_t len)
+{
+    if (req->stream_state == STREAM_DONE)
+        return 1;               //  bytes after [DONE]: ignored
+    int rc = mesh_sse_feed (&req->sse, data, len, s_on_event, req);
+    switch (req->stream_state) {
+        case STREAM_DONE:
+            return 1;
+        case STREAM_ERROR_EVENT: {
+            //  {"error": {...}, "status": N} (the status is ours, for ws)
+            json_t *event = json_loadb (mesh_buf_head (&req->response), mesh_buf_size (&req->response), 0, NULL);
+            json_t *status = json_object_get (event, "status");
+            int code = json_is_integer (status) ? (int) json_integer_value (status) : 502;
+            json_decref (event);
+            stream_upstream_error (req, code, 0, mesh_buf_head (&req->response),
+                                   mesh_buf_size (&req->response));
+            return -1;
+        }
+        case STREAM_SEND_FAILED:
+            connector_request_abort (req, "ingress_unreachable");
+            return -1;
+        default:
+            break;
+    }
+    if (rc < 0) {
+        connector_request_fail (req, 502, "upstream_error", "upstream_protocol", 0, "upstream_error",
+                                "The upstream sent an event longer than %u bytes.", MAX_EVENT_BYTES);
+        return -1;
+    }
+    return 0;
+}
+
+void
+stream_complete_body (creq_t *req, const char *data, size_t len)
+{
+    //  DeepSeek sends blank lines while a non-stream request is queued
+    while (len && (*data == ' ' || *data == '\n' || *data == '\r' || *data == '\t')) {
+        data++;
+        len--;
+    }
+    json_t *body = json_loadb (data, len, 0, NULL);
+    if (!json_is_object (body)) {
+        json_decref (body);
+        connector_request_fail (req, 502, "upstream_error", "upstream_protocol", 0, "upstream_error",
+                                "The upstream answered with a body that is not a JSON object.");
+        return;
+    }
+    s_take_usage (req, body);
+    json_decref (body);
+    if (req->client_stream) {
+        connector_request_fail (req, 502, "upstream_error", "upstream_protocol", 0, "upstream_error",
+                                "The upstream answered a streaming request without streaming.");
+        return;
+    }
+    connector_request_finish (req, data, len);
+}
+
+void
+stream_upstream_error (creq_t *req, int status, int retry_after_s, const char *body, size_t len)
+{
+    json_t *json = json_loadb (body, len, 0, NULL);
+    json_t *error = json_object_get (json, "error");
+    const char *upstream_message = json_string_value (json_object_get (error, "message"));
+    const char *upstream_code = json_string_value (json_object_get (error, "code"));
+    const char *upstream_type = json_string_value (json_object_get (error, "type"));
+    if (!upstream_message)
+        upstream_message = "";
+    int retry_ms = retry_after_s > 0 ? MESH_MIN (retry_after_s, 60) * 1000 : 1000;
+
+    switch (status) {
+        case 400:
+        case 413:
+        case 422:
+            //  The client's input: it should see the upstream's words
+            connector_request_fail (req, status, upstream_type ? upstream_type : "invalid_request_error",
+                                    upstream_code ? upstream_code : "invalid_request", 0, "upstream_error",
+                                    "%s", *upstream_message ? upstream_message : "The upstream refused the request.");
+            break;
+        case 401:
+        case 403:
+            connector_request_fail (req, 502, "upstream_error", "upstream_auth_failed", 0, "upstream_error",
+                                    "The upstream rejected the gateway's credentials (status %d).", status);
+            break;
+        case 402:
+            connector_request_fail (req, 402, "insufficient_quota", "insufficient_balance", 0, "upstream_error",
+                                    "The upstream account has insufficient balance.");
+            break;
+        case 404:
+            connector_request_fail (req, 502, "upstream_error", "upstream_not_found", 0, "upstream_error",
+                                    "The upstream does not know this endpoint or model (status 404).");
+            break;
+        case 408:
+        case 504:
+            connector_request_fail (req, 504, "upstream_error", "upstream_timeout", retry_ms, "timeout",
+                                    "The upstream timed out (status %d).", status);
+            break;
+        case 429:
+            connector_request_fail (req, 429, "rate_limit_error", "rate_limit_exceeded", retry_ms,
+                                    "upstream_error", "The upstream is rate limiting requests; retry later.");
+            break;
+        case 503:
+            connector_request_fail (req, 503, "upstream_error", "upstream_overloaded", retry_ms,
+                                    "upstream_error", "The upstream is overloaded; retry later.");
+            break;
+        default:
+            if (status >= 400 && status < 500)
+                connector_request_fail (req, status, upstream_type ? upstream_type : "invalid_request_error",
+                                        upstream_code ? upstream_code : "upstream_refused", 0,
+                                        "upstream_error", "%s", *upstream_message ? upstream_message
+                                        : "The upstream refused the request.");
+            else
+                connector_request_fail (req, 502, "upstream_error", "upstream_error", retry_ms,
+                                        "upstream_error", "The upstream failed (status %d).", status);
+    }
+    json_decref (json);
+}
+
+int
+stream_prepare_body (creq_t *req, const char *body, size_t len, const char *requested)
+{
+    const mesh_model_t *model = req->model;
+    req->upstream_stream = req->client_stream || model->stream_only;
+    bool rename = !mesh_streq (requested, model->upstream_model);
+    bool force_stream = req->upstream_stream && !req->client_stream;
+    mesh_buf_reset (&req->body);
+    if (!rename && !force_stream) {
+        mesh_buf_append (&req->body, body, len);        //  the client's bytes, as sent
+        return 0;
+    }
+    json_t *json = json_loadb (body, len, 0, NULL);
+    if (!json_is_object (json)) {
+        json_decref (json);
+        return -1;
+    }
+    if (rename)
+        json_object_set_new (json, "model", json_string (model->upstream_model));
+    if (force_stream)
+        json_object_set_new (json, "stream", json_true ());
+    char *text = json_dumps (json, JSON_COMPACT);
+    json_decref (json);
+    if (!text)
+        return -1;
+    mesh_buf_append_str (&req->body, text);
+    free (text);
+    return 0;
+}
+
+void
+stream_end (creq_t *req)
+{
+    mesh_sse_free (&req->sse);
+    assembly_t *assembly = req->assembly;
+    if (!assembly)
+        return;
+    json_decref (assembly->first);
+    json_decref (assembly->usage);
+    for (size_t i = 0; i < MAX_CHOICES; i++) {
+        choice_t *c = &assembly->choices [i];
+        mesh_buf_free (&c->content);
+        mesh_buf_free (&c->reasoning);
+        for (size_t k = 0; k < MAX_TOOL_CALLS; k++) {
+            free (c->calls [k].id);
+            free (c->calls [k].type);
+            free (c->calls [k].name);
+            mesh_buf_free (&c->calls [k].arguments);
+        }
+    }
+    free (assembly);
+    req->assembly = NULL;
+}
+
+//  Selftest -----------------------------------------------------------------
+
+void
+connector_stream_test (bool verbose)
+{
+    (void) verbose;
+    //  A non-stream client served from a stream: content, reasoning and a
+    //  tool call split across chunks come out as one chat.completion
+    creq_t req;
+    memset (&req, 0, sizeof req);
+    const char *chunks [] = {
+        "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"m\","
+        "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"think \"}}]}",
+        "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hard\"}}]}",
+        "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}",
+        "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo \\u00e9\"}}]}",
+        "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\","
+        "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\"\"}}]}}]}",
+        "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+        "\"function\":{\"arguments\":\":1}\"}}]}}]}",
+        "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5,\"total_tokens\":8,"
+        "\"prompt_cache_hit_tokens\":1,\"completion_tokens_details\":{\"reasoning_tokens\":2}}}",
+    };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (chunks); i++) {
+        json_t *chunk = json_loads (chunks [i], 0, NULL);
+        assert (chunk);
+        s_take_usage (&req, chunk);
+        s_assemble (&req, chunk);
+        json_decref (chunk);
+    }
+    assert (req.prompt_tokens == 3 && req.output_tokens == 5);
+    assert (req.cached_tokens == 1 && req.reason_tokens == 2);
+    assert (mesh_streq (req.finish, "stop"));
+    size_t len;
+    char *text = stream_assembled (&req, &len);
+    assert (text);
+    json_t *completion = json_loads (text, 0, NULL);
+    assert (completion);
+    assert (mesh_streq (json_string_value (json_object_get (completion, "object")), "chat.completion"));
+    assert (mesh_streq (json_string_value (json_object_get (completion, "id")), "c1"));
+    assert (json_integer_value (json_object_get (completion, "created")) == 7);
+    json_t *message = json_object_get (json_array_get (json_object_get (completion, "choices"), 0), "message");
+    assert (mesh_streq (json_string_value (json_object_get (message, "content")), "Hello \xc3\xa9"));
+    assert (mesh_streq (json_string_value (json_object_get (message, "reasoning_content")), "think hard"));
+    json_t *call = json_array_get (json_object_get (message, "tool_calls"), 0);
+    assert (mesh_streq (json_string_value (json_object_get (call, "id")), "call_1"));
+    json_t *function = json_object_get (call, "function");
+    assert (mesh_streq (json_string_value (json_object_get (function, "arguments")), "{\"a\":1}"));
+    assert (json_integer_value (json_object_get (json_object_get (completion, "usage"), "total_tokens")) == 8);
+    json_decref (completion);
+    free (text);
+    stream_end (&req);
+    assert (req.assembly == NULL);
+
+    assert (s_is_error_event (" {\"error\":{}}", 13));
+    assert (!s_is_error_event ("{\"id\":1}", 8));
+}
