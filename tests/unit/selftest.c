@@ -21,6 +21,7 @@
 #include "mock/mock.h"
 #include "mock/mock_render.h"
 #include "connector/connector.h"
+#include "ingress/ingress_validate.h"
 #include "router/router.h"
 #include "router/router_connectors.h"
 #include "router/router_keys.h"
@@ -57,6 +58,7 @@ static const selftest_t s_tests [] = {
     { "mock_ws",     mock_ws_test },
     { "mock_server", mock_server_test },
     { "connector_stream", connector_stream_test },
+    { "ingress_validate", ingress_validate_test },
     { "router_keys", router_keys_test },
     { "router_connectors", router_connectors_test },
     { "router",      router_test },

@@ -1,0 +1,141 @@
+/*  ingress: the OpenAI-compatible front door.  The types its modules share.
+
+    ingress_http.c      the lws protocol callback: requests in, responses
+                        out (JSON bodies and SSE), limits, client disconnects
+    ingress_mesh.c      ZeroMQ: REQUEST/CANCEL to routers, events from
+                        connectors and routers, request slots
+    ingress_admin.c     /healthz, /readyz, /metrics on the admin vhost
+    ingress_validate.c  the request body validator
+
+    Everything runs on the one lws service thread: ZeroMQ sockets and the
+    signalfd are adopted into the lws loop as raw file descriptors.          */
+#ifndef INGRESS_H
+#define INGRESS_H
+
+#include "mesh_admin.h"
+#include "mesh_buf.h"
+#include "mesh_config.h"
+#include "mesh_id.h"
+#include "mesh_metrics.h"
+#include "mesh_msg.h"
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define INGRESS_MAX_ROUTERS 16
+
+//  Request states of a connection (an h2 stream or an h1 transaction)
+enum {
+    RQ_IDLE,            //  no request: between keep-alive transactions
+    RQ_BODY,            //  reading the request body
+    RQ_MESH,            //  in the mesh; nothing written to the client yet
+    RQ_RESPONDING,      //  response headers queued or written
+};
+
+typedef struct ingress_t ingress_t;
+
+//  Per-request state: lws allocates one per wsi (per h1 connection, reused
+//  across keep-alive transactions, or per h2 stream)
+typedef struct {
+    ingress_t *ingress;
+    struct lws *wsi;
+    int state;
+    char id [MESH_ID_LEN + 1];
+    uint32_t slot;              //  index + 1 in the slot table; 0: none
+    uint64_t token;
+    int router;                 //  the router the request went to
+    uint32_t attempt;
+    int kind;                   //  MESH_KIND_CHAT or MESH_KIND_MODELS
+    bool stream;
+    bool h2;
+    unsigned char key_hash [32];
+    char model [256];
+    mesh_buf_t body;            //  kept until the end, for a retry
+    int64_t content_length;     //  declared by the client, or -1
+    int64_t received_us;
+    int64_t first_write_us;
+
+    //  The response
+    int status;
+    const char *content_type;
+    char answered_model [256];
+    int retry_after_ms;
+    int should_retry;           //  MESH_ERROR_RETRY_YES / _NO, or 0
+    bool sse;
+    bool headers_written;
+    bool finished;              //  everything is in out
+    bool close_after;           //  close the connection when flushed
+    mesh_buf_t out;             //  response bytes not yet written
+    int64_t last_write_ms;
+
+    lws_sorted_usec_list_t keepalive_sul;
+    lws_sorted_usec_list_t timeout_sul;
+} pss_t;
+
+struct ingress_t {
+    mesh_config_t *config;
+    struct lws_context *context;
+    struct lws_vhost *api_vhost;
+    mesh_metrics_t *metrics;
+    mesh_admin_t *admin;
+    bool draining;
+    bool stop;
+
+    int64_t max_body_bytes;
+    int64_t max_out_bytes;
+    int64_t keepalive_interval_ms;
+    int64_t request_timeout_ms;
+    uint32_t max_attempts;
+
+    struct ingress_mesh_t *mesh;
+
+    struct {
+        mesh_metric_t *by_class [6];        //  1xx .. 5xx, by first digit
+        mesh_metric_t *active;
+        mesh_metric_t *seconds;
+        mesh_metric_t *ttfb;
+        mesh_metric_t *client_gone;
+        mesh_metric_t *retries;
+        mesh_metric_t *bad_messages;
+    } metric;
+};
+
+//  ingress_http.c -------------------------------------------------------------
+
+extern const struct lws_protocols ingress_http_protocol;
+//  Queues a complete JSON response (the error envelope when type is set).
+void ingress_respond_error (pss_t *pss, int status, const char *type, const char *code,
+                            const char *param, const char *message);
+void ingress_respond_body (pss_t *pss, int status, const char *content_type,
+                           const char *body, size_t len);
+//  Starts an SSE response (200), appends events, ends it.
+void ingress_sse_begin (pss_t *pss);
+void ingress_sse_event (pss_t *pss, const char *data, size_t len, bool comment);
+void ingress_sse_end (pss_t *pss);
+//  An error after the response began: one error event, then the close.
+void ingress_sse_error (pss_t *pss, const char *type, const char *code, const char *message);
+void ingress_http_metrics (ingress_t *self);
+
+//  ingress_mesh.c -------------------------------------------------------------
+
+typedef struct ingress_mesh_t ingress_mesh_t;
+extern const struct lws_protocols ingress_fd_protocol;
+//  Binds the reply socket, connects to the routers and adopts the sockets
+//  into the lws loop.  -1 with a reason.
+int  ingress_mesh_start (ingress_t *self, char *why, size_t why_size);
+void ingress_mesh_stop (ingress_t *self);
+//  Gives pss a slot and sends its REQUEST; on failure responds 503.
+void ingress_mesh_submit (pss_t *pss);
+//  The client is gone (or the request timed out): CANCEL, free the slot.
+void ingress_mesh_cancel (pss_t *pss, const char *outcome);
+//  The request ended: free the slot.
+void ingress_mesh_release (pss_t *pss);
+bool ingress_mesh_ready (ingress_t *self, mesh_buf_t *why);
+size_t ingress_mesh_active (ingress_t *self);
+
+//  ingress_admin.c ------------------------------------------------------------
+
+extern const struct lws_protocols ingress_admin_protocol;
+
+#endif

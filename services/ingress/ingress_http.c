@@ -1,0 +1,528 @@
+/*  ingress_http: the OpenAI-compatible HTTP API, as one lws protocol
+    callback (HTTP/1.1 and h2 alike).
+
+    POST /v1/chat/completions, /chat/completions   -> REQUEST (chat)
+    GET  /v1/models, /models                       -> REQUEST (models)
+
+    Limits come first: a declared body over the limit is refused before a
+    byte of it is read; a body that grows past it is cut off.  Every
+    response carries x-request-id.  Responses are queued in the request's
+    out buffer and written from LWS_CALLBACK_HTTP_WRITEABLE, one write per
+    callback, as soon as the bytes exist (SSE is never held back).  On
+    HTTP/1.1 an SSE response uses chunked coding so the connection can be
+    kept alive.  lws service thread only.                                   */
+#include "ingress.h"
+#include "ingress_validate.h"
+
+#include "mesh_log.h"
+#include "mesh_time.h"
+#include "mesh_util.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define WRITE_CHUNK (32 * 1024)
+
+//  One response write at a time, on the one lws thread
+static unsigned char s_wbuf [LWS_PRE + WRITE_CHUNK + 64];
+
+static void
+s_schedule_write (pss_t *pss)
+{
+    if (pss->wsi)
+        lws_callback_on_writable (pss->wsi);
+}
+
+//  Responses ------------------------------------------------------------------
+
+static void
+s_start_response (pss_t *pss, int status, const char *content_type)
+{
+    pss->state = RQ_RESPONDING;
+    pss->status = status;
+    pss->content_type = content_type;
+    lws_sul_cancel (&pss->timeout_sul);
+}
+
+void
+ingress_respond_body (pss_t *pss, int status, const char *content_type, const char *body, size_t len)
+{
+    if (pss->state == RQ_RESPONDING)
+        return;                         //  one response per request
+    s_start_response (pss, status, content_type);
+    mesh_buf_reset (&pss->out);
+    mesh_buf_append (&pss->out, body, len);
+    pss->finished = true;
+    s_schedule_write (pss);
+}
+
+static char *
+s_error_json (const char *type, const char *code, const char *param, const char *message)
+{
+    json_t *error = json_pack ("{s:{s:s, s:s, s:o, s:o}}",
+                               "error", "message", message, "type", type,
+                               "param", param && *param ? json_string (param) : json_null (),
+                               "code", code && *code ? json_string (code) : json_null ());
+    char *text = error ? json_dumps (error, JSON_COMPACT) : NULL;
+    json_decref (error);
+    return text;
+}
+
+void
+ingress_respond_error (pss_t *pss, int status, const char *type, const char *code,
+                       const char *param, const char *message)
+{
+    char *text = s_error_json (type, code, param, message);
+    if (!text)                          //  a message that is not UTF-8
+        text = s_error_json (type, code, param, "The request failed.");
+    if (!pss->should_retry)
+        pss->should_retry = (status == 429 || status >= 500) ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
+    if ((status == 429 || status == 503) && !pss->retry_after_ms)
+        pss->retry_after_ms = 1000;
+    ingress_respond_body (pss, status, "application/json", text, strlen (text));
+    free (text);
+}
+
+static void
+s_sse_append (pss_t *pss, const char *prefix, const char *data, size_t len)
+{
+    mesh_buf_append_str (&pss->out, prefix);
+    mesh_buf_append (&pss->out, data, len);
+    mesh_buf_append (&pss->out, "\n\n", 2);
+    if ((int64_t) mesh_buf_size (&pss->out) > pss->ingress->max_out_bytes) {
+        //  The client reads slower than the upstream writes: let it go
+        //  rather than hold an unbounded backlog
+        mesh_warn ("client too slow, %zu bytes queued: closing req=%s", mesh_buf_size (&pss->out), pss->id);
+        ingress_mesh_cancel (pss, "client_slow");
+        if (pss->wsi)
+            lws_set_timeout (pss->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    s_schedule_write (pss);
+}
+
+static void s_on_keepalive (lws_sorted_usec_list_t *sul);
+
+void
+ingress_sse_begin (pss_t *pss)
+{
+    if (pss->state == RQ_RESPONDING)
+        return;
+    s_start_response (pss, 200, "text/event-stream");
+    pss->sse = true;
+    mesh_buf_reset (&pss->out);
+    s_schedule_write (pss);
+    lws_sul_schedule (pss->ingress->context, 0, &pss->keepalive_sul, s_on_keepalive,
+                      pss->ingress->keepalive_interval_ms * LWS_US_PER_MS);
+}
+
+void
+ingress_sse_event (pss_t *pss, const char *data, size_t len, bool comment)
+{
+    if (!pss->sse || pss->finished)
+        return;
+    s_sse_append (pss, comment ? ": " : "data: ", data, len);
+}
+
+void
+ingress_sse_end (pss_t *pss)
+{
+    if (!pss->sse || pss->finished)
+        return;
+    pss->finished = true;
+    s_sse_append (pss, "data: ", "[DONE]", 6);
+}
+
+void
+ingress_sse_error (pss_t *pss, const char *type, const char *code, const char *message)
+{
+    if (!pss->sse || pss->finished)
+        return;
+    char *text = s_error_json (type, code, NULL, message);
+    if (!text)
+        return;
+    pss->finished = true;
+    s_sse_append (pss, "data: ", text, strlen (text));
+    free (text);
+}
+
+//  Between tokens a stream may be quiet for long; a comment keeps proxies
+//  and clients from timing it out
+static void
+s_on_keepalive (lws_sorted_usec_list_t *sul)
+{
+    pss_t *pss = lws_container_of (sul, pss_t, keepalive_sul);
+    ingress_t *self = pss->ingress;
+    if (!pss->sse || pss->finished)
+        return;
+    int64_t now = mesh_mono_ms ();
+    if (now - pss->last_write_ms >= self->keepalive_interval_ms && mesh_buf_size (&pss->out) == 0)
+        s_sse_append (pss, ": ", "keep-alive", 10);
+    lws_sul_schedule (self->context, 0, &pss->keepalive_sul, s_on_keepalive,
+                      self->keepalive_interval_ms * LWS_US_PER_MS);
+}
+
+static void
+s_on_timeout (lws_sorted_usec_list_t *sul)
+{
+    pss_t *pss = lws_container_of (sul, pss_t, timeout_sul);
+    if (pss->state != RQ_MESH)
+        return;
+    mesh_warn ("no response within %lld ms req=%s", (long long) pss->ingress->request_timeout_ms, pss->id);
+    ingress_mesh_cancel (pss, "timeout");
+    ingress_respond_error (pss, 504, "server_error", "gateway_timeout", NULL,
+                           "The request timed out in the gateway.");
+}
+
+//  Writing --------------------------------------------------------------------
+
+static int
+s_add_header (struct lws *wsi, const char *name, const char *value, unsigned char **p,
+              unsigned char *end)
+{
+    return lws_add_http_header_by_name (wsi, (const unsigned char *) name,
+                                        (const unsigned char *) value, (int) strlen (value), p, end);
+}
+
+static int
+s_write_headers (pss_t *pss)
+{
+    struct lws *wsi = pss->wsi;
+    unsigned char *start = s_wbuf + LWS_PRE, *p = start, *end = s_wbuf + sizeof s_wbuf - 1;
+    if (pss->sse) {
+        //  Not lws_add_http_common_headers: without a length it would mark
+        //  the connection for closing, and our chunked coding keeps it
+        if (lws_add_http_header_status (wsi, (unsigned int) pss->status, &p, end)
+        ||  lws_add_http_header_by_token (wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+                                          (const unsigned char *) pss->content_type,
+                                          (int) strlen (pss->content_type), &p, end))
+            return -1;
+    }
+    else
+    if (lws_add_http_common_headers (wsi, (unsigned int) pss->status, pss->content_type,
+                                     (lws_filepos_t) mesh_buf_size (&pss->out), &p, end))
+        return -1;
+    if (s_add_header (wsi, "x-request-id:", pss->id, &p, end))
+        return -1;
+    if (*pss->answered_model && s_add_header (wsi, "x-seekmesh-model:", pss->answered_model, &p, end))
+        return -1;
+    if (pss->sse) {
+        if (s_add_header (wsi, "cache-control:", "no-cache", &p, end)
+        ||  s_add_header (wsi, "x-accel-buffering:", "no", &p, end))
+            return -1;
+        if (!pss->h2 && s_add_header (wsi, "transfer-encoding:", "chunked", &p, end))
+            return -1;
+    }
+    if (pss->retry_after_ms) {
+        char value [24];
+        int seconds = (pss->retry_after_ms + 999) / 1000;
+        snprintf (value, sizeof value, "%d", seconds > 60 ? 60 : seconds);
+        if (s_add_header (wsi, "retry-after:", value, &p, end))
+            return -1;
+        snprintf (value, sizeof value, "%d", pss->retry_after_ms);
+        if (s_add_header (wsi, "retry-after-ms:", value, &p, end))
+            return -1;
+    }
+    if (pss->should_retry
+    &&  s_add_header (wsi, "x-should-retry:", pss->should_retry == MESH_ERROR_RETRY_YES ? "true" : "false", &p, end))
+        return -1;
+    if (lws_finalize_write_http_header (wsi, start, &p, end))
+        return -1;
+    pss->headers_written = true;
+    pss->last_write_ms = mesh_mono_ms ();
+    if (!pss->first_write_us) {
+        pss->first_write_us = mesh_mono_us ();
+        mesh_metric_observe (pss->ingress->metric.ttfb, (double) (pss->first_write_us - pss->received_us) / 1e6);
+    }
+    return 0;
+}
+
+//  Ends the transaction once the last byte is out.  Returns -1 to close.
+static int
+s_complete (pss_t *pss)
+{
+    ingress_t *self = pss->ingress;
+    int status = pss->status;
+    mesh_metric_inc (self->metric.by_class [status / 100 <= 5 ? status / 100 : 5]);
+    mesh_metric_observe (self->metric.seconds, (double) (mesh_mono_us () - pss->received_us) / 1e6);
+    mesh_debug ("%d %s req=%s", status, pss->sse ? "stream" : "body", pss->id);
+    ingress_mesh_release (pss);
+    lws_sul_cancel (&pss->keepalive_sul);
+    lws_sul_cancel (&pss->timeout_sul);
+    pss->state = RQ_IDLE;
+    mesh_buf_reset (&pss->out);
+    mesh_buf_trim (&pss->out, 64 * 1024);
+    mesh_buf_reset (&pss->body);
+    mesh_buf_trim (&pss->body, 64 * 1024);
+    if (pss->close_after)
+        return -1;
+    return lws_http_transaction_completed (pss->wsi) ? -1 : 0;
+}
+
+static int
+s_on_writeable (pss_t *pss)
+{
+    if (pss->state != RQ_RESPONDING)
+        return 0;
+    if (!pss->headers_written) {
+        if (s_write_headers (pss) < 0)
+            return -1;
+        if (mesh_buf_size (&pss->out) || pss->finished)
+            lws_callback_on_writable (pss->wsi);
+        return 0;
+    }
+    size_t pending = mesh_buf_size (&pss->out);
+    size_t take = MESH_MIN (pending, (size_t) WRITE_CHUNK);
+    bool last = pss->finished && take == pending;
+    unsigned char *start = s_wbuf + LWS_PRE, *p = start;
+    if (pss->sse && !pss->h2) {
+        //  HTTP/1.1 chunked coding, the terminator with the last piece
+        if (take)
+            p += sprintf ((char *) p, "%zx\r\n", take);
+        memcpy (p, mesh_buf_head (&pss->out), take);
+        p += take;
+        if (take)
+            p += sprintf ((char *) p, "\r\n");
+        if (last)
+            p += sprintf ((char *) p, "0\r\n\r\n");
+    }
+    else {
+        memcpy (p, mesh_buf_head (&pss->out), take);
+        p += take;
+    }
+    size_t len = (size_t) (p - start);
+    if (len || (last && pss->h2)) {
+        enum lws_write_protocol mode = last && pss->h2 ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP;
+        if (lws_write (pss->wsi, start, len, mode) < (int) len)
+            return -1;
+    }
+    mesh_buf_consume (&pss->out, take);
+    pss->last_write_ms = mesh_mono_ms ();
+    if (last)
+        return s_complete (pss);
+    if (mesh_buf_size (&pss->out))
+        lws_callback_on_writable (pss->wsi);
+    return 0;
+}
+
+//  Requests -------------------------------------------------------------------
+
+//  A new request on this wsi: a clean slate, keeping buffers' memory
+static void
+s_begin (pss_t *pss, struct lws *wsi)
+{
+    mesh_buf_t out = pss->out, body = pss->body;
+    memset (pss, 0, offsetof (pss_t, keepalive_sul));
+    pss->out = out;
+    pss->body = body;
+    mesh_buf_reset (&pss->out);
+    mesh_buf_reset (&pss->body);
+    pss->ingress = lws_context_user (lws_get_context (wsi));
+    pss->wsi = wsi;
+    pss->h2 = lws_get_network_wsi (wsi) != wsi;
+    pss->content_length = -1;
+    pss->received_us = mesh_mono_us ();
+    mesh_id_new (pss->id);
+}
+
+//  Reads "Authorization: Bearer <key>" into the key's SHA-256 digest.
+static int
+s_api_key (pss_t *pss)
+{
+    char header [1024];
+    int len = lws_hdr_copy (pss->wsi, header, sizeof header, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (len <= 7 || strncasecmp (header, "Bearer ", 7) != 0)
+        return -1;
+    const char *key = header + 7;
+    while (*key == ' ')
+        key++;
+    size_t key_len = strlen (key);
+    while (key_len && key [key_len - 1] == ' ')
+        key_len--;
+    if (key_len == 0)
+        return -1;
+    EVP_Digest (key, key_len, pss->key_hash, NULL, EVP_sha256 (), NULL);
+    return 0;
+}
+
+static void
+s_submit (pss_t *pss)
+{
+    pss->state = RQ_MESH;
+    pss->attempt = 1;
+    lws_sul_schedule (pss->ingress->context, 0, &pss->timeout_sul, s_on_timeout,
+                      pss->ingress->request_timeout_ms * LWS_US_PER_MS);
+    ingress_mesh_submit (pss);
+}
+
+static void
+s_on_body_complete (pss_t *pss)
+{
+    ingress_check_t check;
+    if (ingress_validate (mesh_buf_head (&pss->body), mesh_buf_size (&pss->body), &check) < 0) {
+        ingress_respond_error (pss, check.status, "invalid_request_error", check.code, check.param,
+                               check.message);
+        return;
+    }
+    snprintf (pss->model, sizeof pss->model, "%s", check.model);
+    pss->stream = check.stream;
+    s_submit (pss);
+}
+
+static int
+s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
+{
+    ingress_t *self = pss->ingress;
+    bool chat = mesh_memeq (uri, (size_t) uri_len, "/v1/chat/completions")
+             || mesh_memeq (uri, (size_t) uri_len, "/chat/completions");
+    bool models = mesh_memeq (uri, (size_t) uri_len, "/v1/models")
+               || mesh_memeq (uri, (size_t) uri_len, "/models");
+    char message [512];
+    if (!chat && !models) {
+        snprintf (message, sizeof message, "Unknown request URL: %.200s. Please check the URL for "
+                  "typos; the API serves /v1/chat/completions and /v1/models.", uri);
+        ingress_respond_error (pss, 404, "invalid_request_error", "unknown_url", NULL, message);
+        return 0;
+    }
+    if ((chat && method != LWSHUMETH_POST) || (models && method != LWSHUMETH_GET)) {
+        snprintf (message, sizeof message, "Method not allowed: %.200s accepts %s only.", uri,
+                  chat ? "POST" : "GET");
+        ingress_respond_error (pss, 405, "invalid_request_error", "method_not_allowed", NULL, message);
+        pss->close_after = chat;        //  an unread body may follow
+        return 0;
+    }
+    if (self->draining) {
+        pss->retry_after_ms = 1000;
+        pss->close_after = true;
+        ingress_respond_error (pss, 503, "server_error", "draining", NULL,
+                               "This gateway instance is shutting down; retry shortly.");
+        return 0;
+    }
+    if (s_api_key (pss) < 0) {
+        pss->close_after = chat;
+        ingress_respond_error (pss, 401, "invalid_request_error", "missing_api_key", NULL,
+                               "You didn't provide an API key. You need to provide your API key "
+                               "in an Authorization header using Bearer auth (i.e. "
+                               "Authorization: Bearer YOUR_KEY).");
+        return 0;
+    }
+    if (models) {
+        pss->kind = MESH_KIND_MODELS;
+        s_submit (pss);
+        return 0;
+    }
+    pss->kind = MESH_KIND_CHAT;
+    char length [32];
+    if (lws_hdr_copy (pss->wsi, length, sizeof length, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+        pss->content_length = strtoll (length, NULL, 10);
+    if (pss->content_length > self->max_body_bytes) {
+        snprintf (message, sizeof message, "The request body is %lld bytes; the limit is %lld bytes.",
+                  (long long) pss->content_length, (long long) self->max_body_bytes);
+        pss->close_after = true;
+        ingress_respond_error (pss, 413, "invalid_request_error", "request_too_large", NULL, message);
+        return 0;
+    }
+    pss->state = RQ_BODY;
+    if (pss->content_length == 0)
+        s_on_body_complete (pss);
+    return 0;
+}
+
+static int
+s_on_body (pss_t *pss, const char *data, size_t len)
+{
+    if (pss->state != RQ_BODY)
+        return 0;                       //  refused already: discard
+    if ((int64_t) (mesh_buf_size (&pss->body) + len) > pss->ingress->max_body_bytes) {
+        char message [256];
+        snprintf (message, sizeof message, "The request body is larger than the limit of %lld bytes.",
+                  (long long) pss->ingress->max_body_bytes);
+        pss->close_after = true;
+        ingress_respond_error (pss, 413, "invalid_request_error", "request_too_large", NULL, message);
+        return 0;
+    }
+    mesh_buf_append (&pss->body, data, len);
+    return 0;
+}
+
+static void
+s_on_closed (pss_t *pss)
+{
+    if (!pss->ingress)
+        return;
+    if (pss->state == RQ_MESH || (pss->state == RQ_RESPONDING && pss->slot)) {
+        mesh_metric_inc (pss->ingress->metric.client_gone);
+        ingress_mesh_cancel (pss, "client_gone");
+    }
+    ingress_mesh_release (pss);
+    lws_sul_cancel (&pss->keepalive_sul);
+    lws_sul_cancel (&pss->timeout_sul);
+    mesh_buf_free (&pss->out);
+    mesh_buf_free (&pss->body);
+    pss->state = RQ_IDLE;
+    pss->wsi = NULL;
+}
+
+static int
+s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    pss_t *pss = user;
+    switch (reason) {
+        case LWS_CALLBACK_HTTP: {
+            s_begin (pss, wsi);
+            char *uri = NULL;
+            int uri_len = 0;
+            int method = lws_http_get_uri_and_method (wsi, &uri, &uri_len);
+            if (method < 0 || !uri) {
+                uri = (char *) in;
+                uri_len = in ? (int) strlen (in) : 0;
+            }
+            return s_on_request (pss, uri, uri_len, method);
+        }
+        case LWS_CALLBACK_HTTP_BODY:
+            return s_on_body (pss, in, len);
+        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+            if (pss->state == RQ_BODY)
+                s_on_body_complete (pss);
+            return 0;
+        case LWS_CALLBACK_HTTP_WRITEABLE:
+            return s_on_writeable (pss);
+        case LWS_CALLBACK_CLOSED_HTTP:
+            s_on_closed (pss);
+            return 0;
+        default:
+            return lws_callback_http_dummy (wsi, reason, user, in, len);
+    }
+}
+
+const struct lws_protocols ingress_http_protocol = {
+    "http", s_callback, sizeof (pss_t), 0, 0, NULL, 0
+};
+
+void
+ingress_http_metrics (ingress_t *self)
+{
+    const char *name = "seekmesh_ingress_responses_total";
+    const char *help = "Responses sent to clients, by status class.";
+    static const char *classes [] = { "code=\"1xx\"", "code=\"1xx\"", "code=\"2xx\"",
+                                      "code=\"3xx\"", "code=\"4xx\"", "code=\"5xx\"" };
+    for (int i = 1; i <= 5; i++)
+        self->metric.by_class [i] = mesh_metrics_counter (self->metrics, name, help, classes [i]);
+    self->metric.by_class [0] = self->metric.by_class [5];
+    self->metric.active = mesh_metrics_gauge (self->metrics, "seekmesh_ingress_active_requests",
+        "Requests in the mesh or being answered.", NULL);
+    self->metric.seconds = mesh_metrics_histogram (self->metrics, "seekmesh_ingress_request_seconds",
+        "Time from a request's headers to its last response byte.", NULL);
+    self->metric.ttfb = mesh_metrics_histogram (self->metrics, "seekmesh_ingress_ttfb_seconds",
+        "Time from a request's headers to its response headers.", NULL);
+    self->metric.client_gone = mesh_metrics_counter (self->metrics, "seekmesh_ingress_client_gone_total",
+        "Clients that went away before their response ended.", NULL);
+    self->metric.retries = mesh_metrics_counter (self->metrics, "seekmesh_ingress_retries_total",
+        "Requests sent again after their connector was lost before answering.", NULL);
+    self->metric.bad_messages = mesh_metrics_counter (self->metrics, "seekmesh_ingress_bad_messages_total",
+        "Malformed or unexpected messages dropped.", NULL);
+}

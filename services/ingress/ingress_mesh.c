@@ -1,0 +1,585 @@
+/*  ingress_mesh: the ingress's side of the ZeroMQ mesh.
+
+    Its conversation:
+
+    to / from   message     handler             does
+    ---------   ---------   -----------------   ------------------------------
+    router  <-  REQUEST     ingress_mesh_submit a router with a live link,
+                                                round robin; 503 if none
+    router  <-  CANCEL      ingress_mesh_cancel to the router that has it
+    any     ->  HEAD        s_on_head           start the SSE response
+    connector-> CHUNK       s_on_chunk          one SSE event (or comment)
+    connector-> END         s_on_end            [DONE], or the JSON body
+    any     ->  ERROR       s_on_error          error response / SSE event
+    router  ->  LOST        s_on_lost           retry if the client has seen
+                                                nothing, else fail the stream
+    router  ->  REPLY       s_on_reply          a whole response (models)
+
+    Events find their request through its token: a slot index and a
+    generation, so an event for a request that has ended (and whose slot was
+    reused) is recognised and dropped.  Each request remembers its attempt;
+    events of an older attempt are dropped too.
+
+    The PULL socket's ZMQ_FD (a dup of it, which lws may close) is adopted
+    into the lws loop as a raw file; so are the routers' socket monitors and
+    the signalfd.  lws service thread only.                                 */
+#include "ingress.h"
+
+#include "mesh_log.h"
+#include "mesh_time.h"
+#include "mesh_util.h"
+#include "mesh_zmq.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+typedef struct watch_t watch_t;
+typedef void (watch_fn) (ingress_t *self, watch_t *watch);
+
+//  An fd adopted into lws, and what to do when it is readable
+struct watch_t {
+    ingress_t *ingress;
+    int fd;
+    watch_fn *fn;
+    void *socket;               //  the ZeroMQ socket behind it, if any
+    struct ingress_router_t *router;
+};
+
+typedef struct ingress_router_t {
+    char endpoint [256];
+    void *socket;               //  PUSH
+    void *monitor;              //  PAIR: its connect/disconnect events
+    bool connected;
+    watch_t watch;
+} router_t;
+
+typedef struct {
+    pss_t *pss;
+    uint32_t generation;
+} slot_t;
+
+struct ingress_mesh_t {
+    void *ctx;
+    void *pull;
+    char reply_to [256];
+    watch_t pull_watch;
+    lws_sorted_usec_list_t more_sul;    //  continues a capped drain
+    router_t routers [INGRESS_MAX_ROUTERS];
+    size_t router_count;
+    size_t next_router;
+    slot_t *slots;
+    size_t slot_count;
+    uint32_t *free_slots;
+    size_t free_count;
+    size_t active;
+    int signal_fd;
+    watch_t signal_watch;
+};
+
+//  Slots ----------------------------------------------------------------------
+
+static void
+s_slot_take (ingress_mesh_t *mesh, pss_t *pss)
+{
+    if (mesh->free_count == 0) {
+        size_t grow = mesh->slot_count ? mesh->slot_count : 256;
+        mesh->slots = realloc (mesh->slots, (mesh->slot_count + grow) * sizeof *mesh->slots);
+        mesh->free_slots = realloc (mesh->free_slots, (mesh->slot_count + grow) * sizeof *mesh->free_slots);
+        assert (mesh->slots && mesh->free_slots);
+        for (size_t i = 0; i < grow; i++) {
+            mesh->slots [mesh->slot_count + i] = (slot_t) { NULL, 1 };
+            mesh->free_slots [mesh->free_count++] = (uint32_t) (mesh->slot_count + grow - 1 - i);
+        }
+        mesh->slot_count += grow;
+    }
+    uint32_t index = mesh->free_slots [--mesh->free_count];
+    mesh->slots [index].pss = pss;
+    pss->slot = index + 1;
+    pss->token = (uint64_t) mesh->slots [index].generation << 32 | index;
+    mesh->active++;
+}
+
+void
+ingress_mesh_release (pss_t *pss)
+{
+    ingress_mesh_t *mesh = pss->ingress->mesh;
+    if (!pss->slot)
+        return;
+    uint32_t index = pss->slot - 1;
+    mesh->slots [index].pss = NULL;
+    mesh->slots [index].generation++;
+    mesh->free_slots [mesh->free_count++] = index;
+    pss->slot = 0;
+    mesh->active--;
+    mesh_metric_set (pss->ingress->metric.active, (double) mesh->active);
+}
+
+static pss_t *
+s_slot_find (ingress_mesh_t *mesh, const mesh_msg_t *msg)
+{
+    uint32_t index = (uint32_t) msg->token;
+    uint32_t generation = (uint32_t) (msg->token >> 32);
+    if (index >= mesh->slot_count || mesh->slots [index].generation != generation)
+        return NULL;
+    pss_t *pss = mesh->slots [index].pss;
+    if (!pss || strcmp (pss->id, msg->id) != 0)
+        return NULL;
+    return pss;
+}
+
+size_t
+ingress_mesh_active (ingress_t *self)
+{
+    return self->mesh->active;
+}
+
+//  Requests out ---------------------------------------------------------------
+
+static int
+s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
+{
+    ingress_mesh_t *mesh = self->mesh;
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_REQUEST, pss->id);
+    msg.attempt = pss->attempt;
+    msg.token = pss->token;
+    memcpy (msg.reply_to, mesh->reply_to, sizeof msg.reply_to);
+    msg.kind = (uint32_t) pss->kind;
+    msg.key_hash = (mesh_bytes_t) { (const char *) pss->key_hash, sizeof pss->key_hash };
+    snprintf (msg.model, sizeof msg.model, "%s", pss->model);
+    msg.stream = pss->stream;
+    msg.body = (mesh_bytes_t) { mesh_buf_head (&pss->body), mesh_buf_size (&pss->body) };
+    snprintf (msg.avoid, sizeof msg.avoid, "%s", avoid ? avoid : "");
+    //  Round robin over the routers we are connected to; a PUSH socket
+    //  with ZMQ_IMMEDIATE refuses at once when its router is away
+    for (size_t tried = 0; tried < mesh->router_count; tried++) {
+        size_t at = mesh->next_router++ % mesh->router_count;
+        router_t *router = &mesh->routers [at];
+        if (mesh_msg_send (router->socket, &msg, NULL, 0, ZMQ_DONTWAIT) == 0) {
+            pss->router = (int) at;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void
+ingress_mesh_submit (pss_t *pss)
+{
+    ingress_t *self = pss->ingress;
+    s_slot_take (self->mesh, pss);
+    mesh_metric_set (self->metric.active, (double) self->mesh->active);
+    if (s_send_request (self, pss, NULL) < 0) {
+        mesh_warn ("no router can take the request req=%s", pss->id);
+        pss->retry_after_ms = 1000;
+        ingress_respond_error (pss, 503, "server_error", "no_router", NULL,
+                               "The gateway cannot reach a router; retry shortly.");
+    }
+}
+
+void
+ingress_mesh_cancel (pss_t *pss, const char *outcome)
+{
+    ingress_t *self = pss->ingress;
+    if (!pss->slot)
+        return;
+    router_t *router = &self->mesh->routers [pss->router];
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_CANCEL, pss->id);
+    msg.attempt = pss->attempt;
+    snprintf (msg.outcome, sizeof msg.outcome, "%s", outcome);
+    if (mesh_msg_send (router->socket, &msg, NULL, 0, ZMQ_DONTWAIT) < 0)
+        mesh_warn ("cannot send CANCEL to %s: %s req=%s", router->endpoint, zmq_strerror (errno), pss->id);
+    ingress_mesh_release (pss);
+}
+
+//  Events in ------------------------------------------------------------------
+
+static void
+s_on_head (pss_t *pss, const mesh_msg_t *msg)
+{
+    if (pss->state != RQ_MESH || !pss->stream)
+        return;
+    snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
+    ingress_sse_begin (pss);
+}
+
+static void
+s_on_chunk (pss_t *pss, const mesh_msg_t *msg)
+{
+    if (!pss->stream)
+        return;
+    if (pss->state == RQ_MESH)
+        ingress_sse_begin (pss);
+    ingress_sse_event (pss, msg->data.data, msg->data.size, msg->flags & MESH_CHUNK_COMMENT);
+}
+
+static void
+s_on_end (pss_t *pss, const mesh_msg_t *msg)
+{
+    if (pss->stream) {
+        if (pss->state == RQ_MESH) {
+            snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
+            ingress_sse_begin (pss);
+        }
+        ingress_sse_end (pss);
+        return;
+    }
+    if (pss->state != RQ_MESH)
+        return;
+    snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
+    ingress_respond_body (pss, (int) msg->status, "application/json", msg->data.data, msg->data.size);
+}
+
+static void
+s_on_error (pss_t *pss, const mesh_msg_t *msg)
+{
+    if (pss->state == RQ_MESH) {
+        pss->retry_after_ms = (int) msg->retry_after_ms;
+        pss->should_retry = (int) msg->flags;
+        ingress_respond_error (pss, (int) msg->status, msg->err_type, msg->err_code, msg->param,
+                               msg->message);
+    }
+    else
+    if (pss->sse)
+        ingress_sse_error (pss, msg->err_type, msg->err_code, msg->message);
+}
+
+static void
+s_on_lost (ingress_t *self, pss_t *pss, const mesh_msg_t *msg)
+{
+    if (pss->state == RQ_MESH && pss->attempt < self->max_attempts) {
+        //  The client has seen nothing: try again, elsewhere
+        pss->attempt++;
+        mesh_metric_inc (self->metric.retries);
+        mesh_info ("connector %s lost, retrying (attempt %u) req=%s", msg->sender, pss->attempt, pss->id);
+        if (s_send_request (self, pss, msg->sender) == 0)
+            return;
+    }
+    mesh_warn ("connector %s lost mid-response req=%s", msg->sender, pss->id);
+    if (pss->state == RQ_MESH)
+        ingress_respond_error (pss, 502, "server_error", "connector_lost", NULL,
+                               "The gateway lost the connection serving this request.");
+    else
+        ingress_sse_error (pss, "server_error", "connector_lost",
+                           "The gateway lost the connection serving this stream.");
+}
+
+static void
+s_on_reply (pss_t *pss, const mesh_msg_t *msg)
+{
+    if (pss->state != RQ_MESH)
+        return;
+    ingress_respond_body (pss, (int) msg->status,
+                          *msg->content_type ? "application/json" : "application/json",
+                          msg->data.data, msg->data.size);
+}
+
+static void
+s_dispatch (ingress_t *self, const mesh_msg_t *msg)
+{
+    pss_t *pss = s_slot_find (self->mesh, msg);
+    if (!pss) {
+        mesh_debug ("%s for a request that has ended req=%s", mesh_msg_name (msg->type), msg->id);
+        return;
+    }
+    //  REPLY has no attempt; for the rest, an older attempt is stale
+    if (msg->type != MESH_MSG_REPLY && msg->attempt != pss->attempt)
+        return;
+    switch (msg->type) {
+        case MESH_MSG_HEAD:  s_on_head (pss, msg); break;
+        case MESH_MSG_CHUNK: s_on_chunk (pss, msg); break;
+        case MESH_MSG_END:   s_on_end (pss, msg); break;
+        case MESH_MSG_ERROR: s_on_error (pss, msg); break;
+        case MESH_MSG_LOST:  s_on_lost (self, pss, msg); break;
+        case MESH_MSG_REPLY: s_on_reply (pss, msg); break;
+        default:
+            mesh_warn ("unexpected %s req=%s", mesh_msg_name (msg->type), msg->id);
+            mesh_metric_inc (self->metric.bad_messages);
+    }
+}
+
+static void s_drain (ingress_t *self);
+
+static void
+s_on_more (lws_sorted_usec_list_t *sul)
+{
+    ingress_mesh_t *mesh = lws_container_of (sul, ingress_mesh_t, more_sul);
+    s_drain (mesh->pull_watch.ingress);
+}
+
+//  Takes a bounded batch of events; comes back at once for the rest
+static void
+s_drain (ingress_t *self)
+{
+    ingress_mesh_t *mesh = self->mesh;
+    for (int batch = 0; batch < 256; batch++) {
+        mesh_inbox_t inbox;
+        char why [128];
+        int rc = mesh_msg_recv (mesh->pull, &inbox, false, why, sizeof why);
+        if (rc == 0)
+            return;             //  drained: ZMQ_FD will wake us again
+        if (rc < 0) {
+            mesh_warn ("dropped a malformed event: %s", why);
+            mesh_metric_inc (self->metric.bad_messages);
+            continue;
+        }
+        s_dispatch (self, &inbox.msg);
+        mesh_inbox_close (&inbox);
+    }
+    lws_sul_schedule (self->context, 0, &mesh->more_sul, s_on_more, 1);
+}
+
+static void
+s_on_pull (ingress_t *self, watch_t *watch)
+{
+    (void) watch;
+    s_drain (self);
+}
+
+static void
+s_on_monitor (ingress_t *self, watch_t *watch)
+{
+    (void) self;
+    router_t *router = watch->router;
+    while (true) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, router->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&frame);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size (&frame) >= 2)
+            memcpy (&event, zmq_msg_data (&frame), 2);
+        while (zmq_msg_more (&frame)) {
+            zmq_msg_close (&frame);
+            zmq_msg_init (&frame);
+            if (zmq_msg_recv (&frame, router->monitor, ZMQ_DONTWAIT) < 0)
+                break;
+        }
+        zmq_msg_close (&frame);
+        if (event == ZMQ_EVENT_CONNECTED) {
+            router->connected = true;
+            mesh_info ("router %s connected", router->endpoint);
+        }
+        else
+        if (event == ZMQ_EVENT_DISCONNECTED) {
+            router->connected = false;
+            mesh_warn ("router %s disconnected", router->endpoint);
+        }
+    }
+}
+
+static void
+s_on_signal (ingress_t *self, watch_t *watch)
+{
+    struct signalfd_siginfo info;
+    while (read (watch->fd, &info, sizeof info) == sizeof info) {
+        if (self->draining) {
+            self->stop = true;          //  a second signal: leave now
+            continue;
+        }
+        mesh_info ("signal %u: draining", info.ssi_signo);
+        self->draining = true;
+    }
+}
+
+//  Adoption into the lws loop ---------------------------------------------
+
+static int
+s_fd_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    (void) user; (void) in; (void) len;
+    if (reason == LWS_CALLBACK_RAW_RX_FILE) {
+        watch_t *watch = lws_get_opaque_user_data (wsi);
+        if (watch)
+            watch->fn (watch->ingress, watch);
+    }
+    return 0;
+}
+
+const struct lws_protocols ingress_fd_protocol = {
+    "mesh-fd", s_fd_callback, 0, 0, 0, NULL, 0
+};
+
+static int
+s_adopt (ingress_t *self, watch_t *watch, int fd, watch_fn *fn)
+{
+    watch->ingress = self;
+    watch->fd = fd;
+    watch->fn = fn;
+    lws_sock_file_fd_type descriptor;
+    descriptor.filefd = fd;
+    struct lws *wsi = lws_adopt_descriptor_vhost (self->api_vhost, LWS_ADOPT_RAW_FILE_DESC,
+                                                  descriptor, "mesh-fd", NULL);
+    if (!wsi)
+        return -1;
+    lws_set_opaque_user_data (wsi, watch);
+    return 0;
+}
+
+//  ZMQ_FD belongs to ZeroMQ: lws gets a duplicate it may close
+static int
+s_adopt_socket (ingress_t *self, watch_t *watch, void *socket, watch_fn *fn)
+{
+    int fd;
+    size_t size = sizeof fd;
+    if (zmq_getsockopt (socket, ZMQ_FD, &fd, &size) < 0)
+        return -1;
+    int copy = dup (fd);
+    if (copy < 0)
+        return -1;
+    watch->socket = socket;
+    return s_adopt (self, watch, copy, fn);
+}
+
+int
+ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
+{
+    mesh_config_t *config = self->config;
+    ingress_mesh_t *mesh = calloc (1, sizeof *mesh);
+    assert (mesh);
+    self->mesh = mesh;
+    mesh->ctx = zmq_ctx_new ();
+    mesh->signal_fd = -1;
+    int instance = mesh_config_instance ();
+    int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
+
+    //  Our reply endpoint: bound here, named in every REQUEST
+    const char *bind = mesh_config_str (config, "ingress.reply_endpoint", "tcp://127.0.0.1:5559");
+    const char *advertise = mesh_config_str (config, "ingress.reply_advertise", "");
+    char endpoint [256];
+    if (mesh_endpoint_offset (bind, instance * stride, endpoint, sizeof endpoint) < 0) {
+        snprintf (why, why_size, "config %s: ingress.reply_endpoint: \"%s\" needs a port",
+                  mesh_config_file (config), bind);
+        return -1;
+    }
+    if (*advertise) {
+        if (mesh_endpoint_offset (advertise, instance * stride, mesh->reply_to, sizeof mesh->reply_to) < 0) {
+            snprintf (why, why_size, "config %s: ingress.reply_advertise: \"%s\" needs a port",
+                      mesh_config_file (config), advertise);
+            return -1;
+        }
+    }
+    else
+    if (strstr (endpoint, "://*") || strstr (endpoint, "://0.0.0.0")) {
+        snprintf (why, why_size, "config %s: ingress.reply_endpoint binds every address; set "
+                  "ingress.reply_advertise to the address peers should use", mesh_config_file (config));
+        return -1;
+    }
+    else
+        snprintf (mesh->reply_to, sizeof mesh->reply_to, "%s", endpoint);
+    mesh->pull = mesh_zmq_socket (mesh->ctx, ZMQ_PULL);
+    if (zmq_bind (mesh->pull, endpoint) < 0) {
+        snprintf (why, why_size, "cannot bind %s: %s", endpoint, zmq_strerror (errno));
+        return -1;
+    }
+    mesh_info ("replies on %s", mesh->reply_to);
+
+    //  The routers: ingress.routers, or every instance of router.listen
+    size_t explicit_count = mesh_config_array_size (config, "ingress.routers");
+    size_t count = explicit_count ? explicit_count
+                 : (size_t) mesh_config_int (config, "mesh.instances.router", 1);
+    const char *base = mesh_config_str (config, "router.listen", "tcp://127.0.0.1:5555");
+    if (count == 0 || count > INGRESS_MAX_ROUTERS) {
+        snprintf (why, why_size, "config %s: between 1 and %d routers", mesh_config_file (config),
+                  INGRESS_MAX_ROUTERS);
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        router_t *router = &mesh->routers [mesh->router_count++];
+        if (explicit_count) {
+            char path [64];
+            snprintf (path, sizeof path, "ingress.routers.%zu", i);
+            snprintf (router->endpoint, sizeof router->endpoint, "%s", mesh_config_str (config, path, ""));
+        }
+        else
+        if (mesh_endpoint_offset (base, (int) i * stride, router->endpoint, sizeof router->endpoint) < 0) {
+            snprintf (why, why_size, "config %s: router.listen: \"%s\" needs a port",
+                      mesh_config_file (config), base);
+            return -1;
+        }
+        router->socket = mesh_zmq_socket (mesh->ctx, ZMQ_PUSH);
+        int one = 1;
+        zmq_setsockopt (router->socket, ZMQ_IMMEDIATE, &one, sizeof one);
+        char name [64];
+        snprintf (name, sizeof name, "inproc://ingress-router-monitor-%zu", i);
+        if (zmq_socket_monitor (router->socket, name, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) < 0
+        ||  !(router->monitor = zmq_socket (mesh->ctx, ZMQ_PAIR))
+        ||  zmq_connect (router->monitor, name) < 0
+        ||  zmq_connect (router->socket, router->endpoint) < 0) {
+            snprintf (why, why_size, "cannot connect to router %s: %s", router->endpoint, zmq_strerror (errno));
+            return -1;
+        }
+        router->watch.router = router;
+        if (s_adopt_socket (self, &router->watch, router->monitor, s_on_monitor) < 0) {
+            snprintf (why, why_size, "cannot watch the router socket");
+            return -1;
+        }
+        mesh_info ("router %s", router->endpoint);
+    }
+    if (s_adopt_socket (self, &mesh->pull_watch, mesh->pull, s_on_pull) < 0) {
+        snprintf (why, why_size, "cannot watch the reply socket");
+        return -1;
+    }
+
+    //  Signals arrive as reads on a signalfd, in the same loop
+    sigset_t mask;
+    sigemptyset (&mask);
+    sigaddset (&mask, SIGTERM);
+    sigaddset (&mask, SIGINT);
+    pthread_sigmask (SIG_BLOCK, &mask, NULL);
+    mesh->signal_fd = signalfd (-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (mesh->signal_fd < 0 || s_adopt (self, &mesh->signal_watch, mesh->signal_fd, s_on_signal) < 0) {
+        snprintf (why, why_size, "cannot watch signals: %s", strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
+void
+ingress_mesh_stop (ingress_t *self)
+{
+    ingress_mesh_t *mesh = self->mesh;
+    if (!mesh)
+        return;
+    lws_sul_cancel (&mesh->more_sul);
+    for (size_t i = 0; i < mesh->router_count; i++) {
+        router_t *router = &mesh->routers [i];
+        if (router->socket) {
+            zmq_socket_monitor (router->socket, NULL, 0);
+            zmq_close (router->socket);
+        }
+        if (router->monitor)
+            zmq_close (router->monitor);
+    }
+    if (mesh->pull)
+        zmq_close (mesh->pull);
+    zmq_ctx_term (mesh->ctx);
+    free (mesh->slots);
+    free (mesh->free_slots);
+    free (mesh);
+    self->mesh = NULL;
+}
+
+bool
+ingress_mesh_ready (ingress_t *self, mesh_buf_t *why)
+{
+    if (self->draining) {
+        mesh_buf_append_str (why, "draining");
+        return false;
+    }
+    for (size_t i = 0; i < self->mesh->router_count; i++)
+        if (self->mesh->routers [i].connected)
+            return true;
+    mesh_buf_append_str (why, "no router connected");
+    return false;
+}

@@ -1,0 +1,344 @@
+/*  ingress_validate: chat completion request validation.                   */
+#include "ingress_validate.h"
+#include "mesh_util.h"
+
+#include <assert.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int
+s_fail (ingress_check_t *check, int status, const char *code, const char *param,
+        const char *fmt, ...) __attribute__ ((format (printf, 5, 6)));
+
+static int
+s_fail (ingress_check_t *check, int status, const char *code, const char *param,
+        const char *fmt, ...)
+{
+    check->status = status;
+    snprintf (check->code, sizeof check->code, "%s", code);
+    snprintf (check->param, sizeof check->param, "%s", param ? param : "");
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (check->message, sizeof check->message, fmt, args);
+    va_end (args);
+    return -1;
+}
+
+static const char *
+s_kind (json_t *value)
+{
+    switch (json_typeof (value)) {
+        case JSON_OBJECT:  return "an object";
+        case JSON_ARRAY:   return "an array";
+        case JSON_STRING:  return "a string";
+        case JSON_INTEGER: return "an integer";
+        case JSON_REAL:    return "a number";
+        case JSON_TRUE:
+        case JSON_FALSE:   return "a boolean";
+        default:           return "null";
+    }
+}
+
+//  An optional number within [low, high]: 400 for the wrong type, 422 for
+//  a value out of range.
+static int
+s_number (json_t *body, const char *name, double low, double high, ingress_check_t *check)
+{
+    json_t *value = json_object_get (body, name);
+    if (!value || json_is_null (value))
+        return 0;
+    if (!json_is_number (value))
+        return s_fail (check, 400, "invalid_type", name,
+                       "Invalid type for '%s': expected a number, but got %s instead.",
+                       name, s_kind (value));
+    double number = json_number_value (value);
+    if (!(number >= low && number <= high))
+        return s_fail (check, 422, "invalid_value", name,
+                       "Invalid value for '%s': %g is out of range; it must be between %g and %g.",
+                       name, number, low, high);
+    return 0;
+}
+
+static int
+s_integer (json_t *body, const char *name, long long low, long long high, ingress_check_t *check)
+{
+    json_t *value = json_object_get (body, name);
+    if (!value || json_is_null (value))
+        return 0;
+    if (!json_is_integer (value))
+        return s_fail (check, 400, "invalid_type", name,
+                       "Invalid type for '%s': expected an integer, but got %s instead.",
+                       name, s_kind (value));
+    long long number = json_integer_value (value);
+    if (number < low || number > high)
+        return s_fail (check, 422, "invalid_value", name,
+                       "Invalid value for '%s': %lld is out of range; it must be between %lld and %lld.",
+                       name, number, low, high);
+    return 0;
+}
+
+static int
+s_message (json_t *message, size_t index, ingress_check_t *check)
+{
+    char param [96];
+    snprintf (param, sizeof param, "messages.[%zu]", index);
+    if (!json_is_object (message))
+        return s_fail (check, 400, "invalid_type", param,
+                       "Invalid type for 'messages[%zu]': expected an object, but got %s instead.",
+                       index, s_kind (message));
+    json_t *role = json_object_get (message, "role");
+    snprintf (param, sizeof param, "messages.[%zu].role", index);
+    if (!json_is_string (role))
+        return s_fail (check, 400, "missing_required_parameter", param,
+                       "Missing required parameter: 'messages[%zu].role'.", index);
+    const char *name = json_string_value (role);
+    static const char *roles [] = { "system", "user", "assistant", "tool", "developer", "function" };
+    bool known = false;
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (roles); i++)
+        known = known || mesh_streq (name, roles [i]);
+    if (!known)
+        return s_fail (check, 400, "invalid_value", param,
+                       "Invalid value for 'messages[%zu].role': '%.64s'. Supported values are: "
+                       "'system', 'user', 'assistant', 'tool', 'developer' and 'function'.",
+                       index, name);
+    json_t *content = json_object_get (message, "content");
+    snprintf (param, sizeof param, "messages.[%zu].content", index);
+    bool assistant = mesh_streq (name, "assistant");
+    if (!content || json_is_null (content)) {
+        //  An assistant turn may carry only tool calls
+        if (!assistant)
+            return s_fail (check, 400, "missing_required_parameter", param,
+                           "Missing required parameter: 'messages[%zu].content'.", index);
+    }
+    else
+    if (json_is_array (content)) {
+        size_t k;
+        json_t *part;
+        json_array_foreach (content, k, part) {
+            if (!json_is_object (part) || !json_is_string (json_object_get (part, "type")))
+                return s_fail (check, 400, "invalid_type", param,
+                               "Invalid content part 'messages[%zu].content[%zu]': each part "
+                               "must be an object with a string 'type'.", index, k);
+        }
+    }
+    else
+    if (!json_is_string (content))
+        return s_fail (check, 400, "invalid_type", param,
+                       "Invalid type for 'messages[%zu].content': expected a string or an array "
+                       "of content parts, but got %s instead.", index, s_kind (content));
+    if (mesh_streq (name, "tool") && !json_is_string (json_object_get (message, "tool_call_id"))) {
+        snprintf (param, sizeof param, "messages.[%zu].tool_call_id", index);
+        return s_fail (check, 400, "missing_required_parameter", param,
+                       "Missing required parameter: 'messages[%zu].tool_call_id'.", index);
+    }
+    json_t *calls = json_object_get (message, "tool_calls");
+    if (calls && !json_is_null (calls) && !json_is_array (calls)) {
+        snprintf (param, sizeof param, "messages.[%zu].tool_calls", index);
+        return s_fail (check, 400, "invalid_type", param,
+                       "Invalid type for 'messages[%zu].tool_calls': expected an array.", index);
+    }
+    return 0;
+}
+
+static int
+s_tools (json_t *body, ingress_check_t *check)
+{
+    json_t *tools = json_object_get (body, "tools");
+    if (!tools || json_is_null (tools))
+        return 0;
+    if (!json_is_array (tools))
+        return s_fail (check, 400, "invalid_type", "tools",
+                       "Invalid type for 'tools': expected an array, but got %s instead.", s_kind (tools));
+    size_t i;
+    json_t *tool;
+    json_array_foreach (tools, i, tool) {
+        char param [64];
+        snprintf (param, sizeof param, "tools.[%zu].function.name", i);
+        json_t *function = json_object_get (tool, "function");
+        if (!json_is_object (tool) || !json_is_string (json_object_get (function, "name")))
+            return s_fail (check, 400, "missing_required_parameter", param,
+                           "Missing required parameter: 'tools[%zu].function.name'.", i);
+    }
+    return 0;
+}
+
+static int
+s_stop (json_t *body, ingress_check_t *check)
+{
+    json_t *stop = json_object_get (body, "stop");
+    if (!stop || json_is_null (stop) || json_is_string (stop))
+        return 0;
+    if (!json_is_array (stop))
+        return s_fail (check, 400, "invalid_type", "stop",
+                       "Invalid type for 'stop': expected a string or an array of strings, but got %s instead.",
+                       s_kind (stop));
+    if (json_array_size (stop) > 16)
+        return s_fail (check, 400, "invalid_value", "stop", "'stop' may hold at most 16 sequences.");
+    size_t i;
+    json_t *item;
+    json_array_foreach (stop, i, item) {
+        if (!json_is_string (item))
+            return s_fail (check, 400, "invalid_type", "stop",
+                           "Invalid type for 'stop[%zu]': expected a string.", i);
+    }
+    return 0;
+}
+
+static int
+s_response_format (json_t *body, ingress_check_t *check)
+{
+    json_t *format = json_object_get (body, "response_format");
+    if (!format || json_is_null (format))
+        return 0;
+    const char *type = json_string_value (json_object_get (format, "type"));
+    if (!json_is_object (format) || !type)
+        return s_fail (check, 400, "invalid_type", "response_format",
+                       "Invalid type for 'response_format': expected an object with a string 'type'.");
+    if (!mesh_streq (type, "text") && !mesh_streq (type, "json_object") && !mesh_streq (type, "json_schema"))
+        return s_fail (check, 400, "invalid_value", "response_format.type",
+                       "Invalid value for 'response_format.type': '%.64s'. Supported values are: "
+                       "'text', 'json_object' and 'json_schema'.", type);
+    return 0;
+}
+
+int
+ingress_validate (const char *body, size_t len, ingress_check_t *check)
+{
+    memset (check, 0, sizeof *check);
+    json_error_t error;
+    json_t *root = json_loadb (body, len, JSON_REJECT_DUPLICATES, &error);
+    if (!root) {
+        const char *why = strstr (error.text, "duplicate") ? error.text : NULL;
+        return s_fail (check, 400, "invalid_json", NULL,
+                       "We could not parse the JSON body of your request (%s at line %d, column %d). "
+                       "The body must be one JSON object, UTF-8 encoded.",
+                       why ? why : error.text, error.line, error.column);
+    }
+    int rc = -1;
+    if (!json_is_object (root)) {
+        s_fail (check, 400, "invalid_json", NULL,
+                "The request body must be a JSON object, not %s.", s_kind (root));
+        goto done;
+    }
+    json_t *model = json_object_get (root, "model");
+    if (!model || json_is_null (model)) {
+        s_fail (check, 400, "missing_required_parameter", "model", "you must provide a model parameter");
+        goto done;
+    }
+    if (!json_is_string (model) || json_string_length (model) == 0
+    ||  json_string_length (model) >= sizeof check->model) {
+        s_fail (check, 400, "invalid_type", "model",
+                "Invalid value for 'model': expected a model name (a non-empty string of at most %zu bytes).",
+                sizeof check->model - 1);
+        goto done;
+    }
+    json_t *messages = json_object_get (root, "messages");
+    if (!messages || json_is_null (messages)) {
+        s_fail (check, 400, "missing_required_parameter", "messages",
+                "Missing required parameter: 'messages'.");
+        goto done;
+    }
+    if (!json_is_array (messages)) {
+        s_fail (check, 400, "invalid_type", "messages",
+                "Invalid type for 'messages': expected an array, but got %s instead.", s_kind (messages));
+        goto done;
+    }
+    if (json_array_size (messages) == 0) {
+        s_fail (check, 400, "invalid_value", "messages",
+                "Invalid 'messages': empty array. Expected an array with minimum length 1.");
+        goto done;
+    }
+    size_t i;
+    json_t *message;
+    json_array_foreach (messages, i, message) {
+        if (s_message (message, i, check) < 0)
+            goto done;
+    }
+    json_t *stream = json_object_get (root, "stream");
+    if (stream && !json_is_null (stream) && !json_is_boolean (stream)) {
+        s_fail (check, 400, "invalid_type", "stream",
+                "Invalid type for 'stream': expected a boolean, but got %s instead.", s_kind (stream));
+        goto done;
+    }
+    json_t *options = json_object_get (root, "stream_options");
+    if (options && !json_is_null (options) && !json_is_object (options)) {
+        s_fail (check, 400, "invalid_type", "stream_options",
+                "Invalid type for 'stream_options': expected an object, but got %s instead.", s_kind (options));
+        goto done;
+    }
+    if (s_integer (root, "max_tokens", 1, 1 << 24, check) < 0
+    ||  s_integer (root, "max_completion_tokens", 1, 1 << 24, check) < 0
+    ||  s_integer (root, "n", 1, 128, check) < 0
+    ||  s_integer (root, "top_logprobs", 0, 20, check) < 0
+    ||  s_number (root, "temperature", 0, 2, check) < 0
+    ||  s_number (root, "top_p", 0, 1, check) < 0
+    ||  s_number (root, "presence_penalty", -2, 2, check) < 0
+    ||  s_number (root, "frequency_penalty", -2, 2, check) < 0
+    ||  s_stop (root, check) < 0
+    ||  s_tools (root, check) < 0
+    ||  s_response_format (root, check) < 0)
+        goto done;
+
+    snprintf (check->model, sizeof check->model, "%s", json_string_value (model));
+    check->stream = json_is_true (stream);
+    rc = 0;
+done:
+    json_decref (root);
+    return rc;
+}
+
+void
+ingress_validate_test (bool verbose)
+{
+    (void) verbose;
+    ingress_check_t check;
+#define OK(body) (ingress_validate (body, strlen (body), &check) == 0)
+    assert (OK ("{\"model\":\"deepseek-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"));
+    assert (mesh_streq (check.model, "deepseek-chat") && !check.stream);
+    //  Everything clients send is accepted and left alone
+    assert (OK ("{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+                "\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
+                "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"t\"}]},"
+                "{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"r\","
+                "\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+                "{\"role\":\"tool\",\"tool_call_id\":\"c\",\"content\":\"42\"}],"
+                "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"auto\","
+                "\"response_format\":{\"type\":\"json_object\"},\"stop\":[\"a\",\"b\"],"
+                "\"user\":\"u\",\"thinking\":{\"type\":\"enabled\"},\"reasoning_effort\":\"high\","
+                "\"parallel_tool_calls\":true,\"n\":1,\"seed\":7,\"max_completion_tokens\":10,"
+                "\"temperature\":0.7,\"top_p\":1,\"max_tokens\":null}"));
+    assert (check.stream);
+
+    struct { const char *body; int status; const char *param; const char *fragment; } bad [] = {
+        { "{", 400, "", "could not parse" },
+        { "[1]", 400, "", "must be a JSON object" },
+        { "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 400, "model", "provide a model" },
+        { "{\"model\":5,\"messages\":[]}", 400, "model", "model name" },
+        { "{\"model\":\"m\"}", 400, "messages", "'messages'" },
+        { "{\"model\":\"m\",\"messages\":[]}", 400, "messages", "empty array" },
+        { "{\"model\":\"m\",\"messages\":\"hi\"}", 400, "messages", "expected an array" },
+        { "{\"model\":\"m\",\"messages\":[{\"content\":\"x\"}]}", 400, "messages.[0].role", "role" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"bot\",\"content\":\"x\"}]}", 400, "messages.[0].role", "'bot'" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}", 400, "messages.[0].content", "content" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":7}]}", 400, "messages.[0].content", "integer" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 400, "messages.[0].tool_call_id", "tool_call_id" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":\"yes\"}", 400, "stream", "boolean" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":3}", 422, "temperature", "out of range" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}", 422, "max_tokens", "out of range" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1.5}", 400, "max_tokens", "integer" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}", 400, "stop", "stop[0]" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{}]}", 400, "tools.[0].function.name", "function.name" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"xml\"}}", 400, "response_format.type", "'xml'" },
+        { "{\"model\":\"m\",\"model\":\"n\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 400, "", "duplicate" },
+        { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}", 400, "", "could not parse" },
+    };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (bad); i++) {
+        assert (ingress_validate (bad [i].body, strlen (bad [i].body), &check) == -1);
+        assert (check.status == bad [i].status);
+        assert (mesh_streq (check.param, bad [i].param));
+        assert (strstr (check.message, bad [i].fragment));
+    }
+}

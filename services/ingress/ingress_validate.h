@@ -1,0 +1,31 @@
+/*  ingress_validate: checks a chat completion request body before it
+    enters the mesh, and says exactly what is wrong.
+
+    It checks what the gateway relies on (model, messages, stream) and the
+    shapes and ranges of the parameters clients most often get wrong; every
+    other field is passed on untouched, as COMPAT.md requires.  Duplicate
+    keys are refused: two parsers that disagree on which one wins are a
+    gift to an attacker.  Any thread; no state.                              */
+#ifndef INGRESS_VALIDATE_H
+#define INGRESS_VALIDATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    //  When valid
+    char model [256];
+    bool stream;
+    //  When not: the status and OpenAI error fields to answer with
+    int status;
+    char message [512];
+    char param [96];
+    char code [48];
+} ingress_check_t;
+
+//  Returns 0 when body is a valid request, else -1 with the error filled.
+int  ingress_validate (const char *body, size_t len, ingress_check_t *check);
+
+void ingress_validate_test (bool verbose);
+
+#endif

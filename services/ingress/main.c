@@ -1,0 +1,183 @@
+/*  seekmesh-ingress: wires config, the lws context (API, TLS and admin
+    vhosts), the mesh sockets and signals to the one lws service loop.     */
+#include "ingress.h"
+
+#include "mesh_conn.h"
+#include "mesh_log.h"
+#include "mesh_time.h"
+#include "mesh_util.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static ingress_t s_ingress;
+static int64_t s_drain_deadline_ms;
+static lws_sorted_usec_list_t s_drain_sul;
+
+static void
+s_lws_log (int level, const char *line)
+{
+    size_t len = strlen (line);
+    while (len && (line [len - 1] == '\n' || line [len - 1] == '\r'))
+        len--;
+    if (level & LLL_ERR)
+        mesh_log_at (MESH_LOG_ERROR, "lws", "%.*s", (int) len, line);
+    else
+        mesh_log_at (MESH_LOG_WARN, "lws", "%.*s", (int) len, line);
+}
+
+static bool
+s_ready (void *arg, mesh_buf_t *why)
+{
+    return ingress_mesh_ready ((ingress_t *) arg, why);
+}
+
+//  While draining, look every 50 ms whether the last request has ended
+static void
+s_on_drain (lws_sorted_usec_list_t *sul)
+{
+    (void) sul;
+    lws_sul_schedule (s_ingress.context, 0, &s_drain_sul, s_on_drain, 50 * LWS_US_PER_MS);
+}
+
+static struct lws_vhost *
+s_vhost (ingress_t *self, const char *name, const char *address, int offset,
+         const struct lws_protocols *protocols, const char *cert, const char *key)
+{
+    char host [256];
+    int port;
+    if (mesh_split_host_port (address, host, sizeof host, &port) < 0)
+        mesh_fatal ("config %s: %s: \"%s\" is not host:port", mesh_config_file (self->config), name, address);
+    struct lws_context_creation_info info;
+    memset (&info, 0, sizeof info);
+    info.vhost_name = name;
+    info.port = port + offset;
+    info.iface = *host && strcmp (host, "0.0.0.0") != 0 ? host : NULL;
+    info.protocols = protocols;
+    info.keepalive_timeout = 60;
+    info.server_string = "seekmesh";
+    info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE | LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cert;
+        info.ssl_private_key_filepath = key;
+        //  TLS 1.3 only: older versions are refused at the handshake
+        info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1_2;
+        info.alpn = "h2,http/1.1";
+    }
+    struct lws_vhost *vhost = lws_create_vhost (self->context, &info);
+    if (!vhost)
+        mesh_fatal ("cannot listen on %s:%d for %s (port in use, or bad TLS files?)",
+                    *host ? host : "*", port + offset, name);
+    mesh_info ("%s on %s:%d", name, *host ? host : "*", port + offset);
+    return vhost;
+}
+
+int
+main (int argc, char *argv [])
+{
+    const char *config_path = NULL;
+    int opt;
+    while ((opt = getopt (argc, argv, "c:")) != -1) {
+        if (opt == 'c')
+            config_path = optarg;
+        else {
+            fprintf (stderr, "usage: seekmesh-ingress [-c CONFIG]\n");
+            return 2;
+        }
+    }
+    mesh_log_init ("ingress");
+    lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_log);
+    char why [512];
+    ingress_t *self = &s_ingress;
+    self->config = mesh_config_load (config_path, why, sizeof why);
+    if (!self->config)
+        mesh_fatal ("%s", why);
+    mesh_config_t *config = self->config;
+    const char *listen = mesh_config_str (config, "ingress.listen", "127.0.0.1:8080");
+    const char *tls_listen = mesh_config_str (config, "ingress.tls_listen", "");
+    const char *tls_cert = mesh_config_str (config, "ingress.tls_cert", "");
+    const char *tls_key = mesh_config_str (config, "ingress.tls_key", "");
+    const char *admin_listen = mesh_config_str (config, "ingress.admin_listen", "127.0.0.1:9080");
+    int64_t max_header_bytes = mesh_config_int (config, "ingress.max_header_bytes", 16384);
+    self->max_body_bytes = mesh_config_int (config, "ingress.max_body_bytes", 1 << 20);
+    self->max_out_bytes = mesh_config_int (config, "ingress.max_buffered_bytes", 4 << 20);
+    self->keepalive_interval_ms = mesh_config_int (config, "ingress.keepalive_interval_ms", 15000);
+    self->request_timeout_ms = mesh_config_int (config, "ingress.request_timeout_ms", 600000);
+    self->max_attempts = (uint32_t) mesh_config_int (config, "ingress.max_attempts", 2);
+    int64_t drain_ms = mesh_config_int (config, "mesh.drain_ms", 5000);
+    int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
+    int offset = mesh_config_instance () * stride;
+    if (max_header_bytes < 1024 || max_header_bytes > 65535)
+        mesh_config_invalid (config, "ingress.max_header_bytes", "must be 1024 .. 65535");
+    if (self->max_body_bytes < 1024 || self->max_body_bytes > MESH_MAX_BODY_BYTES)
+        mesh_config_invalid (config, "ingress.max_body_bytes", "must be 1024 .. %u", MESH_MAX_BODY_BYTES);
+    if (self->keepalive_interval_ms <= 0 || self->request_timeout_ms <= 0 || self->max_out_bytes <= 0
+    ||  self->max_attempts < 1)
+        mesh_config_invalid (config, "ingress", "timeouts, limits and max_attempts must be positive");
+    if (*tls_listen && (!*tls_cert || !*tls_key))
+        mesh_config_invalid (config, "ingress.tls_listen", "needs ingress.tls_cert and ingress.tls_key");
+    if (mesh_config_failed (config))
+        mesh_fatal ("%s", mesh_config_failed (config));
+    signal (SIGPIPE, SIG_IGN);
+
+    self->metrics = mesh_metrics_new ();
+    self->admin = mesh_admin_new (self->metrics);
+    mesh_admin_set_ready (self->admin, s_ready, self);
+    ingress_http_metrics (self);
+
+    struct lws_context_creation_info info;
+    memset (&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.user = self;
+    info.max_http_header_data = (unsigned short) max_header_bytes;
+    info.max_http_header_pool = 256;
+    info.timeout_secs = 30;             //  headers or a body trickling in
+    self->context = lws_create_context (&info);
+    if (!self->context)
+        mesh_fatal ("cannot create the lws context");
+
+    static const struct lws_protocols api [] = {
+        { "http", NULL, 0, 0, 0, NULL, 0 }, { "mesh-fd", NULL, 0, 0, 0, NULL, 0 }, { NULL, NULL, 0, 0, 0, NULL, 0 }
+    };
+    struct lws_protocols *protocols = malloc (sizeof api);
+    memcpy (protocols, api, sizeof api);
+    protocols [0] = ingress_http_protocol;
+    protocols [1] = ingress_fd_protocol;
+    struct lws_protocols *admin = calloc (2, sizeof *admin);
+    admin [0] = ingress_admin_protocol;
+
+    self->api_vhost = s_vhost (self, "api", listen, 0, protocols, NULL, NULL);
+    if (*tls_listen)
+        s_vhost (self, "api-tls", tls_listen, 0, protocols, tls_cert, tls_key);
+    s_vhost (self, "admin", admin_listen, offset, admin, NULL, NULL);
+    if (ingress_mesh_start (self, why, sizeof why) < 0)
+        mesh_fatal ("%s", why);
+
+    while (!self->stop) {
+        if (lws_service (self->context, 0) < 0)
+            break;
+        if (self->draining) {
+            if (!s_drain_deadline_ms) {
+                s_drain_deadline_ms = mesh_mono_ms () + drain_ms;
+                s_on_drain (&s_drain_sul);
+            }
+            if (ingress_mesh_active (self) == 0 || mesh_mono_ms () >= s_drain_deadline_ms)
+                break;
+        }
+    }
+    mesh_info ("stopping with %zu requests in flight", ingress_mesh_active (self));
+    lws_sul_cancel (&s_drain_sul);
+    lws_context_destroy (self->context);
+    ingress_mesh_stop (self);
+    mesh_admin_destroy (&self->admin);
+    mesh_metrics_destroy (&self->metrics);
+    mesh_config_destroy (&self->config);
+    free (protocols);
+    free (admin);
+    mesh_info ("stopped");
+    return 0;
+}

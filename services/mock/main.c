@@ -1,0 +1,179 @@
+/*  seekmesh-mock: a DeepSeek-compatible upstream for tests, benchmarks and
+    the no-key demo (HTTP/SSE and WebSocket, plain or TLS, with fault
+    injection).  See mock.h for the modules.
+
+        seekmesh-mock [-c CONFIG]
+
+    main only wires: it reads the "mock" section of the config, opens the
+    listening sockets (so a bad config or a taken port ends the start with
+    one line and exit 1), serves the admin port on its own loop, starts one
+    worker per mock.threads and, on SIGTERM or SIGINT, has them drain and
+    exits 0.  Runs on the main thread.                                      */
+#include "mock.h"
+#include "mesh_admin.h"
+#include "mesh_config.h"
+#include "mesh_log.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_THREADS 64
+
+static int
+s_on_signal (mesh_loop_t *loop, int signo, void *arg)
+{
+    (void) loop; (void) arg;
+    mesh_info ("%s: draining", strsignal (signo));
+    return -1;
+}
+
+static void
+s_metrics (mesh_metrics_t *registry, mock_metrics_t *m)
+{
+    const char *requests = "Chat requests started, by transport.";
+    const char *connections = "Connections accepted (http), and upgraded to WebSocket (ws).";
+    m->requests_http = mesh_metrics_counter (registry, "seekmesh_mock_requests_total",
+                                             requests, "transport=\"http\"");
+    m->requests_ws = mesh_metrics_counter (registry, "seekmesh_mock_requests_total",
+                                           requests, "transport=\"ws\"");
+    m->streams_active = mesh_metrics_gauge (registry, "seekmesh_mock_streams_active",
+                                            "Chat responses in progress.", NULL);
+    m->streams_completed = mesh_metrics_counter (registry, "seekmesh_mock_streams_completed_total",
+                                                 "Chat responses fully sent.", NULL);
+    m->streams_aborted = mesh_metrics_counter (registry, "seekmesh_mock_streams_aborted_total",
+        "Chat responses cut short because the client went away.", NULL);
+    m->connections_http = mesh_metrics_counter (registry, "seekmesh_mock_connections_total",
+                                                connections, "transport=\"http\"");
+    m->connections_ws = mesh_metrics_counter (registry, "seekmesh_mock_connections_total",
+                                              connections, "transport=\"ws\"");
+    m->connections_active = mesh_metrics_gauge (registry, "seekmesh_mock_connections_active",
+                                                "Open connections.", NULL);
+    m->auth_failures = mesh_metrics_counter (registry, "seekmesh_mock_auth_failures_total",
+                                             "Requests refused for a missing or wrong key.", NULL);
+}
+
+//  One listening socket per thread on address.  The first bind, without
+//  SO_REUSEPORT, fails if anything (another mock included) holds the port.
+static void
+s_listen (const char *address, int threads, int *fds)
+{
+    char why [256];
+    int probe = mesh_tcp_listen (address, false, why, sizeof why);
+    if (probe < 0)
+        mesh_fatal ("%s", why);
+    if (threads == 1) {
+        fds [0] = probe;
+        return;
+    }
+    close (probe);
+    for (int i = 0; i < threads; i++)
+        if ((fds [i] = mesh_tcp_listen (address, true, why, sizeof why)) < 0)
+            mesh_fatal ("%s", why);
+}
+
+static int64_t
+s_setting (mesh_config_t *config, const char *path, int64_t dflt, int64_t min, int64_t max)
+{
+    int64_t value = mesh_config_int (config, path, dflt);
+    if (value < min || value > max)
+        mesh_config_invalid (config, path, "must be between %lld and %lld",
+                             (long long) min, (long long) max);
+    return value;
+}
+
+int
+main (int argc, char *argv [])
+{
+    mesh_log_init ("mock");
+    const char *path = NULL;
+    int opt;
+    while ((opt = getopt (argc, argv, "c:")) != -1) {
+        if (opt != 'c') {
+            fprintf (stderr, "usage: %s [-c CONFIG]\n", argv [0]);
+            return 1;
+        }
+        path = optarg;
+    }
+    char error [512];
+    mesh_config_t *config = mesh_config_load (path, error, sizeof error);
+    if (!config)
+        mesh_fatal ("%s", error);
+
+    mock_settings_t settings = { 0 };
+    const char *listen = mesh_config_str (config, "mock.listen", "127.0.0.1:9100");
+    const char *tls_listen = mesh_config_str (config, "mock.tls_listen", "");
+    const char *tls_cert = mesh_config_str (config, "mock.tls_cert", "");
+    const char *tls_key = mesh_config_str (config, "mock.tls_key", "");
+    const char *admin_listen = mesh_config_str (config, "mock.admin_listen", "127.0.0.1:9109");
+    const char *key_env = mesh_config_str (config, "mock.api_key_env", "SEEKMESH_MOCK_API_KEY");
+    int threads = (int) s_setting (config, "mock.threads", 1, 1, MAX_THREADS);
+    settings.token_delay_ms = s_setting (config, "mock.token_delay_ms", 0, 0, 3600000);
+    settings.keepalive_ms = s_setting (config, "mock.keepalive_ms", 1000, 1, 3600000);
+    settings.ws_chunk_size = (size_t) s_setting (config, "mock.ws_chunk_size", 64, 1, 1 << 20);
+    settings.drain_ms = s_setting (config, "mesh.drain_ms", 5000, 0, 600000);
+    settings.force_status = (int) mesh_config_int (config, "mock.force_status", 0);
+    if (settings.force_status != 0 && (settings.force_status < 400 || settings.force_status > 599))
+        mesh_config_invalid (config, "mock.force_status", "must be 0 or an error status (400-599)");
+    if (*tls_listen && (!*tls_cert || !*tls_key))
+        mesh_config_invalid (config, "mock.tls_listen", "needs mock.tls_cert and mock.tls_key");
+    if (mesh_config_failed (config))
+        mesh_fatal ("%s", mesh_config_failed (config));
+    const char *key = *key_env ? getenv (key_env) : NULL;
+    settings.api_key = key && *key ? key : NULL;
+    if (*tls_listen) {
+        char why [512];
+        settings.tls_ctx = mesh_tls_server_ctx (tls_cert, tls_key, false, why, sizeof why);
+        if (!settings.tls_ctx)
+            mesh_fatal ("config %s: mock.tls_cert/tls_key: %s", mesh_config_file (config), why);
+    }
+    mesh_metrics_t *registry = mesh_metrics_new ();
+    s_metrics (registry, &settings.metrics);
+
+    int fds [MAX_THREADS], tls_fds [MAX_THREADS];
+    s_listen (listen, threads, fds);
+    for (int i = 0; i < threads; i++)
+        tls_fds [i] = -1;
+    if (*tls_listen)
+        s_listen (tls_listen, threads, tls_fds);
+    mesh_loop_t *loop = mesh_loop_new ();
+    mesh_admin_t *admin = mesh_admin_new (registry);
+    char why [256];
+    if (mesh_admin_listen (admin, loop, admin_listen, why, sizeof why) < 0)
+        mesh_fatal ("mock.admin_listen: %s", why);
+
+    //  Signals are blocked before the workers start, so they inherit it;
+    //  SSL_write may raise SIGPIPE where send's MSG_NOSIGNAL cannot reach
+    signal (SIGPIPE, SIG_IGN);
+    if (mesh_loop_signal (loop, SIGTERM, s_on_signal, NULL) < 0
+    ||  mesh_loop_signal (loop, SIGINT, s_on_signal, NULL) < 0)
+        mesh_fatal ("cannot watch signals");
+    mock_worker_t *workers [MAX_THREADS];
+    for (int i = 0; i < threads; i++) {
+        workers [i] = mock_worker_new (i, &settings, fds [i], tls_fds [i]);
+        if (mock_worker_start (workers [i]) < 0)
+            mesh_fatal ("cannot start worker thread %d", i);
+    }
+    mesh_info ("listening on %s%s%s, admin on %s, %d thread(s)%s", listen,
+               *tls_listen ? ", TLS on " : "", tls_listen, admin_listen, threads,
+               settings.api_key ? ", API key required" : "");
+
+    mesh_loop_run (loop);
+
+    for (int i = 0; i < threads; i++)
+        mock_worker_drain (workers [i]);
+    for (int i = 0; i < threads; i++) {
+        mock_worker_join (workers [i]);
+        mock_worker_destroy (&workers [i]);
+    }
+    mesh_admin_destroy (&admin);
+    mesh_loop_destroy (&loop);
+    mesh_metrics_destroy (&registry);
+    if (settings.tls_ctx)
+        SSL_CTX_free (settings.tls_ctx);
+    mesh_config_destroy (&config);
+    mesh_info ("stopped");
+    return 0;
+}
