@@ -413,6 +413,7 @@ int
 mesh_msg_recv (void *socket, mesh_inbox_t *inbox, bool router, char *why, size_t why_size)
 {
     inbox->identity_size = 0;
+    inbox->source_fd = -1;
     zmq_msg_init (&inbox->frame);
     if (zmq_msg_recv (&inbox->frame, socket, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close (&inbox->frame);
@@ -439,6 +440,7 @@ mesh_msg_recv (void *socket, mesh_inbox_t *inbox, bool router, char *why, size_t
         zmq_msg_close (&inbox->frame);
         return s_reject (why, why_size, "more than one body frame");
     }
+    inbox->source_fd = zmq_msg_get (&inbox->frame, ZMQ_SRCFD);
     if (mesh_msg_decode (&inbox->msg, zmq_msg_data (&inbox->frame),
                          zmq_msg_size (&inbox->frame), why, why_size) < 0) {
         zmq_msg_close (&inbox->frame);

@@ -91,6 +91,7 @@ typedef struct {
     zmq_msg_t frame;
     char identity [256];        //  for messages read from a ROUTER socket
     size_t identity_size;
+    int source_fd;              //  the TCP connection it came over, or -1
 } mesh_inbox_t;
 
 //  Receives one message without blocking.  Returns 1 with a valid message,

@@ -71,6 +71,7 @@ struct ingress_mesh_t {
     char reply_to [256];
     watch_t pull_watch;
     lws_sorted_usec_list_t more_sul;    //  continues a capped drain
+    lws_sorted_usec_list_t sweep_sul;   //  the periodic ZMQ_EVENTS check
     router_t routers [INGRESS_MAX_ROUTERS];
     size_t router_count;
     size_t next_router;
@@ -426,7 +427,9 @@ s_adopt (ingress_t *self, watch_t *watch, int fd, watch_fn *fn)
     return 0;
 }
 
-//  ZMQ_FD belongs to ZeroMQ: lws gets a duplicate it may close
+//  ZMQ_FD belongs to ZeroMQ: lws gets a duplicate it may close.  The fd
+//  only signals changes, and a socket that has never been read may hold
+//  messages without ever signalling, so the handler runs once right away.
 static int
 s_adopt_socket (ingress_t *self, watch_t *watch, void *socket, watch_fn *fn)
 {
@@ -438,7 +441,33 @@ s_adopt_socket (ingress_t *self, watch_t *watch, void *socket, watch_fn *fn)
     if (copy < 0)
         return -1;
     watch->socket = socket;
-    return s_adopt (self, watch, copy, fn);
+    if (s_adopt (self, watch, copy, fn) < 0)
+        return -1;
+    fn (self, watch);
+    return 0;
+}
+
+static bool
+s_has_input (void *socket)
+{
+    int events = 0;
+    size_t size = sizeof events;
+    return zmq_getsockopt (socket, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
+}
+
+//  Belt and braces against a missed edge: every 100 ms, look at each
+//  socket's ZMQ_EVENTS and run the handler of one that has input
+static void
+s_on_sweep (lws_sorted_usec_list_t *sul)
+{
+    ingress_mesh_t *mesh = lws_container_of (sul, ingress_mesh_t, sweep_sul);
+    ingress_t *self = mesh->pull_watch.ingress;
+    if (s_has_input (mesh->pull))
+        s_on_pull (self, &mesh->pull_watch);
+    for (size_t i = 0; i < mesh->router_count; i++)
+        if (s_has_input (mesh->routers [i].monitor))
+            s_on_monitor (self, &mesh->routers [i].watch);
+    lws_sul_schedule (self->context, 0, &mesh->sweep_sul, s_on_sweep, 100 * LWS_US_PER_MS);
 }
 
 int
@@ -530,6 +559,7 @@ ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
         snprintf (why, why_size, "cannot watch the reply socket");
         return -1;
     }
+    lws_sul_schedule (self->context, 0, &mesh->sweep_sul, s_on_sweep, 100 * LWS_US_PER_MS);
 
     //  Signals arrive as reads on a signalfd, in the same loop
     sigset_t mask;
@@ -552,6 +582,7 @@ ingress_mesh_stop (ingress_t *self)
     if (!mesh)
         return;
     lws_sul_cancel (&mesh->more_sul);
+    lws_sul_cancel (&mesh->sweep_sul);
     for (size_t i = 0; i < mesh->router_count; i++) {
         router_t *router = &mesh->routers [i];
         if (router->socket) {

@@ -10,6 +10,7 @@
     connector   HEARTBEAT   s_on_beat           liveness, credit
     connector   DONE        s_on_done           release the request
     timer       -           s_on_heartbeat      HEARTBEAT to connectors; expire
+    monitor     -           s_on_monitor        a connector's connection closed
     (lost)      -           s_on_connector_lost LOST to the ingress of each
                                                 request the connector held
 
@@ -44,6 +45,7 @@ struct router_t {
 
     void *ingress;              //  PULL: REQUEST, CANCEL
     void *connectors_socket;    //  ROUTER: READY, HEARTBEAT, DONE
+    void *monitor;              //  PAIR: the ROUTER socket's disconnects
     mesh_outbox_t *outbox;      //  PUSH to ingress reply endpoints
 
     mesh_models_t *models;
@@ -277,6 +279,8 @@ s_on_beat (router_t *self, const mesh_inbox_t *inbox)
     router_connector_t *connector = router_connectors_seen (
         self->connectors, inbox->identity, inbox->identity_size, inbox->msg.capacity,
         inbox->msg.inflight, mesh_loop_now_ms (self->loop));
+    if (connector && inbox->source_fd >= 0)
+        connector->fd = inbox->source_fd;
     if (connector && !known) {
         mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
         //  Answer at once so a new connector knows this router is alive
@@ -286,6 +290,44 @@ s_on_beat (router_t *self, const mesh_inbox_t *inbox)
         mesh_msg_send (self->connectors_socket, &beat, connector->identity,
                        connector->identity_size, ZMQ_DONTWAIT);
     }
+}
+
+//  A connection to the connectors' socket closed: a connector that dies
+//  (kill -9 included) is lost now, not after the missed heartbeats, which
+//  remain the detector for a process that freezes
+static int
+s_on_monitor (mesh_loop_t *loop, void *socket, void *arg)
+{
+    (void) loop;
+    router_t *self = arg;
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    if (zmq_msg_recv (&frame, socket, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&frame);
+        return 0;
+    }
+    uint16_t event = 0;
+    uint32_t value = 0;
+    if (zmq_msg_size (&frame) >= 6) {
+        memcpy (&event, zmq_msg_data (&frame), 2);
+        memcpy (&value, (char *) zmq_msg_data (&frame) + 2, 4);
+    }
+    while (zmq_msg_more (&frame)) {
+        zmq_msg_close (&frame);
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, socket, ZMQ_DONTWAIT) < 0)
+            break;
+    }
+    zmq_msg_close (&frame);
+    if (event != ZMQ_EVENT_DISCONNECTED)
+        return 0;
+    router_connector_t *connector = router_connectors_by_fd (self->connectors, (int) value);
+    if (connector) {
+        mesh_warn ("connector %s disconnected, held %u requests", connector->identity, connector->inflight);
+        router_connectors_remove (self->connectors, connector, s_on_connector_lost, self);
+        mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
+    }
+    return 0;
 }
 
 static void
@@ -489,6 +531,16 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
         return NULL;
     }
     mesh_info ("connectors on %s", endpoint);
+    char monitor [64];
+    snprintf (monitor, sizeof monitor, "inproc://router-monitor-%p", (void *) self);
+    if (zmq_socket_monitor (self->connectors_socket, monitor, ZMQ_EVENT_DISCONNECTED) < 0
+    ||  !(self->monitor = zmq_socket (ctx, ZMQ_PAIR))
+    ||  zmq_connect (self->monitor, monitor) < 0) {
+        snprintf (why, why_size, "cannot monitor %s: %s", endpoint, zmq_strerror (errno));
+        router_destroy (&self);
+        return NULL;
+    }
+    mesh_loop_zmq_add (loop, self->monitor, s_on_monitor, self);
     mesh_loop_zmq_add (loop, self->ingress, s_on_ingress_socket, self);
     mesh_loop_zmq_add (loop, self->connectors_socket, s_on_connectors_socket, self);
     mesh_loop_timer_start (loop, &self->heartbeat_timer, self->heartbeat_ms, s_on_heartbeat, self);
@@ -506,6 +558,11 @@ router_destroy (router_t **self_p)
     if (self->ingress) {
         mesh_loop_zmq_remove (self->loop, self->ingress);
         zmq_close (self->ingress);
+    }
+    if (self->monitor) {
+        mesh_loop_zmq_remove (self->loop, self->monitor);
+        zmq_socket_monitor (self->connectors_socket, NULL, 0);
+        zmq_close (self->monitor);
     }
     if (self->connectors_socket) {
         mesh_loop_zmq_remove (self->loop, self->connectors_socket);

@@ -61,6 +61,7 @@ router_connectors_seen (router_connectors_t *self, const char *identity, size_t 
         assert (connector);
         memcpy (connector->identity, identity, identity_size);
         connector->identity_size = identity_size;
+        connector->fd = -1;
         if (self->count == self->size) {
             self->size = self->size ? self->size * 2 : 8;
             self->items = realloc (self->items, self->size * sizeof *self->items);
@@ -94,6 +95,15 @@ router_connectors_pick (router_connectors_t *self, const char *avoid)
         }
     }
     return best;
+}
+
+router_connector_t *
+router_connectors_by_fd (router_connectors_t *self, int fd)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (self->items [i]->fd == fd)
+            return self->items [i];
+    return NULL;
 }
 
 size_t

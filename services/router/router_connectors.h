@@ -39,6 +39,7 @@ struct router_connector_t {
     uint32_t reported_inflight;         //  all routers' requests, as it says
     uint32_t inflight;                  //  this router's requests on it
     int64_t last_seen_ms;
+    int fd;                             //  its TCP connection, if known
     router_request_t *requests;
 };
 
@@ -65,7 +66,9 @@ router_connector_t *router_connectors_at (router_connectors_t *self, size_t inde
 //  each one).
 void  router_connectors_expire (router_connectors_t *self, int64_t now_ms, int64_t timeout_ms,
                                 router_lost_fn *lost_fn, void *arg);
-//  Forgets one connector now (its send failed: it is gone).
+//  The connector whose TCP connection is fd, or NULL.
+router_connector_t *router_connectors_by_fd (router_connectors_t *self, int fd);
+//  Forgets one connector now (its send failed or its connection closed).
 void  router_connectors_remove (router_connectors_t *self, router_connector_t *connector,
                                 router_lost_fn *lost_fn, void *arg);
 

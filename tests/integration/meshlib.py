@@ -1,0 +1,350 @@
+"""Test harness: a whole seekmesh mesh of real processes on loopback.
+
+Mesh(tmp, overrides) writes a config derived from compose/config/local.json
+with every port moved by a free offset (so tests never collide with a mesh
+someone runs by hand), starts it with scripts/mesh in its own run
+directory, and offers what the scenarios need: raw HTTP requests, SSE
+streams read event by event with timestamps, process ids to kill, Prometheus
+metrics, logs.  Only the standard library.
+"""
+import copy
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("SEEKMESH_BIN") or REPO / "build" / "bin")
+KEY = "sk-seekmesh-dev"
+CHAT = "/v1/chat/completions"
+
+PORT_KEYS = ("listen", "tls_listen", "admin_listen", "reply_endpoint", "connector_listen")
+
+
+def _port_free(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _shift(value, offset):
+    """'tcp://127.0.0.1:5555' or '127.0.0.1:8080' with the port moved."""
+    m = re.match(r"^(.*:)(\d+)$", value)
+    return "%s%d" % (m.group(1), int(m.group(2)) + offset) if m else value
+
+
+def _merge(base, extra):
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+class Mesh:
+    def __init__(self, tmp, overrides=None, env=None):
+        self.tmp = Path(tmp)
+        config = json.loads((REPO / "compose/config/local.json").read_text())
+        _merge(config, copy.deepcopy(overrides or {}))
+        self.offset = self._pick_offset(config)
+        for section in ("ingress", "router", "connector", "mock"):
+            for key in PORT_KEYS:
+                if config.get(section, {}).get(key):
+                    config[section][key] = _shift(config[section][key], self.offset)
+        for model in config.get("models", []):
+            model["endpoint"] = re.sub(r"127\.0\.0\.1:(\d+)",
+                                       lambda m: "127.0.0.1:%d" % (int(m.group(1)) + self.offset),
+                                       model["endpoint"])
+        self.config = config
+        self.config_path = self.tmp / "config.json"
+        self.config_path.write_text(json.dumps(config, indent=1))
+        self.run_dir = self.tmp / "run"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_")}
+        self.env.update({"SEEKMESH_RUN_DIR": str(self.run_dir), "SEEKMESH_BIN": str(BIN),
+                         "SEEKMESH_CONFIG": str(self.config_path)})
+        self.env.update(env or {})
+        host, port = config["ingress"]["listen"].rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.stride = config.get("mesh", {}).get("port_stride", 10)
+
+    def _pick_offset(self, config):
+        ports = []
+        for section in ("ingress", "router", "connector", "mock"):
+            for key in PORT_KEYS:
+                value = config.get(section, {}).get(key)
+                if value:
+                    ports.append(int(value.rsplit(":", 1)[1]))
+        instances = max(config.get("mesh", {}).get("instances", {}).values() or [1])
+        stride = config.get("mesh", {}).get("port_stride", 10)
+        for _ in range(200):
+            offset = random.randrange(200, 400) * 100
+            if all(_port_free(p + offset + i * stride) for p in ports for i in range(instances)):
+                return offset
+        raise RuntimeError("no free port range")
+
+    # --- processes --------------------------------------------------------
+    def mesh(self, *args, check=True, timeout=30):
+        result = subprocess.run([str(REPO / "scripts/mesh"), *args], env=self.env, cwd=REPO,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError("scripts/mesh %s failed (%d):\n%s%s\n%s" % (
+                " ".join(args), result.returncode, result.stdout, result.stderr, self.logs()))
+        return result
+
+    def up(self):
+        self.mesh("up", "-c", str(self.config_path))
+        return self
+
+    def down(self):
+        self.mesh("down", check=False)
+
+    def pid(self, name):
+        return int(self.mesh("pid", name).stdout.strip())
+
+    def kill(self, name, sig=9):
+        pid = self.pid(name)
+        os.kill(pid, sig)
+        return pid
+
+    def logs(self, name=None):
+        logs = self.run_dir / "logs"
+        if not logs.exists():
+            return ""
+        files = [logs / ("%s.log" % name)] if name else sorted(logs.glob("*.log"))
+        return "\n".join("== %s ==\n%s" % (f.name, f.read_text()[-4000:]) for f in files if f.exists())
+
+    def wait_healthy(self, service, instance=0, timeout=5):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if self.admin_get(service, "/healthz", instance)[0] == 200:
+                    return time.time()
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise AssertionError("%s-%d not healthy after %ss" % (service, instance, timeout))
+
+    # --- admin ports --------------------------------------------------------
+    def admin_address(self, service, instance=0):
+        host, port = self.config[service]["admin_listen"].rsplit(":", 1)
+        return host, int(port) + instance * self.stride
+
+    def admin_get(self, service, path, instance=0):
+        host, port = self.admin_address(service, instance)
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def metrics(self, service, instance=0):
+        """{'name{labels}': value}"""
+        status, text = self.admin_get(service, "/metrics", instance)
+        assert status == 200
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        return values
+
+    def metric(self, service, name, instance=0):
+        return self.metrics(service, instance).get(name, 0.0)
+
+    def wait_metric(self, service, name, predicate, timeout=5, instance=0):
+        deadline = time.time() + timeout
+        value = None
+        while time.time() < deadline:
+            try:
+                value = self.metric(service, name, instance)
+                if predicate(value):
+                    return value
+            except (OSError, AssertionError):
+                pass
+            time.sleep(0.02)
+        raise AssertionError("%s %s: %r never satisfied the condition" % (service, name, value))
+
+    # --- clients ------------------------------------------------------------
+    def connection(self, timeout=30):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, key=KEY, headers=None, timeout=30):
+        """(status, headers dict (lower-case), body bytes)"""
+        conn = self.connection(timeout)
+        try:
+            all_headers = {"Content-Type": "application/json"}
+            if key:
+                all_headers["Authorization"] = "Bearer " + key
+            all_headers.update(headers or {})
+            data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+            conn.request(method, path, body=data, headers=all_headers)
+            response = conn.getresponse()
+            return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                    response.read())
+        finally:
+            conn.close()
+
+    def chat(self, body, **kwargs):
+        status, headers, data = self.request("POST", CHAT, body, **kwargs)
+        return status, headers, json.loads(data) if data else None
+
+    def stream(self, body, key=KEY, timeout=30):
+        return Stream(self, body, key, timeout)
+
+
+class Stream:
+    """A streaming chat request, read event by event over a raw socket so the
+    exact bytes on the wire (after HTTP chunked decoding) can be checked."""
+
+    def __init__(self, mesh, body, key, timeout):
+        self.started = time.time()
+        self.sock = socket.create_connection((mesh.host, mesh.port), timeout)
+        payload = json.dumps(dict(body, stream=True)).encode()
+        head = ("POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                % (CHAT, mesh.host, key, len(payload)))
+        self.sock.sendall(head.encode() + payload)
+        self.raw = b""
+        self.status = None
+        self.headers = {}
+        self.body = b""             # the decoded SSE bytes
+        self.events = []            # (time, text of one event without the blank line)
+        self.closed = False
+        self.ended = False          # the terminating chunk arrived
+        self._chunk_buf = b""
+        self._event_buf = b""
+
+    def _recv(self):
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            raise
+        except OSError:
+            data = b""
+        if not data:
+            self.closed = True
+            return False
+        self.raw += data
+        return True
+
+    def read_head(self):
+        while b"\r\n\r\n" not in self.raw:
+            if not self._recv():
+                raise AssertionError("closed before the response head: %r" % self.raw)
+        head, rest = self.raw.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in lines[1:]}
+        self._chunk_buf = rest
+        return self.status
+
+    def _decode_chunks(self):
+        """Moves complete chunks from _chunk_buf into body/events."""
+        now = time.time()
+        chunked = self.headers.get("transfer-encoding") == "chunked"
+        if not chunked:
+            self._feed(self._chunk_buf, now)
+            self._chunk_buf = b""
+            return
+        while True:
+            line_end = self._chunk_buf.find(b"\r\n")
+            if line_end < 0:
+                return
+            size = int(self._chunk_buf[:line_end].split(b";")[0], 16)
+            if size == 0:
+                if self._chunk_buf[line_end + 2:line_end + 4] == b"\r\n":
+                    self.ended = True
+                    self._chunk_buf = b""
+                return
+            if len(self._chunk_buf) < line_end + 2 + size + 2:
+                return
+            data = self._chunk_buf[line_end + 2:line_end + 2 + size]
+            assert self._chunk_buf[line_end + 2 + size:line_end + 4 + size] == b"\r\n"
+            self._chunk_buf = self._chunk_buf[line_end + 4 + size:]
+            self._feed(data, now)
+
+    def _feed(self, data, now):
+        self.body += data
+        self._event_buf += data
+        while b"\n\n" in self._event_buf:
+            event, self._event_buf = self._event_buf.split(b"\n\n", 1)
+            self.events.append((now, event.decode()))
+
+    def next_event(self, timeout=10):
+        """The next event's text, or None if the stream ended or closed."""
+        if self.status is None:
+            self.read_head()
+            self._decode_chunks()
+        deadline = time.time() + timeout
+        self.sock.settimeout(timeout)
+        consumed = getattr(self, "_consumed", 0)
+        while len(self.events) <= consumed:
+            if self.ended or self.closed or time.time() > deadline:
+                return None
+            before = len(self.raw)
+            if not self._recv():
+                return None
+            self._chunk_buf += self.raw[before:]
+            self._decode_chunks()
+        self._consumed = consumed + 1
+        return self.events[consumed][1]
+
+    def read_all(self, timeout=30):
+        while self.next_event(timeout) is not None:
+            pass
+        return self.events
+
+    def close(self):
+        self.sock.close()
+
+    # what the tests want to know
+    def data_events(self):
+        return [e for _, e in self.events if e.startswith("data: ")]
+
+    def chunks(self):
+        return [json.loads(e[6:]) for e in self.data_events() if e != "data: [DONE]" and '"error"' not in e[:12]]
+
+    def content(self, field="content"):
+        return "".join((c["choices"][0]["delta"].get(field) or "") for c in self.chunks() if c.get("choices"))
+
+
+def echo(prompt, tokens=None):
+    """What the mock answers to prompt (see services/mock/mock_reply.c)."""
+    text = "Echo: " + prompt
+    if tokens:
+        text += "".join(" t%d" % i for i in range(1, tokens))
+    return text
+
+
+def parallel(functions):
+    """Runs callables in threads; returns their results (exceptions raise)."""
+    results = [None] * len(functions)
+    errors = []
+
+    def run(i, fn):
+        try:
+            results[i] = fn()
+        except BaseException as e:  # noqa: B902 - re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(functions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
