@@ -60,12 +60,37 @@ $(TEST_BIN): $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH)
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 # --- tests ------------------------------------------------------------------
-PYTEST := /usr/bin/python3 -m pytest
+PYTEST := /usr/bin/python3 -m pytest -q -p no:cacheprovider
 
 unit: $(TEST_BIN)
 	$(TEST_BIN)
 
-test: all unit fuzz integration sdk
+# The openai SDK, installed from its lockfile
+tests/sdk/node_modules: tests/sdk/package-lock.json
+	cd tests/sdk && npm ci --no-audit --no-fund
+	@touch $@
+
+sdk: all tests/sdk/node_modules
+	$(PYTEST) tests/integration/test_sdk.py
+
+integration: all tests/sdk/node_modules
+	$(PYTEST) tests/integration
+
+test: all unit fuzz integration
+
+# The same integration tests against an AddressSanitizer + UBSan build; the
+# harness fails a test whose processes logged a sanitizer report
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+asan:
+	$(MAKE) BUILD=build-asan OPT="$(ASAN_FLAGS)" all
+	build-asan/bin/mesh-selftest
+	SEEKMESH_BIN=$(CURDIR)/build-asan/bin MOCK_BINARY=$(CURDIR)/build-asan/bin/seekmesh-mock \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(PYTEST) tests/integration
+
+run:
+	scripts/run
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+-include tests/fuzz/fuzz.mk

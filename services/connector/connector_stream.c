@@ -32,7 +32,6 @@ typedef struct {
 typedef struct {
     bool used;
     mesh_buf_t content;
-    bool has_content;
     mesh_buf_t reasoning;
     bool has_reasoning;
     char finish [32];
@@ -112,7 +111,6 @@ s_assemble (creq_t *req, json_t *chunk)
         json_t *content = json_object_get (delta, "content");
         if (json_is_string (content)) {
             mesh_buf_append (&c->content, json_string_value (content), json_string_length (content));
-            c->has_content = true;
         }
         json_t *reasoning = json_object_get (delta, "reasoning_content");
         if (json_is_string (reasoning)) {
@@ -145,6 +143,13 @@ s_assemble (creq_t *req, json_t *chunk)
     }
 }
 
+//  A JSON string of a buffer's bytes (an empty buffer has no data pointer)
+static json_t *
+s_json_string (mesh_buf_t *buf)
+{
+    return mesh_buf_size (buf) ? json_stringn (mesh_buf_head (buf), mesh_buf_size (buf)) : json_string ("");
+}
+
 char *
 stream_assembled (creq_t *req, size_t *len)
 {
@@ -159,22 +164,22 @@ stream_assembled (creq_t *req, size_t *len)
             continue;
         json_t *message = json_object ();
         json_object_set_new (message, "role", json_string ("assistant"));
-        json_object_set_new (message, "content", c->has_content || !c->call_count
-            ? json_stringn (mesh_buf_head (&c->content), mesh_buf_size (&c->content))
-            : json_null ());
+        //  A turn of only tool calls has content null, as non-stream
+        //  answers do, even though its first delta carried ""
+        bool content = mesh_buf_size (&c->content) > 0 || !c->call_count;
+        json_object_set_new (message, "content", content ? s_json_string (&c->content) : json_null ());
         if (c->has_reasoning)
-            json_object_set_new (message, "reasoning_content",
-                                 json_stringn (mesh_buf_head (&c->reasoning), mesh_buf_size (&c->reasoning)));
+            json_object_set_new (message, "reasoning_content", s_json_string (&c->reasoning));
         if (c->call_count) {
             json_t *calls = json_array ();
             for (size_t k = 0; k < c->call_count; k++) {
                 tool_call_t *t = &c->calls [k];
                 if (!t->used)
                     continue;
-                json_array_append_new (calls, json_pack ("{s:s, s:s, s:{s:s, s:s%}}",
+                json_array_append_new (calls, json_pack ("{s:s, s:s, s:{s:s, s:o}}",
                     "id", t->id ? t->id : "", "type", t->type ? t->type : "function",
                     "function", "name", t->name ? t->name : "",
-                    "arguments", mesh_buf_head (&t->arguments), mesh_buf_size (&t->arguments)));
+                    "arguments", s_json_string (&t->arguments)));
             }
             json_object_set_new (message, "tool_calls", calls);
         }
@@ -503,6 +508,31 @@ connector_stream_test (bool verbose)
     free (text);
     stream_end (&req);
     assert (req.assembly == NULL);
+
+    //  Only a tool call: content is null, not "", though the first delta had ""
+    memset (&req, 0, sizeof req);
+    const char *tool_chunks [] = {
+        "{\"id\":\"c2\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":"
+        "{\"role\":\"assistant\",\"content\":\"\"}}]}",
+        "{\"id\":\"c2\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+        "\"id\":\"k\",\"type\":\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"\"}}]},"
+        "\"finish_reason\":\"tool_calls\"}]}",
+    };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (tool_chunks); i++) {
+        json_t *chunk = json_loads (tool_chunks [i], 0, NULL);
+        assert (chunk);
+        s_assemble (&req, chunk);
+        json_decref (chunk);
+    }
+    text = stream_assembled (&req, &len);
+    completion = json_loads (text, 0, NULL);
+    message = json_object_get (json_array_get (json_object_get (completion, "choices"), 0), "message");
+    assert (json_is_null (json_object_get (message, "content")));
+    call = json_array_get (json_object_get (message, "tool_calls"), 0);
+    assert (mesh_streq (json_string_value (json_object_get (json_object_get (call, "function"), "arguments")), ""));
+    json_decref (completion);
+    free (text);
+    stream_end (&req);
 
     assert (s_is_error_event (" {\"error\":{}}", 13));
     assert (!s_is_error_event ("{\"id\":1}", 8));

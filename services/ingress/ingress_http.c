@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define WRITE_CHUNK (32 * 1024)
 
@@ -230,6 +231,8 @@ s_write_headers (pss_t *pss)
     if (pss->should_retry
     &&  s_add_header (wsi, "x-should-retry:", pss->should_retry == MESH_ERROR_RETRY_YES ? "true" : "false", &p, end))
         return -1;
+    if (pss->close_after && !pss->h2 && s_add_header (wsi, "connection:", "close", &p, end))
+        return -1;
     if (lws_finalize_write_http_header (wsi, start, &p, end))
         return -1;
     pss->headers_written = true;
@@ -258,8 +261,16 @@ s_complete (pss_t *pss)
     mesh_buf_trim (&pss->out, 64 * 1024);
     mesh_buf_reset (&pss->body);
     mesh_buf_trim (&pss->body, 64 * 1024);
-    if (pss->close_after)
-        return -1;
+    if (pss->close_after) {
+        if (pss->h2)
+            return -1;          //  resets just this stream
+        //  Lingering close: a client still sending a body we refused would
+        //  get a reset that can destroy the response before it is read.
+        //  Stop writing, discard what arrives, close in a moment.
+        shutdown (lws_get_socket_fd (pss->wsi), SHUT_WR);
+        lws_set_timeout (pss->wsi, PENDING_TIMEOUT_USER_OK, 2);
+        return 0;
+    }
     return lws_http_transaction_completed (pss->wsi) ? -1 : 0;
 }
 
@@ -271,9 +282,13 @@ s_on_writeable (pss_t *pss)
     if (!pss->headers_written) {
         if (s_write_headers (pss) < 0)
             return -1;
-        if (mesh_buf_size (&pss->out) || pss->finished)
-            lws_callback_on_writable (pss->wsi);
-        return 0;
+        //  On HTTP/1.1 the body follows in the same callback; h2 wants one
+        //  write per callback
+        if (pss->h2 || (!mesh_buf_size (&pss->out) && !pss->finished)) {
+            if (mesh_buf_size (&pss->out) || pss->finished)
+                lws_callback_on_writable (pss->wsi);
+            return 0;
+        }
     }
     size_t pending = mesh_buf_size (&pss->out);
     size_t take = MESH_MIN (pending, (size_t) WRITE_CHUNK);

@@ -107,7 +107,18 @@ class Mesh:
         return self
 
     def down(self):
+        """Stops the mesh; fails if any process logged a sanitizer report
+        (the asan build) or crashed with a signal the supervisor saw."""
         self.mesh("down", check=False)
+        reports = []
+        for log in sorted((self.run_dir / "logs").glob("*.log")):
+            text = log.read_text(errors="replace")
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                           "SUMMARY: UndefinedBehaviorSanitizer"):
+                if marker in text:
+                    at = text.index(marker)
+                    reports.append("%s: %s" % (log.name, text[max(0, at - 200):at + 3000]))
+        assert not reports, "sanitizer reports:\n" + "\n".join(reports)
 
     def pid(self, name):
         return int(self.mesh("pid", name).stdout.strip())
@@ -249,6 +260,7 @@ class Stream:
         self.status = int(lines[0].split()[1])
         self.headers = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in lines[1:]}
         self._chunk_buf = rest
+        self._decode_chunks()       # events that came with the head
         return self.status
 
     def _decode_chunks(self):
@@ -287,7 +299,6 @@ class Stream:
         """The next event's text, or None if the stream ended or closed."""
         if self.status is None:
             self.read_head()
-            self._decode_chunks()
         deadline = time.time() + timeout
         self.sock.settimeout(timeout)
         consumed = getattr(self, "_consumed", 0)

@@ -1,0 +1,182 @@
+"""Failure scenarios of RELIABILITY.md, with real processes and real faults.
+
+ 1  connector_killed_mid_stream
+ 2  connector_killed_before_first_byte_is_retried
+ 4  ingress_killed_cancels_upstream_calls
+ 6  upstream_reset_mid_stream (HTTP reset, WebSocket closed without a close frame)
+ 7  upstream_stall_before_first_byte / between_chunks
+11  client_disconnect_aborts_upstream_call
+"""
+import json
+import socket
+import time
+
+from meshlib import echo, parallel
+
+TWO_CONNECTORS = {"mesh": {"instances": {"connector": 2}}}
+
+
+def user(text, model="deepseek-chat", **extra):
+    return dict({"model": model, "messages": [{"role": "user", "content": text}]}, **extra)
+
+
+def test_connector_killed_mid_stream(make_mesh):
+    mesh = make_mesh(TWO_CONNECTORS)
+    mesh.wait_metric("router", "seekmesh_router_connectors", lambda v: v == 2)
+    tokens, delay = 150, 20            # 3 s of stream
+    streams = [mesh.stream(user("long %d" % i, mock={"tokens": tokens, "delay_ms": delay}))
+               for i in range(6)]
+    for s in streams:                  # every stream is flowing
+        assert s.next_event() is not None
+        assert s.next_event() is not None
+    held = mesh.metric("connector", "seekmesh_connector_inflight", instance=0)
+    assert 0 < held < 6, "streams are spread over both connectors"
+    killed_at = time.time()
+    mesh.kill("connector-0")
+    results = parallel([lambda s=s: s.read_all(timeout=10) for s in streams])
+    assert results
+    failed = [s for s in streams if any('"error"' in e for e in s.data_events())]
+    survived = [s for s in streams if s not in failed]
+    assert len(failed) == held
+    for s in failed:
+        errors = [e for e in s.data_events() if '"error"' in e]
+        assert len(errors) == 1, "exactly one error event"
+        error = json.loads(errors[0][6:])["error"]
+        assert error["code"] == "connector_lost" and error["message"]
+        assert s.data_events()[-1] == errors[0], "the error event is the last"
+        assert s.ended or s.closed, "and the stream closes"
+        last_time = s.events[-1][0]
+        assert last_time - killed_at < 2.0
+        assert "data: [DONE]" not in s.data_events()
+    for s in survived:
+        assert s.content() == echo(s.chunks() and "long %d" % streams.index(s), tokens)
+        assert s.data_events()[-1] == "data: [DONE]"
+    # the supervisor restarts the connector; it takes work again within 3 s
+    mesh.wait_metric("router", "seekmesh_router_connectors", lambda v: v == 2, timeout=3)
+    served_before = mesh.metric("connector", 'seekmesh_connector_requests_total{outcome="ok"}', instance=0)
+    for i in range(4):
+        status, _, body = mesh.chat(user("after restart %d" % i))
+        assert status == 200 and body["choices"][0]["message"]["content"] == "Echo: after restart %d" % i
+    assert mesh.metric("connector", 'seekmesh_connector_requests_total{outcome="ok"}', instance=0) > served_before
+    for s in streams:
+        s.close()
+
+
+def test_connector_killed_before_first_byte_is_retried(make_mesh):
+    mesh = make_mesh(TWO_CONNECTORS)
+    mesh.wait_metric("router", "seekmesh_router_connectors", lambda v: v == 2)
+    # a non-stream answer that the mock holds back for 1 s (under the first-byte
+    # timeout): nothing reaches
+    # the client before then
+    body = user("retry me", mock={"tokens": 20, "delay_ms": 50})
+    result = {}
+
+    def call():
+        result["response"] = mesh.chat(body, timeout=20)
+
+    import threading
+    thread = threading.Thread(target=call)
+    thread.start()
+    holder = None
+    deadline = time.time() + 3
+    while holder is None and time.time() < deadline:
+        for i in range(2):
+            if mesh.metric("connector", "seekmesh_connector_inflight", instance=i) == 1:
+                holder = i
+        time.sleep(0.02)
+    assert holder is not None
+    mesh.kill("connector-%d" % holder)
+    thread.join(20)
+    status, headers, reply = result["response"]
+    assert status == 200, reply
+    assert reply["choices"][0]["message"]["content"] == echo("retry me", 20)
+    assert mesh.metric("ingress", "seekmesh_ingress_retries_total") == 1
+    assert "retrying (attempt 2)" in mesh.logs("ingress-0")
+
+
+def test_ingress_killed_cancels_upstream_calls(make_mesh):
+    mesh = make_mesh()
+    streams = [mesh.stream(user("orphan %d" % i, mock={"tokens": 500, "delay_ms": 20})) for i in range(3)]
+    for s in streams:
+        assert s.next_event() is not None
+    aborted = mesh.metric("mock", "seekmesh_mock_streams_aborted_total")
+    killed_at = time.time()
+    mesh.kill("ingress-0")
+    mesh.wait_metric("mock", "seekmesh_mock_streams_aborted_total", lambda v: v >= aborted + 3, timeout=5)
+    assert time.time() - killed_at < 5
+    mesh.wait_metric("connector", "seekmesh_connector_inflight", lambda v: v == 0, timeout=2)
+    # the restarted ingress serves within 2 s of the kill's restart
+    deadline = time.time() + 5
+    while True:
+        try:
+            status, _, body = mesh.chat(user("back"), timeout=2)
+            if status == 200:
+                break
+        except OSError:
+            pass
+        assert time.time() < deadline, "the ingress did not come back"
+        time.sleep(0.05)
+    assert time.time() - killed_at < 3
+    for s in streams:
+        s.close()
+
+
+def test_upstream_reset_mid_stream(mesh):
+    for model in ("deepseek-chat", "deepseek-chat-ws"):
+        failed = mesh.metric("connector", 'seekmesh_connector_requests_total{outcome="failed"}')
+        stream = mesh.stream(user("cut", model, mock={"tokens": 20, "delay_ms": 50, "reset_after": 3}))
+        stream.read_all(timeout=5)
+        errors = [e for e in stream.data_events() if '"error"' in e]
+        assert len(errors) == 1, stream.events
+        assert json.loads(errors[0][6:])["error"]["code"] == "upstream_disconnected"
+        # the error follows the reset within a second
+        last_token = max(t for t, e in stream.events if '"content"' in e)
+        assert stream.events[-1][0] - last_token < 1.0
+        assert mesh.metric("connector", 'seekmesh_connector_requests_total{outcome="failed"}') == failed + 1
+        stream.close()
+
+
+def test_upstream_stall_before_first_byte(mesh):
+    timeout_s = mesh.config["connector"]["first_byte_timeout_ms"] / 1000
+    started = time.time()
+    status, headers, body = mesh.chat(user("stall", mock={"stall": "first"}))
+    elapsed = time.time() - started
+    assert status == 504, body
+    assert body["error"]["code"] == "upstream_timeout"
+    assert timeout_s <= elapsed < timeout_s + 1.0
+    # the stream form: no bytes before the timeout either, so a 504 too
+    stream = mesh.stream(user("stall", mock={"stall": "first"}))
+    assert stream.read_head() == 504
+    stream.close()
+    mesh.wait_metric("connector", "seekmesh_connector_inflight", lambda v: v == 0)
+    mesh.wait_metric("router", "seekmesh_router_inflight", lambda v: v == 0)
+
+
+def test_upstream_stall_between_chunks(mesh):
+    idle_s = mesh.config["connector"]["idle_timeout_ms"] / 1000
+    stream = mesh.stream(user("stall later", mock={"tokens": 10, "stall": "after", "stall_after": 2}))
+    stream.read_all(timeout=idle_s + 3)
+    errors = [e for e in stream.data_events() if '"error"' in e]
+    assert len(errors) == 1 and json.loads(errors[0][6:])["error"]["code"] == "upstream_stalled"
+    times = [t for t, e in stream.events]
+    assert idle_s * 0.9 <= times[-1] - times[-2] < idle_s + 1.0
+    stream.close()
+    mesh.wait_metric("connector", "seekmesh_connector_inflight", lambda v: v == 0)
+    mesh.wait_metric("router", "seekmesh_router_inflight", lambda v: v == 0)
+
+
+def test_client_disconnect_aborts_upstream_call(mesh):
+    for model in ("deepseek-chat", "deepseek-chat-ws"):
+        aborted = mesh.metric("mock", "seekmesh_mock_streams_aborted_total")
+        gone = mesh.metric("ingress", "seekmesh_ingress_client_gone_total")
+        stream = mesh.stream(user("leave", model, mock={"tokens": 500, "delay_ms": 20}))
+        for _ in range(3):
+            assert stream.next_event() is not None
+        closed_at = time.time()
+        stream.sock.shutdown(socket.SHUT_RDWR)
+        stream.close()
+        mesh.wait_metric("mock", "seekmesh_mock_streams_aborted_total", lambda v: v == aborted + 1, timeout=1.5)
+        assert time.time() - closed_at < 1.0
+        assert mesh.metric("ingress", "seekmesh_ingress_client_gone_total") == gone + 1
+        mesh.wait_metric("connector", "seekmesh_connector_inflight", lambda v: v == 0)
+        mesh.wait_metric("router", "seekmesh_router_inflight", lambda v: v == 0)
