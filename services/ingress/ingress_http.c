@@ -467,6 +467,8 @@ s_on_body (pss_t *pss, const char *data, size_t len)
 static void
 s_on_closed (pss_t *pss)
 {
+    mesh_buf_free (&pss->out);
+    mesh_buf_free (&pss->body);
     if (!pss->ingress)
         return;
     if (pss->state == RQ_MESH || (pss->state == RQ_RESPONDING && pss->slot)) {
@@ -507,8 +509,13 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
         case LWS_CALLBACK_HTTP_WRITEABLE:
             return s_on_writeable (pss);
         case LWS_CALLBACK_CLOSED_HTTP:
-            s_on_closed (pss);
-            return 0;
+        case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+            //  The connection closed, or lws is about to free pss between
+            //  keep-alive transactions: nothing of ours may outlive it
+            if (pss)
+                s_on_closed (pss);
+            return reason == LWS_CALLBACK_HTTP_DROP_PROTOCOL
+                 ? lws_callback_http_dummy (wsi, reason, user, in, len) : 0;
         default:
             return lws_callback_http_dummy (wsi, reason, user, in, len);
     }
