@@ -2,9 +2,10 @@
 #
 #   make            build libmesh.a and every service into build/
 #   make run        install what is missing, build, run the mesh in the foreground
-#   make test       selftests, fuzz corpora replay, integration and SDK tests
-#   make asan       the same integration tests on an AddressSanitizer build
-#   make bench      the benchmark (see BENCH.md)
+#   make test       install what is missing; selftests, fuzz corpora replay,
+#                   integration tests (real processes, the openai npm SDK)
+#   make asan       selftests and integration tests on an ASan + UBSan build
+#   make fuzz-run   fuzz every parser for FUZZ_SECONDS each
 
 BUILD     ?= build
 CC        ?= cc
@@ -30,7 +31,7 @@ SERVICES   := ingress router connector mock
 BINS       := $(SERVICES:%=$(BUILD)/bin/seekmesh-%)
 TEST_BIN   := $(BUILD)/bin/mesh-selftest
 
-.PHONY: all run test unit fuzz integration sdk asan bench clean deps proto
+.PHONY: all run test unit fuzz integration sdk asan clean deps
 all: $(BINS) $(TEST_BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -76,7 +77,13 @@ sdk: all tests/sdk/node_modules
 integration: all tests/sdk/node_modules
 	$(PYTEST) tests/integration
 
-test: all unit fuzz integration
+# Installs missing Debian packages (needs root or sudo); a no-op when all are there
+deps:
+	scripts/deps --test
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit fuzz integration
 
 # The same integration tests against an AddressSanitizer + UBSan build; the
 # harness fails a test whose processes logged a sanitizer report
