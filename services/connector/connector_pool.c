@@ -368,12 +368,12 @@ s_handle (upconn_t *conn, int events)
 
     if (conn->state == UC_CONNECTING) {
         int rc = mesh_conn_progress (&conn->io, why, sizeof why);
+        if (rc == MESH_AGAIN)
+            return;
         if (rc < 0) {
             s_open_failed (conn, why);
             return;
         }
-        if (rc == MESH_AGAIN)
-            return;
         if (pool->websocket) {
             conn->state = UC_UPGRADING;
             ws_send_upgrade (conn);

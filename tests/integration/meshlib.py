@@ -270,6 +270,10 @@ class Stream:
         if not chunked:
             self._feed(self._chunk_buf, now)
             self._chunk_buf = b""
+            # an error answer has a length: the response ends with it
+            length = self.headers.get("content-length")
+            if length is not None and len(self.body) >= int(length):
+                self.ended = True
             return
         while True:
             line_end = self._chunk_buf.find(b"\r\n")
