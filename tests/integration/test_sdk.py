@@ -12,7 +12,7 @@ def test_openai_node_sdk(mesh):
     assert (sdk / "node_modules" / "openai").exists(), "run `npm ci` in tests/sdk (make does)"
     env = dict(os.environ, SEEKMESH_BASE_URL="http://%s:%d/v1" % (mesh.host, mesh.port),
                SEEKMESH_API_KEY=KEY)
-    result = subprocess.run(["node", "--test"], cwd=sdk, env=env, capture_output=True, text=True,
+    result = subprocess.run(["node", "--test", "--test-concurrency=1"], cwd=sdk, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "# fail 0" in result.stdout
