@@ -299,6 +299,21 @@ mesh_models_find (mesh_models_t *self, const char *name)
     return NULL;
 }
 
+size_t
+mesh_models_alias_count (mesh_models_t *self)
+{
+    return self->alias_count;
+}
+
+mesh_model_t *
+mesh_models_alias_at (mesh_models_t *self, size_t index, const char **alias)
+{
+    if (index >= self->alias_count)
+        return NULL;
+    *alias = self->aliases [index].alias;
+    return &self->models [self->aliases [index].model];
+}
+
 void
 mesh_models_test (bool verbose)
 {
@@ -343,6 +358,10 @@ mesh_models_test (bool verbose)
     assert (qwen && qwen->stream_only && qwen->auth_header == NULL);
     assert (mesh_streq (qwen->upstream_model, "Qwen/Qwen2.5-7B") && qwen->idle_timeout_ms == 99);
     assert (mesh_models_find (models, "gpt-9") == NULL);
+    assert (mesh_models_alias_count (models) == 2);
+    const char *alias;
+    assert (mesh_models_alias_at (models, 1, &alias) == qwen && mesh_streq (alias, "fast"));
+    assert (mesh_models_alias_at (models, 2, &alias) == NULL);
     mesh_models_destroy (&models);
     mesh_config_destroy (&config);
 

@@ -66,6 +66,9 @@ size_t         mesh_models_count (mesh_models_t *self);
 mesh_model_t  *mesh_models_at (mesh_models_t *self, size_t index);
 //  Finds a model by name or alias; NULL if unknown.
 mesh_model_t  *mesh_models_find (mesh_models_t *self, const char *name);
+//  The aliases, one by one: the alias's name and the model it stands for.
+size_t         mesh_models_alias_count (mesh_models_t *self);
+mesh_model_t  *mesh_models_alias_at (mesh_models_t *self, size_t index, const char **alias);
 
 void           mesh_models_test (bool verbose);
 

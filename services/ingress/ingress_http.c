@@ -396,6 +396,19 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
              || mesh_memeq (uri, (size_t) uri_len, "/chat/completions");
     bool models = mesh_memeq (uri, (size_t) uri_len, "/v1/models")
                || mesh_memeq (uri, (size_t) uri_len, "/models");
+    //  GET /v1/models/{id}: the id goes to the router in `model`
+    const char *model_id = NULL;
+    size_t model_id_len = 0;
+    if (!chat && !models) {
+        size_t prefix = uri_len > 11 && memcmp (uri, "/v1/models/", 11) == 0 ? 11
+                      : uri_len > 8 && memcmp (uri, "/models/", 8) == 0 ? 8 : 0;
+        if (prefix && (size_t) uri_len - prefix < sizeof pss->model
+        &&  !memchr (uri + prefix, '/', (size_t) uri_len - prefix)) {
+            models = true;
+            model_id = uri + prefix;
+            model_id_len = (size_t) uri_len - prefix;
+        }
+    }
     char message [512];
     if (!chat && !models) {
         snprintf (message, sizeof message, "Unknown request URL: %.200s. Please check the URL for "
@@ -427,6 +440,7 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
     }
     if (models) {
         pss->kind = MESH_KIND_MODELS;
+        snprintf (pss->model, sizeof pss->model, "%.*s", (int) model_id_len, model_id ? model_id : "");
         s_submit (pss);
         return 0;
     }

@@ -112,21 +112,45 @@ s_refuse (router_t *self, const mesh_msg_t *request, int status, const char *typ
     s_send_ingress (self, request->reply_to, &msg);
 }
 
-//  GET /v1/models: the models (and aliases) this key may use
+static json_t *
+s_model_object (const char *id)
+{
+    return json_pack ("{s:s, s:s, s:i, s:s}", "id", id, "object", "model", "created", 0,
+                      "owned_by", "seekmesh");
+}
+
+//  GET /v1/models: the models and aliases this key may use;
+//  GET /v1/models/{id}: one of them (the ingress puts the id in `model`)
 static void
 s_reply_models (router_t *self, const mesh_msg_t *request, const router_key_t *key)
 {
-    json_t *data = json_array ();
-    for (size_t i = 0; i < mesh_models_count (self->models); i++) {
-        mesh_model_t *model = mesh_models_at (self->models, i);
-        if (router_key_allows (key, model))
-            json_array_append_new (data, json_pack ("{s:s, s:s, s:i, s:s}", "id", model->name,
-                                                    "object", "model", "created", 0,
-                                                    "owned_by", "seekmesh"));
+    json_t *reply;
+    if (*request->model) {
+        mesh_model_t *model = mesh_models_find (self->models, request->model);
+        if (!model || !router_key_allows (key, model)) {
+            s_refuse (self, request, 404, "invalid_request_error", "model_not_found", "model", 0,
+                      "The model `%s` does not exist or you do not have access to it.", request->model);
+            return;
+        }
+        reply = s_model_object (request->model);
     }
-    json_t *list = json_pack ("{s:s, s:o}", "object", "list", "data", data);
-    char *text = json_dumps (list, JSON_COMPACT);
-    json_decref (list);
+    else {
+        json_t *data = json_array ();
+        for (size_t i = 0; i < mesh_models_count (self->models); i++) {
+            mesh_model_t *model = mesh_models_at (self->models, i);
+            if (router_key_allows (key, model))
+                json_array_append_new (data, s_model_object (model->name));
+        }
+        for (size_t i = 0; i < mesh_models_alias_count (self->models); i++) {
+            const char *alias;
+            mesh_model_t *model = mesh_models_alias_at (self->models, i, &alias);
+            if (router_key_allows (key, model))
+                json_array_append_new (data, s_model_object (alias));
+        }
+        reply = json_pack ("{s:s, s:o}", "object", "list", "data", data);
+    }
+    char *text = json_dumps (reply, JSON_COMPACT);
+    json_decref (reply);
     mesh_msg_t msg;
     mesh_msg_init (&msg, MESH_MSG_REPLY, request->id);
     msg.token = request->token;

@@ -132,7 +132,14 @@ def test_models(mesh):
         assert len(headers["x-request-id"]) == 26
         listing = json.loads(body)
         assert listing["object"] == "list"
-        assert {"deepseek-chat", "deepseek-reasoner", "deepseek-chat-ws"} <= {m["id"] for m in listing["data"]}
+        ids = {m["id"] for m in listing["data"]}
+        assert {"deepseek-chat", "deepseek-reasoner", "deepseek-chat-ws"} <= ids
+        assert {"deepseek-v4-flash", "deepseek-v4-pro"} <= ids, "aliases are listed too"
+    status, headers, body = mesh.request("GET", "/v1/models/deepseek-v4-pro")
+    assert status == 200 and json.loads(body) == {"id": "deepseek-v4-pro", "object": "model",
+                                                   "created": 0, "owned_by": "seekmesh"}
+    status, headers, body = mesh.request("GET", "/v1/models/gpt-9")
+    assert status == 404 and error_of(status, headers, body)["code"] == "model_not_found"
 
 
 def test_both_paths(mesh):
