@@ -159,8 +159,8 @@ mesh_config_failed (mesh_config_t *self)
     return self->error;
 }
 
-static const char *
-s_type_name (json_t *node)
+const char *
+mesh_json_kind (json_t *node)
 {
     switch (json_typeof (node)) {
         case JSON_OBJECT:  return "an object";
@@ -194,7 +194,7 @@ mesh_config_int (mesh_config_t *self, const char *path, int64_t dflt)
     if (!node)
         return dflt;
     if (!json_is_integer (node)) {
-        mesh_config_invalid (self, path, "expected an integer, got %s", s_type_name (node));
+        mesh_config_invalid (self, path, "expected an integer, got %s", mesh_json_kind (node));
         return dflt;
     }
     return json_integer_value (node);
@@ -219,7 +219,7 @@ mesh_config_number (mesh_config_t *self, const char *path, double dflt)
     if (!node)
         return dflt;
     if (!json_is_number (node)) {
-        mesh_config_invalid (self, path, "expected a number, got %s", s_type_name (node));
+        mesh_config_invalid (self, path, "expected a number, got %s", mesh_json_kind (node));
         return dflt;
     }
     return json_number_value (node);
@@ -243,7 +243,7 @@ mesh_config_bool (mesh_config_t *self, const char *path, bool dflt)
     if (!node)
         return dflt;
     if (!json_is_boolean (node)) {
-        mesh_config_invalid (self, path, "expected true or false, got %s", s_type_name (node));
+        mesh_config_invalid (self, path, "expected true or false, got %s", mesh_json_kind (node));
         return dflt;
     }
     return json_is_true (node);
@@ -269,7 +269,7 @@ mesh_config_str (mesh_config_t *self, const char *path, const char *dflt)
     if (!node)
         return dflt;
     if (!json_is_string (node)) {
-        mesh_config_invalid (self, path, "expected a string, got %s", s_type_name (node));
+        mesh_config_invalid (self, path, "expected a string, got %s", mesh_json_kind (node));
         return dflt;
     }
     return json_string_value (node);
@@ -282,7 +282,7 @@ mesh_config_array_size (mesh_config_t *self, const char *path)
     if (!node)
         return 0;
     if (!json_is_array (node)) {
-        mesh_config_invalid (self, path, "expected an array, got %s", s_type_name (node));
+        mesh_config_invalid (self, path, "expected an array, got %s", mesh_json_kind (node));
         return 0;
     }
     return json_array_size (node);

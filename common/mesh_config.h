@@ -52,6 +52,9 @@ void        mesh_config_invalid (mesh_config_t *self, const char *path,
 //  The first error met, or NULL.
 const char *mesh_config_failed (mesh_config_t *self);
 
+//  "an integer", "a string", … for messages about a JSON value.
+const char *mesh_json_kind (json_t *value);
+
 //  This process's instance number among replicas of its service
 //  ($SEEKMESH_INSTANCE, default 0).
 int         mesh_config_instance (void);

@@ -30,6 +30,34 @@ mesh_zmq_socket (void *ctx, int type)
     return socket;
 }
 
+int
+mesh_zmq_monitor_read (void *monitor, int *event, int *value)
+{
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    if (zmq_msg_recv (&frame, monitor, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&frame);
+        return 0;
+    }
+    //  First frame: 16-bit event, 32-bit value; second: the peer address
+    uint16_t event16 = 0;
+    uint32_t value32 = 0;
+    if (zmq_msg_size (&frame) >= 6) {
+        memcpy (&event16, zmq_msg_data (&frame), 2);
+        memcpy (&value32, (char *) zmq_msg_data (&frame) + 2, 4);
+    }
+    while (zmq_msg_more (&frame)) {
+        zmq_msg_close (&frame);
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, monitor, ZMQ_DONTWAIT) < 0)
+            break;
+    }
+    zmq_msg_close (&frame);
+    *event = event16;
+    *value = (int) value32;
+    return 1;
+}
+
 typedef struct {
     char *endpoint;
     void *push;
@@ -86,27 +114,12 @@ s_on_monitor (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     peer_t *peer = arg;
-    zmq_msg_t frame;
-    zmq_msg_init (&frame);
-    if (zmq_msg_recv (&frame, socket, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close (&frame);
-        return 0;
-    }
-    uint16_t event = 0;
-    if (zmq_msg_size (&frame) >= 2)
-        memcpy (&event, zmq_msg_data (&frame), 2);
-    //  Second frame: the endpoint address; ours is known already
-    while (zmq_msg_more (&frame)) {
-        zmq_msg_close (&frame);
-        zmq_msg_init (&frame);
-        if (zmq_msg_recv (&frame, socket, ZMQ_DONTWAIT) < 0)
-            break;
-    }
-    zmq_msg_close (&frame);
-    if (event == ZMQ_EVENT_DISCONNECTED && peer->outbox->lost_fn) {
-        mesh_info ("reply endpoint %s disconnected", peer->endpoint);
-        peer->outbox->lost_fn (peer->outbox->lost_arg, peer->endpoint);
-    }
+    int event, value;
+    while (mesh_zmq_monitor_read (socket, &event, &value))
+        if (event == ZMQ_EVENT_DISCONNECTED && peer->outbox->lost_fn) {
+            mesh_info ("reply endpoint %s disconnected", peer->endpoint);
+            peer->outbox->lost_fn (peer->outbox->lost_arg, peer->endpoint);
+        }
     return 0;
 }
 

@@ -24,6 +24,11 @@
 //  A socket of type with the standard options; NULL with errno.
 void *mesh_zmq_socket (void *ctx, int type);
 
+//  Reads one event from a socket monitor (zmq_socket_monitor's PAIR)
+//  without blocking: 1 with the event and its value (an fd for
+//  connection events), 0 when none is queued.
+int   mesh_zmq_monitor_read (void *monitor, int *event, int *value);
+
 typedef struct mesh_outbox_t mesh_outbox_t;
 typedef void (mesh_outbox_lost_fn) (void *arg, const char *endpoint);
 

@@ -350,23 +350,8 @@ s_on_monitor (ingress_t *self, watch_t *watch)
 {
     (void) self;
     router_t *router = watch->router;
-    while (true) {
-        zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        if (zmq_msg_recv (&frame, router->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close (&frame);
-            return;
-        }
-        uint16_t event = 0;
-        if (zmq_msg_size (&frame) >= 2)
-            memcpy (&event, zmq_msg_data (&frame), 2);
-        while (zmq_msg_more (&frame)) {
-            zmq_msg_close (&frame);
-            zmq_msg_init (&frame);
-            if (zmq_msg_recv (&frame, router->monitor, ZMQ_DONTWAIT) < 0)
-                break;
-        }
-        zmq_msg_close (&frame);
+    int event, value;
+    while (mesh_zmq_monitor_read (router->monitor, &event, &value)) {
         if (event == ZMQ_EVENT_CONNECTED) {
             router->connected = true;
             mesh_info ("router %s connected", router->endpoint);

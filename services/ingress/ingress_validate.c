@@ -1,5 +1,6 @@
 /*  ingress_validate: chat completion request validation.                   */
 #include "ingress_validate.h"
+#include "mesh_config.h"
 #include "mesh_util.h"
 
 #include <assert.h>
@@ -27,21 +28,6 @@ s_fail (ingress_check_t *check, int status, const char *code, const char *param,
     return -1;
 }
 
-static const char *
-s_kind (json_t *value)
-{
-    switch (json_typeof (value)) {
-        case JSON_OBJECT:  return "an object";
-        case JSON_ARRAY:   return "an array";
-        case JSON_STRING:  return "a string";
-        case JSON_INTEGER: return "an integer";
-        case JSON_REAL:    return "a number";
-        case JSON_TRUE:
-        case JSON_FALSE:   return "a boolean";
-        default:           return "null";
-    }
-}
-
 //  An optional number within [low, high]: 400 for the wrong type, 422 for
 //  a value out of range.
 static int
@@ -53,7 +39,7 @@ s_number (json_t *body, const char *name, double low, double high, ingress_check
     if (!json_is_number (value))
         return s_fail (check, 400, "invalid_type", name,
                        "Invalid type for '%s': expected a number, but got %s instead.",
-                       name, s_kind (value));
+                       name, mesh_json_kind (value));
     double number = json_number_value (value);
     if (!(number >= low && number <= high))
         return s_fail (check, 422, "invalid_value", name,
@@ -71,7 +57,7 @@ s_integer (json_t *body, const char *name, long long low, long long high, ingres
     if (!json_is_integer (value))
         return s_fail (check, 400, "invalid_type", name,
                        "Invalid type for '%s': expected an integer, but got %s instead.",
-                       name, s_kind (value));
+                       name, mesh_json_kind (value));
     long long number = json_integer_value (value);
     if (number < low || number > high)
         return s_fail (check, 422, "invalid_value", name,
@@ -88,7 +74,7 @@ s_message (json_t *message, size_t index, ingress_check_t *check)
     if (!json_is_object (message))
         return s_fail (check, 400, "invalid_type", param,
                        "Invalid type for 'messages[%zu]': expected an object, but got %s instead.",
-                       index, s_kind (message));
+                       index, mesh_json_kind (message));
     json_t *role = json_object_get (message, "role");
     snprintf (param, sizeof param, "messages.[%zu].role", index);
     if (!json_is_string (role))
@@ -128,7 +114,7 @@ s_message (json_t *message, size_t index, ingress_check_t *check)
     if (!json_is_string (content))
         return s_fail (check, 400, "invalid_type", param,
                        "Invalid type for 'messages[%zu].content': expected a string or an array "
-                       "of content parts, but got %s instead.", index, s_kind (content));
+                       "of content parts, but got %s instead.", index, mesh_json_kind (content));
     if (mesh_streq (name, "tool") && !json_is_string (json_object_get (message, "tool_call_id"))) {
         snprintf (param, sizeof param, "messages.[%zu].tool_call_id", index);
         return s_fail (check, 400, "missing_required_parameter", param,
@@ -151,7 +137,7 @@ s_tools (json_t *body, ingress_check_t *check)
         return 0;
     if (!json_is_array (tools))
         return s_fail (check, 400, "invalid_type", "tools",
-                       "Invalid type for 'tools': expected an array, but got %s instead.", s_kind (tools));
+                       "Invalid type for 'tools': expected an array, but got %s instead.", mesh_json_kind (tools));
     size_t i;
     json_t *tool;
     json_array_foreach (tools, i, tool) {
@@ -174,7 +160,7 @@ s_stop (json_t *body, ingress_check_t *check)
     if (!json_is_array (stop))
         return s_fail (check, 400, "invalid_type", "stop",
                        "Invalid type for 'stop': expected a string or an array of strings, but got %s instead.",
-                       s_kind (stop));
+                       mesh_json_kind (stop));
     if (json_array_size (stop) > 16)
         return s_fail (check, 400, "invalid_value", "stop", "'stop' may hold at most 16 sequences.");
     size_t i;
@@ -220,7 +206,7 @@ ingress_validate (const char *body, size_t len, ingress_check_t *check)
     int rc = -1;
     if (!json_is_object (root)) {
         s_fail (check, 400, "invalid_json", NULL,
-                "The request body must be a JSON object, not %s.", s_kind (root));
+                "The request body must be a JSON object, not %s.", mesh_json_kind (root));
         goto done;
     }
     json_t *model = json_object_get (root, "model");
@@ -243,7 +229,7 @@ ingress_validate (const char *body, size_t len, ingress_check_t *check)
     }
     if (!json_is_array (messages)) {
         s_fail (check, 400, "invalid_type", "messages",
-                "Invalid type for 'messages': expected an array, but got %s instead.", s_kind (messages));
+                "Invalid type for 'messages': expected an array, but got %s instead.", mesh_json_kind (messages));
         goto done;
     }
     if (json_array_size (messages) == 0) {
@@ -260,13 +246,13 @@ ingress_validate (const char *body, size_t len, ingress_check_t *check)
     json_t *stream = json_object_get (root, "stream");
     if (stream && !json_is_null (stream) && !json_is_boolean (stream)) {
         s_fail (check, 400, "invalid_type", "stream",
-                "Invalid type for 'stream': expected a boolean, but got %s instead.", s_kind (stream));
+                "Invalid type for 'stream': expected a boolean, but got %s instead.", mesh_json_kind (stream));
         goto done;
     }
     json_t *options = json_object_get (root, "stream_options");
     if (options && !json_is_null (options) && !json_is_object (options)) {
         s_fail (check, 400, "invalid_type", "stream_options",
-                "Invalid type for 'stream_options': expected an object, but got %s instead.", s_kind (options));
+                "Invalid type for 'stream_options': expected an object, but got %s instead.", mesh_json_kind (options));
         goto done;
     }
     if (s_integer (root, "max_tokens", 1, 1 << 24, check) < 0

@@ -4,14 +4,13 @@
 
 #include "mesh_conn.h"
 #include "mesh_log.h"
+#include "mesh_service.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static ingress_t s_ingress;
 static int64_t s_drain_deadline_ms;
@@ -79,23 +78,10 @@ s_vhost (ingress_t *self, const char *name, const char *address, int offset,
 int
 main (int argc, char *argv [])
 {
-    const char *config_path = NULL;
-    int opt;
-    while ((opt = getopt (argc, argv, "c:")) != -1) {
-        if (opt == 'c')
-            config_path = optarg;
-        else {
-            fprintf (stderr, "usage: seekmesh-ingress [-c CONFIG]\n");
-            return 2;
-        }
-    }
-    mesh_log_init ("ingress");
+    ingress_t *self = &s_ingress;
+    self->config = mesh_service_config ("ingress", argc, argv);
     lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_log);
     char why [512];
-    ingress_t *self = &s_ingress;
-    self->config = mesh_config_load (config_path, why, sizeof why);
-    if (!self->config)
-        mesh_fatal ("%s", why);
     mesh_config_t *config = self->config;
     const char *listen = mesh_config_str (config, "ingress.listen", "127.0.0.1:8080");
     const char *tls_listen = mesh_config_str (config, "ingress.tls_listen", "");
@@ -122,7 +108,6 @@ main (int argc, char *argv [])
         mesh_config_invalid (config, "ingress.tls_listen", "needs ingress.tls_cert and ingress.tls_key");
     if (mesh_config_failed (config))
         mesh_fatal ("%s", mesh_config_failed (config));
-    signal (SIGPIPE, SIG_IGN);
 
     self->metrics = mesh_metrics_new ();
     self->admin = mesh_admin_new (self->metrics);

@@ -324,32 +324,17 @@ s_on_monitor (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     router_t *self = arg;
-    zmq_msg_t frame;
-    zmq_msg_init (&frame);
-    if (zmq_msg_recv (&frame, socket, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close (&frame);
-        return 0;
-    }
-    uint16_t event = 0;
-    uint32_t value = 0;
-    if (zmq_msg_size (&frame) >= 6) {
-        memcpy (&event, zmq_msg_data (&frame), 2);
-        memcpy (&value, (char *) zmq_msg_data (&frame) + 2, 4);
-    }
-    while (zmq_msg_more (&frame)) {
-        zmq_msg_close (&frame);
-        zmq_msg_init (&frame);
-        if (zmq_msg_recv (&frame, socket, ZMQ_DONTWAIT) < 0)
-            break;
-    }
-    zmq_msg_close (&frame);
-    if (event != ZMQ_EVENT_DISCONNECTED)
-        return 0;
-    router_connector_t *connector = router_connectors_by_fd (self->connectors, (int) value);
-    if (connector) {
-        mesh_warn ("connector %s disconnected, held %u requests", connector->identity, connector->inflight);
-        router_connectors_remove (self->connectors, connector, s_on_connector_lost, self);
-        mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
+    int event, value;
+    while (mesh_zmq_monitor_read (socket, &event, &value)) {
+        if (event != ZMQ_EVENT_DISCONNECTED)
+            continue;
+        router_connector_t *connector = router_connectors_by_fd (self->connectors, value);
+        if (connector) {
+            mesh_warn ("connector %s disconnected, held %u requests", connector->identity,
+                       connector->inflight);
+            router_connectors_remove (self->connectors, connector, s_on_connector_lost, self);
+            mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
+        }
     }
     return 0;
 }

@@ -8,6 +8,7 @@
 11  client_disconnect_aborts_upstream_call
 """
 import json
+import re
 import socket
 import time
 
@@ -180,3 +181,24 @@ def test_client_disconnect_aborts_upstream_call(mesh):
         assert mesh.metric("ingress", "seekmesh_ingress_client_gone_total") == gone + 1
         mesh.wait_metric("connector", "seekmesh_connector_inflight", lambda v: v == 0)
         mesh.wait_metric("router", "seekmesh_router_inflight", lambda v: v == 0)
+
+
+def test_sigterm_drains_in_flight_work(make_mesh):
+    """DESIGN.md: SIGTERM drains — the stream in flight finishes, then exit 0."""
+    mesh = make_mesh()
+    for service in ("connector", "router", "ingress"):
+        stream = mesh.stream(user("drain %s" % service, mock={"tokens": 20, "delay_ms": 30}))
+        assert stream.next_event() is not None
+        mesh.kill("%s-0" % service, sig=15)
+        stream.read_all(timeout=10)
+        assert stream.content() == echo("drain %s" % service, 20), service
+        assert stream.data_events()[-1] == "data: [DONE]"
+        stream.close()
+        log = (mesh.run_dir / "logs" / "supervisor.log").read_text()
+        deadline = time.time() + 5
+        while not re.search(r"exit %s-0 pid=\d+ exited with status 0" % service, log):
+            assert time.time() < deadline, log[-2000:]
+            time.sleep(0.05)
+            log = (mesh.run_dir / "logs" / "supervisor.log").read_text()
+        mesh.wait_healthy(service)
+        mesh.wait_metric("router", "seekmesh_router_connectors", lambda v: v == 1, timeout=5)
