@@ -22,6 +22,7 @@
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_msg.h"
+#include "mesh_peer.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
 #include "mesh_zmq.h"
@@ -42,7 +43,7 @@ typedef struct {
     connector_t *connector;
     char endpoint [256];
     void *socket;               //  DEALER
-    int64_t last_seen_ms;
+    mesh_peer_t peer;           //  the router's liveness
 } router_link_t;
 
 typedef struct {
@@ -465,7 +466,7 @@ s_on_router (mesh_loop_t *loop, void *socket, void *arg)
             mesh_metric_inc (self->metric.bad_messages);
             continue;
         }
-        link->last_seen_ms = mesh_loop_now_ms (loop);
+        mesh_peer_seen (&link->peer, mesh_loop_now_ms (loop));
         switch (inbox.msg.type) {
             case MESH_MSG_DISPATCH:
                 s_on_dispatch (self, router, &inbox.msg);
@@ -495,7 +496,7 @@ s_link_open (connector_t *self, router_link_t *link)
     if (zmq_connect (link->socket, link->endpoint) < 0)
         mesh_error ("cannot connect to router %s: %s", link->endpoint, zmq_strerror (errno));
     mesh_loop_zmq_add (self->loop, link->socket, s_on_router, link);
-    link->last_seen_ms = mesh_loop_now_ms (self->loop);
+    mesh_peer_init (&link->peer, self->heartbeat_ms, self->liveness, mesh_loop_now_ms (self->loop));
     s_send_beat (self, link, MESH_MSG_READY);
 }
 
@@ -516,7 +517,7 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
     int64_t now = mesh_loop_now_ms (loop);
     for (size_t i = 0; i < self->router_count; i++) {
         router_link_t *link = &self->routers [i];
-        if (now - link->last_seen_ms > self->heartbeat_ms * self->liveness) {
+        if (mesh_peer_expired (&link->peer, now)) {
             //  Paranoid Pirate: a fresh socket drops whatever is queued for
             //  a router that is gone, and READY introduces us again
             mesh_debug ("router %s silent, reconnecting", link->endpoint);

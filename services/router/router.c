@@ -424,8 +424,7 @@ static int
 s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 {
     router_t *self = arg;
-    router_connectors_expire (self->connectors, mesh_loop_now_ms (loop),
-                              self->heartbeat_ms * self->liveness, s_on_connector_lost, self);
+    router_connectors_expire (self->connectors, mesh_loop_now_ms (loop), s_on_connector_lost, self);
     mesh_msg_t beat;
     mesh_msg_init (&beat, MESH_MSG_HEARTBEAT, NULL);
     snprintf (beat.sender, sizeof beat.sender, "%s", self->name);
@@ -509,6 +508,7 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     }
     s_metrics (self, metrics);
     self->connectors = router_connectors_new ();
+    router_connectors_liveness (self->connectors, self->heartbeat_ms, self->liveness);
     self->requests = mesh_map_new ();
     self->outbox = mesh_outbox_new (ctx, loop, NULL, NULL);
 

@@ -11,6 +11,8 @@ struct router_connectors_t {
     router_connector_t **items;
     size_t count;
     size_t size;
+    int64_t heartbeat_ms;
+    int64_t liveness;
 };
 
 router_connectors_t *
@@ -18,7 +20,16 @@ router_connectors_new (void)
 {
     router_connectors_t *self = calloc (1, sizeof *self);
     assert (self);
+    self->heartbeat_ms = MESH_HEARTBEAT_INTERVAL_MS;
+    self->liveness = MESH_HEARTBEAT_LIVENESS;
     return self;
+}
+
+void
+router_connectors_liveness (router_connectors_t *self, int64_t heartbeat_ms, int64_t liveness)
+{
+    self->heartbeat_ms = heartbeat_ms;
+    self->liveness = liveness;
 }
 
 void
@@ -62,6 +73,7 @@ router_connectors_seen (router_connectors_t *self, const char *identity, size_t 
         memcpy (connector->identity, identity, identity_size);
         connector->identity_size = identity_size;
         connector->fd = -1;
+        mesh_peer_init (&connector->peer, self->heartbeat_ms, self->liveness, now_ms);
         if (self->count == self->size) {
             self->size = self->size ? self->size * 2 : 8;
             self->items = realloc (self->items, self->size * sizeof *self->items);
@@ -72,7 +84,7 @@ router_connectors_seen (router_connectors_t *self, const char *identity, size_t 
     }
     connector->capacity = capacity;
     connector->reported_inflight = inflight;
-    connector->last_seen_ms = now_ms;
+    mesh_peer_seen (&connector->peer, now_ms);
     return connector;
 }
 
@@ -142,14 +154,14 @@ router_connectors_remove (router_connectors_t *self, router_connector_t *connect
 }
 
 void
-router_connectors_expire (router_connectors_t *self, int64_t now_ms, int64_t timeout_ms,
-                          router_lost_fn *lost_fn, void *arg)
+router_connectors_expire (router_connectors_t *self, int64_t now_ms, router_lost_fn *lost_fn,
+                          void *arg)
 {
     for (size_t i = 0; i < self->count; ) {
-        if (now_ms - self->items [i]->last_seen_ms > timeout_ms) {
+        if (mesh_peer_expired (&self->items [i]->peer, now_ms)) {
             mesh_warn ("connector %s lost: silent for %lld ms, held %u requests",
                        self->items [i]->identity,
-                       (long long) (now_ms - self->items [i]->last_seen_ms),
+                       (long long) mesh_peer_silence_ms (&self->items [i]->peer, now_ms),
                        self->items [i]->inflight);
             s_remove_at (self, i, lost_fn, arg);
         }
@@ -232,7 +244,7 @@ router_connectors_test (bool verbose)
 
     //  b falls silent: lost with its 9 requests, which come back detached
     router_connectors_seen (connectors, "conn-a", 6, 10, 0, 2400);
-    router_connectors_expire (connectors, 2600, 1500, s_test_lost, NULL);
+    router_connectors_expire (connectors, 2600, s_test_lost, NULL);
     assert (s_test_lost_count == 1 && s_test_lost_held == 9);
     assert (router_connectors_count (connectors) == 1);
     for (int i = 0; i < 10; i++)

@@ -11,6 +11,7 @@
 
 #include "mesh_id.h"
 #include "mesh_models.h"
+#include "mesh_peer.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,7 +39,7 @@ struct router_connector_t {
     uint32_t capacity;
     uint32_t reported_inflight;         //  all routers' requests, as it says
     uint32_t inflight;                  //  this router's requests on it
-    int64_t last_seen_ms;
+    mesh_peer_t peer;                   //  its liveness
     int fd;                             //  its TCP connection, if known
     router_request_t *requests;
 };
@@ -50,9 +51,11 @@ router_connectors_t *router_connectors_new (void);
 void  router_connectors_destroy (router_connectors_t **self_p);
 
 //  Records a READY or HEARTBEAT; returns the connector (new or known).
+//  heartbeat_ms and liveness set the liveness of a new one.
 router_connector_t *router_connectors_seen (router_connectors_t *self, const char *identity,
                                             size_t identity_size, uint32_t capacity,
                                             uint32_t inflight, int64_t now_ms);
+void  router_connectors_liveness (router_connectors_t *self, int64_t heartbeat_ms, int64_t liveness);
 router_connector_t *router_connectors_find (router_connectors_t *self, const char *identity,
                                             size_t identity_size);
 //  The live connector with the most free capacity, other than `avoid`
@@ -61,10 +64,9 @@ router_connector_t *router_connectors_pick (router_connectors_t *self, const cha
 size_t router_connectors_count (router_connectors_t *self);
 router_connector_t *router_connectors_at (router_connectors_t *self, size_t index);
 
-//  Calls lost_fn for each connector silent since before now - timeout,
-//  then forgets it.  lost_fn takes over the connector's requests (detach
-//  each one).
-void  router_connectors_expire (router_connectors_t *self, int64_t now_ms, int64_t timeout_ms,
+//  Calls lost_fn for each connector silent for its liveness, then forgets
+//  it.  lost_fn takes over the connector's requests (detach each one).
+void  router_connectors_expire (router_connectors_t *self, int64_t now_ms,
                                 router_lost_fn *lost_fn, void *arg);
 //  The connector whose TCP connection is fd, or NULL.
 router_connector_t *router_connectors_by_fd (router_connectors_t *self, int fd);

@@ -15,6 +15,7 @@
 #include "mesh_metrics.h"
 #include "mesh_models.h"
 #include "mesh_msg.h"
+#include "mesh_peer.h"
 #include "mesh_sse.h"
 #include "mesh_ws.h"
 #include "mesh_zmq.h"
@@ -50,6 +51,7 @@ static const selftest_t s_tests [] = {
     { "mesh_metrics", mesh_metrics_test },
     { "mesh_models", mesh_models_test },
     { "mesh_msg",    mesh_msg_test },
+    { "mesh_peer",   mesh_peer_test },
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },
     { "mesh_zmq",    mesh_zmq_test },
