@@ -202,3 +202,38 @@ def test_sigterm_drains_in_flight_work(make_mesh):
             log = (mesh.run_dir / "logs" / "supervisor.log").read_text()
         mesh.wait_healthy(service)
         mesh.wait_metric("router", "seekmesh_router_connectors", lambda v: v == 1, timeout=5)
+
+
+def test_frozen_connector_is_lost_by_heartbeat(make_mesh):
+    """A frozen process keeps its TCP connections open: only the missed
+    heartbeats (router.heartbeat_ms x heartbeat_liveness) reveal it."""
+    mesh = make_mesh(TWO_CONNECTORS)
+    mesh.wait_metric("router", "seekmesh_router_connectors", lambda v: v == 2)
+    import threading
+    result = {}
+    body = user("frozen", mock={"tokens": 10, "delay_ms": 50})
+    thread = threading.Thread(target=lambda: result.update(response=mesh.chat(body, timeout=20)))
+    thread.start()
+    holder = None
+    deadline = time.time() + 3
+    while holder is None and time.time() < deadline:
+        for i in range(2):
+            if mesh.metric("connector", "seekmesh_connector_inflight", instance=i) == 1:
+                holder = i
+        time.sleep(0.01)
+    assert holder is not None
+    frozen_at = time.time()
+    pid = mesh.kill("connector-%d" % holder, sig=19)        # SIGSTOP
+    try:
+        thread.join(20)
+        status, _, reply = result["response"]
+        assert status == 200, reply
+        assert reply["choices"][0]["message"]["content"] == echo("frozen", 10)
+        router = mesh.config["router"]
+        detect_s = router["heartbeat_ms"] * router["heartbeat_liveness"] / 1000
+        assert time.time() - frozen_at < detect_s + 1.5
+        assert mesh.metric("router", "seekmesh_router_connectors_lost_total") >= 1
+        assert mesh.metric("ingress", "seekmesh_ingress_retries_total") == 1
+    finally:
+        import os
+        os.kill(pid, 18)                                      # SIGCONT
