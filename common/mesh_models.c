@@ -80,6 +80,12 @@ mesh_url_parse (const char *text, mesh_url_t *url, char *why, size_t why_size)
         snprintf (why, why_size, "\"%s\": bad host", text);
         return -1;
     }
+    //  The host goes into a Host: line: names, IPv4 and (bracketed) IPv6 only
+    for (size_t i = 0; i < host_len; i++)
+        if (!isalnum ((unsigned char) host [i]) && !strchr ("-._:", host [i])) {
+            snprintf (why, why_size, "\"%s\": the host has a character a host name cannot have", text);
+            return -1;
+        }
     memcpy (url->host, host, host_len);
     url->port = default_port;
     if (port) {
@@ -152,7 +158,9 @@ mesh_models_load (mesh_config_t *config)
         snprintf (base, sizeof base, "models.%zu", i);
 #define AT(field) (snprintf (path, sizeof path, "%s.%s", base, field), path)
         mesh_model_t *model = &self->models [self->count];
+        memset (model, 0, sizeof *model);     //  a rejected entry may have used it
         model->index = self->count;
+        model->config_index = i;
         model->name = mesh_config_str (config, AT ("name"), NULL);
         if (!model->name || !*model->name) {
             mesh_config_invalid (config, AT ("name"), "every model needs a name");
@@ -220,9 +228,9 @@ mesh_models_load (mesh_config_t *config)
         self->count++;
     }
     //  Aliases: per model, then the top-level map
-    for (size_t i = 0; i < count && i < self->count; i++) {
+    for (size_t i = 0; i < self->count; i++) {
         char path [96];
-        snprintf (path, sizeof path, "models.%zu.aliases", self->models [i].index);
+        snprintf (path, sizeof path, "models.%zu.aliases", self->models [i].config_index);
         json_t *list = mesh_config_node (config, path);
         if (!list)
             continue;
@@ -334,6 +342,8 @@ mesh_models_test (bool verbose)
     assert (mesh_url_parse ("http://x:0/", &url, why, sizeof why) == -1);
     assert (mesh_url_parse ("http://u@x/", &url, why, sizeof why) == -1);
     assert (mesh_url_parse ("http://x/a b", &url, why, sizeof why) == -1);
+    assert (mesh_url_parse ("http://up\r\nX-Injected 1/v1", &url, why, sizeof why) == -1);
+    assert (mesh_url_parse ("http://a b/", &url, why, sizeof why) == -1);
 
     const char *text =
         "{ \"connector\": { \"idle_timeout_ms\": 1234 },"
@@ -370,6 +380,21 @@ mesh_models_test (bool verbose)
     config = mesh_config_parse (bad, strlen (bad), "bad.json", why, sizeof why);
     models = mesh_models_load (config);
     assert (strstr (mesh_config_failed (config), "models.0.endpoint"));
+    mesh_models_destroy (&models);
+    mesh_config_destroy (&config);
+    //  A rejected entry neither shifts the aliases of the next ones nor
+    //  leaves its fields behind
+    const char *shifted =
+        "{ \"models\": [ { \"name\": \"bad\", \"endpoint\": \"ftp://x\", \"aliases\": [\"old\"],"
+        "                  \"auth\": { \"key_name\": \"X-Key\" } },"
+        "                { \"name\": \"good\", \"endpoint\": \"http://x/\", \"aliases\": [\"new\"],"
+        "                  \"auth\": { \"type\": \"none\" } } ] }";
+    config = mesh_config_parse (shifted, strlen (shifted), "s.json", why, sizeof why);
+    models = mesh_models_load (config);
+    assert (mesh_config_failed (config));
+    assert (mesh_models_find (models, "new") == mesh_models_find (models, "good"));
+    assert (mesh_models_find (models, "old") == NULL);
+    assert (mesh_models_find (models, "good")->auth_header == NULL);
     mesh_models_destroy (&models);
     mesh_config_destroy (&config);
     const char *dangling = "{ \"models\": [ { \"name\": \"a\", \"endpoint\": \"http://x\","

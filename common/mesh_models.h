@@ -38,7 +38,8 @@ typedef struct {
 int mesh_url_parse (const char *text, mesh_url_t *url, char *why, size_t why_size);
 
 typedef struct {
-    size_t index;
+    size_t index;               //  in the registry
+    size_t config_index;        //  in the config's models[]
     const char *name;
     const char *type;
     const char *endpoint;

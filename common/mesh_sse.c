@@ -93,9 +93,9 @@ mesh_sse_feed (mesh_sse_t *self, const char *data, size_t len, mesh_sse_fn *fn, 
             return 0;
         }
         int rc;
+        if (mesh_buf_size (&self->line) + (size_t) (eol - at) > self->max_event_bytes)
+            return -1;          //  a line over the limit, cut or not
         if (mesh_buf_size (&self->line)) {
-            if (mesh_buf_size (&self->line) + (size_t) (eol - at) > self->max_event_bytes)
-                return -1;
             mesh_buf_append (&self->line, at, (size_t) (eol - at));
             rc = s_line (self, mesh_buf_head (&self->line), mesh_buf_size (&self->line), fn, arg);
             mesh_buf_reset (&self->line);
@@ -168,5 +168,8 @@ mesh_sse_test (bool verbose)
     mesh_sse_reset (&sse);
     assert (mesh_sse_feed (&sse, "data: 0123456789", 16, s_test_event, &log) == 0);
     assert (mesh_sse_feed (&sse, "abcdefghij", 10, s_test_event, &log) == -1);
+    //  A long comment line is refused whether it comes whole or cut
+    mesh_sse_reset (&sse);
+    assert (mesh_sse_feed (&sse, ": 0123456789abcdefghij\n\n", 24, s_test_event, &log) == -1);
     mesh_sse_free (&sse);
 }
