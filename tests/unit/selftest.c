@@ -70,6 +70,9 @@ int
 main (int argc, char *argv [])
 {
     mesh_log_init ("selftest");
+    //  Selftests provoke warnings on purpose; show them only when asked
+    if (!getenv ("SELFTEST_VERBOSE"))
+        mesh_log_set_level (MESH_LOG_FATAL);
     const char *only = argc > 1 ? argv [1] : NULL;
     bool verbose = getenv ("SELFTEST_VERBOSE") != NULL;
     int passed = 0, failed = 0;
