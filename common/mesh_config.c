@@ -298,6 +298,12 @@ mesh_config_instance (void)
 int
 mesh_endpoint_offset (const char *endpoint, int offset, char *out, size_t size)
 {
+    //  ipc:// paths have no port: instances get the offset as a suffix
+    if (strncmp (endpoint, "ipc://", 6) == 0 && endpoint [6]) {
+        int n = offset ? snprintf (out, size, "%s-%d", endpoint, offset)
+                       : snprintf (out, size, "%s", endpoint);
+        return n > 0 && (size_t) n < size ? 0 : -1;
+    }
     const char *colon = strrchr (endpoint, ':');
     if (!colon || !isdigit ((unsigned char) colon [1]))
         return -1;
@@ -367,5 +373,10 @@ mesh_config_test (bool verbose)
     assert (mesh_endpoint_offset ("tcp://127.0.0.1:5555", 10, out, sizeof out) == 0);
     assert (mesh_streq (out, "tcp://127.0.0.1:5565"));
     assert (mesh_endpoint_offset ("tcp://*:5555", 0, out, sizeof out) == 0);
-    assert (mesh_endpoint_offset ("ipc:///tmp/x", 1, out, sizeof out) == -1);
+    assert (mesh_endpoint_offset ("ipc:///tmp/x", 10, out, sizeof out) == 0);
+    assert (mesh_streq (out, "ipc:///tmp/x-10"));
+    assert (mesh_endpoint_offset ("ipc:///tmp/x", 0, out, sizeof out) == 0);
+    assert (mesh_streq (out, "ipc:///tmp/x"));
+    assert (mesh_endpoint_offset ("ipc://", 0, out, sizeof out) == -1);
+    assert (mesh_endpoint_offset ("inproc://x", 0, out, sizeof out) == -1);
 }

@@ -58,8 +58,9 @@ const char *mesh_json_kind (json_t *value);
 //  This process's instance number among replicas of its service
 //  ($SEEKMESH_INSTANCE, default 0).
 int         mesh_config_instance (void);
-//  Rewrites "tcp://host:port" with port + offset into out; returns -1 if
-//  the endpoint has no numeric port.
+//  Rewrites "tcp://host:port" with port + offset into out ("ipc://path"
+//  becomes "ipc://path-<offset>" when offset is not 0); returns -1 if the
+//  endpoint has neither a numeric port nor an ipc path.
 int         mesh_endpoint_offset (const char *endpoint, int offset, char *out, size_t size);
 
 void        mesh_config_test (bool verbose);
