@@ -6,6 +6,7 @@
 #                   integration tests (real processes, the openai npm SDK)
 #   make asan       selftests and integration tests on an ASan + UBSan build
 #   make fuzz-run   fuzz every parser for FUZZ_SECONDS each
+#   make bench      the benchmark of BENCH.md (tests/bench/results/)
 
 BUILD     ?= build
 CC        ?= cc
@@ -30,9 +31,10 @@ LIBMESH    := $(BUILD)/libmesh.a
 SERVICES   := ingress router connector mock
 BINS       := $(SERVICES:%=$(BUILD)/bin/seekmesh-%)
 TEST_BIN   := $(BUILD)/bin/mesh-selftest
+LOADGEN    := $(BUILD)/bin/mesh-loadgen
 
-.PHONY: all run test unit fuzz integration sdk asan clean deps
-all: $(BINS) $(TEST_BIN)
+.PHONY: all run test unit fuzz integration sdk asan clean deps bench bench-smoke
+all: $(BINS) $(TEST_BIN) $(LOADGEN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -57,6 +59,11 @@ TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/unit/*.c))
 $(TEST_BIN): $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH) $(LDLIBS)
+
+# The benchmark's load generator
+$(LOADGEN): $(BUILD)/obj/tests/bench/loadgen.o $(LIBMESH)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIBMESH) $(LDLIBS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
@@ -83,7 +90,19 @@ deps:
 
 test: deps
 	$(MAKE) all
-	$(MAKE) unit fuzz integration
+	$(MAKE) unit fuzz integration bench-smoke
+
+# The benchmark (BENCH.md): make bench writes tests/bench/results/<date>.md
+# and .json; bench-smoke runs every step briefly into build/bench-smoke
+tests/bench/portkey/node_modules: tests/bench/portkey/package-lock.json
+	cd tests/bench/portkey && npm ci --no-audit --no-fund --ignore-scripts
+	@touch $@
+
+bench: all tests/bench/portkey/node_modules
+	/usr/bin/python3 tests/bench/bench.py
+
+bench-smoke: all tests/bench/portkey/node_modules
+	/usr/bin/python3 tests/bench/bench.py --smoke --out $(BUILD)/bench-smoke
 
 # The same integration tests against an AddressSanitizer + UBSan build; the
 # harness fails a test whose processes logged a sanitizer report

@@ -1,0 +1,539 @@
+#!/usr/bin/env python3
+"""make bench: what seekmesh adds on top of the upstream, against nginx and a
+peer gateway, measured in one run on one machine (BENCH.md).
+
+Arms, all in front of the same seekmesh-mock:
+  A  the mock directly (the floor)
+  B  nginx, 1 worker, upstream keep-alive, proxy_buffering off
+  C  seekmesh, minimal path
+  D  seekmesh, every policy the code has (see POLICY below)
+  E  seekmesh, cache hit (not measured until the cache exists)
+  P  Portkey's open-source gateway (@portkey-ai/gateway, tests/bench/portkey)
+
+Load: build/bin/mesh-loadgen (latency at c=1, open-loop rate, SSE streams)
+and wrk (max throughput).  Rounds are interleaved across arms.  Output:
+tests/bench/results/<date>.md and .json (or --out DIR).  --smoke runs every
+step briefly, so `make test` keeps the harness from rotting.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from meshlib import Mesh  # noqa: E402
+
+BIN = Path(os.environ.get("SEEKMESH_BIN") or REPO / "build" / "bin")
+KEY = "sk-seekmesh-dev"
+CHAT = "/v1/chat/completions"
+
+#  What arm D turns on beyond C.  Today: nothing more exists (quotas, audit
+#  and the cache are later issues); D runs as its own mesh so that adding a
+#  policy is a change of this overlay alone.
+POLICY = {}
+MINIMAL = {}
+
+BODY = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hello there"}]}
+STREAM_BODY = dict(BODY, stream=True, mock={"tokens": 64, "delay_ms": 20})
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(samples, p):
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    k = max(0, min(len(ordered) - 1, int(round(p / 100.0 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+def cpu_seconds(pids):
+    """utime + stime of pids and their threads, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError):
+            pass
+    return total / ticks
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class Arm:
+    def __init__(self, name, title, port, path=CHAT, headers=None, pids=None):
+        self.name, self.title, self.port, self.path = name, title, port, path
+        self.headers = headers or {}
+        self._pids = pids or (lambda: [])
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d%s" % (self.port, self.path)
+
+    def pids(self):
+        return self._pids()
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="seekmesh-bench-"))
+        self.procs = []
+        self.meshes = []
+        self.results = {"arms": {}, "notes": []}
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    # --- setup --------------------------------------------------------------
+    def start_mock(self):
+        self.mock_port = free_port()
+        admin = free_port()
+        config = {"mock": {"listen": "127.0.0.1:%d" % self.mock_port,
+                           "admin_listen": "127.0.0.1:%d" % admin, "threads": 1,
+                           "keepalive_ms": 1000}}
+        path = self.tmp / "mock.json"
+        path.write_text(json.dumps(config))
+        log = open(self.tmp / "mock.log", "w")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_")}
+        self.mock = subprocess.Popen([str(BIN / "seekmesh-mock"), "-c", str(path)], stderr=log, env=env)
+        self.procs.append(self.mock)
+        self.wait_port(self.mock_port)
+
+    def wait_port(self, port, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nothing listens on %d" % port)
+
+    def start_nginx(self):
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        port = free_port()
+        prefix = self.tmp / "nginx"
+        (prefix / "logs").mkdir(parents=True)
+        (prefix / "nginx.conf").write_text("""
+worker_processes 1;
+daemon off;
+pid %(prefix)s/nginx.pid;
+error_log %(prefix)s/logs/error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    upstream mock { server 127.0.0.1:%(mock)d; keepalive 1024; }
+    server {
+        listen 127.0.0.1:%(port)d;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 300s;
+        }
+    }
+}
+""" % {"prefix": prefix, "mock": self.mock_port, "port": port})
+        proc = subprocess.Popen([nginx, "-c", str(prefix / "nginx.conf"), "-p", str(prefix)],
+                                stdout=subprocess.DEVNULL, stderr=open(prefix / "logs" / "out.log", "w"))
+        self.procs.append(proc)
+        self.wait_port(port)
+
+        def pids():
+            children = Path("/proc/%d/task/%d/children" % (proc.pid, proc.pid)).read_text().split()
+            return [proc.pid] + [int(c) for c in children]
+        return Arm("B", "nginx (1 worker)", port, pids=pids)
+
+    def start_mesh(self, name, title, overlay):
+        config = {"mesh": {"instances": {"mock": 0}}, "connector": {"ws_pool_size": 0}}
+        config.update(overlay)
+        directory = self.tmp / ("mesh-" + name)
+        directory.mkdir()
+        mesh = Mesh(directory, config, env={"SEEKMESH_MESH_SERVICES": "router connector ingress"})
+        for model in mesh.config["models"]:
+            model["endpoint"] = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:%d" % self.mock_port, model["endpoint"])
+        mesh.config["models"] = [m for m in mesh.config["models"] if not m["endpoint"].startswith("ws")]
+        mesh.config_path.write_text(json.dumps(mesh.config))
+        mesh.up()
+        self.meshes.append(mesh)
+
+        def pids():
+            return [mesh.pid("%s-0" % s) for s in ("ingress", "router", "connector")]
+        return Arm(name, title, mesh.port, headers={"Authorization": "Bearer " + KEY}, pids=pids)
+
+    def start_portkey(self):
+        start = HERE / "portkey" / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+        if not start.exists():
+            raise RuntimeError("run `npm ci` in tests/bench/portkey (make bench does)")
+        port = free_port()
+        proc = subprocess.Popen(["node", str(start), "--port=%d" % port, "--headless"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        self.wait_port(port, timeout=30)
+        headers = {"Authorization": "Bearer sk-any", "x-portkey-provider": "openai",
+                   "x-portkey-custom-host": "http://127.0.0.1:%d/v1" % self.mock_port}
+        return Arm("P", "Portkey gateway 1.15.2 (Node %s)" % subprocess.run(
+            ["node", "--version"], capture_output=True, text=True).stdout.strip(),
+            port, headers=headers, pids=lambda: [proc.pid])
+
+    def setup(self):
+        self.start_mock()
+        arms = [Arm("A", "mock directly", self.mock_port, pids=lambda: [self.mock.pid])]
+        wanted = self.args.arms
+        if "B" in wanted:
+            arms.append(self.start_nginx())
+        if "C" in wanted:
+            arms.append(self.start_mesh("C", "seekmesh, minimal path", MINIMAL))
+        if "D" in wanted:
+            arms.append(self.start_mesh("D", "seekmesh, full path", POLICY))
+        if "P" in wanted:
+            arms.append(self.start_portkey())
+        self.arms = arms
+        bodies = self.tmp / "bodies"
+        bodies.mkdir()
+        self.body = bodies / "chat.json"
+        self.body.write_text(json.dumps(BODY))
+        self.stream_body = bodies / "stream.json"
+        self.stream_body.write_text(json.dumps(STREAM_BODY))
+        (bodies / "post.lua").write_text(self.wrk_script())
+
+    def wrk_script(self):
+        return 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \
+            % json.dumps(json.dumps(BODY))
+
+    def teardown(self):
+        for mesh in self.meshes:
+            mesh.down()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- load ---------------------------------------------------------------
+    def loadgen(self, arm, mode, *args, body=None, timeout=600):
+        command = [str(BIN / "mesh-loadgen"), mode, "--url", arm.url, "--body", str(body or self.body),
+                   "--json", *args]
+        for name, value in arm.headers.items():
+            command += ["--header", "%s: %s" % (name, value)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError("mesh-loadgen %s on %s failed: %s" % (mode, arm.name, result.stderr[-2000:]))
+        lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
+        return json.loads(lines[-1])
+
+    def wrk(self, arm, seconds, connections):
+        script = self.tmp / ("wrk-%s.lua" % arm.name)
+        script.write_text(self.wrk_script() + "".join('wrk.headers[%s] = %s\n' % (json.dumps(k), json.dumps(v))
+                                                      for k, v in arm.headers.items()))
+        pids = arm.pids()
+        cpu_before = cpu_seconds(pids)
+        result = subprocess.run(["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds, "-s", str(script),
+                                 arm.url], capture_output=True, text=True, timeout=seconds + 30)
+        cpu = cpu_seconds(pids) - cpu_before
+        out = result.stdout
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        errors = 0
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        if m:
+            errors += int(m.group(1))
+        m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        if m:
+            errors += sum(int(x) for x in m.groups())
+        return {"rps": rps, "requests": requests, "errors": errors,
+                "cpu_us_per_request": cpu * 1e6 / requests if requests else None}
+
+    # --- figures ------------------------------------------------------------
+    def latency(self):
+        rounds, per_round = self.args.rounds, self.args.requests
+        samples = {arm.name: [] for arm in self.arms}
+        errors = {arm.name: 0 for arm in self.arms}
+        for _ in range(rounds):
+            for arm in self.arms:
+                out = self.loadgen(arm, "latency", "--requests", str(per_round), "--warmup", "20")
+                samples[arm.name] += out["samples_us"]
+                errors[arm.name] += out["errors"]
+        for arm in self.arms:
+            s = samples[arm.name]
+            self.arm(arm)["latency_c1_us"] = {"p50": percentile(s, 50), "p99": percentile(s, 99),
+                                              "p999": percentile(s, 99.9), "n": len(s),
+                                              "errors": errors[arm.name]}
+
+    def throughput(self):
+        runs = {arm.name: [] for arm in self.arms}
+        for _ in range(self.args.wrk_rounds):
+            for arm in self.arms:
+                runs[arm.name].append(self.wrk(arm, self.args.wrk_seconds, 64))
+        for arm in self.arms:
+            ordered = sorted(runs[arm.name], key=lambda r: r["rps"])
+            median = ordered[len(ordered) // 2]
+            self.arm(arm)["max_rps"] = median["rps"]
+            self.arm(arm)["max_rps_errors"] = sum(r["errors"] for r in runs[arm.name])
+            self.arm(arm)["cpu_us_per_request"] = median["cpu_us_per_request"]
+
+    def frontier(self):
+        """Highest open-loop rate with p99 <= 5 ms (binary search)."""
+        for arm in self.arms:
+            low, high = 0, int(self.arm(arm).get("max_rps") or 20000) * 1.2
+            best = None
+            for _ in range(self.args.frontier_steps):
+                rate = int((low + high) / 2) if best is not None or low else int(high / 2)
+                if rate <= 0:
+                    break
+                out = self.loadgen(arm, "rate", "--rate", str(rate), "--duration", str(self.args.rate_seconds),
+                                   "--connections", "64")
+                ok = (not out.get("overloaded") and out["errors"] == 0
+                      and out["latency_us"]["p99"] <= 5000 and out["achieved_rps"] >= rate * 0.95)
+                if ok:
+                    best, low = {"rate": rate, "p99_us": out["latency_us"]["p99"]}, rate
+                else:
+                    high = rate
+            self.arm(arm)["rate_at_p99_5ms"] = best
+
+    def streaming(self):
+        for arm in self.arms:
+            out = self.loadgen(arm, "stream", "--streams", str(self.args.streams), body=self.stream_body)
+            self.arm(arm)["stream"] = {"ttft_us": out["ttft_us"], "gap_us": out["gap_us"],
+                                       "stalls": out["stalls"], "completed": out["completed"],
+                                       "failed": out["failed"], "status_errors": out.get("status_errors")}
+            if out["failed"]:
+                self.results["notes"].append(
+                    "Arm %s: %d of %d streams failed (%s with an error status)." % (
+                        arm.name, out["failed"], self.args.streams, out.get("status_errors")))
+
+    def held_streams(self, arm, count):
+        """Opens count streams at once; RSS per stream across the arm's processes."""
+        pids = arm.pids()
+        idle = rss_kib(pids)
+        body = self.tmp / "bodies" / "long.json"
+        #  Slow deltas: what is measured is streams held, not chunk rate (10k
+        #  streams at 20 ms would be 500k chunks/s, more than 2 cores carry)
+        body.write_text(json.dumps(dict(BODY, stream=True, mock={"tokens": self.args.held_tokens,
+                                                                  "delay_ms": 500})))
+        command = [str(BIN / "mesh-loadgen"), "stream", "--url", arm.url, "--body", str(body), "--json",
+                   "--streams", str(count), "--hold", "--ramp-per-sec", "3000"]
+        for name, value in arm.headers.items():
+            command += ["--header", "%s: %s" % (name, value)]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        held = None
+        for line in proc.stdout:
+            if line.startswith('{"holding"'):
+                held = rss_kib(pids)
+                continue
+            if line.startswith("{"):
+                final = json.loads(line)
+        proc.wait(60)
+        return {"streams": count, "completed": final["completed"], "failed": final["failed"],
+                "stalls": final["stalls"], "rss_idle_kib": idle, "rss_held_kib": held,
+                "kib_per_stream": round((held - idle) / count, 2) if held else None,
+                "gap_p99_us": final["gap_us"]["p99"]}
+
+    def concurrency(self):
+        arm = next((a for a in self.arms if a.name == "D"), None) or next(a for a in self.arms if a.name == "C")
+        self.results["concurrent_streams"] = {"arm": arm.name,
+                                              "runs": [self.held_streams(arm, n) for n in self.args.held]}
+
+    def memory(self):
+        arm = next((a for a in self.arms if a.name == "D"), None) or next(a for a in self.arms if a.name == "C")
+        pids = arm.pids()
+        before = rss_kib(pids)
+        proc = subprocess.Popen(["wrk", "-t1", "-c64", "-d%ds" % self.args.steady_seconds, "-s",
+                                 str(self.tmp / ("wrk-%s.lua" % arm.name)), arm.url],
+                                stdout=subprocess.DEVNULL)
+        time.sleep(self.args.steady_seconds / 2)
+        during = rss_kib(pids)
+        proc.wait()
+        time.sleep(self.args.after_seconds)
+        after = rss_kib(pids)
+        self.results["memory"] = {"arm": arm.name, "rss_before_kib": before, "rss_during_kib": during,
+                                  "rss_after_kib": after, "after_seconds": self.args.after_seconds}
+
+    def arm(self, arm):
+        return self.results["arms"].setdefault(arm.name, {"title": arm.title})
+
+    # --- run ----------------------------------------------------------------
+    def run(self):
+        started = time.time()
+        self.setup()
+        try:
+            steps = [("latency at c=1", self.latency), ("max throughput (wrk)", self.throughput),
+                     ("open-loop frontier", self.frontier), ("streaming", self.streaming),
+                     ("concurrent streams", self.concurrency), ("memory", self.memory)]
+            for title, step in steps:
+                print("bench: %s ..." % title, file=sys.stderr, flush=True)
+                step()
+        finally:
+            self.teardown()
+        self.results["machine"] = machine()
+        self.results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                                capture_output=True, text=True).stdout.strip()
+        self.results["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+        self.results["mode"] = "smoke" if self.args.smoke else "full"
+        self.results["seconds"] = round(time.time() - started)
+        self.results["ratios"] = ratios(self.results["arms"])
+        return self.results
+
+
+def machine():
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": os.uname().release}
+
+
+def ratios(arms):
+    def get(arm, *path):
+        value = arms.get(arm)
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    def added(arm, p):
+        x, a = get(arm, "latency_c1_us", p), get("A", "latency_c1_us", p)
+        return None if x is None or a is None else x - a
+
+    out = {}
+    for arm in ("B", "C", "D", "P"):
+        if arm in arms:
+            arms[arm]["added_us"] = {p: added(arm, p) for p in ("p50", "p99", "p999")}
+            ttft, ttft_a = get(arm, "stream", "ttft_us", "p99"), get("A", "stream", "ttft_us", "p99")
+            gap, gap_a = get(arm, "stream", "gap_us", "p99"), get("A", "stream", "gap_us", "p99")
+            arms[arm]["added_stream_us"] = {"ttft_p99": None if ttft is None else ttft - ttft_a,
+                                            "gap_p99": None if gap is None else gap - gap_a}
+
+    def div(a, b):
+        return round(a / b, 3) if a is not None and b else None
+
+    for x, y in (("C", "B"), ("D", "B"), ("D", "C"), ("E", "C"), ("D", "P")):
+        if x in arms and y in arms:
+            out["%s/%s" % (x, y)] = {
+                "added_p99": div(get(x, "added_us", "p99"), get(y, "added_us", "p99")),
+                "max_rps": div(get(x, "max_rps"), get(y, "max_rps")),
+                "cpu_us_per_request": div(get(x, "cpu_us_per_request"), get(y, "cpu_us_per_request")),
+            }
+    return out
+
+
+def fmt(value, unit=""):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        value = round(value, 1)
+    return "%s%s" % (value, unit)
+
+
+def markdown(r):
+    arms = r["arms"]
+    lines = ["# seekmesh benchmark, %s (%s)" % (r["date"], r["mode"]), "",
+             "Commit `%s`; %s, %d cores, Linux %s; %d s. Everything on loopback, one machine: "
+             "the load generators, the arms and the mock share the cores." % (
+                 r["commit"], r["machine"]["cpu"], r["machine"]["cores"], r["machine"]["kernel"], r["seconds"]),
+             "",
+             "| arm | p50 / p99 / p99.9 at c=1 (µs) | added p50 / p99 / p99.9 (µs) | max RPS (wrk -c64) | "
+             "rate at p99 ≤ 5 ms | CPU-µs / request | stream TTFT p99 / gap p99 (µs) | added TTFT / gap p99 (µs) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in ("A", "B", "C", "D", "E", "P"):
+        if name not in arms:
+            if name == "E":
+                lines.append("| E cache hit | not measured: the response cache does not exist yet | | | | | | |")
+            continue
+        a = arms[name]
+        lat = a.get("latency_c1_us", {})
+        add = a.get("added_us", {})
+        st = a.get("stream", {})
+        ast = a.get("added_stream_us", {})
+        frontier = a.get("rate_at_p99_5ms")
+        lines.append("| %s %s | %s / %s / %s | %s / %s / %s | %s | %s | %s | %s / %s | %s / %s |" % (
+            name, a["title"], fmt(lat.get("p50")), fmt(lat.get("p99")), fmt(lat.get("p999")),
+            fmt(add.get("p50")), fmt(add.get("p99")), fmt(add.get("p999")),
+            fmt(a.get("max_rps")), fmt(frontier and frontier["rate"]), fmt(a.get("cpu_us_per_request")),
+            fmt(st.get("ttft_us", {}).get("p99")), fmt(st.get("gap_us", {}).get("p99")),
+            fmt(ast.get("ttft_p99")), fmt(ast.get("gap_p99"))))
+    lines += ["", "| ratio | added p99 | max RPS | CPU-µs / request |", "|---|---|---|---|"]
+    for key, value in r["ratios"].items():
+        lines.append("| %s | %s | %s | %s |" % (key, fmt(value["added_p99"]), fmt(value["max_rps"]),
+                                               fmt(value["cpu_us_per_request"])))
+    cs = r.get("concurrent_streams")
+    if cs:
+        lines += ["", "Concurrent SSE streams held on arm %s (one chunk every 500 ms each):" % cs["arm"], "",
+                  "| streams | completed | failed | stalls (gap > 1 s) | gap p99 (µs) | RSS idle → held (KiB) | KiB per stream |",
+                  "|---|---|---|---|---|---|---|"]
+        for run in cs["runs"]:
+            lines.append("| %d | %d | %d | %d | %s | %s → %s | %s |" % (
+                run["streams"], run["completed"], run["failed"], run["stalls"], fmt(run["gap_p99_us"]),
+                run["rss_idle_kib"], run["rss_held_kib"], fmt(run["kib_per_stream"])))
+    m = r.get("memory")
+    if m:
+        lines += ["", "RSS of arm %s's processes (ingress + router + connector): %d KiB idle, %d KiB under "
+                  "steady load, %d KiB %d s after." % (m["arm"], m["rss_before_kib"], m["rss_during_kib"],
+                                                         m["rss_after_kib"], m["after_seconds"])]
+    for note in r.get("notes", []):
+        lines += ["", note]
+    lines += ["", "Reproduce: `make bench` (full) or `make bench-smoke`; raw numbers in the .json beside this file."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="every step, briefly")
+    parser.add_argument("--out", help="directory for the .md and .json (default tests/bench/results)")
+    parser.add_argument("--arms", default="ABCDP")
+    args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.requests, args.wrk_rounds, args.wrk_seconds = 1, 50, 1, 1
+        args.frontier_steps, args.rate_seconds, args.streams = 2, 1, 20
+        args.held, args.held_tokens, args.steady_seconds, args.after_seconds = [50], 4, 2, 1
+    else:
+        args.rounds, args.requests, args.wrk_rounds, args.wrk_seconds = 7, 200, 3, 10
+        args.frontier_steps, args.rate_seconds, args.streams = 7, 3, 200
+        args.held, args.held_tokens, args.steady_seconds, args.after_seconds = [1000, 10000], 30, 20, 60
+    results = Bench(args).run()
+    out = Path(args.out) if args.out else HERE / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = results["date"].replace(":", "")
+    (out / (stem + ".json")).write_text(json.dumps(results, indent=1))
+    (out / (stem + ".md")).write_text(markdown(results))
+    print(markdown(results))
+    print("bench: wrote %s" % (out / (stem + ".md")), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
