@@ -62,6 +62,8 @@ static void s_open (pool_t *pool);
 static void s_maintain (pool_t *pool);
 static int  s_on_conn_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg);
 static void s_set_interest (upconn_t *conn);
+static int  s_flush (upconn_t *conn);
+static void s_broken (upconn_t *conn, const char *why);
 
 //  Lists ---------------------------------------------------------------------
 
@@ -287,8 +289,18 @@ s_ready (upconn_t *conn)
     conn->response_started = false;
     req->conn = conn;
     connector_request_start (req);
-    if (!conn->in_handler && !conn->dead)
-        s_set_interest (conn);          //  to write the request out
+    if (conn->in_handler || conn->dead)
+        return;                         //  the handler writes on its way out
+    //  Write now rather than after another trip through epoll; wait for
+    //  writability only if the socket cannot take it all
+    conn->in_handler = true;
+    if (s_flush (conn) < 0)
+        s_broken (conn, "write failed");
+    conn->in_handler = false;
+    if (conn->dead)
+        free (conn);
+    else
+        s_set_interest (conn);
 }
 
 //  The connection could not be made: the oldest waiting request fails.
