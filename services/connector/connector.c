@@ -44,6 +44,9 @@ typedef struct {
     char endpoint [256];
     void *socket;               //  DEALER
     mesh_peer_t peer;           //  the router's liveness
+    mesh_buf_t dones;           //  encoded DONE messages waiting to go,
+    size_t done_count;          //  each behind its 4-byte length
+    mesh_timer_t done_timer;
 } router_link_t;
 
 typedef struct {
@@ -63,6 +66,7 @@ struct connector_t {
     int64_t pool_idle_ms;
     int64_t ws_ping_ms;
     int ws_pool_size;
+    int64_t done_flush_ms;
     bool draining;
 
     router_link_t routers [MAX_ROUTERS];
@@ -128,6 +132,34 @@ connector_tls (connector_t *self, const char *ca_file)
 
 //  Messages to the router and the ingress ---------------------------------
 
+//  DONE messages go to the router in batches: each one sent alone would
+//  wake the router (and two I/O threads) once more per request, for news
+//  that only frees credit.  A batch leaves after done_flush_ms, or at once
+//  when it is large.
+static void
+s_flush_dones (router_link_t *link)
+{
+    mesh_loop_timer_stop (link->connector->loop, &link->done_timer);
+    while (mesh_buf_size (&link->dones) >= 4) {
+        uint32_t len;
+        memcpy (&len, mesh_buf_head (&link->dones), 4);
+        if (link->socket
+        &&  zmq_send (link->socket, mesh_buf_head (&link->dones) + 4, len, ZMQ_DONTWAIT) < 0)
+            mesh_debug ("cannot send DONE to %s: %s", link->endpoint, zmq_strerror (errno));
+        mesh_buf_consume (&link->dones, 4 + len);
+    }
+    link->done_count = 0;
+    mesh_buf_trim (&link->dones, 64 * 1024);
+}
+
+static int
+s_on_done_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    (void) loop; (void) timer;
+    s_flush_dones (arg);
+    return 0;
+}
+
 static void
 s_send_done (creq_t *req, uint32_t status, const char *outcome)
 {
@@ -146,8 +178,19 @@ s_send_done (creq_t *req, uint32_t status, const char *outcome)
     msg.total_us = (uint64_t) (now - req->dispatched_us);
     msg.bytes = req->bytes;
     router_link_t *link = &self->routers [req->router];
-    if (link->socket && mesh_msg_send (link->socket, &msg, NULL, 0, ZMQ_DONTWAIT) < 0)
-        mesh_debug ("cannot send DONE to %s: %s req=%s", link->endpoint, zmq_strerror (errno), req->id);
+    size_t at = link->dones.len;
+    mesh_buf_append (&link->dones, "\0\0\0\0", 4);
+    if (mesh_msg_encode (&msg, &link->dones) < 0) {
+        link->dones.len = at;
+        return;
+    }
+    uint32_t len = (uint32_t) (link->dones.len - at - 4);
+    memcpy (link->dones.data + at, &len, 4);
+    if (++link->done_count >= 256 || self->done_flush_ms == 0)
+        s_flush_dones (link);
+    else
+    if (!mesh_timer_armed (&link->done_timer))
+        mesh_loop_timer_start (self->loop, &link->done_timer, self->done_flush_ms, s_on_done_timer, link);
 }
 
 static int
@@ -503,6 +546,7 @@ s_link_open (connector_t *self, router_link_t *link)
 static void
 s_link_close (connector_t *self, router_link_t *link)
 {
+    s_flush_dones (link);
     if (!link->socket)
         return;
     mesh_loop_zmq_remove (self->loop, link->socket);
@@ -610,8 +654,10 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
     self->pool_idle_ms = mesh_config_int (config, "connector.pool_idle_ms", 60000);
     self->ws_ping_ms = mesh_config_int (config, "connector.ws_ping_ms", 15000);
     self->ws_pool_size = (int) mesh_config_int (config, "connector.ws_pool_size", 2);
+    self->done_flush_ms = mesh_config_int (config, "connector.done_flush_ms", 5);
     if (self->capacity == 0 || self->heartbeat_ms <= 0 || self->liveness <= 0
-    ||  self->pool_idle_ms <= 0 || self->ws_ping_ms <= 0 || self->ws_pool_size < 0)
+    ||  self->pool_idle_ms <= 0 || self->ws_ping_ms <= 0 || self->ws_pool_size < 0
+    ||  self->done_flush_ms < 0)
         mesh_config_invalid (config, "connector", "capacity, heartbeats, pool_idle_ms and ws_ping_ms must be positive");
     self->models = mesh_models_load (config);
     s_auth_lines (self);
@@ -678,8 +724,10 @@ connector_destroy (connector_t **self_p)
         mesh_map_destroy (&self->requests);
     }
     mesh_loop_timer_stop (self->loop, &self->heartbeat_timer);
-    for (size_t i = 0; i < self->router_count; i++)
+    for (size_t i = 0; i < self->router_count; i++) {
         s_link_close (self, &self->routers [i]);
+        mesh_buf_free (&self->routers [i].dones);
+    }
     pools_destroy (&self->pools);
     resolver_destroy (&self->resolver);
     mesh_outbox_destroy (&self->outbox);

@@ -315,6 +315,69 @@ stream_feed (creq_t *req, const char *data, size_t len)
     return 0;
 }
 
+//  The value of the last member called key ("\"usage\"") in a JSON text,
+//  found without parsing the rest: a non-stream body can be long, and only
+//  its usage and finish reason matter here.  NULL if there is none.
+static const char *
+s_member (const char *data, size_t len, const char *key, size_t *value_len)
+{
+    size_t key_len = strlen (key);
+    const char *found = NULL;
+    for (const char *at = data; (at = memmem (at, (size_t) (data + len - at), key, key_len)); at++) {
+        //  A key is an unescaped string followed by a colon; inside a JSON
+        //  string a quote is always escaped
+        const char *after = at + key_len;
+        while (after < data + len && (*after == ' ' || *after == '\n' || *after == '\r' || *after == '\t'))
+            after++;
+        if (after < data + len && *after == ':' && (at == data || at [-1] != '\\'))
+            found = after + 1;
+    }
+    if (!found)
+        return NULL;
+    const char *end = data + len;
+    while (found < end && (*found == ' ' || *found == '\n' || *found == '\r' || *found == '\t'))
+        found++;
+    if (found == end)
+        return NULL;
+    if (*found == '"') {                //  a string: to its closing quote
+        for (const char *p = found + 1; p < end; p++) {
+            if (*p == '\\')
+                p++;
+            else
+            if (*p == '"') {
+                *value_len = (size_t) (p + 1 - found);
+                return found;
+            }
+        }
+        return NULL;
+    }
+    if (*found != '{')
+        return NULL;
+    int depth = 0;
+    bool in_string = false;
+    for (const char *p = found; p < end; p++) {
+        if (in_string) {
+            if (*p == '\\')
+                p++;
+            else
+            if (*p == '"')
+                in_string = false;
+        }
+        else
+        if (*p == '"')
+            in_string = true;
+        else
+        if (*p == '{')
+            depth++;
+        else
+        if (*p == '}' && --depth == 0) {
+            *value_len = (size_t) (p + 1 - found);
+            return found;
+        }
+    }
+    return NULL;
+}
+
 void
 stream_complete_body (creq_t *req, const char *data, size_t len)
 {
@@ -323,19 +386,33 @@ stream_complete_body (creq_t *req, const char *data, size_t len)
         data++;
         len--;
     }
-    json_t *body = json_loadb (data, len, 0, NULL);
-    if (!json_is_object (body)) {
-        json_decref (body);
+    size_t last = len;
+    while (last && (data [last - 1] == ' ' || data [last - 1] == '\n' || data [last - 1] == '\r'))
+        last--;
+    if (len == 0 || data [0] != '{' || data [last - 1] != '}') {
         connector_request_fail (req, 502, "upstream_error", "upstream_protocol", 0, "upstream_error",
                                 "The upstream answered with a body that is not a JSON object.");
         return;
     }
-    s_take_usage (req, body);
-    json_decref (body);
     if (req->client_stream) {
         connector_request_fail (req, 502, "upstream_error", "upstream_protocol", 0, "upstream_error",
                                 "The upstream answered a streaming request without streaming.");
         return;
+    }
+    //  The body goes to the client as the upstream wrote it; only usage and
+    //  the finish reason are read out of it
+    size_t value_len;
+    const char *usage = s_member (data, len, "\"usage\"", &value_len);
+    if (usage) {
+        json_t *object = json_pack ("{s:o}", "usage", json_loadb (usage, value_len, 0, NULL));
+        if (object)
+            s_take_usage (req, object);
+        json_decref (object);
+    }
+    const char *finish = s_member (data, len, "\"finish_reason\"", &value_len);
+    if (finish && value_len >= 2 && value_len - 2 < sizeof req->finish) {
+        memcpy (req->finish, finish + 1, value_len - 2);
+        req->finish [value_len - 2] = 0;
     }
     connector_request_finish (req, data, len);
 }
@@ -535,5 +612,18 @@ connector_stream_test (bool verbose)
     stream_end (&req);
 
     assert (s_is_error_event (" {\"error\":{}}", 13));
+
+    //  Members found without a parse; quoted look-alikes inside strings
+    //  are not keys
+    const char *body = "{\"choices\":[{\"message\":{\"content\":\"say \\\"usage\\\": {}\"},"
+                       "\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":4,"
+                       "\"completion_tokens\":6,\"x\":{\"y\":\"}\"}}}";
+    size_t value_len;
+    const char *usage = s_member (body, strlen (body), "\"usage\"", &value_len);
+    assert (usage && value_len == strlen ("{\"prompt_tokens\":4,\"completion_tokens\":6,\"x\":{\"y\":\"}\"}}"));
+    const char *finish = s_member (body, strlen (body), "\"finish_reason\"", &value_len);
+    assert (finish && mesh_memeq (finish, value_len, "\"length\""));
+    assert (s_member (body, strlen (body), "\"missing\"", &value_len) == NULL);
+    assert (s_member ("{\"usage\":{\"a\":1", 15, "\"usage\"", &value_len) == NULL);
     assert (!s_is_error_event ("{\"id\":1}", 8));
 }

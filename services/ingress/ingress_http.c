@@ -233,8 +233,19 @@ s_write_headers (pss_t *pss)
         return -1;
     if (pss->close_after && !pss->h2 && s_add_header (wsi, "connection:", "close", &p, end))
         return -1;
-    if (lws_finalize_write_http_header (wsi, start, &p, end))
+    if (lws_finalize_http_header (wsi, &p, end))
         return -1;
+    //  A whole HTTP/1.1 body that fits goes out with its headers: one send
+    size_t body = mesh_buf_size (&pss->out);
+    bool with_body = !pss->h2 && !pss->sse && pss->finished && body <= (size_t) (end - p);
+    if (with_body) {
+        memcpy (p, mesh_buf_head (&pss->out), body);
+        p += body;
+    }
+    if (lws_write (wsi, start, (size_t) (p - start), LWS_WRITE_HTTP_HEADERS) != (int) (p - start))
+        return -1;
+    if (with_body)
+        mesh_buf_consume (&pss->out, body);
     pss->headers_written = true;
     pss->last_write_ms = mesh_mono_ms ();
     if (!pss->first_write_us) {
@@ -282,6 +293,8 @@ s_on_writeable (pss_t *pss)
     if (!pss->headers_written) {
         if (s_write_headers (pss) < 0)
             return -1;
+        if (!pss->h2 && pss->finished && !pss->sse && !mesh_buf_size (&pss->out))
+            return s_complete (pss);    //  the body went with the headers
         //  On HTTP/1.1 the body follows in the same callback; h2 wants one
         //  write per callback
         if (pss->h2 || (!mesh_buf_size (&pss->out) && !pss->finished)) {
