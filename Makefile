@@ -19,7 +19,7 @@ WARNINGS  := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 OPT       ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE $(OPT) $(WARNINGS) $(EXTRA_CFLAGS) \
              -Icommon -Iproto -Iservices $(PKG_CFLAGS)
-LDLIBS    += $(PKG_LIBS) -lpthread -lm
+LDLIBS    += $(PKG_LIBS) -lev -lpthread -lm
 ifdef WERROR
 CFLAGS    += -Werror
 endif

@@ -23,7 +23,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define READ_CHUNK (16 * 1024)
+#define READ_CHUNK (64 * 1024)
+
+//  Reads land here first and only what arrived is copied to the
+//  connection's buffer, so an idle or slow stream does not hold a read
+//  buffer's worth of memory (10,000 streams × 16 KiB would be 160 MiB).
+//  Reactor thread only.
+static char s_read_buf [READ_CHUNK];
 #define MAX_IDLE_PER_POOL 1024
 
 struct pool_t {
@@ -337,7 +343,7 @@ s_flush (upconn_t *conn)
         }
         return n == MESH_AGAIN ? 0 : -1;
     }
-    mesh_buf_trim (&conn->out, 64 * 1024);
+    mesh_buf_trim (&conn->out, 4096);
     return 0;
 }
 
@@ -413,11 +419,10 @@ s_handle (upconn_t *conn, int events)
     //  Read what is there; TLS may hold bytes the socket no longer signals
     bool eof = false;
     while (true) {
-        char *at = mesh_buf_reserve (&conn->in, READ_CHUNK);
-        ssize_t n = mesh_conn_read (&conn->io, at, READ_CHUNK);
+        ssize_t n = mesh_conn_read (&conn->io, s_read_buf, READ_CHUNK);
         if (n > 0) {
-            mesh_buf_commit (&conn->in, (size_t) n);
-            if (mesh_buf_size (&conn->in) >= 4 * READ_CHUNK)
+            mesh_buf_append (&conn->in, s_read_buf, (size_t) n);
+            if (mesh_buf_size (&conn->in) >= READ_CHUNK)
                 break;          //  let the parsers consume before reading on
             continue;
         }
@@ -456,6 +461,7 @@ s_handle (upconn_t *conn, int events)
                 return;
         }
     }
+    mesh_buf_trim (&conn->in, 4096);
     if (eof) {
         if (conn->state == UC_UPGRADING)
             s_open_failed (conn, "closed during the WebSocket upgrade");

@@ -7,8 +7,9 @@
     ingress_admin.c     /healthz, /readyz, /metrics on the admin vhost
     ingress_validate.c  the request body validator
 
-    Everything runs on the one lws service thread: ZeroMQ sockets and the
-    signalfd are adopted into the lws loop as raw file descriptors.          */
+    Everything runs on the one lws service thread, on a libev loop (epoll:
+    lws' own poll() loop stalls streams at 10,000 connections): ZeroMQ
+    sockets and the signalfd are adopted into it as raw file descriptors.    */
 #ifndef INGRESS_H
 #define INGRESS_H
 
@@ -75,12 +76,15 @@ typedef struct {
 
 struct ingress_t {
     mesh_config_t *config;
+    struct ev_loop *loop;       //  libev: epoll, where lws' default is poll
     struct lws_context *context;
     struct lws_vhost *api_vhost;
     mesh_metrics_t *metrics;
     mesh_admin_t *admin;
     bool draining;
-    bool stop;
+    int64_t drain_ms;
+    int64_t drain_deadline_ms;
+    lws_sorted_usec_list_t drain_sul;
 
     int64_t max_body_bytes;
     int64_t max_out_bytes;
@@ -133,6 +137,13 @@ void ingress_mesh_cancel (pss_t *pss, const char *outcome);
 void ingress_mesh_release (pss_t *pss);
 bool ingress_mesh_ready (ingress_t *self, mesh_buf_t *why);
 size_t ingress_mesh_active (ingress_t *self);
+
+//  ingress_mesh.c, lifecycle --------------------------------------------------
+
+//  SIGTERM: refuse new requests, let those in flight finish (up to
+//  mesh.drain_ms), then stop the loop.  A second signal stops it at once.
+void ingress_drain (ingress_t *self);
+void ingress_stop (ingress_t *self);
 
 //  ingress_admin.c ------------------------------------------------------------
 

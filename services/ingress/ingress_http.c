@@ -115,6 +115,10 @@ ingress_sse_begin (pss_t *pss)
         return;
     s_start_response (pss, 200, "text/event-stream");
     pss->sse = true;
+    //  A stream may last minutes: give its request-header table (up to
+    //  max_header_bytes) back to lws now, everything has been read from it
+    if (pss->wsi)
+        lws_http_headers_detach (pss->wsi);
     mesh_buf_reset (&pss->out);
     s_schedule_write (pss);
     lws_sul_schedule (pss->ingress->context, 0, &pss->keepalive_sul, s_on_keepalive,

@@ -31,6 +31,7 @@
 #include "mesh_zmq.h"
 
 #include <assert.h>
+#include <ev.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -364,17 +365,43 @@ s_on_monitor (ingress_t *self, watch_t *watch)
     }
 }
 
+void
+ingress_stop (ingress_t *self)
+{
+    ev_break (self->loop, EVBREAK_ALL);
+}
+
+//  While draining, look every 50 ms whether the last request has ended
+static void
+s_on_drain (lws_sorted_usec_list_t *sul)
+{
+    ingress_t *self = lws_container_of (sul, ingress_t, drain_sul);
+    if (ingress_mesh_active (self) == 0 || mesh_mono_ms () >= self->drain_deadline_ms) {
+        ingress_stop (self);
+        return;
+    }
+    lws_sul_schedule (self->context, 0, &self->drain_sul, s_on_drain, 50 * LWS_US_PER_MS);
+}
+
+void
+ingress_drain (ingress_t *self)
+{
+    self->draining = true;
+    self->drain_deadline_ms = mesh_mono_ms () + self->drain_ms;
+    s_on_drain (&self->drain_sul);
+}
+
 static void
 s_on_signal (ingress_t *self, watch_t *watch)
 {
     struct signalfd_siginfo info;
     while (read (watch->fd, &info, sizeof info) == sizeof info) {
         if (self->draining) {
-            self->stop = true;          //  a second signal: leave now
+            ingress_stop (self);        //  a second signal: leave now
             continue;
         }
         mesh_info ("signal %u: draining", info.ssi_signo);
-        self->draining = true;
+        ingress_drain (self);
     }
 }
 

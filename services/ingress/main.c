@@ -8,13 +8,13 @@
 #include "mesh_time.h"
 #include "mesh_util.h"
 
+#include <ev.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static ingress_t s_ingress;
-static int64_t s_drain_deadline_ms;
-static lws_sorted_usec_list_t s_drain_sul;
 
 static void
 s_lws_log (int level, const char *line)
@@ -32,14 +32,6 @@ static bool
 s_ready (void *arg, mesh_buf_t *why)
 {
     return ingress_mesh_ready ((ingress_t *) arg, why);
-}
-
-//  While draining, look every 50 ms whether the last request has ended
-static void
-s_on_drain (lws_sorted_usec_list_t *sul)
-{
-    (void) sul;
-    lws_sul_schedule (s_ingress.context, 0, &s_drain_sul, s_on_drain, 50 * LWS_US_PER_MS);
 }
 
 static struct lws_vhost *
@@ -94,7 +86,7 @@ main (int argc, char *argv [])
     self->keepalive_interval_ms = mesh_config_int (config, "ingress.keepalive_interval_ms", 15000);
     self->request_timeout_ms = mesh_config_int (config, "ingress.request_timeout_ms", 600000);
     self->max_attempts = (uint32_t) mesh_config_int (config, "ingress.max_attempts", 2);
-    int64_t drain_ms = mesh_config_int (config, "mesh.drain_ms", 5000);
+    self->drain_ms = mesh_config_int (config, "mesh.drain_ms", 5000);
     int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
     int offset = mesh_config_instance () * stride;
     if (max_header_bytes < 1024 || max_header_bytes > 65535)
@@ -116,10 +108,17 @@ main (int argc, char *argv [])
 
     struct lws_context_creation_info info;
     memset (&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT
+                 | LWS_SERVER_OPTION_LIBEV;
+    //  Our own libev loop, so that we can stop it
+    self->loop = ev_loop_new (EVFLAG_AUTO);
+    if (!self->loop)
+        mesh_fatal ("cannot create the event loop");
+    void *loops [1] = { self->loop };
+    info.foreign_loops = loops;
     info.user = self;
     info.max_http_header_data = (unsigned short) max_header_bytes;
-    info.max_http_header_pool = 256;
+    info.max_http_header_pool = 0;         //  no limit: held streams keep theirs
     info.timeout_secs = 30;             //  headers or a body trickling in
     self->context = lws_create_context (&info);
     if (!self->context)
@@ -142,25 +141,15 @@ main (int argc, char *argv [])
     if (ingress_mesh_start (self, why, sizeof why) < 0)
         mesh_fatal ("%s", why);
 
-    while (!self->stop) {
-        if (lws_service (self->context, 0) < 0)
-            break;
-        if (self->draining) {
-            if (!s_drain_deadline_ms) {
-                s_drain_deadline_ms = mesh_mono_ms () + drain_ms;
-                s_on_drain (&s_drain_sul);
-            }
-            if (ingress_mesh_active (self) == 0 || mesh_mono_ms () >= s_drain_deadline_ms)
-                break;
-        }
-    }
+    ev_run (self->loop, 0);
     mesh_info ("stopping with %zu requests in flight", ingress_mesh_active (self));
-    lws_sul_cancel (&s_drain_sul);
+    lws_sul_cancel (&self->drain_sul);
     lws_context_destroy (self->context);
     ingress_mesh_stop (self);
     mesh_admin_destroy (&self->admin);
     mesh_metrics_destroy (&self->metrics);
     mesh_config_destroy (&self->config);
+    ev_loop_destroy (self->loop);
     free (protocols);
     free (admin);
     mesh_info ("stopped");

@@ -176,7 +176,8 @@ http {
         return Arm("B", "nginx (1 worker)", port, pids=pids)
 
     def start_mesh(self, name, title, overlay):
-        config = {"mesh": {"instances": {"mock": 0}}, "connector": {"ws_pool_size": 0}}
+        #  One connector holds the 10,000 streams of the concurrency test
+        config = {"mesh": {"instances": {"mock": 0}}, "connector": {"ws_pool_size": 0, "capacity": 12000}}
         config.update(overlay)
         directory = self.tmp / ("mesh-" + name)
         directory.mkdir()
@@ -347,7 +348,7 @@ http {
         body.write_text(json.dumps(dict(BODY, stream=True, mock={"tokens": self.args.held_tokens,
                                                                   "delay_ms": 500})))
         command = [str(BIN / "mesh-loadgen"), "stream", "--url", arm.url, "--body", str(body), "--json",
-                   "--streams", str(count), "--hold", "--ramp-per-sec", "3000"]
+                   "--streams", str(count), "--hold", "--ramp-per-sec", "1000"]
         for name, value in arm.headers.items():
             command += ["--header", "%s: %s" % (name, value)]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -525,6 +526,8 @@ def main():
         args.rounds, args.requests, args.wrk_rounds, args.wrk_seconds = 7, 200, 3, 10
         args.frontier_steps, args.rate_seconds, args.streams = 7, 3, 200
         args.held, args.held_tokens, args.steady_seconds, args.after_seconds = [1000, 10000], 30, 20, 60
+        #  opening 1,000 streams a second, 10,000 are all open after 10 s:
+        #  each lasts 30 x 500 ms
     results = Bench(args).run()
     out = Path(args.out) if args.out else HERE / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -103,7 +103,11 @@ class Mesh:
         return result
 
     def up(self):
-        self.mesh("up", "-c", str(self.config_path))
+        try:
+            self.mesh("up", "-c", str(self.config_path))
+        except AssertionError:
+            self.mesh("down", check=False)     # leave nothing running behind a failed start
+            raise
         return self
 
     def down(self):
