@@ -329,6 +329,9 @@ http {
 
     def streaming(self):
         for arm in self.arms:
+            #  A pass that is not recorded first, as latency has its warm-up:
+            #  a gateway's upstream connections are open in steady state
+            self.loadgen(arm, "stream", "--streams", str(self.args.streams), body=self.stream_body)
             out = self.loadgen(arm, "stream", "--streams", str(self.args.streams), body=self.stream_body)
             self.arm(arm)["stream"] = {"ttft_us": out["ttft_us"], "gap_us": out["gap_us"],
                                        "stalls": out["stalls"], "completed": out["completed"],
@@ -427,18 +430,20 @@ def ratios(arms):
             value = value.get(key) if isinstance(value, dict) else None
         return value
 
-    def added(arm, p):
-        x, a = get(arm, "latency_c1_us", p), get("A", "latency_c1_us", p)
-        return None if x is None or a is None else x - a
+    def added(x, a):
+        #  A difference of percentiles; at p99.9 of 1,400 samples the floor's
+        #  own tail is one or two outliers of this VM, so it can come out
+        #  below zero: shown as 0, the raw values stay in the JSON
+        return None if x is None or a is None else max(0.0, x - a)
 
     out = {}
     for arm in ("B", "C", "D", "P"):
         if arm in arms:
-            arms[arm]["added_us"] = {p: added(arm, p) for p in ("p50", "p99", "p999")}
-            ttft, ttft_a = get(arm, "stream", "ttft_us", "p99"), get("A", "stream", "ttft_us", "p99")
-            gap, gap_a = get(arm, "stream", "gap_us", "p99"), get("A", "stream", "gap_us", "p99")
-            arms[arm]["added_stream_us"] = {"ttft_p99": None if ttft is None else ttft - ttft_a,
-                                            "gap_p99": None if gap is None else gap - gap_a}
+            arms[arm]["added_us"] = {p: added(get(arm, "latency_c1_us", p), get("A", "latency_c1_us", p))
+                                     for p in ("p50", "p99", "p999")}
+            arms[arm]["added_stream_us"] = {
+                "ttft_p99": added(get(arm, "stream", "ttft_us", "p99"), get("A", "stream", "ttft_us", "p99")),
+                "gap_p99": added(get(arm, "stream", "gap_us", "p99"), get("A", "stream", "gap_us", "p99"))}
 
     def div(a, b):
         return round(a / b, 3) if a is not None and b else None
@@ -451,6 +456,51 @@ def ratios(arms):
                 "cpu_us_per_request": div(get(x, "cpu_us_per_request"), get(y, "cpu_us_per_request")),
             }
     return out
+
+
+def targets(r):
+    """(target, what was measured, met?) for every target of BENCH.md."""
+    arms, ratios = r["arms"], r["ratios"]
+    full = "D" if "D" in arms else "C"
+    rows = []
+
+    def arm_value(name, *path):
+        value = arms.get(name)
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    d_rps, b_rps, p_rps = arm_value(full, "max_rps"), arm_value("B", "max_rps"), arm_value("P", "max_rps")
+    if d_rps and b_rps:
+        rows.append(("max RPS (%s) >= 0.5 x nginx" % full, "%.2f x" % (d_rps / b_rps), d_rps / b_rps >= 0.5))
+    if d_rps and p_rps:
+        rows.append(("max RPS (%s) >= 20 x Portkey" % full, "%.1f x" % (d_rps / p_rps), d_rps / p_rps >= 20))
+    d99, b99 = arm_value(full, "added_us", "p99"), arm_value("B", "added_us", "p99")
+    if d99 is not None and b99:
+        rows.append(("added p99 at c=1 <= 3 x nginx's", "%.1f x (%d vs %d us)" % (d99 / b99, d99, b99),
+                     d99 <= 3 * b99))
+    if d99 is not None:
+        rows.append(("added p99 at c=1 <= 1 ms", "%d us" % d99, d99 <= 1000))
+    d_cpu, b_cpu = arm_value(full, "cpu_us_per_request"), arm_value("B", "cpu_us_per_request")
+    if d_cpu and b_cpu:
+        rows.append(("CPU-us per request <= 3 x nginx", "%.1f x (%.0f vs %.0f us)" % (d_cpu / b_cpu, d_cpu, b_cpu),
+                     d_cpu <= 3 * b_cpu))
+    ttft, gap = arm_value(full, "added_stream_us", "ttft_p99"), arm_value(full, "added_stream_us", "gap_p99")
+    if ttft is not None:
+        rows.append(("added TTFT p99 <= 1 ms", "%d us" % ttft, ttft <= 1000))
+    if gap is not None:
+        rows.append(("added inter-chunk p99 <= 100 us", "%d us" % gap, gap <= 100))
+    for run in (r.get("concurrent_streams") or {}).get("runs", []):
+        if run["streams"] >= 10000:
+            ok = run["completed"] == run["streams"] and run["stalls"] == 0 and (run["kib_per_stream"] or 99) <= 20
+            rows.append(("10,000 streams, <= 20 KiB RSS each, no stall",
+                         "%d completed, %d stalls, %s KiB" % (run["completed"], run["stalls"], run["kib_per_stream"]), ok))
+    m = r.get("memory")
+    if m:
+        drift = m["rss_after_kib"] - m["rss_during_kib"]
+        rows.append(("RSS drift after steady load ~ 0", "%+d KiB (%d s after)" % (drift, m["after_seconds"]),
+                     abs(drift) <= 0.05 * m["rss_during_kib"]))
+    return rows
 
 
 def fmt(value, unit=""):
@@ -492,6 +542,9 @@ def markdown(r):
     for key, value in r["ratios"].items():
         lines.append("| %s | %s | %s | %s |" % (key, fmt(value["added_p99"]), fmt(value["max_rps"]),
                                                fmt(value["cpu_us_per_request"])))
+    lines += ["", "| target (BENCH.md) | measured | met |", "|---|---|---|"]
+    for target, measured, met in targets(r):
+        lines.append("| %s | %s | %s |" % (target, measured, "yes" if met else ("no" if met is False else "–")))
     cs = r.get("concurrent_streams")
     if cs:
         lines += ["", "Concurrent SSE streams held on arm %s (one chunk every 500 ms each):" % cs["arm"], "",
