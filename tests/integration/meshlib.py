@@ -24,7 +24,8 @@ BIN = Path(os.environ.get("SEEKMESH_BIN") or REPO / "build" / "bin")
 KEY = "sk-seekmesh-dev"
 CHAT = "/v1/chat/completions"
 
-PORT_KEYS = ("listen", "tls_listen", "admin_listen", "reply_endpoint", "connector_listen")
+PORT_KEYS = ("listen", "tls_listen", "admin_listen", "reply_endpoint", "connector_listen", "url")
+SECTIONS = ("ingress", "router", "connector", "mock", "redis")
 
 
 def _port_free(port):
@@ -58,7 +59,7 @@ class Mesh:
         config = json.loads((REPO / "compose/config/local.json").read_text())
         _merge(config, copy.deepcopy(overrides or {}))
         self.offset = self._pick_offset(config)
-        for section in ("ingress", "router", "connector", "mock"):
+        for section in SECTIONS:
             for key in PORT_KEYS:
                 if config.get(section, {}).get(key):
                     config[section][key] = _shift(config[section][key], self.offset)
@@ -80,7 +81,7 @@ class Mesh:
 
     def _pick_offset(self, config):
         ports = []
-        for section in ("ingress", "router", "connector", "mock"):
+        for section in SECTIONS:
             for key in PORT_KEYS:
                 value = config.get(section, {}).get(key)
                 if value:
