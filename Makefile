@@ -10,7 +10,7 @@
 
 BUILD     ?= build
 CC        ?= cc
-PKGS      := libzmq libczmq libwebsockets msgpack jansson libssl libcrypto
+PKGS      := libzmq libczmq libwebsockets msgpack jansson libssl libcrypto hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -32,9 +32,10 @@ SERVICES   := ingress router connector mock
 BINS       := $(SERVICES:%=$(BUILD)/bin/seekmesh-%)
 TEST_BIN   := $(BUILD)/bin/mesh-selftest
 LOADGEN    := $(BUILD)/bin/mesh-loadgen
+CTL        := $(BUILD)/bin/seekmeshctl
 
 .PHONY: all run test unit fuzz integration sdk asan clean deps bench bench-smoke
-all: $(BINS) $(TEST_BIN) $(LOADGEN)
+all: $(BINS) $(TEST_BIN) $(LOADGEN) $(CTL)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -64,6 +65,12 @@ $(TEST_BIN): $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH)
 $(LOADGEN): $(BUILD)/obj/tests/bench/loadgen.o $(LIBMESH)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIBMESH) $(LDLIBS)
+
+# The operators' command line for the router's admin API
+CTL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard services/ctl/*.c))
+$(CTL): $(CTL_OBJ) $(LIBMESH)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(CTL_OBJ) $(LIBMESH) $(LDLIBS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

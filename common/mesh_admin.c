@@ -31,14 +31,24 @@ struct mesh_admin_t {
     int listen_fd;
 };
 
+typedef struct client_t client_t;
+
+//  A response a route will give later
+struct mesh_admin_pending_t {
+    client_t *client;           //  NULL once the client has gone
+    size_t consumed;            //  the request's bytes in client->in
+    bool head_only;
+};
+
 //  One admin client connection
-typedef struct {
+struct client_t {
     mesh_admin_t *admin;
     int fd;
     mesh_buf_t in;
     mesh_buf_t out;
     bool close_after;
-} client_t;
+    mesh_admin_pending_t *pending;      //  the response being waited for
+};
 
 mesh_admin_t *
 mesh_admin_new (mesh_metrics_t *metrics)
@@ -138,6 +148,8 @@ mesh_admin_handle (mesh_admin_t *self, const mesh_admin_request_t *request,
 static void
 s_client_close (client_t *client)
 {
+    if (client->pending)
+        client->pending->client = NULL;
     mesh_loop_fd_remove (client->admin->loop, client->fd);
     close (client->fd);
     mesh_buf_free (&client->in);
@@ -161,7 +173,7 @@ s_respond (client_t *client, int status, const char *content_type, const mesh_bu
 static int
 s_client_requests (client_t *client)
 {
-    while (mesh_buf_size (&client->in) > 0 && !client->close_after) {
+    while (mesh_buf_size (&client->in) > 0 && !client->close_after && !client->pending) {
         mesh_http_head_t head;
         const char *data = mesh_buf_head (&client->in);
         size_t size = mesh_buf_size (&client->in);
@@ -193,9 +205,17 @@ s_client_requests (client_t *client)
             request.query_len = head.target_len - request.path_len - 1;
         }
         request.authorization = mesh_http_header (&head, "authorization", &request.authorization_len);
+        request.transport = client;
         client->close_after = !head.keep_alive;
         mesh_admin_response_t response;
         mesh_admin_handle (client->admin, &request, &response);
+        if (client->pending) {
+            //  The route answers later; the request stays in the buffer
+            client->pending->consumed = (size_t) head_len + body_len;
+            client->pending->head_only = mesh_memeq (head.method, head.method_len, "HEAD");
+            mesh_buf_free (&response.body);
+            return 0;
+        }
         s_respond (client, response.status, response.content_type, &response.body,
                    mesh_memeq (head.method, head.method_len, "HEAD"));
         mesh_buf_free (&response.body);
@@ -203,6 +223,8 @@ s_client_requests (client_t *client)
     }
     return 0;
 }
+
+static int s_client_flush (client_t *client);
 
 static int
 s_on_client (mesh_loop_t *loop, int fd, int events, void *arg)
@@ -228,6 +250,15 @@ s_on_client (mesh_loop_t *loop, int fd, int events, void *arg)
         }
         s_client_requests (client);
     }
+    s_client_flush (client);
+    return 0;
+}
+
+//  Writes what it can; closes a client done with.  Returns -1 if it closed.
+static int
+s_client_flush (client_t *client)
+{
+    int fd = client->fd;
     while (mesh_buf_size (&client->out) > 0) {
         ssize_t n = send (fd, mesh_buf_head (&client->out), mesh_buf_size (&client->out),
                           MSG_NOSIGNAL);
@@ -238,15 +269,43 @@ s_on_client (mesh_loop_t *loop, int fd, int events, void *arg)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             break;
         s_client_close (client);
-        return 0;
+        return -1;
     }
-    if (mesh_buf_size (&client->out) == 0 && client->close_after) {
+    if (mesh_buf_size (&client->out) == 0 && client->close_after && !client->pending) {
         s_client_close (client);
-        return 0;
+        return -1;
     }
     mesh_loop_fd_events (client->admin->loop, fd,
                          MESH_READ | (mesh_buf_size (&client->out) ? MESH_WRITE : 0));
     return 0;
+}
+
+mesh_admin_pending_t *
+mesh_admin_defer (const mesh_admin_request_t *request)
+{
+    client_t *client = request->transport;
+    if (!client || client->pending)
+        return NULL;
+    client->pending = calloc (1, sizeof *client->pending);
+    assert (client->pending);
+    client->pending->client = client;
+    return client->pending;
+}
+
+void
+mesh_admin_complete (mesh_admin_pending_t *pending, int status, const char *content_type,
+                     mesh_buf_t *body)
+{
+    client_t *client = pending->client;
+    if (client) {
+        client->pending = NULL;
+        s_respond (client, status, content_type, body, pending->head_only);
+        mesh_buf_consume (&client->in, pending->consumed);
+        s_client_requests (client);     //  those pipelined behind it
+        s_client_flush (client);
+    }
+    mesh_buf_free (body);
+    free (pending);
 }
 
 static int
@@ -297,6 +356,18 @@ s_test_route (void *arg, const mesh_admin_request_t *request, mesh_admin_respons
     response->status = 201;
     mesh_buf_printf (&response->body, "%.*s %.*s", (int) request->body_len, request->body,
                      (int) request->query_len, request->query);
+    return 0;
+}
+
+static mesh_admin_pending_t *s_test_pending;
+
+static int
+s_test_later (void *arg, const mesh_admin_request_t *request, mesh_admin_response_t *response)
+{
+    (void) arg;
+    (void) response;
+    s_test_pending = mesh_admin_defer (request);
+    assert (s_test_pending);
     return 0;
 }
 
@@ -376,6 +447,43 @@ mesh_admin_test (bool verbose)
     assert (strstr (reply, "\r\n\r\n q=1"));
     assert (read (pair [1], reply, sizeof reply) == 0);   //  closed as asked
     close (pair [1]);
+
+    //  A deferred answer holds back the request pipelined behind it
+    mesh_admin_route (admin, "/later", s_test_later, NULL);
+    assert (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) == 0);
+    client = calloc (1, sizeof *client);
+    client->admin = admin;
+    client->fd = pair [0];
+    assert (mesh_loop_fd_add (loop, pair [0], MESH_READ, s_on_client, client) == 0);
+    requests = "GET /later HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n";
+    assert (write (pair [1], requests, strlen (requests)) == (ssize_t) strlen (requests));
+    s_on_client (loop, pair [0], MESH_READ, client);
+    assert (s_test_pending && read (pair [1], reply, sizeof reply) < 0);   //  nothing yet
+    mesh_buf_t later;
+    mesh_buf_init (&later);
+    mesh_buf_append_str (&later, "later");
+    mesh_admin_complete (s_test_pending, 202, "text/plain", &later);
+    memset (reply, 0, sizeof reply);
+    n = read (pair [1], reply, sizeof reply - 1);
+    assert (n > 0);
+    char *first = strstr (reply, "HTTP/1.1 202 ");
+    char *second = strstr (reply, "HTTP/1.1 200 ");
+    assert (first && second && first < second && strstr (reply, "\r\n\r\nlater"));
+    assert (read (pair [1], reply, sizeof reply) == 0);
+    close (pair [1]);
+
+    //  A client that leaves before the answer: completing only frees
+    assert (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) == 0);
+    client = calloc (1, sizeof *client);
+    client->admin = admin;
+    client->fd = pair [0];
+    assert (mesh_loop_fd_add (loop, pair [0], MESH_READ, s_on_client, client) == 0);
+    assert (write (pair [1], "GET /later HTTP/1.1\r\n\r\n", 24) == 24);
+    s_on_client (loop, pair [0], MESH_READ, client);
+    close (pair [1]);
+    s_on_client (loop, pair [0], MESH_READ, client);        //  sees the close
+    mesh_buf_init (&later);
+    mesh_admin_complete (s_test_pending, 200, "text/plain", &later);
     mesh_loop_destroy (&loop);
     admin->loop = NULL;
 

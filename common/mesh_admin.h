@@ -32,6 +32,7 @@ typedef struct {
     size_t authorization_len;
     const char *body;
     size_t body_len;
+    void *transport;            //  the connection, when it can wait (mesh_admin_defer)
 } mesh_admin_request_t;
 
 typedef struct {
@@ -54,6 +55,18 @@ void mesh_admin_route (mesh_admin_t *self, const char *prefix, mesh_admin_fn *fn
 //  Listens on address ("127.0.0.1:9081") in loop.  -1 with a reason.
 int  mesh_admin_listen (mesh_admin_t *self, mesh_loop_t *loop, const char *address,
                         char *why, size_t why_size);
+//  A route that can only answer later (after a Redis round trip, say)
+//  calls this from its handler, leaves the response alone and returns.
+//  The connection then waits, pipelined requests and all, until
+//  mesh_admin_complete, which must be called exactly once, even if the
+//  client has gone meanwhile.  NULL when the transport cannot wait (the
+//  ingress's): the handler must answer at once.
+typedef struct mesh_admin_pending_t mesh_admin_pending_t;
+mesh_admin_pending_t *mesh_admin_defer (const mesh_admin_request_t *request);
+//  Sends the deferred response; takes body's contents (frees them).
+void mesh_admin_complete (mesh_admin_pending_t *pending, int status, const char *content_type,
+                          mesh_buf_t *body);
+
 //  Answers one request; the caller frees response->body.
 void mesh_admin_handle (mesh_admin_t *self, const mesh_admin_request_t *request,
                         mesh_admin_response_t *response);

@@ -14,8 +14,11 @@ typedef struct {
 } alias_t;
 
 struct mesh_models_t {
+    int refs;
+    mesh_config_t *owned;       //  the document it was built from, if it owns it
     mesh_model_t *models;
     size_t count;
+    size_t slots;               //  allocated; a rejected entry may leave arrays in one
     alias_t *aliases;
     size_t alias_count;
 };
@@ -141,13 +144,96 @@ s_add_alias (mesh_models_t *self, mesh_config_t *config, const char *path, const
     self->aliases [self->alias_count++] = (alias_t) { alias, model };
 }
 
+//  "endpoint": "url" or "endpoints": [{url, region, priority, weight}]
+static int
+s_endpoints (mesh_config_t *config, const char *base, mesh_model_t *model)
+{
+    char path [128], why [256];
+    size_t count = mesh_config_array_size (config, (snprintf (path, sizeof path, "%s.endpoints", base), path));
+    const char *single = mesh_config_str (config, (snprintf (path, sizeof path, "%s.endpoint", base), path), NULL);
+    if (model->variant_count) {
+        if (single || count) {
+            mesh_config_invalid (config, path, "model \"%s\" has variants: it has no endpoint of its own",
+                                 model->name);
+            return -1;
+        }
+        return 0;
+    }
+    if ((single != NULL) == (count > 0)) {
+        mesh_config_invalid (config, path, "model \"%s\" needs one endpoint, or a list of endpoints",
+                             model->name);
+        return -1;
+    }
+    model->endpoint_count = single ? 1 : count;
+    model->endpoints = calloc (model->endpoint_count, sizeof *model->endpoints);
+    assert (model->endpoints);
+    for (size_t k = 0; k < model->endpoint_count; k++) {
+        mesh_endpoint_t *endpoint = &model->endpoints [k];
+        char at [128];
+        if (single) {
+            endpoint->text = single;
+            snprintf (at, sizeof at, "%s.endpoint", base);
+        }
+        else {
+            snprintf (at, sizeof at, "%s.endpoints.%zu.url", base, k);
+            endpoint->text = mesh_config_str (config, at, NULL);
+        }
+        if (!endpoint->text || mesh_url_parse (endpoint->text, &endpoint->url, why, sizeof why) < 0) {
+            mesh_config_invalid (config, at, "%s", endpoint->text ? why : "every endpoint needs a url");
+            return -1;
+        }
+        snprintf (at, sizeof at, "%s.endpoints.%zu.region", base, k);
+        endpoint->region = single ? "" : mesh_config_str (config, at, "");
+        snprintf (at, sizeof at, "%s.endpoints.%zu.priority", base, k);
+        endpoint->priority = single ? 0 : mesh_config_int (config, at, 0);
+        snprintf (at, sizeof at, "%s.endpoints.%zu.weight", base, k);
+        endpoint->weight = single ? 1 : mesh_config_int (config, at, 1);
+        if (endpoint->weight < 1 || endpoint->priority < 0) {
+            mesh_config_invalid (config, at, "weights are 1 or more, priorities 0 or more");
+            return -1;
+        }
+    }
+    model->endpoint = model->endpoints [0].text;
+    model->url = model->endpoints [0].url;
+    return 0;
+}
+
+//  "variants": [{model, weight}]: checked against the registry at the end
+static int
+s_variants (mesh_models_t *self, mesh_config_t *config, const char *base, mesh_model_t *model)
+{
+    (void) self;
+    char path [128];
+    snprintf (path, sizeof path, "%s.variants", base);
+    size_t count = mesh_config_array_size (config, path);
+    if (count == 0)
+        return 0;
+    model->variants = calloc (count, sizeof *model->variants);
+    assert (model->variants);
+    model->variant_count = count;
+    for (size_t k = 0; k < count; k++) {
+        char at [128];
+        snprintf (at, sizeof at, "%s.variants.%zu.model", base, k);
+        model->variants [k].model = mesh_config_str (config, at, NULL);
+        snprintf (at, sizeof at, "%s.variants.%zu.weight", base, k);
+        model->variants [k].weight = mesh_config_int (config, at, 1);
+        if (!model->variants [k].model || model->variants [k].weight < 1) {
+            mesh_config_invalid (config, at, "each variant names a model and a weight of 1 or more");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 mesh_models_t *
 mesh_models_load (mesh_config_t *config)
 {
     mesh_models_t *self = calloc (1, sizeof *self);
     assert (self);
+    self->refs = 1;
     size_t count = mesh_config_array_size (config, "models");
-    self->models = calloc (count ? count : 1, sizeof *self->models);
+    self->slots = count ? count : 1;
+    self->models = calloc (self->slots, sizeof *self->models);
     assert (self->models);
     int64_t connect_ms = mesh_config_int (config, "connector.connect_timeout_ms", 5000);
     int64_t first_byte_ms = mesh_config_int (config, "connector.first_byte_timeout_ms", 120000);
@@ -158,7 +244,9 @@ mesh_models_load (mesh_config_t *config)
         snprintf (base, sizeof base, "models.%zu", i);
 #define AT(field) (snprintf (path, sizeof path, "%s.%s", base, field), path)
         mesh_model_t *model = &self->models [self->count];
-        memset (model, 0, sizeof *model);     //  a rejected entry may have used it
+        free (model->endpoints);                //  a rejected entry may have used it
+        free (model->variants);
+        memset (model, 0, sizeof *model);
         model->index = self->count;
         model->config_index = i;
         model->name = mesh_config_str (config, AT ("name"), NULL);
@@ -171,14 +259,14 @@ mesh_models_load (mesh_config_t *config)
             continue;
         }
         model->type = mesh_config_str (config, AT ("type"), "llm");
-        model->endpoint = mesh_config_str (config, AT ("endpoint"), NULL);
-        char why [256];
-        if (!model->endpoint) {
-            mesh_config_invalid (config, AT ("endpoint"), "model \"%s\" needs an endpoint", model->name);
+        if (s_variants (self, config, base, model) < 0)
             continue;
-        }
-        if (mesh_url_parse (model->endpoint, &model->url, why, sizeof why) < 0) {
-            mesh_config_invalid (config, AT ("endpoint"), "%s", why);
+        if (s_endpoints (config, base, model) < 0)
+            continue;
+        if (model->variant_count) {
+            //  An A/B model is only a split: the rest belongs to its variants
+            model->upstream_model = model->name;
+            self->count++;
             continue;
         }
         model->upstream_model = mesh_config_str (config, AT ("upstream_model"), model->name);
@@ -209,8 +297,11 @@ mesh_models_load (mesh_config_t *config)
         model->chunk_size = mesh_config_int (config, AT ("stream_config.chunk_size"), 1024);
         if (model->chunk_size < 1 || model->chunk_size > 16 * 1024 * 1024)
             mesh_config_invalid (config, AT ("stream_config.chunk_size"), "must be 1 .. 16777216");
-        model->stream_only = mesh_config_bool (config, AT ("stream_only"), model->url.websocket);
-        if (model->url.websocket && !model->stream_only)
+        bool websocket = false;
+        for (size_t k = 0; k < model->endpoint_count; k++)
+            websocket = websocket || model->endpoints [k].url.websocket;
+        model->stream_only = mesh_config_bool (config, AT ("stream_only"), websocket);
+        if (websocket && !model->stream_only)
             mesh_config_invalid (config, AT ("stream_only"), "a WebSocket upstream always streams");
         const char *fallback = mesh_config_str (config, AT ("fallback"), NULL);
         model->fallback = fallback && *fallback ? fallback : NULL;
@@ -263,10 +354,42 @@ mesh_models_load (mesh_config_t *config)
                 s_add_alias (self, config, "aliases", alias, model->index);
         }
     }
-    for (size_t i = 0; i < self->count; i++)
-        if (self->models [i].fallback && !mesh_models_find (self, self->models [i].fallback))
+    for (size_t i = 0; i < self->count; i++) {
+        mesh_model_t *model = &self->models [i];
+        if (model->fallback && !mesh_models_find (self, model->fallback))
             mesh_config_invalid (config, "models", "the fallback of \"%s\" (\"%s\") is no model",
-                                 self->models [i].name, self->models [i].fallback);
+                                 model->name, model->fallback);
+        for (size_t k = 0; k < model->variant_count; k++) {
+            mesh_model_t *target = mesh_models_find (self, model->variants [k].model);
+            if (!target || target->variant_count)
+                mesh_config_invalid (config, "models", "variant \"%s\" of \"%s\" is no model with an endpoint",
+                                     model->variants [k].model, model->name);
+        }
+    }
+    return self;
+}
+
+mesh_models_t *
+mesh_models_ref (mesh_models_t *self)
+{
+    self->refs++;
+    return self;
+}
+
+mesh_models_t *
+mesh_models_from_json (const char *json, size_t len, const char *name, char *why, size_t why_size)
+{
+    mesh_config_t *config = mesh_config_parse (json, len, name, why, why_size);
+    if (!config)
+        return NULL;
+    mesh_models_t *self = mesh_models_load (config);
+    if (mesh_config_failed (config)) {
+        snprintf (why, why_size, "%s", mesh_config_failed (config));
+        mesh_models_destroy (&self);
+        mesh_config_destroy (&config);
+        return NULL;
+    }
+    self->owned = config;
     return self;
 }
 
@@ -277,10 +400,17 @@ mesh_models_destroy (mesh_models_t **self_p)
     mesh_models_t *self = *self_p;
     if (!self)
         return;
+    *self_p = NULL;
+    if (--self->refs > 0)
+        return;
+    for (size_t i = 0; i < self->slots; i++) {
+        free (self->models [i].endpoints);
+        free (self->models [i].variants);
+    }
     free (self->models);
     free (self->aliases);
+    mesh_config_destroy (&self->owned);
     free (self);
-    *self_p = NULL;
 }
 
 size_t
@@ -374,6 +504,33 @@ mesh_models_test (bool verbose)
     assert (mesh_models_alias_at (models, 2, &alias) == NULL);
     mesh_models_destroy (&models);
     mesh_config_destroy (&config);
+
+    //  Several endpoints, variants, and a registry that owns its document
+    const char *live =
+        "{ \"models\": [ { \"name\": \"m\", \"auth\": {\"type\":\"none\"}, \"endpoints\": ["
+        "    { \"url\": \"http://10.0.0.1:8000/v1/chat/completions\", \"region\": \"eu\" },"
+        "    { \"url\": \"https://b.example/v1/chat/completions\", \"priority\": 1, \"weight\": 3 } ] },"
+        "  { \"name\": \"n\", \"auth\": {\"type\":\"none\"}, \"endpoint\": \"ws://c/\" },"
+        "  { \"name\": \"ab\", \"variants\": [ { \"model\": \"m\", \"weight\": 90 },"
+        "                                 { \"model\": \"n\", \"weight\": 10 } ] } ] }";
+    models = mesh_models_from_json (live, strlen (live), "live", why, sizeof why);
+    assert (models);
+    mesh_model_t *m = mesh_models_find (models, "m");
+    assert (m->endpoint_count == 2 && mesh_streq (m->endpoints [0].region, "eu"));
+    assert (m->endpoints [1].priority == 1 && m->endpoints [1].weight == 3 && m->endpoints [1].url.tls);
+    assert (mesh_models_find (models, "n")->stream_only);
+    mesh_model_t *ab = mesh_models_find (models, "ab");
+    assert (ab->variant_count == 2 && ab->endpoint_count == 0 && ab->variants [1].weight == 10);
+    mesh_models_t *held = mesh_models_ref (models);
+    mesh_models_destroy (&models);
+    assert (mesh_streq (mesh_models_find (held, "ab")->variants [0].model, "m"));
+    mesh_models_destroy (&held);
+    const char *bad_variant = "{ \"models\": [ { \"name\": \"ab\", \"variants\": [ { \"model\": \"x\" } ] } ] }";
+    assert (!mesh_models_from_json (bad_variant, strlen (bad_variant), "v", why, sizeof why));
+    assert (strstr (why, "variant"));
+    const char *both = "{ \"models\": [ { \"name\": \"a\", \"endpoint\": \"http://x/\", "
+                       "\"endpoints\": [ { \"url\": \"http://y/\" } ], \"auth\": {\"type\":\"none\"} } ] }";
+    assert (!mesh_models_from_json (both, strlen (both), "b", why, sizeof why));
 
     //  Errors name the field
     const char *bad = "{ \"models\": [ { \"name\": \"a\", \"endpoint\": \"gopher://x\" } ] }";

@@ -5,6 +5,10 @@
     A model entry (see DESIGN.md):
       { "name": "deepseek-chat", "type": "llm",
         "endpoint": "https://api.deepseek.com/v1/chat/completions",
+        "endpoints": [ { "url": …, "region": "eu", "priority": 0,
+                         "weight": 1 }, … ],         (instead of endpoint)
+        "variants": [ { "model": "deepseek-chat", "weight": 90 }, … ],
+                                                     (an A/B model: no endpoint)
         "upstream_model": "deepseek-chat",            (default: name)
         "auth": { "type": "api_key", "key_name": "Authorization",
                   "key_env": "DEEPSEEK_API_KEY" },
@@ -15,7 +19,9 @@
         "connect_timeout_ms": …, "first_byte_timeout_ms": …,
         "idle_timeout_ms": … }                       (default: connector.*)
     Errors are recorded on the config (mesh_config_failed names the field).
-    Read-only once loaded; any thread may read it.                           */
+    Read-only once loaded; any thread may read it.  A registry built from a
+    JSON document (the live registry) owns that document; one loaded from a
+    config borrows it.  Holders that outlive a reload take a reference.     */
 #ifndef MESH_MODELS_H
 #define MESH_MODELS_H
 
@@ -37,13 +43,32 @@ typedef struct {
 //  Parses http://, https://, ws:// and wss:// URLs.  -1 with a reason.
 int mesh_url_parse (const char *text, mesh_url_t *url, char *why, size_t why_size);
 
+//  One place a model is served from
+typedef struct {
+    const char *text;           //  the URL as configured
+    mesh_url_t url;
+    const char *region;         //  "" when not said
+    int64_t priority;           //  lower is tried first
+    int64_t weight;             //  share among endpoints of one priority
+} mesh_endpoint_t;
+
+//  One side of an A/B split
+typedef struct {
+    const char *model;
+    int64_t weight;
+} mesh_variant_t;
+
 typedef struct {
     size_t index;               //  in the registry
     size_t config_index;        //  in the config's models[]
     const char *name;
     const char *type;
-    const char *endpoint;
-    mesh_url_t url;
+    const char *endpoint;       //  the first endpoint's URL (or NULL)
+    mesh_url_t url;             //  the first endpoint's
+    mesh_endpoint_t *endpoints;
+    size_t endpoint_count;
+    mesh_variant_t *variants;   //  an A/B model: requests go to these
+    size_t variant_count;
     const char *upstream_model;
     const char *auth_header;    //  header name, or NULL for no credentials
     const char *auth_env;       //  environment variable holding the key
@@ -62,6 +87,12 @@ typedef struct mesh_models_t mesh_models_t;
 //  Loads the registry; on invalid entries records the error on config and
 //  returns what it could read (callers check mesh_config_failed).
 mesh_models_t *mesh_models_load (mesh_config_t *config);
+//  Builds a registry from a JSON document {"models": [...], "aliases":
+//  {...}, "connector": {...}} that it keeps; NULL with the first error.
+mesh_models_t *mesh_models_from_json (const char *json, size_t len, const char *name,
+                                      char *why, size_t why_size);
+//  References: destroy drops one; the last frees.
+mesh_models_t *mesh_models_ref (mesh_models_t *self);
 void           mesh_models_destroy (mesh_models_t **self_p);
 size_t         mesh_models_count (mesh_models_t *self);
 mesh_model_t  *mesh_models_at (mesh_models_t *self, size_t index);

@@ -24,12 +24,14 @@ mesh_service_config (const char *name, int argc, char *argv [])
     mesh_log_init (name);
     //  A peer that goes away mid-write is an error to handle, not a signal
     signal (SIGPIPE, SIG_IGN);
-    //  SIGTERM and SIGINT are read from a signalfd; they must be blocked in
-    //  every thread, so block them before ZeroMQ or anyone starts one
+    //  SIGTERM, SIGINT and SIGHUP (reload, where a service reloads) are
+    //  read from a signalfd; they must be blocked in every thread, so block
+    //  them before ZeroMQ or anyone starts one
     sigset_t mask;
     sigemptyset (&mask);
     sigaddset (&mask, SIGTERM);
     sigaddset (&mask, SIGINT);
+    sigaddset (&mask, SIGHUP);
     pthread_sigmask (SIG_BLOCK, &mask, NULL);
     char why [512];
     mesh_config_t *config = mesh_config_load (path, why, sizeof why);

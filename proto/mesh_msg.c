@@ -514,24 +514,24 @@ mesh_msg_test (bool verbose)
     assert (mesh_msg_encode (&msg, &buf) == -1);
 
     //  Hostile inputs: wrong version, huge declared sizes, wrong kinds
-    const unsigned char version2 [] = { 0x94, 0xa2, 'S', 'M', 0x02, 0x0a, 0xa0 };
+    const unsigned char version2 [] = { 0x94, 0xa2, 'S', 'M', MESH_PROTO_VERSION + 1, 0x0a, 0xa0 };
     assert (mesh_msg_decode (&out, version2, sizeof version2, why, sizeof why) == -1);
     assert (strstr (why, "version"));
     const unsigned char huge_array [] = { 0xdd, 0xff, 0xff, 0xff, 0xff };
     assert (mesh_msg_decode (&out, huge_array, sizeof huge_array, why, sizeof why) == -1);
-    const unsigned char huge_str [] = { 0x97, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xdb,
+    const unsigned char huge_str [] = { 0x97, 0xa2, 'S', 'M', MESH_PROTO_VERSION, 0x0a, 0xa0, 0xdb,
                                         0xff, 0xff, 0xff, 0xff };
     assert (mesh_msg_decode (&out, huge_str, sizeof huge_str, why, sizeof why) == -1);
-    const unsigned char negative [] = { 0x97, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa1,
+    const unsigned char negative [] = { 0x97, 0xa2, 'S', 'M', MESH_PROTO_VERSION, 0x0a, 0xa0, 0xa1,
                                         'c', 0x05, 0xff };
     assert (mesh_msg_decode (&out, negative, sizeof negative, why, sizeof why) == -1);
     assert (strstr (why, "INFLIGHT"));
     //  Invalid UTF-8 in a string field
-    const unsigned char bad_utf8 [] = { 0x97, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa2,
+    const unsigned char bad_utf8 [] = { 0x97, 0xa2, 'S', 'M', MESH_PROTO_VERSION, 0x0a, 0xa0, 0xa2,
                                         0xc3, 0x28, 0x00, 0x00 };
     assert (mesh_msg_decode (&out, bad_utf8, sizeof bad_utf8, why, sizeof why) == -1);
     assert (strstr (why, "SENDER"));
-    const unsigned char good [] = { 0x97, 0xa2, 'S', 'M', 0x01, 0x0a, 0xa0, 0xa2,
+    const unsigned char good [] = { 0x97, 0xa2, 'S', 'M', MESH_PROTO_VERSION, 0x0a, 0xa0, 0xa2,
                                     0xc3, 0xa9, 0x03, 0x05 };
     assert (mesh_msg_decode (&out, good, sizeof good, why, sizeof why) == 0);
     assert (out.inflight == 5 && out.capacity == 3 && mesh_streq (out.sender, "\xc3\xa9"));

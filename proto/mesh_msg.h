@@ -24,7 +24,7 @@
 #include <zmq.h>
 
 #define MESH_PROTO_SIGNATURE "SM"
-#define MESH_PROTO_VERSION   1
+#define MESH_PROTO_VERSION   2
 #define MESH_MAX_BODY_BYTES  (64u * 1024 * 1024)
 
 typedef struct {
@@ -46,8 +46,10 @@ enum {
 enum { MESH_KIND_CHAT = 1, MESH_KIND_MODELS = 2 };
 //  CHUNK.flags
 enum { MESH_CHUNK_COMMENT = 1 };
-//  ERROR.flags: whether a client retry can help (x-should-retry)
-enum { MESH_ERROR_RETRY_YES = 1, MESH_ERROR_RETRY_NO = 2 };
+//  ERROR.flags and FAIL.flags: whether a client retry can help
+//  (x-should-retry); FAIL also says whether the router may retry it
+enum { MESH_ERROR_RETRY_YES = 1, MESH_ERROR_RETRY_NO = 2, MESH_FAIL_RETRYABLE = 4,
+       MESH_FAIL_ENDPOINT = 8 /* the endpoint is at fault: counts for ejection */ };
 
 //  One struct for every message type; a message uses the fields its type
 //  lists.  BIN fields of a decoded message point into the received frame.

@@ -73,8 +73,8 @@ struct connector_t {
     size_t router_count;
     mesh_timer_t heartbeat_timer;
 
-    mesh_models_t *models;
-    char **auth_lines;          //  per model index
+    mesh_models_t *models;      //  the registry: from the config, then from routers
+    uint64_t registry_version;
     mesh_map_t *requests;       //  id -> creq_t
     mesh_outbox_t *outbox;
     pools_t *pools;
@@ -105,10 +105,18 @@ int64_t connector_pool_idle_ms (connector_t *self) { return self->pool_idle_ms; 
 int64_t connector_ws_ping_ms (connector_t *self) { return self->ws_ping_ms; }
 int connector_ws_pool_size (connector_t *self) { return self->ws_pool_size; }
 
-const char *
-connector_auth_line (connector_t *self, const mesh_model_t *model)
+char *
+connector_auth_line (const mesh_model_t *model)
 {
-    return self->auth_lines [model->index];
+    const char *key = model->auth_env ? getenv (model->auth_env) : NULL;
+    if (!model->auth_header || !key || !*key || strpbrk (key, "\r\n"))
+        return strdup ("");
+    bool bearer = strcasecmp (model->auth_header, "Authorization") == 0;
+    size_t size = strlen (model->auth_header) + strlen (key) + 16;
+    char *line = malloc (size);
+    assert (line);
+    snprintf (line, size, "%s: %s%s\r\n", model->auth_header, bearer ? "Bearer " : "", key);
+    return line;
 }
 
 SSL_CTX *
@@ -177,6 +185,7 @@ s_send_done (creq_t *req, uint32_t status, const char *outcome)
     msg.ttfb_us = req->first_byte_us ? (uint64_t) (req->first_byte_us - req->dispatched_us) : 0;
     msg.total_us = (uint64_t) (now - req->dispatched_us);
     msg.bytes = req->bytes;
+    msg.endpoint = req->endpoint_index;
     router_link_t *link = &self->routers [req->router];
     size_t at = link->dones.len;
     mesh_buf_append (&link->dones, "\0\0\0\0", 4);
@@ -212,6 +221,7 @@ connector_send_head (creq_t *req, int status)
     msg.token = req->token;
     msg.status = (uint32_t) status;
     snprintf (msg.model, sizeof msg.model, "%s", req->model->name);
+    memcpy (msg.limits, req->limits, sizeof msg.limits);
     req->head_sent = true;
     return s_send_ingress (req, &msg);
 }
@@ -243,6 +253,8 @@ s_request_free (creq_t *req)
     stream_end (req);
     mesh_buf_free (&req->body);
     mesh_buf_free (&req->response);
+    free (req->auth_line);
+    mesh_models_destroy (&req->registry);
     free (req);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
 }
@@ -273,6 +285,7 @@ connector_request_finish (creq_t *req, const char *data, size_t len)
     msg.output_tokens = req->output_tokens;
     msg.cached_tokens = req->cached_tokens;
     msg.reason_tokens = req->reason_tokens;
+    memcpy (msg.limits, req->limits, sizeof msg.limits);
     if (data)
         req->bytes += len;
     bool delivered = s_send_ingress (req, &msg) == 0;
@@ -284,15 +297,45 @@ connector_request_finish (creq_t *req, const char *data, size_t len)
     s_request_free (req);
 }
 
+//  Whether the router may try elsewhere, and whether the endpoint is to
+//  blame (for outlier ejection).  A rate limit is worth a retry elsewhere
+//  but says nothing bad about the host; a refused credential or an unknown
+//  model would fail the same way anywhere; a timeout after the request
+//  went out may have left it running upstream, so it is not sent twice
+//  (the model's fallback may still take it); a connector that cannot take
+//  the request blames no endpoint.
+static uint32_t
+s_fail_flags (int status, const char *code)
+{
+    uint32_t flags = (status == 429 || status >= 500) && status != 501
+                   ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
+    bool retryable = status == 429 || status == 502 || status == 503 || status == 504;
+    if (mesh_streq (code, "upstream_auth_failed") || mesh_streq (code, "upstream_not_found")
+    ||  mesh_streq (code, "upstream_response_too_large") || mesh_streq (code, "upstream_tls")
+    ||  mesh_streq (code, "upstream_timeout") || mesh_streq (code, "upstream_stalled"))
+        retryable = false;
+    if (retryable)
+        flags |= MESH_FAIL_RETRYABLE;
+    bool connector_side = mesh_streq (code, "connector_full") || mesh_streq (code, "draining")
+                       || mesh_streq (code, "model_not_configured")
+                       || mesh_streq (code, "connector_shutdown");
+    if (status >= 500 && status != 501 && !connector_side)
+        flags |= MESH_FAIL_ENDPOINT;
+    return flags;
+}
+
+//  Before any byte reached the client a failure goes to the router, which
+//  retries, falls back or answers the client; after, the client gets an
+//  error event straight away and the router a DONE.
 void
 connector_request_fail (creq_t *req, int status, const char *type, const char *code,
                         int retry_after_ms, const char *outcome, const char *fmt, ...)
 {
     connector_t *self = req->connector;
     mesh_msg_t msg;
-    mesh_msg_init (&msg, MESH_MSG_ERROR, req->id);
+    bool before = !req->head_sent;
+    mesh_msg_init (&msg, before ? MESH_MSG_FAIL : MESH_MSG_ERROR, req->id);
     msg.attempt = req->attempt;
-    msg.token = req->token;
     msg.status = (uint32_t) status;
     snprintf (msg.err_type, sizeof msg.err_type, "%s", type);
     snprintf (msg.err_code, sizeof msg.err_code, "%s", code);
@@ -301,12 +344,25 @@ connector_request_fail (creq_t *req, int status, const char *type, const char *c
     vsnprintf (msg.message, sizeof msg.message, fmt, args);
     va_end (args);
     msg.retry_after_ms = (uint32_t) retry_after_ms;
-    msg.flags = (status == 429 || status >= 500) && status != 501
-              ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
-    mesh_info ("upstream request failed: %d %s (%s) model=%s req=%s", status, code,
-               req->head_sent ? "mid-stream" : "before the response", req->model->name, req->id);
-    s_send_ingress (req, &msg);
-    s_send_done (req, (uint32_t) status, outcome);
+    msg.flags = s_fail_flags (status, code);
+    mesh_info ("upstream request failed: %d %s (%s) model=%s endpoint=%u req=%s", status, code,
+               before ? "before the response" : "mid-stream", req->model->name,
+               req->endpoint_index, req->id);
+    if (before) {
+        msg.endpoint = req->endpoint_index;
+        snprintf (msg.outcome, sizeof msg.outcome, "%s", outcome);
+        router_link_t *link = &self->routers [req->router];
+        if (!link->socket || mesh_msg_send (link->socket, &msg, NULL, 0, ZMQ_DONTWAIT) < 0)
+            mesh_warn ("cannot send FAIL to %s: %s req=%s", link->endpoint, zmq_strerror (errno), req->id);
+    }
+    else {
+        msg.token = req->token;
+        msg.flags &= MESH_ERROR_RETRY_YES | MESH_ERROR_RETRY_NO;
+        memcpy (msg.limits, req->limits, sizeof msg.limits);
+        snprintf (msg.model, sizeof msg.model, "%s", req->model->name);
+        s_send_ingress (req, &msg);
+        s_send_done (req, (uint32_t) status, outcome);
+    }
     mesh_metric_inc (self->metric.failed);
     s_request_free (req);
 }
@@ -346,7 +402,7 @@ void
 connector_request_start (creq_t *req)
 {
     connector_t *self = req->connector;
-    if (req->model->url.websocket)
+    if (req->endpoint->url.websocket)
         ws_send_request (req->conn, req);
     else
         http_send_request (req->conn, req);
@@ -378,27 +434,23 @@ connector_request_retry (creq_t *req)
 
 //  Router messages ----------------------------------------------------------
 
+//  The request cannot even start here: the router decides what next
 static void
 s_refuse (connector_t *self, int router, const mesh_msg_t *msg, int status, const char *code,
           const char *message)
 {
-    mesh_msg_t error;
-    mesh_msg_init (&error, MESH_MSG_ERROR, msg->id);
-    error.attempt = msg->attempt;
-    error.token = msg->token;
-    error.status = (uint32_t) status;
-    strcpy (error.err_type, "server_error");
-    snprintf (error.err_code, sizeof error.err_code, "%s", code);
-    snprintf (error.message, sizeof error.message, "%s", message);
-    error.retry_after_ms = status == 503 ? 1000 : 0;
-    error.flags = status == 503 ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
-    mesh_outbox_send (self->outbox, msg->reply_to, &error);
-    mesh_msg_t done;
-    mesh_msg_init (&done, MESH_MSG_DONE, msg->id);
-    done.attempt = msg->attempt;
-    done.status = (uint32_t) status;
-    snprintf (done.outcome, sizeof done.outcome, "refused");
-    mesh_msg_send (self->routers [router].socket, &done, NULL, 0, ZMQ_DONTWAIT);
+    mesh_msg_t fail;
+    mesh_msg_init (&fail, MESH_MSG_FAIL, msg->id);
+    fail.attempt = msg->attempt;
+    fail.status = (uint32_t) status;
+    strcpy (fail.err_type, "server_error");
+    snprintf (fail.err_code, sizeof fail.err_code, "%s", code);
+    snprintf (fail.message, sizeof fail.message, "%s", message);
+    fail.retry_after_ms = status == 503 ? 1000 : 0;
+    fail.flags = s_fail_flags (status, code);
+    fail.endpoint = msg->endpoint;
+    snprintf (fail.outcome, sizeof fail.outcome, "refused");
+    mesh_msg_send (self->routers [router].socket, &fail, NULL, 0, ZMQ_DONTWAIT);
     mesh_metric_inc (self->metric.refused);
 }
 
@@ -414,9 +466,9 @@ s_on_dispatch (connector_t *self, int router, const mesh_msg_t *msg)
         return;
     }
     const mesh_model_t *model = mesh_models_find (self->models, msg->model);
-    if (!model) {
+    if (!model || msg->endpoint >= model->endpoint_count) {
         s_refuse (self, router, msg, 502, "model_not_configured",
-                  "The connector has no upstream for this model.");
+                  "The connector has no such upstream for this model.");
         return;
     }
     creq_t *old = mesh_map_get (self->requests, msg->id);
@@ -431,7 +483,12 @@ s_on_dispatch (connector_t *self, int router, const mesh_msg_t *msg)
     req->token = msg->token;
     memcpy (req->reply_to, msg->reply_to, sizeof req->reply_to);
     req->router = router;
+    req->registry = mesh_models_ref (self->models);
     req->model = model;
+    req->endpoint_index = msg->endpoint;
+    req->endpoint = &model->endpoints [msg->endpoint];
+    req->auth_line = connector_auth_line (model);
+    memcpy (req->limits, msg->limits, sizeof req->limits);
     req->client_stream = msg->stream;
     req->dispatched_us = mesh_loop_now_us (self->loop);
     mesh_map_put (self->requests, req->id, req);
@@ -479,6 +536,31 @@ s_on_ingress_lost (void *arg, const char *endpoint)
     free (victims);
 }
 
+static void s_check_credentials (connector_t *self);
+
+//  A router sends the live registry when it changes and when we join.  A
+//  request in flight keeps the registry it was dispatched under.
+static void
+s_on_registry (connector_t *self, const mesh_msg_t *msg)
+{
+    if (msg->version && msg->version == self->registry_version)
+        return;                 //  the same, from another router
+    char why [512];
+    mesh_models_t *models = mesh_models_from_json (msg->data.data, msg->data.size, "registry",
+                                                   why, sizeof why);
+    if (!models) {
+        mesh_warn ("registry %llu from %s refused: %s", (unsigned long long) msg->version,
+                   msg->sender, why);
+        return;
+    }
+    mesh_models_destroy (&self->models);
+    self->models = models;
+    self->registry_version = msg->version;
+    pools_warm (self->pools, self->models);
+    s_check_credentials (self);
+    mesh_info ("registry %llu: %zu models", (unsigned long long) msg->version, mesh_models_count (models));
+}
+
 static void s_link_open (connector_t *self, router_link_t *link);
 
 static void
@@ -518,6 +600,9 @@ s_on_router (mesh_loop_t *loop, void *socket, void *arg)
                 s_on_cancel (self, &inbox.msg);
                 break;
             case MESH_MSG_HEARTBEAT:
+                break;
+            case MESH_MSG_REGISTRY:
+                s_on_registry (self, &inbox.msg);
                 break;
             default:
                 mesh_warn ("unexpected %s from %s", mesh_msg_name (inbox.msg.type), link->endpoint);
@@ -601,35 +686,19 @@ s_metrics (connector_t *self)
         "Router links reset after missed heartbeats.", NULL);
 }
 
-//  Builds each model's credential header from its environment variable.
+//  Says which models will be called without their credential.
 static void
-s_auth_lines (connector_t *self)
+s_check_credentials (connector_t *self)
 {
-    size_t count = mesh_models_count (self->models);
-    self->auth_lines = calloc (count + 1, sizeof *self->auth_lines);
-    assert (self->auth_lines);
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = 0; i < mesh_models_count (self->models); i++) {
         const mesh_model_t *model = mesh_models_at (self->models, i);
         const char *key = model->auth_env ? getenv (model->auth_env) : NULL;
-        if (!model->auth_header || !key || !*key) {
-            if (model->auth_header)
-                mesh_warn ("model %s: %s is not set, calling the upstream without credentials",
-                           model->name, model->auth_env);
-            self->auth_lines [i] = strdup ("");
-            continue;
-        }
-        if (strpbrk (key, "\r\n")) {
-            mesh_config_invalid (self->config, "models", "the key in %s has a line break",
-                                 model->auth_env);
-            self->auth_lines [i] = strdup ("");
-            continue;
-        }
-        bool bearer = strcasecmp (model->auth_header, "Authorization") == 0;
-        size_t size = strlen (model->auth_header) + strlen (key) + 16;
-        self->auth_lines [i] = malloc (size);
-        assert (self->auth_lines [i]);
-        snprintf (self->auth_lines [i], size, "%s: %s%s\r\n", model->auth_header,
-                  bearer ? "Bearer " : "", key);
+        if (model->auth_header && (!key || !*key))
+            mesh_warn ("model %s: %s is not set, calling the upstream without credentials",
+                       model->name, model->auth_env);
+        else
+        if (key && strpbrk (key, "\r\n"))
+            mesh_warn ("model %s: the key in %s has a line break: not sent", model->name, model->auth_env);
     }
 }
 
@@ -660,7 +729,6 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
     ||  self->done_flush_ms < 0)
         mesh_config_invalid (config, "connector", "capacity, heartbeats, pool_idle_ms and ws_ping_ms must be positive");
     self->models = mesh_models_load (config);
-    s_auth_lines (self);
 
     //  The routers: connector.routers, or every instance of router.connector_listen
     int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
@@ -688,6 +756,7 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
         return NULL;
     }
     s_metrics (self);
+    s_check_credentials (self);
     self->requests = mesh_map_new ();
     self->outbox = mesh_outbox_new (ctx, loop, s_on_ingress_lost, self);
     self->resolver = resolver_new (loop);
@@ -734,11 +803,6 @@ connector_destroy (connector_t **self_p)
     for (size_t i = 0; i < self->tls_count; i++) {
         SSL_CTX_free (self->tls [i].ctx);
         free (self->tls [i].ca_file);
-    }
-    if (self->auth_lines) {
-        for (size_t i = 0; i < mesh_models_count (self->models); i++)
-            free (self->auth_lines [i]);
-        free (self->auth_lines);
     }
     mesh_models_destroy (&self->models);
     free (self);

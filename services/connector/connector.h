@@ -77,7 +77,12 @@ struct creq_t {
     uint64_t token;
     char reply_to [256];
     int router;                 //  the router link it came from
+    mesh_models_t *registry;    //  a reference: the registry it was dispatched under
     const mesh_model_t *model;
+    const mesh_endpoint_t *endpoint;
+    uint32_t endpoint_index;
+    char *auth_line;            //  its credential header line ("" for none)
+    char limits [128];          //  x-ratelimit-* values from the router
     bool client_stream;         //  what the client asked for
     bool upstream_stream;       //  what we ask upstream for
     mesh_buf_t body;            //  the upstream request body
@@ -128,9 +133,9 @@ mesh_loop_t *connector_loop (connector_t *self);
 mesh_metrics_t *connector_metrics (connector_t *self);
 resolver_t *connector_resolver (connector_t *self);
 SSL_CTX *connector_tls (connector_t *self, const char *ca_file);
-//  The credential header line for a model ("Authorization: Bearer …\r\n")
-//  or "" when the model has none.
-const char *connector_auth_line (connector_t *self, const mesh_model_t *model);
+//  The credential header line for a model ("Authorization: Bearer …\r\n"),
+//  or "" when it has none; the caller frees it.
+char *connector_auth_line (const mesh_model_t *model);
 int64_t connector_pool_idle_ms (connector_t *self);
 int64_t connector_ws_ping_ms (connector_t *self);
 int     connector_ws_pool_size (connector_t *self);
@@ -156,10 +161,12 @@ void     pools_abandon (pools_t *self, creq_t *req);
 //  Queues bytes on conn and asks for write readiness.
 void     upconn_write (upconn_t *conn, const void *data, size_t len);
 size_t   pools_connections (pools_t *self);
-//  Opens the WebSocket pools of the registry's ws:// and wss:// models.
+//  Keeps the WebSocket pools of the registry's ws:// and wss:// endpoints
+//  warm; pools the registry no longer names stop reconnecting.
 void     pools_warm (pools_t *self, mesh_models_t *models);
-//  The model a pool was made for (a WebSocket pool serves only it).
-const mesh_model_t *pool_model (pool_t *pool);
+//  What a WebSocket upgrade needs: the endpoint and its credential line.
+const mesh_url_t *pool_url (pool_t *pool);
+const char *pool_auth_line (pool_t *pool);
 
 //  connector_http.c / connector_ws.c --------------------------------------
 

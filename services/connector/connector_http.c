@@ -23,7 +23,7 @@
 void
 http_send_request (upconn_t *conn, creq_t *req)
 {
-    const mesh_model_t *model = req->model;
+    const mesh_url_t *url = &req->endpoint->url;
     char head [2048];
     int n = snprintf (head, sizeof head,
                       "POST %s HTTP/1.1\r\n"
@@ -34,8 +34,7 @@ http_send_request (upconn_t *conn, creq_t *req)
                       "Content-Length: %zu\r\n"
                       "User-Agent: seekmesh\r\n"
                       "\r\n",
-                      model->url.path, model->url.host_header,
-                      connector_auth_line (req->connector, model),
+                      url->path, url->host_header, req->auth_line,
                       req->upstream_stream ? "text/event-stream" : "application/json",
                       mesh_buf_size (&req->body));
     upconn_write (conn, head, (size_t) n);

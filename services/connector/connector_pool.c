@@ -2,9 +2,13 @@
 
     HTTP(S) pools are keyed by scheme, host, port and CA file, so models on
     one endpoint share keep-alive connections; credentials travel per
-    request.  WebSocket pools are keyed by model, because the credentials
+    request.  WebSocket pools are keyed by endpoint and credentials, which
     travel on the upgrade: each keeps ws_pool_size connections warm,
     reconnects with backoff, pings them and drops one that misses a pong.
+    A pool copies what it needs from the registry, so a live registry
+    update never leaves it pointing into a registry that is gone; a
+    WebSocket pool the new registry no longer names is retired: it stops
+    reconnecting and closes its idle connections.
 
     A request asks for a connection (pools_acquire); it gets an idle one at
     once, or waits in the pool's queue while a new one connects.  When a
@@ -34,8 +38,11 @@ static char s_read_buf [READ_CHUNK];
 
 struct pool_t {
     pools_t *pools;
-    char key [320];
-    const mesh_model_t *model;  //  the model that made it (ws: its only one)
+    char key [1200];            //  never holds a credential: it is logged
+    mesh_url_t url;
+    char *ca_file;              //  NULL: the system store
+    char *auth_line;            //  WebSocket pools: the upgrade's credential
+    bool retired;               //  no longer in the registry
     bool tls;
     bool websocket;
     SSL_CTX *tls_ctx;
@@ -222,6 +229,8 @@ pools_destroy (pools_t **self_p)
             s_conn_free (pool->conns);
         }
         mesh_loop_timer_stop (connector_loop (self->connector), &pool->maintain_timer);
+        free (pool->ca_file);
+        free (pool->auth_line);
         free (pool);
     }
     mesh_map_destroy (&self->pools);
@@ -235,29 +244,48 @@ pools_connections (pools_t *self)
     return self->connections;
 }
 
-static pool_t *
-s_pool_for (pools_t *self, const mesh_model_t *model)
+//  A WebSocket pool is also keyed by its credential, through a hash: the
+//  key appears in log lines
+static void
+s_pool_key (char *key, size_t size, const mesh_url_t *url, const char *ca_file, const char *auth_line)
 {
-    char key [320];
-    if (model->url.websocket)
-        snprintf (key, sizeof key, "ws|%s", model->name);
-    else
-        snprintf (key, sizeof key, "%s|%s|%d|%s", model->url.tls ? "https" : "http",
-                  model->url.host, model->url.port, model->ca_file ? model->ca_file : "");
+    uint64_t hash = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *) (url->websocket ? auth_line : ""); *p; p++)
+        hash = (hash ^ *p) * 0x100000001b3ull;
+    snprintf (key, size, "%s://%s:%d%s|%s|%016llx", url->websocket ? (url->tls ? "wss" : "ws")
+              : (url->tls ? "https" : "http"), url->host, url->port,
+              url->websocket ? url->path : "", ca_file ? ca_file : "", (unsigned long long) hash);
+}
+
+static pool_t *
+s_pool_for (pools_t *self, const mesh_url_t *url, const char *ca_file, const char *auth_line)
+{
+    char key [1200];
+    s_pool_key (key, sizeof key, url, ca_file, auth_line);
     pool_t *pool = mesh_map_get (self->pools, key);
-    if (pool)
+    if (pool) {
+        pool->retired = false;
         return pool;
+    }
     pool = calloc (1, sizeof *pool);
     assert (pool);
     pool->pools = self;
     snprintf (pool->key, sizeof pool->key, "%s", key);
-    pool->model = model;
-    pool->tls = model->url.tls;
-    pool->websocket = model->url.websocket;
+    pool->url = *url;
+    pool->ca_file = ca_file ? strdup (ca_file) : NULL;
+    pool->auth_line = strdup (url->websocket ? auth_line : "");
+    pool->tls = url->tls;
+    pool->websocket = url->websocket;
     if (pool->tls)
-        pool->tls_ctx = connector_tls (self->connector, model->ca_file);
+        pool->tls_ctx = connector_tls (self->connector, ca_file);
     mesh_map_put (self->pools, pool->key, pool);
     return pool;
+}
+
+static pool_t *
+s_pool_of (pools_t *self, creq_t *req)
+{
+    return s_pool_for (self, &req->endpoint->url, req->model->ca_file, req->auth_line);
 }
 
 //  Handing connections to requests --------------------------------------------
@@ -270,7 +298,7 @@ s_ready (upconn_t *conn)
     mesh_loop_t *loop = connector_loop (pool->pools->connector);
     creq_t *req = s_wait_pop (pool);
     if (!req) {
-        if (pool->idle >= MAX_IDLE_PER_POOL && !pool->websocket) {
+        if ((pool->idle >= MAX_IDLE_PER_POOL && !pool->websocket) || pool->retired) {
             s_conn_free (conn);
             return;
         }
@@ -562,7 +590,7 @@ s_connect (upconn_t *conn)
         s_open_failed (conn, why);
         return;
     }
-    if (pool->tls && mesh_conn_tls_client (&conn->io, pool->tls_ctx, pool->model->url.host) < 0) {
+    if (pool->tls && mesh_conn_tls_client (&conn->io, pool->tls_ctx, pool->url.host) < 0) {
         s_open_failed (conn, "cannot start TLS");
         return;
     }
@@ -581,7 +609,7 @@ s_on_resolved (void *arg, int rc, const struct sockaddr *addr, socklen_t len)
     pool_t *pool = arg;
     pool->resolving = false;
     if (rc != 0) {
-        mesh_warn ("upstream %s: cannot resolve %s: %s", pool->key, pool->model->url.host,
+        mesh_warn ("upstream %s: cannot resolve %s: %s", pool->key, pool->url.host,
                    gai_strerror (rc));
         //  Every connection waiting for the address fails, with a request
         upconn_t *conn = pool->conns;
@@ -625,8 +653,8 @@ s_open (pool_t *pool)
     else
     if (!pool->resolving) {
         pool->resolving = true;
-        resolver_lookup (connector_resolver (pool->pools->connector), pool->model->url.host,
-                         pool->model->url.port, s_on_resolved, pool);
+        resolver_lookup (connector_resolver (pool->pools->connector), pool->url.host,
+                         pool->url.port, s_on_resolved, pool);
     }
 }
 
@@ -635,6 +663,8 @@ s_on_maintain (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 {
     (void) loop; (void) timer;
     pool_t *pool = arg;
+    if (pool->retired && pool->waiting_count == 0)
+        return 0;
     size_t want = (size_t) connector_ws_pool_size (pool->pools->connector);
     while (pool->count < want || pool->opening < pool->waiting_count)
         s_open (pool);
@@ -661,7 +691,7 @@ s_maintain (pool_t *pool)
 void
 pools_acquire (pools_t *self, creq_t *req)
 {
-    pool_t *pool = s_pool_for (self, req->model);
+    pool_t *pool = s_pool_of (self, req);
     if (pool->tls && !pool->tls_ctx) {
         connector_request_fail (req, 502, "upstream_error", "upstream_tls", 0, "upstream_error",
                                 "The connector cannot set up TLS for this upstream.");
@@ -715,21 +745,55 @@ pools_abandon (pools_t *self, creq_t *req)
         pool_close (req->conn);
     else
     if (req->waiting)
-        s_wait_remove (s_pool_for (self, req->model), req);
+        s_wait_remove (s_pool_of (self, req), req);
 }
 
-const mesh_model_t *
-pool_model (pool_t *pool)
+const mesh_url_t *
+pool_url (pool_t *pool)
 {
-    return pool->model;
+    return &pool->url;
+}
+
+const char *
+pool_auth_line (pool_t *pool)
+{
+    return pool->auth_line;
 }
 
 void
 pools_warm (pools_t *self, mesh_models_t *models)
 {
+    //  Every WebSocket pool is retired, then those the registry names
+    //  are taken back in
+    size_t cursor = 0;
+    pool_t *pool;
+    while ((pool = mesh_map_next (self->pools, &cursor, NULL)))
+        if (pool->websocket)
+            pool->retired = true;
     for (size_t i = 0; i < mesh_models_count (models); i++) {
         mesh_model_t *model = mesh_models_at (models, i);
-        if (model->url.websocket)
-            s_maintain (s_pool_for (self, model));
+        char *auth_line = NULL;
+        for (size_t k = 0; k < model->endpoint_count; k++) {
+            if (!model->endpoints [k].url.websocket)
+                continue;
+            if (!auth_line)
+                auth_line = connector_auth_line (model);
+            s_maintain (s_pool_for (self, &model->endpoints [k].url, model->ca_file, auth_line));
+        }
+        free (auth_line);
+    }
+    //  Retired pools close what is idle; busy connections finish first
+    cursor = 0;
+    while ((pool = mesh_map_next (self->pools, &cursor, NULL))) {
+        if (!pool->retired)
+            continue;
+        mesh_loop_timer_stop (connector_loop (self->connector), &pool->maintain_timer);
+        upconn_t *conn = pool->conns;
+        while (conn) {
+            upconn_t *next = conn->next;
+            if (conn->state == UC_IDLE)
+                s_conn_free (conn);
+            conn = next;
+        }
     }
 }

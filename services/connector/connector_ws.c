@@ -24,7 +24,7 @@
 void
 ws_send_upgrade (upconn_t *conn)
 {
-    const mesh_model_t *model = pool_model (conn->pool);
+    const mesh_url_t *url = pool_url (conn->pool);
     unsigned char nonce [16];
     mesh_random (nonce, sizeof nonce);
     char key [32];
@@ -41,8 +41,7 @@ ws_send_upgrade (upconn_t *conn)
                       "%s"
                       "User-Agent: seekmesh\r\n"
                       "\r\n",
-                      model->url.path, model->url.host_header, key,
-                      connector_auth_line (conn->connector, model));
+                      url->path, url->host_header, key, pool_auth_line (conn->pool));
     upconn_write (conn, head, (size_t) n);
 }
 

@@ -52,6 +52,8 @@ typedef struct {
     bool h2;
     unsigned char key_hash [32];
     char model [256];
+    char user [128];
+    uint32_t estimate;
     mesh_buf_t body;            //  kept until the end, for a retry
     int64_t content_length;     //  declared by the client, or -1
     int64_t received_us;
@@ -61,6 +63,7 @@ typedef struct {
     int status;
     const char *content_type;
     char answered_model [256];
+    char limits [128];          //  x-ratelimit-* values from the router
     int retry_after_ms;
     int should_retry;           //  MESH_ERROR_RETRY_YES / _NO, or 0
     bool sse;
@@ -91,6 +94,7 @@ struct ingress_t {
     int64_t keepalive_interval_ms;
     int64_t request_timeout_ms;
     uint32_t max_attempts;
+    uint32_t default_max_tokens;
 
     struct ingress_mesh_t *mesh;
 

@@ -193,6 +193,50 @@ s_add_header (struct lws *wsi, const char *name, const char *value, unsigned cha
                                         (const unsigned char *) value, (int) strlen (value), p, end);
 }
 
+//  "6m0s", "1.5s", "20ms": the shape OpenAI's x-ratelimit-reset-* take
+static void
+s_duration (char *out, size_t size, uint64_t ms)
+{
+    if (ms < 1000)
+        snprintf (out, size, "%llums", (unsigned long long) ms);
+    else
+    if (ms < 60000)
+        snprintf (out, size, "%llu.%llus", (unsigned long long) (ms / 1000),
+                  (unsigned long long) (ms % 1000 / 100));
+    else
+        snprintf (out, size, "%llum%llus", (unsigned long long) (ms / 60000),
+                  (unsigned long long) (ms % 60000 / 1000));
+}
+
+//  The router's limits ("rpm,remaining,reset_ms,tpm,remaining,reset_ms",
+//  0 for a limit not set) as OpenAI's x-ratelimit-* headers
+static int
+s_ratelimit_headers (pss_t *pss, unsigned char **p, unsigned char *end)
+{
+    unsigned long long v [6];
+    if (sscanf (pss->limits, "%llu,%llu,%llu,%llu,%llu,%llu", &v [0], &v [1], &v [2], &v [3],
+                &v [4], &v [5]) != 6)
+        return 0;
+    static const char *names [2][3] = {
+        { "x-ratelimit-limit-requests:", "x-ratelimit-remaining-requests:", "x-ratelimit-reset-requests:" },
+        { "x-ratelimit-limit-tokens:", "x-ratelimit-remaining-tokens:", "x-ratelimit-reset-tokens:" } };
+    for (int kind = 0; kind < 2; kind++) {
+        if (v [kind * 3] == 0)
+            continue;
+        char value [32];
+        for (int k = 0; k < 3; k++) {
+            if (k == 2)
+                s_duration (value, sizeof value, v [kind * 3 + 2]);
+            else
+                snprintf (value, sizeof value, "%llu", v [kind * 3 + k]);
+            if (lws_add_http_header_by_name (pss->wsi, (const unsigned char *) names [kind][k],
+                                             (const unsigned char *) value, (int) strlen (value), p, end))
+                return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 s_write_headers (pss_t *pss)
 {
@@ -222,6 +266,8 @@ s_write_headers (pss_t *pss)
         if (!pss->h2 && s_add_header (wsi, "transfer-encoding:", "chunked", &p, end))
             return -1;
     }
+    if (*pss->limits && s_ratelimit_headers (pss, &p, end) < 0)
+        return -1;
     if (pss->retry_after_ms) {
         char value [24];
         int seconds = (pss->retry_after_ms + 999) / 1000;
@@ -395,12 +441,15 @@ static void
 s_on_body_complete (pss_t *pss)
 {
     ingress_check_t check;
-    if (ingress_validate (mesh_buf_head (&pss->body), mesh_buf_size (&pss->body), &check) < 0) {
+    if (ingress_validate (mesh_buf_head (&pss->body), mesh_buf_size (&pss->body),
+                          pss->ingress->default_max_tokens, &check) < 0) {
         ingress_respond_error (pss, check.status, "invalid_request_error", check.code, check.param,
                                check.message);
         return;
     }
     snprintf (pss->model, sizeof pss->model, "%s", check.model);
+    memcpy (pss->user, check.user, sizeof pss->user);
+    pss->estimate = check.estimate;
     pss->stream = check.stream;
     s_submit (pss);
 }

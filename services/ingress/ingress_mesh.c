@@ -159,6 +159,8 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
     msg.stream = pss->stream;
     msg.body = (mesh_bytes_t) { mesh_buf_head (&pss->body), mesh_buf_size (&pss->body) };
     snprintf (msg.avoid, sizeof msg.avoid, "%s", avoid ? avoid : "");
+    memcpy (msg.user, pss->user, sizeof msg.user);
+    msg.estimate = pss->estimate;
     //  Round robin over the routers we are connected to; a PUSH socket
     //  with ZMQ_IMMEDIATE refuses at once when its router is away
     for (size_t tried = 0; tried < mesh->router_count; tried++) {
@@ -210,6 +212,7 @@ s_on_head (pss_t *pss, const mesh_msg_t *msg)
     if (pss->state != RQ_MESH || !pss->stream)
         return;
     snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
+    memcpy (pss->limits, msg->limits, sizeof pss->limits);
     ingress_sse_begin (pss);
 }
 
@@ -237,6 +240,7 @@ s_on_end (pss_t *pss, const mesh_msg_t *msg)
     if (pss->state != RQ_MESH)
         return;
     snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
+    memcpy (pss->limits, msg->limits, sizeof pss->limits);
     ingress_respond_body (pss, (int) msg->status, "application/json", msg->data.data, msg->data.size);
 }
 
@@ -245,7 +249,10 @@ s_on_error (pss_t *pss, const mesh_msg_t *msg)
 {
     if (pss->state == RQ_MESH) {
         pss->retry_after_ms = (int) msg->retry_after_ms;
-        pss->should_retry = (int) msg->flags;
+        pss->should_retry = (int) (msg->flags & (MESH_ERROR_RETRY_YES | MESH_ERROR_RETRY_NO));
+        memcpy (pss->limits, msg->limits, sizeof pss->limits);
+        if (*msg->model)
+            snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
         ingress_respond_error (pss, (int) msg->status, msg->err_type, msg->err_code, msg->param,
                                msg->message);
     }

@@ -190,8 +190,25 @@ s_response_format (json_t *body, ingress_check_t *check)
     return 0;
 }
 
+//  Bytes of text a message carries (string content, or text parts)
+static size_t
+s_text_bytes (json_t *message)
+{
+    json_t *content = json_object_get (message, "content");
+    if (json_is_string (content))
+        return json_string_length (content);
+    size_t bytes = 0, i;
+    json_t *part;
+    json_array_foreach (content, i, part) {
+        json_t *text = json_object_get (part, "text");
+        if (json_is_string (text))
+            bytes += json_string_length (text);
+    }
+    return bytes;
+}
+
 int
-ingress_validate (const char *body, size_t len, ingress_check_t *check)
+ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ingress_check_t *check)
 {
     memset (check, 0, sizeof *check);
     json_error_t error;
@@ -270,6 +287,22 @@ ingress_validate (const char *body, size_t len, ingress_check_t *check)
 
     snprintf (check->model, sizeof check->model, "%s", json_string_value (model));
     check->stream = json_is_true (stream);
+    json_t *user = json_object_get (root, "user");
+    if (!json_is_string (user))
+        user = json_object_get (root, "user_id");
+    if (json_is_string (user))
+        snprintf (check->user, sizeof check->user, "%s", json_string_value (user));
+    //  What the request may cost, for quotas reserved before it runs: about
+    //  four bytes of text a token, plus the most it may write
+    uint64_t prompt = 0;
+    json_array_foreach (messages, i, message)
+        prompt += 4 + s_text_bytes (message) / 4;
+    json_t *max = json_object_get (root, "max_completion_tokens");
+    if (!json_is_integer (max))
+        max = json_object_get (root, "max_tokens");
+    uint64_t completion = json_is_integer (max) ? (uint64_t) json_integer_value (max) : default_max_tokens;
+    uint64_t estimate = prompt + completion;
+    check->estimate = estimate > UINT32_MAX ? UINT32_MAX : (uint32_t) estimate;
     rc = 0;
 done:
     json_decref (root);
@@ -281,9 +314,13 @@ ingress_validate_test (bool verbose)
 {
     (void) verbose;
     ingress_check_t check;
-#define OK(body) (ingress_validate (body, strlen (body), &check) == 0)
+#define OK(body) (ingress_validate (body, strlen (body), 1000, &check) == 0)
     assert (OK ("{\"model\":\"deepseek-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"));
     assert (mesh_streq (check.model, "deepseek-chat") && !check.stream);
+    assert (check.estimate == 4 + 0 + 1000);        //  "hi" is under a token
+    assert (OK ("{\"model\":\"m\",\"user\":\"u-7\",\"max_tokens\":10,\"messages\":["
+                "{\"role\":\"user\",\"content\":\"0123456789abcdefghij\"}]}"));
+    assert (mesh_streq (check.user, "u-7") && check.estimate == 4 + 5 + 10);
     //  Everything clients send is accepted and left alone
     assert (OK ("{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
                 "\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
@@ -322,7 +359,7 @@ ingress_validate_test (bool verbose)
         { "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}", 400, "", "could not parse" },
     };
     for (size_t i = 0; i < MESH_ARRAY_SIZE (bad); i++) {
-        assert (ingress_validate (bad [i].body, strlen (bad [i].body), &check) == -1);
+        assert (ingress_validate (bad [i].body, strlen (bad [i].body), 1000, &check) == -1);
         assert (check.status == bad [i].status);
         assert (mesh_streq (check.param, bad [i].param));
         assert (strstr (check.message, bad [i].fragment));

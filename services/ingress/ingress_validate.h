@@ -11,11 +11,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     //  When valid
     char model [256];
     bool stream;
+    char user [128];            //  the client's `user` (or user_id), for sticky A/B
+    uint32_t estimate;          //  tokens it may cost: prompt + max completion
     //  When not: the status and OpenAI error fields to answer with
     int status;
     char message [512];
@@ -24,7 +27,10 @@ typedef struct {
 } ingress_check_t;
 
 //  Returns 0 when body is a valid request, else -1 with the error filled.
-int  ingress_validate (const char *body, size_t len, ingress_check_t *check);
+//  default_max_tokens stands in for max_tokens in the estimate when the
+//  request does not say.
+int  ingress_validate (const char *body, size_t len, uint32_t default_max_tokens,
+                       ingress_check_t *check);
 
 void ingress_validate_test (bool verbose);
 

@@ -86,6 +86,7 @@ main (int argc, char *argv [])
     self->keepalive_interval_ms = mesh_config_int (config, "ingress.keepalive_interval_ms", 15000);
     self->request_timeout_ms = mesh_config_int (config, "ingress.request_timeout_ms", 600000);
     self->max_attempts = (uint32_t) mesh_config_int (config, "ingress.max_attempts", 2);
+    self->default_max_tokens = (uint32_t) mesh_config_int (config, "ingress.default_max_tokens", 4096);
     self->drain_ms = mesh_config_int (config, "mesh.drain_ms", 5000);
     int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
     int offset = mesh_config_instance () * stride;

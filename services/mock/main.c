@@ -6,13 +6,16 @@
 
     main only wires: it reads the "mock" section of the config, opens the
     listening sockets (so a bad config or a taken port ends the start with
-    one line and exit 1), serves the admin port on its own loop, starts one
-    worker per mock.threads and, on SIGTERM or SIGINT, has them drain and
-    exits 0.  Runs on the main thread.                                      */
+    one line and exit 1), serves the admin port (with the fault switch's
+    /mock/fault) on its own loop, starts one worker per mock.threads and, on
+    SIGTERM or SIGINT, has them drain and exits 0.  Instance i of a mesh
+    ($SEEKMESH_INSTANCE) binds every port i x mesh.port_stride higher.  Runs
+    on the main thread.                                                     */
 #include "mock.h"
 #include "mesh_admin.h"
 #include "mesh_config.h"
 #include "mesh_log.h"
+#include "mesh_service.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -53,6 +56,13 @@ s_metrics (mesh_metrics_t *registry, mock_metrics_t *m)
                                                 "Open connections.", NULL);
     m->auth_failures = mesh_metrics_counter (registry, "seekmesh_mock_auth_failures_total",
                                              "Requests refused for a missing or wrong key.", NULL);
+    const char *faults = "Failures served by the fault switch (PUT /mock/fault, "
+                         "mock.force_status): chat requests answered with its status, "
+                         "connections closed unanswered.";
+    m->faults_status = mesh_metrics_counter (registry, "seekmesh_mock_faults_total", faults,
+                                             "mode=\"status\"");
+    m->faults_close = mesh_metrics_counter (registry, "seekmesh_mock_faults_total", faults,
+                                            "mode=\"close\"");
 }
 
 //  One listening socket per thread on address.  The first bind, without
@@ -103,24 +113,39 @@ main (int argc, char *argv [])
         mesh_fatal ("%s", error);
 
     mock_settings_t settings = { 0 };
-    const char *listen = mesh_config_str (config, "mock.listen", "127.0.0.1:9100");
-    const char *tls_listen = mesh_config_str (config, "mock.tls_listen", "");
+    const char *listen_base = mesh_config_str (config, "mock.listen", "127.0.0.1:9100");
+    const char *tls_listen_base = mesh_config_str (config, "mock.tls_listen", "");
     const char *tls_cert = mesh_config_str (config, "mock.tls_cert", "");
     const char *tls_key = mesh_config_str (config, "mock.tls_key", "");
-    const char *admin_listen = mesh_config_str (config, "mock.admin_listen", "127.0.0.1:9109");
+    const char *admin_base = mesh_config_str (config, "mock.admin_listen", "127.0.0.1:9109");
     const char *key_env = mesh_config_str (config, "mock.api_key_env", "SEEKMESH_MOCK_API_KEY");
     int threads = (int) s_setting (config, "mock.threads", 1, 1, MAX_THREADS);
     settings.token_delay_ms = s_setting (config, "mock.token_delay_ms", 0, 0, 3600000);
     settings.keepalive_ms = s_setting (config, "mock.keepalive_ms", 1000, 1, 3600000);
     settings.ws_chunk_size = (size_t) s_setting (config, "mock.ws_chunk_size", 64, 1, 1 << 20);
     settings.drain_ms = s_setting (config, "mesh.drain_ms", 5000, 0, 600000);
-    settings.force_status = (int) mesh_config_int (config, "mock.force_status", 0);
-    if (settings.force_status != 0 && (settings.force_status < 400 || settings.force_status > 599))
+    int force_status = (int) mesh_config_int (config, "mock.force_status", 0);
+    if (force_status != 0 && (force_status < 400 || force_status > 599))
         mesh_config_invalid (config, "mock.force_status", "must be 0 or an error status (400-599)");
-    if (*tls_listen && (!*tls_cert || !*tls_key))
+    if (*tls_listen_base && (!*tls_cert || !*tls_key))
         mesh_config_invalid (config, "mock.tls_listen", "needs mock.tls_cert and mock.tls_key");
     if (mesh_config_failed (config))
         mesh_fatal ("%s", mesh_config_failed (config));
+    //  Replicas: instance i binds every port i x mesh.port_stride higher
+    char listen [256], tls_listen [256] = "", admin_listen [256];
+    mesh_service_address (config, "mock.listen", listen_base, listen, sizeof listen);
+    if (*tls_listen_base)
+        mesh_service_address (config, "mock.tls_listen", tls_listen_base, tls_listen,
+                              sizeof tls_listen);
+    mesh_service_address (config, "mock.admin_listen", admin_base, admin_listen,
+                          sizeof admin_listen);
+    //  mock.force_status is the fault switch, set from the start
+    settings.fault = mock_fault_new ();
+    if (force_status) {
+        mock_fault_spec_t fault = { .mode = MOCK_FAULT_STATUS, .status = force_status,
+                                    .retry_after = -1, .count = -1 };
+        mock_fault_set (settings.fault, &fault);
+    }
     const char *key = *key_env ? getenv (key_env) : NULL;
     settings.api_key = key && *key ? key : NULL;
     if (*tls_listen) {
@@ -140,6 +165,7 @@ main (int argc, char *argv [])
         s_listen (tls_listen, threads, tls_fds);
     mesh_loop_t *loop = mesh_loop_new ();
     mesh_admin_t *admin = mesh_admin_new (registry);
+    mesh_admin_route (admin, "/mock/", mock_fault_admin, settings.fault);
     char why [256];
     if (mesh_admin_listen (admin, loop, admin_listen, why, sizeof why) < 0)
         mesh_fatal ("mock.admin_listen: %s", why);
@@ -156,9 +182,10 @@ main (int argc, char *argv [])
         if (mock_worker_start (workers [i]) < 0)
             mesh_fatal ("cannot start worker thread %d", i);
     }
-    mesh_info ("listening on %s%s%s, admin on %s, %d thread(s)%s", listen,
+    mesh_info ("listening on %s%s%s, admin on %s, %d thread(s)%s%s", listen,
                *tls_listen ? ", TLS on " : "", tls_listen, admin_listen, threads,
-               settings.api_key ? ", API key required" : "");
+               settings.api_key ? ", API key required" : "",
+               force_status ? ", every chat request failed (mock.force_status)" : "");
 
     mesh_loop_run (loop);
 
@@ -171,6 +198,7 @@ main (int argc, char *argv [])
     mesh_admin_destroy (&admin);
     mesh_loop_destroy (&loop);
     mesh_metrics_destroy (&registry);
+    mock_fault_destroy (&settings.fault);
     if (settings.tls_ctx)
         SSL_CTX_free (settings.tls_ctx);
     mesh_config_destroy (&config);

@@ -2,6 +2,7 @@
 
     main.c            config, listening sockets, admin port, signals, threads
     mock_server.c     a worker thread: its reactor, accepts, connection I/O
+    mock_fault.c      the fault switch of PUT /mock/fault (admin port)
     mock_http.c       HTTP/1.1 requests: framing, routing, auth, plain replies
     mock_ws.c         the WebSocket transport (upgrade, frames)
     mock_stream.c     one chat response over time: queue, deltas, faults
@@ -10,7 +11,8 @@
 
     Each worker thread owns its loop and every connection accepted on it; a
     connection never changes thread.  Only the settings (read-only after
-    start) and the metrics (atomic) are shared between threads.             */
+    start), the metrics (atomic) and the fault switch (mock_fault: a mutex)
+    are shared between threads.                                              */
 #ifndef MOCK_H
 #define MOCK_H
 
@@ -20,6 +22,7 @@
 #include "mesh_loop.h"
 #include "mesh_metrics.h"
 #include "mesh_ws.h"
+#include "mock_fault.h"
 #include "mock_reply.h"
 
 #include <pthread.h>
@@ -42,6 +45,8 @@ typedef struct {
     mesh_metric_t *connections_ws;
     mesh_metric_t *connections_active;
     mesh_metric_t *auth_failures;
+    mesh_metric_t *faults_status;   //  chat requests answered by the fault switch
+    mesh_metric_t *faults_close;    //  connections it closed
 } mock_metrics_t;
 
 //  Read-only once the workers run.
@@ -50,7 +55,7 @@ typedef struct {
     int64_t keepalive_ms;
     int64_t drain_ms;
     size_t ws_chunk_size;
-    int force_status;
+    mock_fault_t *fault;        //  the switch itself is thread-safe
     const char *api_key;        //  NULL: no authentication
     SSL_CTX *tls_ctx;           //  NULL without tls_listen
     mock_metrics_t metrics;

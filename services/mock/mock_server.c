@@ -2,10 +2,10 @@
 
     Each worker runs its own mesh_loop with its own SO_REUSEPORT listening
     socket(s), so the kernel spreads connections over threads and nothing
-    on the request path is shared but the atomic metrics.  A worker owns
-    every connection it accepts: plain TCP or TLS, reading until MESH_AGAIN
-    (TLS can hold bytes the socket no longer signals) and writing a whole
-    response with one send where it can.
+    on the request path is shared but the atomic metrics and the fault
+    switch.  A worker owns every connection it accepts: plain TCP or TLS,
+    reading until MESH_AGAIN (TLS can hold bytes the socket no longer
+    signals) and writing a whole response with one send where it can.
 
     A connection's handlers (readiness, its stream timer) all end in
     mock_conn_settle, which writes what is pending, serves the next queued
@@ -292,6 +292,13 @@ s_on_accept (mesh_loop_t *loop, int fd, int events, void *arg)
             }
             return 0;
         }
+        //  The fault switch's mode "close": a connect-level failure
+        if (self->settings->fault && mock_fault_on_accept (self->settings->fault)) {
+            mesh_debug ("fault: connection closed as accepted");
+            mesh_metric_inc (self->settings->metrics.faults_close);
+            close (client);
+            continue;
+        }
         s_conn_new (self, client, fd == self->tls_listen_fd);
     }
     return 0;
@@ -463,6 +470,9 @@ mock_server_test (bool verbose)
     m->connections_ws = mesh_metrics_counter (registry, "c", NULL, "t=\"ws\"");
     m->connections_active = mesh_metrics_gauge (registry, "ca", NULL, NULL);
     m->auth_failures = mesh_metrics_counter (registry, "af", NULL, NULL);
+    m->faults_status = mesh_metrics_counter (registry, "f", NULL, "m=\"status\"");
+    m->faults_close = mesh_metrics_counter (registry, "f", NULL, "m=\"close\"");
+    settings.fault = mock_fault_new ();
 
     //  A worker on an ephemeral port
     int listener = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -534,10 +544,38 @@ mock_server_test (bool verbose)
     assert (mesh_metric_value (m->requests_http) == 4);
     assert (mesh_metric_value (m->connections_http) == 2);
 
+    //  The fault switch: one 503 with Retry-After, then the reply again;
+    //  mode close ends a new connection without a byte
+    mock_fault_spec_t fault = { .mode = MOCK_FAULT_STATUS, .status = 503, .retry_after = 4,
+                                .count = 1 };
+    mock_fault_set (settings.fault, &fault);
+    fd = socket (AF_INET, SOCK_STREAM, 0);
+    assert (connect (fd, (struct sockaddr *) &addr, sizeof addr) == 0);
+    n = snprintf (request, sizeof request,
+                  "POST /chat/completions HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%s",
+                  strlen (body), body);
+    assert (write (fd, request, (size_t) n) == n);
+    s_test_read_until (fd, reply, sizeof reply, "}}");
+    assert (strncmp (reply, "HTTP/1.1 503 ", 13) == 0 && strstr (reply, "\r\nRetry-After: 4\r\n"));
+    assert (write (fd, request, (size_t) n) == n);
+    s_test_read_until (fd, reply, sizeof reply, "\"usage\"");
+    assert (strncmp (reply, "HTTP/1.1 200 ", 13) == 0);
+    close (fd);
+    fault = (mock_fault_spec_t) { .mode = MOCK_FAULT_CLOSE, .retry_after = -1, .count = -1 };
+    mock_fault_set (settings.fault, &fault);
+    fd = socket (AF_INET, SOCK_STREAM, 0);
+    assert (connect (fd, (struct sockaddr *) &addr, sizeof addr) == 0);
+    assert (read (fd, reply, sizeof reply) <= 0);
+    close (fd);
+    assert (mesh_metric_value (m->faults_status) == 1);
+    assert (mesh_metric_value (m->faults_close) == 1);
+    assert (mesh_metric_value (m->connections_http) == 3);
+
     mock_worker_drain (worker);
     mock_worker_join (worker);
     assert (mesh_metric_value (m->connections_active) == 0);
     mock_worker_destroy (&worker);
     mock_worker_destroy (&worker);
+    mock_fault_destroy (&settings.fault);
     mesh_metrics_destroy (&registry);
 }

@@ -2,8 +2,9 @@
 
     Owns the response's timeline: the simulated queue (keep-alive output
     every mock.keepalive_ms), the deltas delay_ms apart on the connection's
-    timer, the faults (status, reset_after, stall), backpressure from a slow
-    reader, and the metrics of a response's life: active, completed, aborted.
+    timer, the faults (the fault switch, status, reset_after, stall),
+    backpressure from a slow reader, and the metrics of a response's life:
+    active, completed, aborted.
     The transport decides the framing: over HTTP, SSE events become chunks
     and a non-stream reply one JSON body; over WebSocket, the SSE bytes go
     to mock_ws for framing whatever the request's "stream" says.
@@ -269,8 +270,17 @@ mock_stream_start (mock_conn_t *conn, const char *body, size_t len)
     const mock_settings_t *settings = worker->settings;
     mesh_metric_inc (conn->websocket ? settings->metrics.requests_ws
                                      : settings->metrics.requests_http);
-    if (settings->force_status) {
-        s_refuse (conn, settings->force_status, NULL, -1);
+    //  The fault switch (PUT /mock/fault, mock.force_status) comes before
+    //  the body is even read, as with an upstream that is down
+    mock_fault_spec_t fault;
+    if (settings->fault && mock_fault_on_request (settings->fault, &fault)) {
+        if (fault.mode == MOCK_FAULT_CLOSE) {
+            mesh_metric_inc (settings->metrics.faults_close);
+            mock_conn_close (conn, "fault: closed without an answer");
+            return;
+        }
+        mesh_metric_inc (settings->metrics.faults_status);
+        s_refuse (conn, fault.status, NULL, fault.retry_after);
         return;
     }
     char error [160];

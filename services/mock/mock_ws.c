@@ -19,15 +19,16 @@
     as unmasked binary messages of one frame each, 1 .. mock.ws_chunk_size
     bytes, cut where a per-connection generator says (seeded by the
     connection's number on its worker, so runs repeat), so SSE events and
-    UTF-8 sequences straddle frames.  An error (status directive,
-    force_status, bad JSON) is one event,
+    UTF-8 sequences straddle frames.  An error (status directive, the
+    fault switch's status, bad JSON) is one event,
         data: {"error":{"message":...,"type":...,"param":null,"code":...},"status":N}
     then "data: [DONE]\n\n".
 
     Control.  A ping gets a pong with its payload; a close frame gets a
     close frame, then the connection ends.  A client that goes away (or
-    closes) mid-reply aborts the reply.  reset_after ends the TCP connection
-    without a close frame.  Runs on the connection's worker thread.          */
+    closes) mid-reply aborts the reply.  reset_after, and the fault switch's
+    mode "close", end the TCP connection without a close frame.  Runs on
+    the connection's worker thread.                                          */
 #include "mock.h"
 #include "mock_render.h"
 #include "mesh_log.h"

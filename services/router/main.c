@@ -6,6 +6,7 @@
 #include "mesh_log.h"
 #include "mesh_service.h"
 
+#include <signal.h>
 #include <zmq.h>
 
 static bool
@@ -24,6 +25,20 @@ static size_t
 s_inflight (void *arg)
 {
     return router_inflight (arg);
+}
+
+//  SIGHUP: the config file's models, aliases and keys again
+static int
+s_on_hangup (mesh_loop_t *loop, int signo, void *arg)
+{
+    (void) loop;
+    (void) signo;
+    char why [512];
+    if (router_reload (arg, why, sizeof why) < 0)
+        mesh_error ("reload refused, keeping the registry: %s", why);
+    else
+        mesh_info ("reloaded the config file");
+    return 0;
 }
 
 int
@@ -46,9 +61,11 @@ main (int argc, char *argv [])
     if (!router)
         mesh_fatal ("%s", why);
     mesh_service_drain (loop, drain_ms, s_drain, s_inflight, router);
+    mesh_loop_signal (loop, SIGHUP, s_on_hangup, router);
 
     mesh_admin_t *admin = mesh_admin_new (metrics);
     mesh_admin_set_ready (admin, s_ready, router);
+    router_routes (router, admin);
     if (mesh_admin_listen (admin, loop, admin_address, why, sizeof why) < 0)
         mesh_fatal ("router.admin_listen: %s", why);
     mesh_info ("admin on %s", admin_address);

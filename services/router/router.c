@@ -1,24 +1,38 @@
-/*  router: request admission and dispatch.
+/*  router: admission, quotas and dispatch, with retries and fallback.
 
     Its whole conversation:
 
     from        message     handler             does
     ---------   ---------   -----------------   ------------------------------
-    ingress     REQUEST     s_on_request        auth, model, pick, DISPATCH
+    ingress     REQUEST     s_on_request        auth, model, variant, quota
+    (Redis)     -           s_on_decision       refuse, or route: breaker,
+                                                endpoint, connector, DISPATCH
     ingress     CANCEL      s_on_cancel         CANCEL to the holding connector
-    connector   READY       s_on_beat           register, credit
+    connector   READY       s_on_beat           register, credit, REGISTRY
     connector   HEARTBEAT   s_on_beat           liveness, credit
-    connector   DONE        s_on_done           release the request
-    timer       -           s_on_heartbeat      HEARTBEAT to connectors; expire
+    connector   FAIL        s_on_fail           retry elsewhere, fall back,
+                                                or ERROR to the ingress
+    connector   DONE        s_on_done           settle the quota, release
+    timer       -           s_on_heartbeat      HEARTBEAT to connectors;
+                                                expire; renew leases
     monitor     -           s_on_monitor        a connector's connection closed
     (lost)      -           s_on_connector_lost LOST to the ingress of each
                                                 request the connector held
+    (registry)  -           s_on_registry       REGISTRY to every connector
+
+    A request lives here from REQUEST to DONE (or to its refusal, FAIL
+    without a retry, or the loss of its connector).  It keeps the frame it
+    came in, so a retry or a fallback can send the body again, and a
+    reference to the registry generation it was admitted under.
 
     Replies to an ingress (ERROR, REPLY, LOST) go through the outbox to the
     reply endpoint named in the request.  Reactor thread only.               */
 #include "router.h"
 #include "router_connectors.h"
 #include "router_keys.h"
+#include "router_policy.h"
+#include "router_quota.h"
+#include "router_registry.h"
 
 #include "mesh_log.h"
 #include "mesh_map.h"
@@ -37,36 +51,48 @@
 #include <unistd.h>
 #include <zmq.h>
 
+//  Metrics of one (key, model) pair
+typedef struct {
+    char *name;
+    char labels [420];
+    mesh_metric_t *admitted;
+    mesh_metric_t *inflight;
+    mesh_metric_t *queued;
+} series_t;
+
+typedef struct request_t request_t;
+
 struct router_t {
     mesh_config_t *config;
     mesh_loop_t *loop;
+    mesh_metrics_t *metrics;
     void *ctx;
     char name [64];
 
     void *ingress;              //  PULL: REQUEST, CANCEL
-    void *connectors_socket;    //  ROUTER: READY, HEARTBEAT, DONE
+    void *connectors_socket;    //  ROUTER: READY, HEARTBEAT, FAIL, DONE
     void *monitor;              //  PAIR: the ROUTER socket's disconnects
     mesh_outbox_t *outbox;      //  PUSH to ingress reply endpoints
 
-    mesh_models_t *models;
-    router_keys_t *keys;
+    router_registry_t *registry;
+    router_policy_t *policy;
+    router_quota_t *quota;
     router_connectors_t *connectors;
-    mesh_map_t *requests;       //  id -> router_request_t
+    mesh_map_t *requests;       //  id -> request_t
+    mesh_map_t *series;         //  "key\x1fmodel" -> series_t
     bool draining;
+    bool stopping;              //  in router_destroy
 
     int64_t heartbeat_ms;
     int64_t liveness;
+    int64_t renewed_ms;         //  when leases were last renewed
     mesh_timer_t heartbeat_timer;
 
     struct {
-        mesh_metric_t *admitted;
-        mesh_metric_t *refused_auth;
-        mesh_metric_t *refused_model;
-        mesh_metric_t *refused_forbidden;
-        mesh_metric_t *refused_capacity;
         mesh_metric_t *models_listed;
         mesh_metric_t *done;
         mesh_metric_t *cancelled;
+        mesh_metric_t *fallbacks;
         mesh_metric_t *lost_requests;
         mesh_metric_t *connectors_lost;
         mesh_metric_t *connectors;
@@ -74,6 +100,29 @@ struct router_t {
         mesh_metric_t *bad_messages;
         mesh_metric_t *dispatch_seconds;
     } metric;
+};
+
+struct request_t {
+    router_request_t base;      //  first: what the connector table holds
+    router_t *router;
+    router_gen_t *gen;          //  the registry it was admitted under
+    zmq_msg_t frame;            //  the REQUEST as it came: body owner
+    mesh_bytes_t body;
+    char requested [256];       //  the model name the client gave
+    char tenant [128];
+    char sticky [128];          //  user, or request id: picks variants
+    char avoid [128];           //  a connector not to use
+    bool stream;
+    int endpoint;               //  being tried
+    int avoid_endpoint;         //  the one that just failed, or -1
+    uint32_t tries;             //  on the current model
+    bool fell_back;
+    bool in_retry;              //  counted in the retry budget
+    bool pending;               //  waiting for the quota's decision
+    bool admitted;
+    router_hold_t hold;
+    char limits [128];
+    series_t *series;
 };
 
 //  Replies to the ingress ---------------------------------------------------
@@ -86,30 +135,331 @@ s_send_ingress (router_t *self, const char *reply_to, const mesh_msg_t *msg)
                    zmq_strerror (errno), msg->id);
 }
 
+//  What an ERROR needs to know about where it goes
+typedef struct {
+    const char *id;
+    uint32_t attempt;
+    uint64_t token;
+    const char *reply_to;
+    const char *model;          //  the model that answered, or ""
+    const char *limits;
+} target_t;
+
 static void
-s_refuse (router_t *self, const mesh_msg_t *request, int status, const char *type,
-          const char *code, const char *param, int retry_after_ms, const char *fmt, ...)
+s_error (router_t *self, const target_t *to, int status, const char *type, const char *code,
+         const char *param, int retry_after_ms, const char *fmt, ...)
     __attribute__ ((format (printf, 8, 9)));
 
 static void
-s_refuse (router_t *self, const mesh_msg_t *request, int status, const char *type,
-          const char *code, const char *param, int retry_after_ms, const char *fmt, ...)
+s_error (router_t *self, const target_t *to, int status, const char *type, const char *code,
+         const char *param, int retry_after_ms, const char *fmt, ...)
 {
     mesh_msg_t msg;
-    mesh_msg_init (&msg, MESH_MSG_ERROR, request->id);
-    msg.attempt = request->attempt;
-    msg.token = request->token;
+    mesh_msg_init (&msg, MESH_MSG_ERROR, to->id);
+    msg.attempt = to->attempt;
+    msg.token = to->token;
     msg.status = (uint32_t) status;
     snprintf (msg.err_type, sizeof msg.err_type, "%s", type);
     snprintf (msg.err_code, sizeof msg.err_code, "%s", code);
     snprintf (msg.param, sizeof msg.param, "%s", param ? param : "");
-    msg.retry_after_ms = (uint32_t) retry_after_ms;
-    msg.flags = retry_after_ms ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
+    snprintf (msg.model, sizeof msg.model, "%s", to->model ? to->model : "");
+    snprintf (msg.limits, sizeof msg.limits, "%s", to->limits ? to->limits : "");
+    if (retry_after_ms > 60000)
+        retry_after_ms = 60000;
+    msg.retry_after_ms = (uint32_t) (retry_after_ms > 0 ? retry_after_ms : 0);
+    msg.flags = retry_after_ms > 0 ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
     va_list args;
     va_start (args, fmt);
     vsnprintf (msg.message, sizeof msg.message, fmt, args);
     va_end (args);
-    s_send_ingress (self, request->reply_to, &msg);
+    s_send_ingress (self, to->reply_to, &msg);
+}
+
+static target_t
+s_target_of_msg (const mesh_msg_t *msg)
+{
+    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "" };
+}
+
+static target_t
+s_target_of (request_t *request)
+{
+    return (target_t) { request->base.id, request->base.attempt, request->base.token,
+                        request->base.reply_to, request->base.model ? request->base.model->name : "",
+                        request->limits };
+}
+
+//  Metrics ------------------------------------------------------------------
+
+//  Label values come from the registry (names checked by the admin API),
+//  never from a client; quotes and backslashes are dropped all the same
+static void
+s_label (char *out, size_t size, const char *value)
+{
+    size_t len = 0;
+    for (const char *p = value; *p && len + 1 < size; p++)
+        if (*p != '"' && *p != '\\' && *p != '\n')
+            out [len++] = *p;
+    out [len] = 0;
+}
+
+static series_t *
+s_series (router_t *self, const char *key_id, const char *model)
+{
+    char name [400];
+    snprintf (name, sizeof name, "%s\x1f%s", key_id, model);
+    series_t *series = mesh_map_get (self->series, name);
+    if (series)
+        return series;
+    series = calloc (1, sizeof *series);
+    assert (series);
+    series->name = strdup (name);
+    char key_label [130], model_label [260];
+    s_label (key_label, sizeof key_label, key_id);
+    s_label (model_label, sizeof model_label, model);
+    snprintf (series->labels, sizeof series->labels, "key=\"%s\",model=\"%s\"", key_label, model_label);
+    series->admitted = mesh_metrics_counter (self->metrics, "seekmesh_router_admitted_total",
+        "Requests admitted (past auth and quotas), by key and model.", series->labels);
+    series->inflight = mesh_metrics_gauge (self->metrics, "seekmesh_router_requests_inflight",
+        "Requests admitted and not yet finished, by key and model.", series->labels);
+    series->queued = mesh_metrics_gauge (self->metrics, "seekmesh_router_quota_queued",
+        "Requests waiting for the quota decision (a Redis round trip), by key and model.",
+        series->labels);
+    mesh_map_put (self->series, series->name, series);
+    return series;
+}
+
+//  reason: auth, unknown_model, forbidden, rate_limit, concurrency, budget,
+//  budget_unverifiable, circuit_open, no_endpoint, no_capacity, upstream,
+//  draining
+static void
+s_count_refusal (router_t *self, series_t *series, const char *reason)
+{
+    char labels [520];
+    snprintf (labels, sizeof labels, "%s,reason=\"%s\"",
+              series ? series->labels : "key=\"\",model=\"\"", reason);
+    mesh_metric_inc (mesh_metrics_counter (self->metrics, "seekmesh_router_refused_total",
+                     "Requests refused or failed by the router, by key, model and reason.", labels));
+}
+
+static void
+s_count_upstream_failure (router_t *self, const mesh_model_t *model, uint32_t endpoint,
+                          const char *code)
+{
+    char labels [900], model_label [260], url [500], code_label [64];
+    s_label (model_label, sizeof model_label, model->name);
+    s_label (url, sizeof url, endpoint < model->endpoint_count ? model->endpoints [endpoint].text : "");
+    s_label (code_label, sizeof code_label, code);
+    snprintf (labels, sizeof labels, "model=\"%s\",endpoint=\"%s\",kind=\"%s\"", model_label, url,
+              code_label);
+    mesh_metric_inc (mesh_metrics_counter (self->metrics, "seekmesh_router_upstream_failures_total",
+                     "Upstream calls that failed before the first byte, by model, endpoint and kind.",
+                     labels));
+}
+
+//  Requests -----------------------------------------------------------------
+
+//  The request is finished here: settles its quota with the tokens it used
+//  and forgets it
+static void
+s_request_end (request_t *request, uint64_t tokens)
+{
+    router_t *self = request->router;
+    assert (!request->pending);
+    router_quota_settle (self->quota, &request->hold, request->base.id, tokens);
+    if (request->in_retry)
+        router_policy_retry_end (self->policy);
+    if (request->base.connector)
+        router_request_detach (&request->base);
+    if (request->admitted)
+        mesh_metric_add (request->series->inflight, -1);
+    if (mesh_map_get (self->requests, request->base.id) == request)
+        mesh_map_remove (self->requests, request->base.id);
+    router_gen_unref (&request->gen);
+    zmq_msg_close (&request->frame);
+    free (request);
+    mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
+}
+
+static void
+s_refuse_request (request_t *request, const char *reason, int status, const char *type,
+                  const char *code, int retry_after_ms, const char *message)
+{
+    router_t *self = request->router;
+    s_count_refusal (self, request->series, reason);
+    target_t to = s_target_of (request);
+    s_error (self, &to, status, type, code, NULL, retry_after_ms, "%s", message);
+    s_request_end (request, 0);
+}
+
+static void s_route (request_t *request);
+
+static void
+s_on_decision (void *arg, const router_decision_t *decision)
+{
+    request_t *request = arg;
+    router_t *self = request->router;
+    request->pending = false;
+    mesh_metric_add (request->series->queued, -1);
+    if (self->stopping)
+        return;                 //  router_destroy frees it
+    if (request->base.cancelled) {
+        s_request_end (request, 0);
+        return;
+    }
+    if (*decision->limits && !request->fell_back)
+        snprintf (request->limits, sizeof request->limits, "%s", decision->limits);
+    if (!decision->allowed) {
+        const char *reason = mesh_streq (decision->code, "rate_limit_exceeded") ? "rate_limit"
+                           : mesh_streq (decision->code, "concurrency_limit_exceeded") ? "concurrency"
+                           : mesh_streq (decision->code, "budget_exhausted") ? "budget"
+                           : "budget_unverifiable";
+        mesh_debug ("quota refused: %s key=%s model=%s req=%s", decision->code,
+                    request->hold.key_id, request->hold.model, request->base.id);
+        s_refuse_request (request, reason, decision->status, decision->type, decision->code,
+                          decision->retry_after_ms, decision->message);
+        return;
+    }
+    if (!request->admitted) {
+        request->admitted = true;
+        mesh_metric_inc (request->series->admitted);
+        mesh_metric_add (request->series->inflight, 1);
+    }
+    s_route (request);
+}
+
+//  Asks the quota for the request's current model
+static void
+s_reserve (request_t *request)
+{
+    router_t *self = request->router;
+    request->pending = true;
+    mesh_metric_add (request->series->queued, 1);
+    router_quota_reserve (self->quota, &request->hold, request->base.id, s_on_decision, request);
+}
+
+//  The primary model cannot serve: try its fallback, once.  The key's
+//  request was counted already; the fallback's concurrency is its own.
+static bool
+s_fall_back (request_t *request, const char *why)
+{
+    router_t *self = request->router;
+    const mesh_model_t *primary = request->base.model;
+    if (request->fell_back || !primary->fallback)
+        return false;
+    mesh_model_t *fallback = mesh_models_find (request->gen->models, primary->fallback);
+    if (!fallback)
+        return false;
+    fallback = router_policy_variant (self->policy, request->gen->models, fallback, request->sticky);
+    if (!fallback || fallback->endpoint_count == 0)
+        return false;
+    mesh_info ("falling back from %s to %s (%s) req=%s", primary->name, fallback->name, why,
+               request->base.id);
+    char labels [600], from [260], to [260];
+    s_label (from, sizeof from, primary->name);
+    s_label (to, sizeof to, fallback->name);
+    snprintf (labels, sizeof labels, "model=\"%s\",fallback=\"%s\"", from, to);
+    mesh_metric_inc (mesh_metrics_counter (self->metrics, "seekmesh_router_fallbacks_total",
+                     "Requests served by a model's fallback, by model and fallback.", labels));
+    router_quota_settle (self->quota, &request->hold, request->base.id, 0);
+    request->hold.rpm = 0;
+    request->hold.concurrency = fallback->max_concurrency;
+    snprintf (request->hold.model, sizeof request->hold.model, "%s", fallback->name);
+    request->base.model = fallback;
+    request->fell_back = true;
+    request->tries = 0;
+    request->avoid_endpoint = -1;
+    s_reserve (request);
+    return true;
+}
+
+static void s_on_connector_lost (void *arg, router_connector_t *connector);
+
+//  Breaker, endpoint, connector, DISPATCH; or the fallback; or an error
+static void
+s_route (request_t *request)
+{
+    router_t *self = request->router;
+    const mesh_model_t *model = request->base.model;
+    int64_t now = mesh_loop_now_ms (self->loop);
+    int endpoint = -1;
+    const char *why = NULL;
+    if (!router_policy_admit (self->policy, model, now))
+        why = "circuit_open";
+    else
+    if ((endpoint = router_policy_endpoint (self->policy, model, request->avoid_endpoint, now)) < 0)
+        why = "no_endpoint";
+    if (why) {
+        if (s_fall_back (request, why))
+            return;
+        char message [400];
+        snprintf (message, sizeof message, mesh_streq (why, "circuit_open")
+                  ? "The model %.200s is failing upstream and is paused; retry shortly."
+                  : "Every upstream endpoint of %.200s is failing; retry shortly.", model->name);
+        s_refuse_request (request, why, 503, "server_error",
+                          mesh_streq (why, "circuit_open") ? "model_unavailable" : "no_healthy_upstream",
+                          1000, message);
+        return;
+    }
+    request->endpoint = endpoint;
+    request->tries++;
+
+    mesh_msg_t dispatch;
+    mesh_msg_init (&dispatch, MESH_MSG_DISPATCH, request->base.id);
+    dispatch.attempt = request->base.attempt;
+    dispatch.token = request->base.token;
+    memcpy (dispatch.reply_to, request->base.reply_to, sizeof dispatch.reply_to);
+    snprintf (dispatch.model, sizeof dispatch.model, "%s", model->name);
+    memcpy (dispatch.requested, request->requested, sizeof dispatch.requested);
+    dispatch.stream = request->stream;
+    dispatch.body = request->body;
+    memcpy (dispatch.tenant, request->tenant, sizeof dispatch.tenant);
+    dispatch.endpoint = (uint32_t) endpoint;
+    memcpy (dispatch.limits, request->limits, sizeof dispatch.limits);
+
+    //  A connector that vanished without our noticing yet refuses the send
+    //  (ROUTER_MANDATORY): forget it and try the next
+    router_connector_t *connector;
+    while ((connector = router_connectors_pick (self->connectors, request->avoid))) {
+        if (mesh_msg_send (self->connectors_socket, &dispatch, connector->identity,
+                           connector->identity_size, ZMQ_DONTWAIT) == 0)
+            break;
+        mesh_warn ("dispatch to %s failed: %s req=%s", connector->identity,
+                   zmq_strerror (errno), request->base.id);
+        router_connectors_remove (self->connectors, connector, s_on_connector_lost, self);
+    }
+    if (!connector) {
+        s_refuse_request (request, "no_capacity", 503, "server_error", "no_capacity", 1000,
+                          "No upstream connector is available; retry shortly.");
+        return;
+    }
+    router_request_attach (&request->base, connector);
+    mesh_metric_observe (self->metric.dispatch_seconds,
+                         (double) (mesh_mono_us () - request->base.dispatched_us) / 1e6);
+    mesh_debug ("dispatched to %s model=%s endpoint=%d try=%u attempt=%u req=%s",
+                connector->identity, model->name, endpoint, request->tries,
+                request->base.attempt, request->base.id);
+}
+
+//  The connector is gone: tell each request's ingress, which retries what
+//  its client has not seen yet and fails the rest.
+static void
+s_on_connector_lost (void *arg, router_connector_t *connector)
+{
+    router_t *self = arg;
+    mesh_metric_inc (self->metric.connectors_lost);
+    while (connector->requests) {
+        request_t *request = (request_t *) connector->requests;
+        mesh_msg_t msg;
+        mesh_msg_init (&msg, MESH_MSG_LOST, request->base.id);
+        msg.attempt = request->base.attempt;
+        msg.token = request->base.token;
+        snprintf (msg.sender, sizeof msg.sender, "%.*s", (int) connector->identity_size,
+                  connector->identity);
+        s_send_ingress (self, request->base.reply_to, &msg);
+        mesh_metric_inc (self->metric.lost_requests);
+        s_request_end (request, 0);
+    }
 }
 
 static json_t *
@@ -122,28 +472,29 @@ s_model_object (const char *id)
 //  GET /v1/models: the models and aliases this key may use;
 //  GET /v1/models/{id}: one of them (the ingress puts the id in `model`)
 static void
-s_reply_models (router_t *self, const mesh_msg_t *request, const router_key_t *key)
+s_reply_models (router_t *self, router_gen_t *gen, const mesh_msg_t *request, const router_key_t *key)
 {
     json_t *reply;
     if (*request->model) {
-        mesh_model_t *model = mesh_models_find (self->models, request->model);
+        mesh_model_t *model = mesh_models_find (gen->models, request->model);
         if (!model || !router_key_allows (key, model)) {
-            s_refuse (self, request, 404, "invalid_request_error", "model_not_found", "model", 0,
-                      "The model `%s` does not exist or you do not have access to it.", request->model);
+            target_t to = s_target_of_msg (request);
+            s_error (self, &to, 404, "invalid_request_error", "model_not_found", "model", 0,
+                     "The model `%s` does not exist or you do not have access to it.", request->model);
             return;
         }
         reply = s_model_object (request->model);
     }
     else {
         json_t *data = json_array ();
-        for (size_t i = 0; i < mesh_models_count (self->models); i++) {
-            mesh_model_t *model = mesh_models_at (self->models, i);
+        for (size_t i = 0; i < mesh_models_count (gen->models); i++) {
+            mesh_model_t *model = mesh_models_at (gen->models, i);
             if (router_key_allows (key, model))
                 json_array_append_new (data, s_model_object (model->name));
         }
-        for (size_t i = 0; i < mesh_models_alias_count (self->models); i++) {
+        for (size_t i = 0; i < mesh_models_alias_count (gen->models); i++) {
             const char *alias;
-            mesh_model_t *model = mesh_models_alias_at (self->models, i, &alias);
+            mesh_model_t *model = mesh_models_alias_at (gen->models, i, &alias);
             if (router_key_allows (key, model))
                 json_array_append_new (data, s_model_object (alias));
         }
@@ -162,138 +513,133 @@ s_reply_models (router_t *self, const mesh_msg_t *request, const router_key_t *k
     mesh_metric_inc (self->metric.models_listed);
 }
 
-//  Requests -----------------------------------------------------------------
-
 static void
-s_request_free (router_t *self, router_request_t *request)
+s_on_request (router_t *self, mesh_inbox_t *inbox)
 {
-    mesh_map_remove (self->requests, request->id);
-    router_request_detach (request);
-    free (request);
-    mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
-}
-
-//  The connector is gone: tell each request's ingress, which retries what
-//  its client has not seen yet and fails the rest.
-static void
-s_on_connector_lost (void *arg, router_connector_t *connector)
-{
-    router_t *self = arg;
-    mesh_metric_inc (self->metric.connectors_lost);
-    while (connector->requests) {
-        router_request_t *request = connector->requests;
-        mesh_msg_t msg;
-        mesh_msg_init (&msg, MESH_MSG_LOST, request->id);
-        msg.attempt = request->attempt;
-        msg.token = request->token;
-        snprintf (msg.sender, sizeof msg.sender, "%.*s", (int) connector->identity_size,
-                  connector->identity);
-        s_send_ingress (self, request->reply_to, &msg);
-        mesh_metric_inc (self->metric.lost_requests);
-        s_request_free (self, request);
-    }
-}
-
-static void
-s_on_request (router_t *self, const mesh_msg_t *msg)
-{
+    const mesh_msg_t *msg = &inbox->msg;
+    target_t to = s_target_of_msg (msg);
     if (self->draining) {
-        s_refuse (self, msg, 503, "server_error", "draining", NULL, 1000,
-                  "This router is shutting down; retry shortly.");
+        s_count_refusal (self, NULL, "draining");
+        s_error (self, &to, 503, "server_error", "draining", NULL, 1000,
+                 "This router is shutting down; retry shortly.");
         return;
     }
-    const router_key_t *key = router_keys_find (self->keys, msg->key_hash.data, msg->key_hash.size);
+    router_gen_t *gen = router_registry_current (self->registry);
+    const router_key_t *key = router_keys_find (gen->keys, msg->key_hash.data, msg->key_hash.size);
     if (!key) {
-        mesh_metric_inc (self->metric.refused_auth);
-        s_refuse (self, msg, 401, "authentication_error", "invalid_api_key", NULL, 0,
-                  "Incorrect API key provided.");
+        s_count_refusal (self, NULL, "auth");
+        s_error (self, &to, 401, "authentication_error", "invalid_api_key", NULL, 0,
+                 "Incorrect API key provided.");
         return;
     }
     if (msg->kind == MESH_KIND_MODELS) {
-        s_reply_models (self, msg, key);
+        s_reply_models (self, gen, msg, key);
         return;
     }
-    mesh_model_t *model = mesh_models_find (self->models, msg->model);
+    mesh_model_t *model = mesh_models_find (gen->models, msg->model);
     if (!model) {
-        mesh_metric_inc (self->metric.refused_model);
-        s_refuse (self, msg, 404, "invalid_request_error", "model_not_found", "model", 0,
-                  "The model `%s` does not exist or you do not have access to it.", msg->model);
+        s_count_refusal (self, NULL, "unknown_model");
+        s_error (self, &to, 404, "invalid_request_error", "model_not_found", "model", 0,
+                 "The model `%s` does not exist or you do not have access to it.", msg->model);
         return;
     }
     if (!router_key_allows (key, model)) {
-        mesh_metric_inc (self->metric.refused_forbidden);
-        s_refuse (self, msg, 403, "permission_error", "model_not_allowed", "model", 0,
-                  "This API key is not allowed to use the model `%s`.", msg->model);
+        s_count_refusal (self, s_series (self, key->id, model->name), "forbidden");
+        s_error (self, &to, 403, "permission_error", "model_not_allowed", "model", 0,
+                 "This API key is not allowed to use the model `%s`.", msg->model);
         return;
     }
     //  The response cache is asked here, once seekmesh-cache exists.
 
-    router_request_t *request = mesh_map_get (self->requests, msg->id);
-    if (request)                //  a retry of a request we still track
-        s_request_free (self, request);
+    request_t *request = mesh_map_get (self->requests, msg->id);
+    if (request) {
+        //  A retry of a request we still track (its ingress lost track of it)
+        if (request->pending) {
+            request->base.cancelled = true;
+            mesh_map_remove (self->requests, msg->id);      //  ends at its decision
+        }
+        else
+            s_request_end (request, 0);
+    }
     request = calloc (1, sizeof *request);
     assert (request);
-    memcpy (request->id, msg->id, sizeof request->id);
-    request->attempt = msg->attempt;
-    request->token = msg->token;
-    snprintf (request->reply_to, sizeof request->reply_to, "%s", msg->reply_to);
-    request->model = model;
-    request->dispatched_us = mesh_loop_now_us (self->loop);
+    request->router = self;
+    memcpy (request->base.id, msg->id, sizeof request->base.id);
+    request->base.attempt = msg->attempt;
+    request->base.token = msg->token;
+    snprintf (request->base.reply_to, sizeof request->base.reply_to, "%s", msg->reply_to);
+    request->base.dispatched_us = mesh_loop_now_us (self->loop);
+    request->gen = router_gen_ref (gen);
+    memcpy (request->requested, msg->model, sizeof request->requested);
+    snprintf (request->tenant, sizeof request->tenant, "%s", key->tenant);
+    snprintf (request->sticky, sizeof request->sticky, "%s", *msg->user ? msg->user : msg->id);
+    memcpy (request->avoid, msg->avoid, sizeof request->avoid);
+    request->stream = msg->stream;
+    request->avoid_endpoint = -1;
+    //  The frame holds the body: keep it for retries and fallbacks
+    size_t offset = (size_t) (msg->body.data - (const char *) zmq_msg_data (&inbox->frame));
+    zmq_msg_init (&request->frame);
+    zmq_msg_move (&request->frame, &inbox->frame);
+    request->body = (mesh_bytes_t) { (const char *) zmq_msg_data (&request->frame) + offset,
+                                     msg->body.size };
 
-    mesh_msg_t dispatch;
-    mesh_msg_init (&dispatch, MESH_MSG_DISPATCH, msg->id);
-    dispatch.attempt = msg->attempt;
-    dispatch.token = msg->token;
-    memcpy (dispatch.reply_to, msg->reply_to, sizeof dispatch.reply_to);
-    snprintf (dispatch.model, sizeof dispatch.model, "%s", model->name);
-    memcpy (dispatch.requested, msg->model, sizeof dispatch.requested);
-    dispatch.stream = msg->stream;
-    dispatch.body = msg->body;
-    snprintf (dispatch.tenant, sizeof dispatch.tenant, "%s", key->tenant);
-
-    //  A connector that vanished without our noticing yet refuses the send
-    //  (ROUTER_MANDATORY): forget it and try the next
-    router_connector_t *connector;
-    while ((connector = router_connectors_pick (self->connectors, msg->avoid))) {
-        if (mesh_msg_send (self->connectors_socket, &dispatch, connector->identity,
-                           connector->identity_size, ZMQ_DONTWAIT) == 0)
-            break;
-        mesh_warn ("dispatch to %s failed: %s req=%s", connector->identity,
-                   zmq_strerror (errno), msg->id);
-        router_connectors_remove (self->connectors, connector, s_on_connector_lost, self);
-    }
-    if (!connector) {
-        free (request);
-        mesh_metric_inc (self->metric.refused_capacity);
-        s_refuse (self, msg, 503, "server_error", "no_capacity", NULL, 1000,
-                  "No upstream connector is available; retry shortly.");
-        return;
-    }
-    router_request_attach (request, connector);
-    mesh_map_put (self->requests, request->id, request);
-    mesh_metric_inc (self->metric.admitted);
+    model = router_policy_variant (self->policy, gen->models, model, request->sticky);
+    request->base.model = model;
+    router_hold_t *hold = &request->hold;
+    snprintf (hold->key_id, sizeof hold->key_id, "%s", *key->id ? key->id : key->tenant);
+    snprintf (hold->model, sizeof hold->model, "%s", model->name);
+    hold->rpm = key->rpm;
+    hold->tpm = key->tpm;
+    hold->budget = key->budget;
+    hold->budget_period_s = key->budget_period_s;
+    hold->concurrency = model->max_concurrency;
+    hold->estimate = msg->estimate;
+    request->series = s_series (self, key->id, model->name);
+    mesh_map_put (self->requests, request->base.id, request);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
-    mesh_metric_observe (self->metric.dispatch_seconds,
-                         (double) (mesh_mono_us () - request->dispatched_us) / 1e6);
-    mesh_debug ("dispatched to %s model=%s attempt=%u req=%s", connector->identity,
-                model->name, msg->attempt, msg->id);
+    s_reserve (request);
 }
 
 static void
 s_on_cancel (router_t *self, const mesh_msg_t *msg)
 {
-    router_request_t *request = mesh_map_get (self->requests, msg->id);
-    if (!request || request->attempt != msg->attempt || !request->connector)
+    request_t *request = mesh_map_get (self->requests, msg->id);
+    if (!request || request->base.attempt != msg->attempt)
         return;                 //  done already, or another router's
-    request->cancelled = true;
+    request->base.cancelled = true;
+    mesh_metric_inc (self->metric.cancelled);
+    if (!request->base.connector)
+        return;                 //  waiting for its quota: ends at the decision
     mesh_msg_t cancel;
     mesh_msg_init (&cancel, MESH_MSG_CANCEL, msg->id);
     cancel.attempt = msg->attempt;
     memcpy (cancel.outcome, msg->outcome, sizeof cancel.outcome);
-    if (mesh_msg_send (self->connectors_socket, &cancel, request->connector->identity,
-                       request->connector->identity_size, ZMQ_DONTWAIT) < 0)
+    if (mesh_msg_send (self->connectors_socket, &cancel, request->base.connector->identity,
+                       request->base.connector->identity_size, ZMQ_DONTWAIT) < 0)
         mesh_warn ("cannot forward CANCEL: %s req=%s", zmq_strerror (errno), msg->id);
-    mesh_metric_inc (self->metric.cancelled);
+}
+
+static void
+s_send_registry (router_t *self, router_connector_t *connector)
+{
+    router_gen_t *gen = router_registry_current (self->registry);
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_REGISTRY, NULL);
+    snprintf (msg.sender, sizeof msg.sender, "%s", self->name);
+    msg.version = gen->version;
+    msg.data = (mesh_bytes_t) { gen->connector_json, gen->connector_json_len };
+    if (mesh_msg_send (self->connectors_socket, &msg, connector->identity, connector->identity_size,
+                       ZMQ_DONTWAIT) < 0)
+        mesh_warn ("cannot send the registry to %s: %s", connector->identity, zmq_strerror (errno));
+}
+
+static void
+s_on_registry (void *arg, router_gen_t *gen)
+{
+    router_t *self = arg;
+    (void) gen;
+    for (size_t i = 0; i < router_connectors_count (self->connectors); i++)
+        s_send_registry (self, router_connectors_at (self->connectors, i));
 }
 
 static void
@@ -307,12 +653,14 @@ s_on_beat (router_t *self, const mesh_inbox_t *inbox)
         connector->fd = inbox->source_fd;
     if (connector && !known) {
         mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
-        //  Answer at once so a new connector knows this router is alive
+        //  Answer at once so a new connector knows this router is alive,
+        //  and give it the registry
         mesh_msg_t beat;
         mesh_msg_init (&beat, MESH_MSG_HEARTBEAT, NULL);
         snprintf (beat.sender, sizeof beat.sender, "%s", self->name);
         mesh_msg_send (self->connectors_socket, &beat, connector->identity,
                        connector->identity_size, ZMQ_DONTWAIT);
+        s_send_registry (self, connector);
     }
 }
 
@@ -339,20 +687,96 @@ s_on_monitor (mesh_loop_t *loop, void *socket, void *arg)
     return 0;
 }
 
+//  The request this connector message is about, if it is the attempt the
+//  connector holds (older attempts and other routers' requests: NULL)
+static request_t *
+s_held_request (router_t *self, const mesh_inbox_t *inbox)
+{
+    const mesh_msg_t *msg = &inbox->msg;
+    request_t *request = mesh_map_get (self->requests, msg->id);
+    if (!request || request->base.attempt != msg->attempt || !request->base.connector
+    ||  request->base.connector->identity_size != inbox->identity_size
+    ||  memcmp (request->base.connector->identity, inbox->identity, inbox->identity_size) != 0)
+        return NULL;
+    return request;
+}
+
+//  The upstream call failed before any byte reached the client
+static void
+s_on_fail (router_t *self, const mesh_inbox_t *inbox)
+{
+    const mesh_msg_t *msg = &inbox->msg;
+    request_t *request = s_held_request (self, inbox);
+    if (!request)
+        return;
+    const mesh_model_t *model = request->base.model;
+    router_request_detach (&request->base);
+    if (request->in_retry) {
+        router_policy_retry_end (self->policy);
+        request->in_retry = false;
+    }
+    int64_t now = mesh_loop_now_ms (self->loop);
+    router_policy_failure (self->policy, model, msg->endpoint, msg->flags & MESH_FAIL_ENDPOINT, now);
+    s_count_upstream_failure (self, model, msg->endpoint, msg->err_code);
+    mesh_debug ("failed: %u %s model=%s endpoint=%u try=%u req=%s", msg->status, msg->err_code,
+                model->name, msg->endpoint, request->tries, msg->id);
+    if (request->base.cancelled) {
+        s_request_end (request, 0);
+        return;
+    }
+    //  A connector that cannot take it: another connector may
+    if (mesh_streq (msg->err_code, "connector_full") || mesh_streq (msg->err_code, "draining")
+    ||  mesh_streq (msg->err_code, "model_not_configured"))
+        snprintf (request->avoid, sizeof request->avoid, "%.*s", (int) inbox->identity_size,
+                  inbox->identity);
+    if ((msg->flags & MESH_FAIL_RETRYABLE) && request->tries < router_policy_max_tries (self->policy)
+    &&  router_policy_retry_allowed (self->policy, mesh_map_size (self->requests))) {
+        router_policy_retry_begin (self->policy);
+        request->in_retry = true;
+        request->avoid_endpoint = (int) msg->endpoint;
+        s_route (request);
+        return;
+    }
+    if ((msg->status == 429 || msg->status >= 500) && s_fall_back (request, msg->err_code))
+        return;
+    s_count_refusal (self, request->series, "upstream");
+    mesh_msg_t error;
+    mesh_msg_init (&error, MESH_MSG_ERROR, msg->id);
+    error.attempt = request->base.attempt;
+    error.token = request->base.token;
+    error.status = msg->status;
+    memcpy (error.err_type, msg->err_type, sizeof error.err_type);
+    memcpy (error.err_code, msg->err_code, sizeof error.err_code);
+    memcpy (error.message, msg->message, sizeof error.message);
+    error.retry_after_ms = msg->retry_after_ms;
+    error.flags = msg->flags & (MESH_ERROR_RETRY_YES | MESH_ERROR_RETRY_NO);
+    memcpy (error.limits, request->limits, sizeof error.limits);
+    snprintf (error.model, sizeof error.model, "%s", model->name);
+    s_send_ingress (self, request->base.reply_to, &error);
+    s_request_end (request, 0);
+}
+
 static void
 s_on_done (router_t *self, const mesh_inbox_t *inbox)
 {
     const mesh_msg_t *msg = &inbox->msg;
-    router_request_t *request = mesh_map_get (self->requests, msg->id);
-    if (!request || request->attempt != msg->attempt || !request->connector
-    ||  request->connector->identity_size != inbox->identity_size
-    ||  memcmp (request->connector->identity, inbox->identity, inbox->identity_size) != 0)
-        return;                 //  an older attempt, or not ours
+    request_t *request = s_held_request (self, inbox);
+    if (!request)
+        return;
     mesh_debug ("done status=%u outcome=%s tokens=%llu+%llu req=%s", msg->status, msg->outcome,
                 (unsigned long long) msg->prompt_tokens,
                 (unsigned long long) msg->output_tokens, msg->id);
+    int64_t now = mesh_loop_now_ms (self->loop);
+    const mesh_model_t *model = request->base.model;
+    if (msg->status >= 500 && msg->status != 501)
+        router_policy_failure (self->policy, model, msg->endpoint, true, now);
+    else
+    if (msg->status == 499)     //  cancelled: says nothing of the upstream
+        router_policy_failure (self->policy, model, msg->endpoint, false, now);
+    else
+        router_policy_success (self->policy, model, msg->endpoint, now);
     mesh_metric_inc (self->metric.done);
-    s_request_free (self, request);
+    s_request_end (request, msg->prompt_tokens + msg->output_tokens);
 }
 
 //  Sockets ------------------------------------------------------------------
@@ -362,7 +786,7 @@ s_on_ingress_socket (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     router_t *self = arg;
-    for (int batch = 0; batch < 64; batch++) {
+    for (int batch = 0; batch < 64 && self->ingress; batch++) {
         mesh_inbox_t inbox;
         char why [128];
         int rc = mesh_msg_recv (socket, &inbox, false, why, sizeof why);
@@ -374,7 +798,7 @@ s_on_ingress_socket (mesh_loop_t *loop, void *socket, void *arg)
             continue;
         }
         if (inbox.msg.type == MESH_MSG_REQUEST)
-            s_on_request (self, &inbox.msg);
+            s_on_request (self, &inbox);
         else
         if (inbox.msg.type == MESH_MSG_CANCEL)
             s_on_cancel (self, &inbox.msg);
@@ -411,6 +835,9 @@ s_on_connectors_socket (mesh_loop_t *loop, void *socket, void *arg)
             case MESH_MSG_DONE:
                 s_on_done (self, &inbox);
                 break;
+            case MESH_MSG_FAIL:
+                s_on_fail (self, &inbox);
+                break;
             default:
                 mesh_warn ("unexpected %s from a connector", mesh_msg_name (inbox.msg.type));
                 mesh_metric_inc (self->metric.bad_messages);
@@ -421,10 +848,46 @@ s_on_connectors_socket (mesh_loop_t *loop, void *socket, void *arg)
 }
 
 static int
+s_by_model (const void *a, const void *b)
+{
+    const request_t *x = *(request_t * const *) a, *y = *(request_t * const *) b;
+    return strcmp (x->hold.model, y->hold.model);
+}
+
+//  Concurrency leases expire unless renewed: renew those of the requests
+//  in flight, model by model
+static void
+s_renew_leases (router_t *self)
+{
+    size_t count = 0, cursor = 0;
+    request_t **held = calloc (mesh_map_size (self->requests) + 1, sizeof *held);
+    assert (held);
+    request_t *request;
+    while ((request = mesh_map_next (self->requests, &cursor, NULL)))
+        if (request->hold.held && !request->hold.local && request->hold.concurrency > 0)
+            held [count++] = request;
+    qsort (held, count, sizeof *held, s_by_model);
+    const char **ids = calloc (count + 1, sizeof *ids);
+    assert (ids);
+    for (size_t start = 0; start < count; ) {
+        size_t end = start;
+        while (end < count && mesh_streq (held [end]->hold.model, held [start]->hold.model)) {
+            ids [end - start] = held [end]->base.id;
+            end++;
+        }
+        router_quota_renew (self->quota, held [start]->hold.model, ids, end - start);
+        start = end;
+    }
+    free (ids);
+    free (held);
+}
+
+static int
 s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 {
     router_t *self = arg;
-    router_connectors_expire (self->connectors, mesh_loop_now_ms (loop), s_on_connector_lost, self);
+    int64_t now = mesh_loop_now_ms (loop);
+    router_connectors_expire (self->connectors, now, s_on_connector_lost, self);
     mesh_msg_t beat;
     mesh_msg_init (&beat, MESH_MSG_HEARTBEAT, NULL);
     snprintf (beat.sender, sizeof beat.sender, "%s", self->name);
@@ -434,6 +897,10 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
                        connector->identity_size, ZMQ_DONTWAIT);
     }
     mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
+    if (now - self->renewed_ms >= router_quota_lease_ms (self->quota) / 3) {
+        s_renew_leases (self);
+        self->renewed_ms = now;
+    }
     mesh_loop_timer_start (loop, timer, self->heartbeat_ms, s_on_heartbeat, self);
     return 0;
 }
@@ -443,20 +910,12 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 static void
 s_metrics (router_t *self, mesh_metrics_t *metrics)
 {
-    const char *refused = "seekmesh_router_refused_total";
-    const char *refused_help = "Requests refused by the router, by reason.";
-    self->metric.admitted = mesh_metrics_counter (metrics, "seekmesh_router_admitted_total",
-        "Requests dispatched to a connector.", NULL);
-    self->metric.refused_auth = mesh_metrics_counter (metrics, refused, refused_help, "reason=\"auth\"");
-    self->metric.refused_model = mesh_metrics_counter (metrics, refused, refused_help, "reason=\"unknown_model\"");
-    self->metric.refused_forbidden = mesh_metrics_counter (metrics, refused, refused_help, "reason=\"forbidden\"");
-    self->metric.refused_capacity = mesh_metrics_counter (metrics, refused, refused_help, "reason=\"no_capacity\"");
     self->metric.models_listed = mesh_metrics_counter (metrics, "seekmesh_router_models_listed_total",
         "Model list requests answered.", NULL);
     self->metric.done = mesh_metrics_counter (metrics, "seekmesh_router_done_total",
         "Requests reported finished by connectors.", NULL);
     self->metric.cancelled = mesh_metrics_counter (metrics, "seekmesh_router_cancelled_total",
-        "Cancellations forwarded to connectors.", NULL);
+        "Cancellations received from ingresses.", NULL);
     self->metric.lost_requests = mesh_metrics_counter (metrics, "seekmesh_router_lost_requests_total",
         "Requests whose connector was lost while holding them.", NULL);
     self->metric.connectors_lost = mesh_metrics_counter (metrics, "seekmesh_router_connectors_lost_total",
@@ -464,11 +923,11 @@ s_metrics (router_t *self, mesh_metrics_t *metrics)
     self->metric.connectors = mesh_metrics_gauge (metrics, "seekmesh_router_connectors",
         "Connectors alive.", NULL);
     self->metric.inflight = mesh_metrics_gauge (metrics, "seekmesh_router_inflight",
-        "Requests dispatched and not yet done.", NULL);
+        "Requests this router holds (waiting for quota or dispatched), all keys and models.", NULL);
     self->metric.bad_messages = mesh_metrics_counter (metrics, "seekmesh_router_bad_messages_total",
         "Malformed or unexpected messages dropped.", NULL);
     self->metric.dispatch_seconds = mesh_metrics_histogram (metrics, "seekmesh_router_dispatch_seconds",
-        "Time from receiving a request to dispatching it.", NULL);
+        "Time from receiving a request to dispatching it (quota decision included).", NULL);
 }
 
 static int
@@ -488,6 +947,7 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     assert (self);
     self->config = config;
     self->loop = loop;
+    self->metrics = metrics;
     self->ctx = ctx;
     int instance = mesh_config_instance ();
     snprintf (self->name, sizeof self->name, "router-%d-%d", instance, (int) getpid ());
@@ -497,12 +957,25 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     const char *listen = mesh_config_str (config, "router.listen", "tcp://127.0.0.1:5555");
     const char *connector_listen = mesh_config_str (config, "router.connector_listen",
                                                     "tcp://127.0.0.1:5556");
-    self->models = mesh_models_load (config);
-    self->keys = router_keys_load (config, self->models);
+    //  The local limiter's share: limit / the routers that share it
+    int routers = (int) mesh_config_int (config, "router.replicas",
+                                         mesh_config_int (config, "mesh.instances.router", 1));
     if (self->heartbeat_ms <= 0 || self->liveness <= 0)
         mesh_config_invalid (config, "router.heartbeat_ms", "heartbeats need a positive interval and liveness");
-    if (mesh_config_failed (config)) {
-        snprintf (why, why_size, "%s", mesh_config_failed (config));
+    if (routers < 1)
+        mesh_config_invalid (config, "router.replicas", "at least 1");
+    self->policy = router_policy_new (config, metrics);
+    if (!mesh_config_failed (config))
+        self->quota = router_quota_new (config, loop, metrics, routers, why, why_size);
+    if (mesh_config_failed (config) || !self->quota) {
+        if (mesh_config_failed (config))
+            snprintf (why, why_size, "%s", mesh_config_failed (config));
+        router_destroy (&self);
+        return NULL;
+    }
+    self->registry = router_registry_new (config, router_quota_redis (self->quota), metrics,
+                                          s_on_registry, self, why, why_size);
+    if (!self->registry) {
         router_destroy (&self);
         return NULL;
     }
@@ -510,7 +983,9 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     self->connectors = router_connectors_new ();
     router_connectors_liveness (self->connectors, self->heartbeat_ms, self->liveness);
     self->requests = mesh_map_new ();
+    self->series = mesh_map_new ();
     self->outbox = mesh_outbox_new (ctx, loop, NULL, NULL);
+    self->renewed_ms = mesh_loop_now_ms (loop);
 
     char endpoint [256];
     self->ingress = mesh_zmq_socket (ctx, ZMQ_PULL);
@@ -578,18 +1053,34 @@ router_destroy (router_t **self_p)
         zmq_close (self->connectors_socket);
     }
     mesh_outbox_destroy (&self->outbox);
+    //  Redis first: its callbacks (quota decisions, admin writes) run now,
+    //  while requests and the registry still exist
+    self->stopping = true;
+    router_quota_destroy (&self->quota);
     if (self->requests) {
         size_t cursor = 0;
-        router_request_t *request;
+        request_t *request;
         while ((request = mesh_map_next (self->requests, &cursor, NULL))) {
-            router_request_detach (request);
+            if (request->base.connector)
+                router_request_detach (&request->base);
+            router_gen_unref (&request->gen);
+            zmq_msg_close (&request->frame);
             free (request);
         }
         mesh_map_destroy (&self->requests);
     }
+    if (self->series) {
+        size_t cursor = 0;
+        series_t *series;
+        while ((series = mesh_map_next (self->series, &cursor, NULL))) {
+            free (series->name);
+            free (series);
+        }
+        mesh_map_destroy (&self->series);
+    }
     router_connectors_destroy (&self->connectors);
-    router_keys_destroy (&self->keys);
-    mesh_models_destroy (&self->models);
+    router_registry_destroy (&self->registry);
+    router_policy_destroy (&self->policy);
     free (self);
     *self_p = NULL;
 }
@@ -605,7 +1096,7 @@ router_ready (router_t *self, mesh_buf_t *why)
         mesh_buf_append_str (why, "no connector has joined");
         return false;
     }
-    return true;
+    return router_registry_ready (self->registry, why);
 }
 
 size_t
@@ -625,6 +1116,18 @@ size_t
 router_inflight (router_t *self)
 {
     return mesh_map_size (self->requests);
+}
+
+void
+router_routes (router_t *self, mesh_admin_t *admin)
+{
+    router_registry_routes (self->registry, admin);
+}
+
+int
+router_reload (router_t *self, char *why, size_t why_size)
+{
+    return router_registry_reload (self->registry, why, why_size);
 }
 
 void

@@ -36,6 +36,14 @@ s_hex_digest (const char *hex, unsigned char digest [32])
     return 0;
 }
 
+int64_t
+router_keys_period (const char *name)
+{
+    return mesh_streq (name, "hour") ? 3600
+         : mesh_streq (name, "day") ? 86400
+         : mesh_streq (name, "month") ? 31 * 86400 : 0;
+}
+
 router_keys_t *
 router_keys_load (mesh_config_t *config, mesh_models_t *models)
 {
@@ -71,6 +79,24 @@ router_keys_load (mesh_config_t *config, mesh_models_t *models)
         if (!key->id)
             key->id = "";
         key->tenant = mesh_config_str (config, AT ("tenant"), "default");
+        if (strlen (key->id) > 64 || strlen (key->tenant) > 127) {
+            mesh_config_invalid (config, AT ("id"), "ids are at most 64 bytes, tenants 127");
+            continue;
+        }
+        key->rpm = mesh_config_int (config, AT ("rpm"), 0);
+        key->tpm = mesh_config_int (config, AT ("tpm"), 0);
+        key->budget = mesh_config_int (config, AT ("budget"), 0);
+        const char *period = mesh_config_str (config, AT ("budget_period"), "day");
+        key->budget_period_s = router_keys_period (period);
+        if (key->rpm < 0 || key->tpm < 0 || key->budget < 0) {
+            mesh_config_invalid (config, path, "rpm, tpm and budget are 0 (no limit) or more");
+            continue;
+        }
+        if (!key->budget_period_s) {
+            mesh_config_invalid (config, AT ("budget_period"), "expected \"hour\", \"day\" or \"month\"");
+            continue;
+        }
+        snprintf (path, sizeof path, "keys.%zu", i);
         json_t *allowed = mesh_config_node (config, AT ("models"));
         if (allowed) {
             if (!json_is_array (allowed)) {
@@ -120,6 +146,12 @@ router_keys_count (router_keys_t *self)
 }
 
 const router_key_t *
+router_keys_at (router_keys_t *self, size_t index)
+{
+    return index < self->count ? &self->keys [index] : NULL;
+}
+
+const router_key_t *
 router_keys_find (router_keys_t *self, const void *digest, size_t digest_size)
 {
     if (digest_size != 32 || self->count == 0)
@@ -150,7 +182,8 @@ router_keys_test (bool verbose)
     const char *text =
         "{ \"models\": [ { \"name\": \"a\", \"endpoint\": \"http://x/\", \"auth\": {\"type\":\"none\"} },"
         "                { \"name\": \"b\", \"endpoint\": \"http://x/\", \"auth\": {\"type\":\"none\"} } ],"
-        "  \"keys\": [ { \"id\": \"k1\", \"key\": \"sk-first-key\", \"tenant\": \"t1\" },"
+        "  \"keys\": [ { \"id\": \"k1\", \"key\": \"sk-first-key\", \"tenant\": \"t1\","
+        "                \"rpm\": 600, \"tpm\": 90000, \"budget\": 5000, \"budget_period\": \"month\" },"
         "              { \"id\": \"k2\", \"key_sha256\": "
         "                \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\","
         "                \"models\": [\"b\"] } ] }";
@@ -166,15 +199,27 @@ router_keys_test (bool verbose)
     EVP_Digest ("sk-first-key", 12, digest, NULL, EVP_sha256 (), NULL);
     const router_key_t *key = router_keys_find (keys, digest, 32);
     assert (key && mesh_streq (key->id, "k1") && mesh_streq (key->tenant, "t1"));
+    assert (key->rpm == 600 && key->tpm == 90000 && key->budget == 5000);
+    assert (key->budget_period_s == router_keys_period ("month"));
     assert (router_key_allows (key, mesh_models_find (models, "a")));
     EVP_Digest ("test", 4, digest, NULL, EVP_sha256 (), NULL);     //  the hex above
     key = router_keys_find (keys, digest, 32);
     assert (key && mesh_streq (key->id, "k2") && mesh_streq (key->tenant, "default"));
+    assert (key->rpm == 0 && key->budget == 0 && key->budget_period_s == 86400);
     assert (!router_key_allows (key, mesh_models_find (models, "a")));
     assert (router_key_allows (key, mesh_models_find (models, "b")));
     digest [0] ^= 1;
     assert (router_keys_find (keys, digest, 32) == NULL);
     assert (router_keys_find (keys, digest, 31) == NULL);
+    router_keys_destroy (&keys);
+    mesh_models_destroy (&models);
+    mesh_config_destroy (&config);
+
+    const char *bad_period = "{ \"keys\": [ { \"key\": \"sk-long-enough\", \"budget_period\": \"week\" } ] }";
+    config = mesh_config_parse (bad_period, strlen (bad_period), "p.json", why, sizeof why);
+    models = mesh_models_load (config);
+    keys = router_keys_load (config, models);
+    assert (strstr (mesh_config_failed (config), "keys.0.budget_period"));
     router_keys_destroy (&keys);
     mesh_models_destroy (&models);
     mesh_config_destroy (&config);

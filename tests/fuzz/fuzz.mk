@@ -23,6 +23,7 @@ FUZZ_TARGETS := http_request http_response http_chunked sse ws_sse msg validate 
 
 #  The service sources a target needs besides common/ and proto/
 FUZZ_SRC_validate := services/ingress/ingress_validate.c
+FUZZ_SRC_config   := services/router/router_keys.c
 
 #  libFuzzer dictionaries for fuzz-run (tests/fuzz/dict/)
 FUZZ_DICT_http_request  := http
@@ -43,7 +44,7 @@ FUZZ_ENGINE  := $(if $(shell command -v $(FUZZ_CLANG) 2>/dev/null),libfuzzer,rep
 endif
 
 #  Evaluated once, and only by recipes that need them
-FUZZ_PKGS        := libzmq libczmq libwebsockets msgpack jansson libssl libcrypto
+FUZZ_PKGS        := libzmq libczmq libwebsockets msgpack jansson libssl libcrypto hiredis
 FUZZ_PKG_CFLAGS   = $(eval FUZZ_PKG_CFLAGS := $(shell pkg-config --cflags $(FUZZ_PKGS) 2>/dev/null))$(FUZZ_PKG_CFLAGS)
 FUZZ_PKG_LIBS     = $(eval FUZZ_PKG_LIBS := $(shell pkg-config --libs $(FUZZ_PKGS) 2>/dev/null))$(FUZZ_PKG_LIBS)
 FUZZ_SANITIZE    := -fsanitize=address,undefined -fno-sanitize-recover=all

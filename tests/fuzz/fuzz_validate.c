@@ -16,7 +16,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     ingress_check_t check;
     memset (&check, 0x55, sizeof check);        //  prove it sets every field
-    int rc = ingress_validate ((const char *) data, size, &check);
+    int rc = ingress_validate ((const char *) data, size, 4096, &check);
     FUZZ_ASSERT (TERMINATED (check.model) && TERMINATED (check.message));
     FUZZ_ASSERT (TERMINATED (check.param) && TERMINATED (check.code));
     if (rc == 0) {

@@ -109,7 +109,28 @@ class Mesh:
         except AssertionError:
             self.mesh("down", check=False)     # leave nothing running behind a failed start
             raise
+        # `up` waits for /healthz; requests need routers that have a connector
+        # (and have read the registry): wait for their /readyz too
+        instances = self.config.get("mesh", {}).get("instances", {})
+        started = self.env.get("SEEKMESH_MESH_SERVICES", "router connector").replace(",", " ").split()
+        if "router" in started and "connector" in started and instances.get("connector", 1) > 0:
+            for i in range(instances.get("router", 1)):
+                self.wait_ready("router", i)
         return self
+
+    def wait_ready(self, service, instance=0, timeout=5):
+        deadline = time.time() + timeout
+        status, body = None, ""
+        while time.time() < deadline:
+            try:
+                status, body = self.admin_get(service, "/readyz", instance)
+                if status == 200:
+                    return time.time()
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise AssertionError("%s-%d not ready after %ss: %s %s" % (service, instance, timeout,
+                                                                   status, body))
 
     def down(self):
         """Stops the mesh; fails if any process logged a sanitizer report

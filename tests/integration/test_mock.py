@@ -5,6 +5,9 @@ checks what gateways and tests rely on: the JSON and SSE shapes byte for
 byte, the queue keep-alives, the fault directives (status, reset_after,
 stall), the WebSocket transport carrying the very bytes of the HTTP stream,
 the API key, keep-alive reuse and the metrics that prove cancellation.
+Then replicas (instance i binds every port i x mesh.port_stride higher) and
+the fault switch on the admin port (PUT/GET/DELETE /mock/fault), on two
+instances started by scripts/mesh.
 Only the standard library: a raw HTTP/1.1 client and a tiny WebSocket
 client (masked frames from os.urandom).
 
@@ -13,6 +16,7 @@ Run: make build/bin/seekmesh-mock && /usr/bin/python3 -m pytest tests/integratio
 """
 import base64
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -25,6 +29,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from meshlib import Mesh
 
 REPO = Path(__file__).resolve().parents[2]
 #  MOCK_BINARY: another build of it (say, with AddressSanitizer)
@@ -39,21 +45,27 @@ def free_port():
 
 
 class Mock:
-    """One seekmesh-mock process on free ports."""
+    """One seekmesh-mock process on free ports.  As replica `instance` of a
+    mesh, the config names each port instance x stride lower than the free
+    one it must bind (self.port, self.admin_port, self.tls_port)."""
 
-    def __init__(self, tmp, env_extra=None, **settings):
+    def __init__(self, tmp, env_extra=None, instance=0, stride=10, **settings):
+        shift = instance * stride
         self.port = free_port()
         self.admin_port = free_port()
-        mock = {"listen": "127.0.0.1:%d" % self.port,
-                "admin_listen": "127.0.0.1:%d" % self.admin_port,
+        mock = {"listen": "127.0.0.1:%d" % (self.port - shift),
+                "admin_listen": "127.0.0.1:%d" % (self.admin_port - shift),
                 "keepalive_ms": 100, "ws_chunk_size": 16}
         mock.update(settings)
         if mock.get("tls_listen") == "auto":
             self.tls_port = free_port()
-            mock["tls_listen"] = "127.0.0.1:%d" % self.tls_port
+            mock["tls_listen"] = "127.0.0.1:%d" % (self.tls_port - shift)
         self.config = Path(tmp) / ("mock-%d.json" % self.port)
-        self.config.write_text(json.dumps({"mesh": {"drain_ms": 3000}, "mock": mock}))
+        self.config.write_text(json.dumps({"mesh": {"drain_ms": 3000, "port_stride": stride},
+                                           "mock": mock}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_")}
+        if instance:
+            env["SEEKMESH_INSTANCE"] = str(instance)
         env.update(env_extra or {})
         self.log_path = Path(tmp) / ("mock-%d.log" % self.port)
         with open(self.log_path, "w") as log:
@@ -512,6 +524,10 @@ def test_force_status(tmp_path):
         error = json.loads(events(ws.reply(16))[0][6:])
         assert error["status"] == 503 and error["error"]["type"] == "server_error"
         ws.sock.close()
+        # force_status is the fault switch, set from the start
+        assert admin(m.admin_port, "GET", "/mock/fault") == (200, {"mode": "status", "status": 503})
+        assert admin(m.admin_port, "DELETE", "/mock/fault") == (200, {"mode": "none"})
+        assert request(m.connect(), "POST", CHAT, chat())[0] == 200
     finally:
         assert m.stop() == 0
 
@@ -543,13 +559,19 @@ def test_port_in_use_exits_1_with_one_line(mock, tmp_path):
     assert len(lines) == 1 and str(mock.port) in lines[0] and " F " in lines[0]
 
 
-def test_tls(tmp_path):
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1: (cert, key) paths."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                            "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                           capture_output=True)
     if made.returncode != 0:
         pytest.skip("openssl cannot make a test certificate")
+    return cert, key
+
+
+def test_tls(tmp_path):
+    cert, key = certificate(tmp_path)
     m = Mock(tmp_path, tls_listen="auto", tls_cert=str(cert), tls_key=str(key))
     try:
         context = ssl.create_default_context(cafile=str(cert))
@@ -570,3 +592,209 @@ def test_tls(tmp_path):
         ws.sock.close()
     finally:
         assert m.stop() == 0
+
+
+# --- replicas and the fault switch -----------------------------------------
+
+def admin(port, method, path, body=None):
+    """(status, JSON body) of an admin request; body a dict, or raw bytes."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+        conn.request(method, path, body=data)
+        response = conn.getresponse()
+        assert response.getheader("content-type") == "application/json"
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_instance_shifts_every_port(tmp_path):
+    cert, key = certificate(tmp_path)
+    # Instance 2 with a stride of 7: listen, tls_listen and admin_listen + 14
+    m = Mock(tmp_path, instance=2, stride=7, tls_listen="auto", tls_cert=str(cert),
+             tls_key=str(key))
+    try:
+        assert request(m.connect(), "POST", CHAT, chat())[0] == 200
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        sock = context.wrap_socket(socket.create_connection(("127.0.0.1", m.tls_port), 5),
+                                   server_hostname="127.0.0.1")
+        assert request(sock, "POST", CHAT, chat())[0] == 200
+        assert admin(m.admin_port, "GET", "/mock/fault") == (200, {"mode": "none"})
+        assert ("listening on 127.0.0.1:%d, TLS on 127.0.0.1:%d, admin on 127.0.0.1:%d"
+                % (m.port, m.tls_port, m.admin_port)) in m.log()
+    finally:
+        assert m.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Two seekmesh-mock instances started by scripts/mesh (nothing else),
+    which returns once both answer /healthz on their own admin port."""
+    if not (BINARY.parent / "seekmesh-mock").exists():
+        pytest.skip("build/bin/seekmesh-mock is not built")
+    config = {"mesh": {"instances": {"mock": 2}},
+              "mock": {"keepalive_ms": 100, "ws_chunk_size": 16, "threads": 2}}
+    m = Mesh(tmp_path_factory.mktemp("pair"), config,
+             env={"SEEKMESH_MESH_SERVICES": "mock", "SEEKMESH_BIN": str(BINARY.parent)}).up()
+    port = m.config["mock"]["listen"].rsplit(":", 1)[1]
+    m.mock_ports = [int(port) + i * m.stride for i in range(2)]
+    m.admin_ports = [m.admin_address("mock", i)[1] for i in range(2)]
+    yield m
+    m.down()
+
+
+@pytest.fixture
+def instances(pair):
+    """The pair, its faults cleared after the test."""
+    yield pair
+    for port in pair.admin_ports:
+        assert admin(port, "DELETE", "/mock/fault")[0] == 200
+
+
+def connect(port, timeout=5):
+    return socket.create_connection(("127.0.0.1", port), timeout)
+
+
+def unanswered(sock):
+    """True if the peer closes (FIN or reset) without sending a byte."""
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    finally:
+        sock.close()
+
+
+def test_two_instances_answer_on_shifted_ports(instances):
+    assert instances.mock_ports[1] == instances.mock_ports[0] + instances.stride
+    for i, port in enumerate(instances.mock_ports):
+        status, _, body = request(connect(port), "POST", CHAT, chat("instance %d" % i))
+        assert status == 200
+        assert json.loads(body)["choices"][0]["message"]["content"] == "Echo: instance %d" % i
+        assert instances.admin_get("mock", "/healthz", i)[0] == 200
+        assert instances.metric("mock", 'seekmesh_mock_requests_total{transport="http"}', i) >= 1
+    status = instances.mesh("status").stdout
+    assert re.search(r"mock-0 +\d+ +running", status) and re.search(r"mock-1 +\d+ +running", status)
+
+
+def test_fault_status_fails_one_instance(instances):
+    up, down = instances.mock_ports
+    admin_up, admin_down = instances.admin_ports
+    fault = {"status": 503, "retry_after": 2}
+    assert admin(admin_down, "PUT", "/mock/fault", fault) == (200, dict(fault, mode="status"))
+    assert admin(admin_down, "GET", "/mock/fault") == (200, dict(fault, mode="status"))
+    assert admin(admin_up, "GET", "/mock/fault") == (200, {"mode": "none"})
+    before = instances.metric("mock", 'seekmesh_mock_faults_total{mode="status"}', 1)
+    for stream in (False, True):
+        status, headers, body = request(connect(down), "POST", CHAT, chat(stream=stream))
+        assert status == 503 and headers["retry-after"] == "2"
+        assert json.loads(body)["error"]["code"] == "service_unavailable"
+        status, _, body = request(connect(up), "POST", CHAT, chat(stream=stream))
+        assert status == 200 and b"Echo: " in body
+    # over WebSocket: one error event, then [DONE]
+    ws = WebSocket(connect(down))
+    ws.send(chat())
+    evs = events(ws.reply(16))
+    assert len(evs) == 2 and evs[1] == "data: [DONE]"
+    assert json.loads(evs[0][6:]) == {"error": {
+        "message": "Server overloaded, please try again later", "type": "server_error",
+        "param": None, "code": "service_unavailable"}, "status": 503}
+    ws.sock.close()
+    ws = WebSocket(connect(up))
+    ws.send(chat())
+    assert b"Echo: " in ws.reply(16)
+    ws.sock.close()
+    # only chat requests fail; the metric counts them
+    assert request(connect(down), "GET", "/v1/models")[0] == 200
+    assert instances.metric("mock", 'seekmesh_mock_faults_total{mode="status"}', 1) == before + 3
+    assert instances.metric("mock", 'seekmesh_mock_faults_total{mode="status"}', 0) == 0
+    # DELETE clears it
+    assert admin(admin_down, "DELETE", "/mock/fault") == (200, {"mode": "none"})
+    assert request(connect(down), "POST", CHAT, chat())[0] == 200
+    assert 'fault set: {"mode":"status","status":503,"retry_after":2}' in instances.logs("mock-1")
+
+
+def test_fault_count_recovers_after_n(instances):
+    port, admin_port = instances.mock_ports[1], instances.admin_ports[1]
+    fault = {"mode": "status", "status": 429, "count": 2}
+    assert admin(admin_port, "PUT", "/mock/fault", fault) == (200, fault)
+    # the same keep-alive connection: 429, 429, then answers again
+    sock = connect(port)
+    reader = Reader(sock)
+    send_request(sock, "POST", CHAT, chat())
+    status, headers, _ = read_response(reader)
+    assert status == 429 and "retry-after" not in headers
+    assert admin(admin_port, "GET", "/mock/fault") == (200, dict(fault, count=1))
+    send_request(sock, "POST", CHAT, chat())
+    assert read_response(reader)[0] == 429
+    send_request(sock, "POST", CHAT, chat())
+    assert read_response(reader)[0] == 200
+    sock.close()
+    assert admin(admin_port, "GET", "/mock/fault") == (200, {"mode": "none"})
+
+
+def test_fault_close_answers_nothing(instances):
+    port, admin_port = instances.mock_ports[1], instances.admin_ports[1]
+    # connections accepted before the fault: an HTTP keep-alive and a WebSocket
+    sock = connect(port)
+    reader = Reader(sock)
+    send_request(sock, "POST", CHAT, chat())
+    assert read_response(reader)[0] == 200
+    ws = WebSocket(connect(port))
+    assert ws.status == 101
+    before = instances.metric("mock", 'seekmesh_mock_faults_total{mode="close"}', 1)
+    assert admin(admin_port, "PUT", "/mock/fault", {"mode": "close"}) == (200, {"mode": "close"})
+    # a new connection is closed as soon as it is accepted, request or not
+    assert unanswered(connect(port))
+    fresh = connect(port)
+    send_request(fresh, "POST", CHAT, chat())
+    assert unanswered(fresh)
+    # on the old ones, the next chat request ends the connection unanswered
+    send_request(sock, "POST", CHAT, chat())
+    assert reader.buf == b"" and unanswered(sock)
+    ws.send(chat())
+    assert ws.reader.buf == b"" and unanswered(ws.sock)           # not even a close frame
+    # the other instance is untouched
+    assert request(connect(instances.mock_ports[0]), "POST", CHAT, chat())[0] == 200
+    assert instances.wait_metric("mock", 'seekmesh_mock_faults_total{mode="close"}',
+                                 lambda v: v == before + 4, instance=1)
+    # with a count: the next connection is closed, then all is well
+    assert admin(admin_port, "PUT", "/mock/fault", {"mode": "close", "count": 1}) == \
+        (200, {"mode": "close", "count": 1})
+    assert unanswered(connect(port))
+    assert request(connect(port), "POST", CHAT, chat())[0] == 200
+    assert admin(admin_port, "GET", "/mock/fault") == (200, {"mode": "none"})
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"", "not valid JSON"),
+    (b"{\"status\": 503", "not valid JSON"),
+    (b"[503]", "must be a JSON object"),
+    (b"{}", "is required"),
+    (b"{\"status\": 200}", "from 400 to 599"),
+    (b"{\"status\": \"503\"}", "from 400 to 599"),
+    (b"{\"status\": \"reset\"}", "from 400 to 599"),
+    (b"{\"mode\": \"status\"}", "needs a status"),
+    (b"{\"mode\": \"explode\"}", "mode must be"),
+    (b"{\"mode\": \"close\", \"status\": 503}", "mode \"status\" only"),
+    (b"{\"status\": 503, \"retry_after\": -1}", "retry_after must be"),
+    (b"{\"status\": 503, \"retry_after\": 1.5}", "retry_after must be"),
+    (b"{\"status\": 503, \"count\": 0}", "count must be"),
+    (b"{\"status\": 503, \"reset\": true}", "unknown field \"reset\""),
+])
+def test_fault_bad_bodies_are_400(instances, body, message):
+    admin_port = instances.admin_ports[1]
+    status, answer = admin(admin_port, "PUT", "/mock/fault", body)
+    assert status == 400 and message in answer["error"], answer
+    assert admin(admin_port, "GET", "/mock/fault") == (200, {"mode": "none"})
+
+
+def test_fault_route_methods_and_paths(instances):
+    admin_port = instances.admin_ports[1]
+    assert admin(admin_port, "POST", "/mock/fault", {"status": 503})[0] == 405
+    assert admin(admin_port, "PATCH", "/mock/fault", {"status": 503})[0] == 405
+    assert admin(admin_port, "GET", "/mock/nothing")[0] == 404
+    assert admin(admin_port, "GET", "/mock/fault") == (200, {"mode": "none"})
+    assert request(connect(instances.mock_ports[1]), "POST", CHAT, chat())[0] == 200

@@ -16,6 +16,7 @@
 #include "mesh_models.h"
 #include "mesh_msg.h"
 #include "mesh_peer.h"
+#include "mesh_redis.h"
 #include "mesh_sse.h"
 #include "mesh_ws.h"
 #include "mesh_zmq.h"
@@ -23,9 +24,14 @@
 #include "mock/mock_render.h"
 #include "connector/connector.h"
 #include "ingress/ingress_validate.h"
+#include "ctl/ctl.h"
+#include "ctl/ctl_http.h"
 #include "router/router.h"
 #include "router/router_connectors.h"
 #include "router/router_keys.h"
+#include "router/router_policy.h"
+#include "router/router_quota.h"
+#include "router/router_registry.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -52,6 +58,7 @@ static const selftest_t s_tests [] = {
     { "mesh_models", mesh_models_test },
     { "mesh_msg",    mesh_msg_test },
     { "mesh_peer",   mesh_peer_test },
+    { "mesh_redis",  mesh_redis_test },
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },
     { "mesh_zmq",    mesh_zmq_test },
@@ -59,9 +66,15 @@ static const selftest_t s_tests [] = {
     { "mock_render", mock_render_test },
     { "mock_ws",     mock_ws_test },
     { "mock_server", mock_server_test },
+    { "mock_fault",  mock_fault_test },
     { "connector_stream", connector_stream_test },
     { "ingress_validate", ingress_validate_test },
+    { "ctl_http",    ctl_http_test },
+    { "ctl_api",     ctl_api_test },
     { "router_keys", router_keys_test },
+    { "router_policy", router_policy_test },
+    { "router_quota", router_quota_test },
+    { "router_registry", router_registry_test },
     { "router_connectors", router_connectors_test },
     { "router",      router_test },
 };

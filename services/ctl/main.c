@@ -1,0 +1,182 @@
+/*  seekmeshctl: the operators' command line for the router's admin API.
+    See ctl.h for the modules and --help (s_help below) for the commands.
+
+        seekmeshctl [--admin HOST:PORT] [--token TOKEN] [--json] GROUP [COMMAND] ARGS
+
+    main only wires: it takes the global options out of argv (they may come
+    anywhere, so `models list --json` works), finds the command in the
+    table below, settles the address and token and runs the command.       */
+#include "ctl.h"
+#include "ctl_http.h"
+#include "mesh_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_ADMIN "127.0.0.1:9081"
+
+typedef struct {
+    const char *group;
+    const char *command;        //  NULL: the group is the whole command
+    ctl_fn *fn;
+    const char *synopsis;
+    const char *summary;
+} command_t;
+
+//  Every command.  A new group (audit ...) is a few more rows.
+static const command_t s_commands [] = {
+    { "models", "list",   ctl_models_list,   "models list",
+      "the models (config and admin ones) with their aliases" },
+    { "models", "get",    ctl_models_get,    "models get NAME",
+      "one model's entry, as JSON" },
+    { "models", "add",    ctl_models_add,
+      "models add NAME (--endpoint URL... | --file ENTRY.json) [MODEL OPTIONS]",
+      "create or replace a model (PUT)" },
+    { "models", "set",    ctl_models_set,    "models set NAME MODEL OPTIONS",
+      "change only the fields given (PATCH)" },
+    { "models", "remove", ctl_models_remove, "models remove NAME",
+      "remove a model" },
+    { "keys",   "list",   ctl_keys_list,     "keys list",
+      "the API keys (never their secrets)" },
+    { "keys",   "add",    ctl_keys_add,
+      "keys add --tenant T [--id ID] [KEY OPTIONS] [--key SECRET]",
+      "create a key; its secret is printed once" },
+    { "keys",   "set",    ctl_keys_set,      "keys set ID KEY OPTIONS",
+      "change only the fields given (PATCH)" },
+    { "keys",   "remove", ctl_keys_remove,   "keys remove ID",
+      "revoke a key" },
+    { "reload", NULL,     ctl_reload,        "reload",
+      "have the router re-read its config file" },
+};
+
+static void
+s_help (FILE *out)
+{
+    fputs ("usage: seekmeshctl [--admin HOST:PORT] [--token TOKEN] [--json] COMMAND ...\n"
+           "\nManages a seekmesh router's models and API keys through its admin API.\n"
+           "\ncommands:\n", out);
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (s_commands); i++)
+        fprintf (out, "  %s\n      %s\n", s_commands [i].synopsis, s_commands [i].summary);
+    fputs ("\nmodel options (add, set):\n"
+           "  --endpoint URL        where the model is served; repeat for several\n"
+           "  --upstream-model M    the model name sent upstream (default: NAME)\n"
+           "  --fallback F          the model tried when this one fails\n"
+           "  --max-concurrency N   requests in flight at most\n"
+           "  --key-env ENV         send the upstream key held in the connector's ENV\n"
+           "                        (auth api_key, header Authorization)\n"
+           "  --no-auth             send no upstream credentials\n"
+           "  --alias A             another name for the model; repeat for several\n"
+           "  --file ENTRY.json     start from this entry; the options override it\n"
+           "\nkey options (add, set):\n"
+           "  --tenant T            who the key belongs to (add: required)\n"
+           "  --rpm N, --tpm N      requests, tokens per minute at most\n"
+           "  --budget N            tokens per budget period at most\n"
+           "  --budget-period P     hour, day or month\n"
+           "  --model M             a model the key may use; repeat (default: every model)\n"
+           "  --id ID, --key SECRET add only; by default the router makes both\n"
+           "\nglobal options (anywhere on the line):\n"
+           "  --admin HOST:PORT     the router's admin address, also http://HOST:PORT\n"
+           "                        (default: $SEEKMESH_ADMIN_URL, else " DEFAULT_ADMIN ")\n"
+           "  --token TOKEN         the admin token (default: $SEEKMESH_ADMIN_TOKEN, which\n"
+           "                        keeps it out of ps and shell history)\n"
+           "  --json                print the API's JSON instead of tables and messages\n"
+           "  -h, --help            this text\n"
+           "\nNumbers are positive integers.  Exit status: 0 done, 1 the API refused (its\n"
+           "message on stderr), 2 the admin API could not be reached, 64 usage error.\n", out);
+}
+
+//  The value of a global option at argv [*i]: "--name=value" or
+//  "--name value"; NULL when arg is another option.  Sets *missing when
+//  arg is this option but has no value.
+static const char *
+s_global_value (const char *name, int argc, char **argv, int *i, bool *missing)
+{
+    const char *arg = argv [*i];
+    size_t len = strlen (name);
+    if (strncmp (arg, name, len) != 0)
+        return NULL;
+    if (arg [len] == '=')
+        return arg + len + 1;
+    if (arg [len] != 0)
+        return NULL;
+    if (*i + 1 < argc)
+        return argv [++*i];
+    *missing = true;
+    return NULL;
+}
+
+int
+main (int argc, char *argv [])
+{
+    ctl_t ctl = { .timeout_ms = CTL_TIMEOUT_MS };
+    const char *admin = NULL, *token = NULL;
+    bool help = false, missing = false;
+
+    //  Take the global options out; the rest move down to argv [0 ..)
+    int count = 0;
+    bool ended = false;
+    for (int i = 1; i < argc; i++) {
+        const char *value;
+        if (!ended && mesh_streq (argv [i], "--json"))
+            ctl.json = true;
+        else
+        if (!ended && (mesh_streq (argv [i], "--help") || mesh_streq (argv [i], "-h")))
+            help = true;
+        else
+        if (!ended && (value = s_global_value ("--admin", argc, argv, &i, &missing)))
+            admin = value;
+        else
+        if (!ended && (value = s_global_value ("--token", argc, argv, &i, &missing)))
+            token = value;
+        else
+        if (missing)
+            return ctl_usage (&ctl, "%s needs a value", argv [i]);
+        else {
+            ended |= mesh_streq (argv [i], "--");
+            argv [count++] = argv [i];
+        }
+    }
+    if (help) {
+        s_help (stdout);
+        return CTL_EXIT_OK;
+    }
+    if (count == 0) {
+        s_help (stderr);
+        return CTL_EXIT_USAGE;
+    }
+
+    const command_t *command = NULL;
+    char choices [256] = "";
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (s_commands); i++) {
+        const command_t *row = &s_commands [i];
+        if (!mesh_streq (row->group, argv [0]))
+            continue;
+        if (!row->command || (count > 1 && mesh_streq (row->command, argv [1])))
+            command = row;
+        else
+            snprintf (choices + strlen (choices), sizeof choices - strlen (choices), "%s%s",
+                      *choices ? ", " : "", row->command);
+    }
+    if (!command && !*choices)
+        return ctl_usage (&ctl, "unknown command '%s'", argv [0]);
+    if (!command && count == 1)
+        return ctl_usage (&ctl, "%s: which one? %s", argv [0], choices);
+    if (!command)
+        return ctl_usage (&ctl, "%s: unknown command '%s' (%s)", argv [0], argv [1], choices);
+    ctl.synopsis = command->synopsis;
+
+    const char *source = admin ? "--admin" : "SEEKMESH_ADMIN_URL";
+    if (!admin && !((admin = getenv ("SEEKMESH_ADMIN_URL")) && *admin)) {
+        admin = DEFAULT_ADMIN;
+        source = "default";
+    }
+    char why [512];
+    if (ctl_http_parse_address (admin, ctl.host, sizeof ctl.host, ctl.port, sizeof ctl.port,
+                                why, sizeof why) < 0)
+        return ctl_usage (&ctl, "%s: %s", source, why);
+    ctl.token = token ? token : getenv ("SEEKMESH_ADMIN_TOKEN");
+
+    int words = command->command ? 2 : 1;
+    return command->fn (&ctl, count - words, argv + words);
+}
