@@ -205,6 +205,13 @@ s_set_degraded (router_quota_t *self, bool degraded)
         mesh_info ("Redis back: limits are exact again");
 }
 
+void
+router_quota_tick (router_quota_t *self)
+{
+    if (self->redis)
+        s_set_degraded (self, !mesh_redis_ready (self->redis));
+}
+
 static bool
 s_limited (const router_hold_t *hold)
 {

@@ -74,6 +74,9 @@ void  router_quota_settle (router_quota_t *self, router_hold_t *hold, const char
 //  the ids held on each model).
 void  router_quota_renew (router_quota_t *self, const char *model, const char **ids, size_t count);
 int64_t router_quota_lease_ms (router_quota_t *self);
+//  Follows Redis's state without traffic (call every heartbeat): the
+//  degraded gauge says whether limits are exact right now.
+void  router_quota_tick (router_quota_t *self);
 bool  router_quota_degraded (router_quota_t *self);
 //  The Redis client, shared with the live registry; NULL if there is none.
 struct mesh_redis_t *router_quota_redis (router_quota_t *self);

@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("SEEKMESH_BIN") or REPO / "build" / "bin")
 KEY = "sk-seekmesh-dev"
+ADMIN_TOKEN = "test-admin-token"
 CHAT = "/v1/chat/completions"
 
 PORT_KEYS = ("listen", "tls_listen", "admin_listen", "reply_endpoint", "connector_listen", "url")
@@ -64,20 +65,28 @@ class Mesh:
                 if config.get(section, {}).get(key):
                     config[section][key] = _shift(config[section][key], self.offset)
         for model in config.get("models", []):
-            model["endpoint"] = re.sub(r"127\.0\.0\.1:(\d+)",
-                                       lambda m: "127.0.0.1:%d" % (int(m.group(1)) + self.offset),
-                                       model["endpoint"])
+            if "endpoint" in model:
+                model["endpoint"] = self.shift_url(model["endpoint"])
+            for endpoint in model.get("endpoints", []):
+                endpoint["url"] = self.shift_url(endpoint["url"])
         self.config = config
         self.config_path = self.tmp / "config.json"
         self.config_path.write_text(json.dumps(config, indent=1))
         self.run_dir = self.tmp / "run"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_")}
         self.env.update({"SEEKMESH_RUN_DIR": str(self.run_dir), "SEEKMESH_BIN": str(BIN),
-                         "SEEKMESH_CONFIG": str(self.config_path)})
+                         "SEEKMESH_CONFIG": str(self.config_path),
+                         "SEEKMESH_ADMIN_TOKEN": ADMIN_TOKEN})
         self.env.update(env or {})
         host, port = config["ingress"]["listen"].rsplit(":", 1)
         self.host, self.port = host, int(port)
         self.stride = config.get("mesh", {}).get("port_stride", 10)
+
+    def shift_url(self, url):
+        """A loopback URL of the unshifted config (mock on 9100, …) moved to
+        this mesh's ports."""
+        return re.sub(r"127\.0\.0\.1:(\d+)",
+                      lambda m: "127.0.0.1:%d" % (int(m.group(1)) + self.offset), url)
 
     def _pick_offset(self, config):
         ports = []
@@ -186,6 +195,44 @@ class Mesh:
             return response.status, response.read().decode()
         finally:
             conn.close()
+
+    def admin_call(self, method, path, body=None, token=ADMIN_TOKEN, instance=0, service="router"):
+        """An admin API call: (status, parsed JSON or text)."""
+        host, port = self.admin_address(service, instance)
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        headers = {"Authorization": "Bearer " + token} if token else {}
+        data = None
+        if body is not None:
+            data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            text = response.read().decode()
+        finally:
+            conn.close()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, text
+
+    def redis_port(self):
+        return int(self.config["redis"]["listen"].rsplit(":", 1)[1])
+
+    def redis_server_pid(self, instance=0):
+        """The redis-server process itself (redis-N is the wrapper that
+        scripts/mesh supervises; SIGSTOP must reach the server)."""
+        wrapper = self.pid("redis-%d" % instance)
+        children = subprocess.run(["pgrep", "-P", str(wrapper)], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == 1, children
+        return int(children[0])
+
+    def redis_cli(self, *args):
+        """Runs redis-cli against this mesh's Redis; returns its output."""
+        result = subprocess.run(["redis-cli", "-p", str(self.redis_port()), *map(str, args)],
+                                capture_output=True, text=True, timeout=5)
+        return result.stdout.strip()
 
     def metrics(self, service, instance=0):
         """{'name{labels}': value}"""
