@@ -123,8 +123,12 @@ class Mesh:
         instances = self.config.get("mesh", {}).get("instances", {})
         started = self.env.get("SEEKMESH_MESH_SERVICES", "router connector").replace(",", " ").split()
         if "router" in started and "connector" in started and instances.get("connector", 1) > 0:
-            for i in range(instances.get("router", 1)):
-                self.wait_ready("router", i)
+            try:
+                for i in range(instances.get("router", 1)):
+                    self.wait_ready("router", i)
+            except AssertionError:
+                self.mesh("down", check=False)
+                raise
         return self
 
     def wait_ready(self, service, instance=0, timeout=5):
