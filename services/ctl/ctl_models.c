@@ -143,11 +143,17 @@ s_endpoints_cell (json_t *entry)
     return json_null ();
 }
 
-//  The ALIASES cell: the reply's aliases{} that name this model.
+//  The ALIASES cell: the entry's own aliases[], then the reply's
+//  aliases{} that name this model.
 static json_t *
-s_aliases_cell (json_t *aliases, const char *name)
+s_aliases_cell (json_t *entry, json_t *aliases, const char *name)
 {
     json_t *names = json_array ();
+    size_t index;
+    json_t *own;
+    json_array_foreach (json_object_get (entry, "aliases"), index, own)
+        if (json_is_string (own))
+            json_array_append (names, own);
     const char *alias;
     json_t *target;
     json_object_foreach (aliases, alias, target)
@@ -179,7 +185,7 @@ ctl_models_list (ctl_t *ctl, int argc, char **argv)
         json_array_append_new (rows, json_pack ("[O?O?oO?O?o]", name,
             json_object_get (entry, "source"), s_endpoints_cell (entry),
             json_object_get (entry, "fallback"), json_object_get (entry, "max_concurrency"),
-            s_aliases_cell (aliases, json_string_value (name))));
+            s_aliases_cell (entry, aliases, json_string_value (name))));
     }
     ctl_table_print (rows);
     json_decref (rows);

@@ -898,6 +898,7 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
     }
     mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
     router_quota_tick (self->quota);
+    router_registry_tick (self->registry);
     if (now - self->renewed_ms >= router_quota_lease_ms (self->quota) / 3) {
         s_renew_leases (self);
         self->renewed_ms = now;

@@ -45,6 +45,8 @@ struct router_registry_t {
     bool loaded;                //  the overlay has been read from Redis
     bool loading;
     bool load_again;            //  a change was announced during a load
+    bool stale;                 //  a load could not be sent or failed
+    bool redis_was_ready;
     mesh_metric_t *generations;
     mesh_metric_t *errors;
 };
@@ -247,8 +249,10 @@ s_on_loaded (void *arg, redisReply *reply)
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
         if (reply && reply->type == REDIS_REPLY_ERROR)
             mesh_warn ("registry: cannot read from Redis: %s", reply->str);
-        return;                 //  read again on the next (re)subscription
+        self->stale = true;     //  router_registry_tick reads it again
+        return;
     }
+    self->stale = false;
     json_t *models = s_hash_object (self, reply->element [0], "model");
     json_t *keys = s_hash_object (self, reply->element [1], "key");
     json_t *doc = s_document (self->base, models, keys);
@@ -288,6 +292,21 @@ s_load (router_registry_t *self)
     const char *argv [] = { MODELS_HASH, KEYS_HASH };
     if (mesh_redis_eval (self->redis, &s_load_script, s_on_loaded, self, 2, 2, argv, NULL) == 0)
         self->loading = true;
+    else
+        self->stale = true;     //  not connected: router_registry_tick tries again
+}
+
+void
+router_registry_tick (router_registry_t *self)
+{
+    if (!self->redis)
+        return;
+    //  A change may have been announced while the command connection was
+    //  down (the subscription can outlive it): read again when it is back
+    bool ready = mesh_redis_ready (self->redis);
+    if (ready && (self->stale || !self->redis_was_ready || !self->loaded))
+        s_load (self);
+    self->redis_was_ready = ready;
 }
 
 static void
@@ -799,6 +818,9 @@ s_keys (router_registry_t *self, const mesh_admin_request_t *request,
     }
     char made_id [80];
     if (create) {
+        if (*id)
+            snprintf (made_id, sizeof made_id, "%.70s", id);
+        else
         if (given_id)
             snprintf (made_id, sizeof made_id, "%.70s", given_id);
         else {
@@ -853,8 +875,13 @@ s_keys (router_registry_t *self, const mesh_admin_request_t *request,
     if (create)
         entry = json_incref (body);
     else {
-        //  The file's entry may hold the key in plain: store its digest
-        entry = s_merge_patch (current, body);
+        //  A new secret replaces the old one, which the file's entry may
+        //  hold in plain; a plain one that stays is stored as its digest
+        json_t *base = json_deep_copy (current);
+        if (json_object_get (body, "key_sha256"))
+            json_object_del (base, "key");
+        entry = s_merge_patch (base, body);
+        json_decref (base);
         const char *old = json_string_value (json_object_get (entry, "key"));
         if (old) {
             unsigned char digest [32];

@@ -9,8 +9,8 @@
         seekmesh:registry:keys     hash: key id -> entry JSON (key_sha256,
                                    never the key), or "null"
     Every write also PUBLISHes on seekmesh:registry; each router then reads
-    both hashes again (and after every reconnect to Redis, in case it
-    missed a message).  A document that does not validate is never
+    both hashes again (and after every reconnect to Redis, and after a read
+    that failed, in case it missed a message).  A document that does not validate is never
     installed: the previous registry stays, and the error is logged and
     counted.
 
@@ -83,6 +83,9 @@ bool  router_registry_ready (router_registry_t *self, mesh_buf_t *why);
 //  Re-reads the config file's models, aliases and keys.  -1 with a reason,
 //  keeping the registry as it was.
 int   router_registry_reload (router_registry_t *self, char *why, size_t why_size);
+//  Re-reads the overlay if a read failed or the Redis connection came back
+//  (call every heartbeat).
+void  router_registry_tick (router_registry_t *self);
 //  Serves /admin/ on admin
 void  router_registry_routes (router_registry_t *self, mesh_admin_t *admin);
 

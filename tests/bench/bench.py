@@ -40,11 +40,20 @@ BIN = Path(os.environ.get("SEEKMESH_BIN") or REPO / "build" / "bin")
 KEY = "sk-seekmesh-dev"
 CHAT = "/v1/chat/completions"
 
-#  What arm D turns on beyond C.  Today: nothing more exists (quotas, audit
-#  and the cache are later issues); D runs as its own mesh so that adding a
-#  policy is a change of this overlay alone.
-POLICY = {}
-MINIMAL = {}
+#  C: the minimal path: a key and models without limits, so the router never
+#  asks Redis (none runs).  D: every policy the code has: the key's rates,
+#  tokens per minute and budget and the model's concurrency, reserved and
+#  settled in Redis (one script each way per request), set high enough never
+#  to refuse.  Audit and the cache are later issues; adding one is a change
+#  of this overlay alone.
+UNLIMITED_MODELS = {"max_concurrency": 0}
+POLICY = {
+    "services": "redis router connector ingress",
+    "keys": [{"id": "dev", "key": "sk-seekmesh-dev", "tenant": "dev", "rpm": 1000000000,
+              "tpm": 1000000000000, "budget": 1000000000000000, "budget_period": "month"}],
+    "model": {"max_concurrency": 1000000},
+}
+MINIMAL = {"services": "router connector ingress", "model": UNLIMITED_MODELS}
 
 BODY = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hello there"}]}
 STREAM_BODY = dict(BODY, stream=True, mock={"tokens": 64, "delay_ms": 20})
@@ -178,19 +187,23 @@ http {
     def start_mesh(self, name, title, overlay):
         #  One connector holds the 10,000 streams of the concurrency test
         config = {"mesh": {"instances": {"mock": 0}}, "connector": {"ws_pool_size": 0, "capacity": 12000}}
-        config.update(overlay)
+        if "keys" in overlay:
+            config["keys"] = overlay["keys"]
         directory = self.tmp / ("mesh-" + name)
         directory.mkdir()
-        mesh = Mesh(directory, config, env={"SEEKMESH_MESH_SERVICES": "router connector ingress"})
+        mesh = Mesh(directory, config, env={"SEEKMESH_MESH_SERVICES": overlay["services"]})
         for model in mesh.config["models"]:
             model["endpoint"] = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:%d" % self.mock_port, model["endpoint"])
+            model.update(overlay["model"])
         mesh.config["models"] = [m for m in mesh.config["models"] if not m["endpoint"].startswith("ws")]
         mesh.config_path.write_text(json.dumps(mesh.config))
         mesh.up()
         self.meshes.append(mesh)
 
         def pids():
-            return [mesh.pid("%s-0" % s) for s in ("ingress", "router", "connector")]
+            #  Redis's CPU is part of what the quota costs
+            own = [mesh.pid("%s-0" % s) for s in ("ingress", "router", "connector")]
+            return own + ([mesh.redis_server_pid()] if "redis" in overlay["services"] else [])
         return Arm(name, title, mesh.port, headers={"Authorization": "Bearer " + KEY}, pids=pids)
 
     def start_portkey(self):

@@ -121,11 +121,16 @@ class Mesh:
         # `up` waits for /healthz; requests need routers that have a connector
         # (and have read the registry): wait for their /readyz too
         instances = self.config.get("mesh", {}).get("instances", {})
-        started = self.env.get("SEEKMESH_MESH_SERVICES", "router connector").replace(",", " ").split()
+        started = self.env.get("SEEKMESH_MESH_SERVICES",
+                               "redis router connector").replace(",", " ").split()
         if "router" in started and "connector" in started and instances.get("connector", 1) > 0:
             try:
                 for i in range(instances.get("router", 1)):
                     self.wait_ready("router", i)
+                    # and connected to the mesh's Redis, when it runs one
+                    if "redis" in started and instances.get("redis", 1) > 0:
+                        self.wait_metric("router", "seekmesh_redis_up", lambda v: v == 1,
+                                         instance=i)
             except AssertionError:
                 self.mesh("down", check=False)
                 raise
