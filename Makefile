@@ -10,7 +10,7 @@
 
 BUILD     ?= build
 CC        ?= cc
-PKGS      := libzmq libczmq libwebsockets msgpack jansson libssl libcrypto hiredis
+PKGS      := libzmq libczmq libwebsockets msgpack jansson libssl libcrypto hiredis sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -212,6 +212,17 @@ s_send_ingress (creq_t *req, const mesh_msg_t *msg)
     return -1;
 }
 
+//  Who asked and where it went, for the ingress's audit record
+static void
+s_audit_fields (creq_t *req, mesh_msg_t *msg)
+{
+    memcpy (msg->tenant, req->tenant, sizeof msg->tenant);
+    memcpy (msg->key_id, req->key_id, sizeof msg->key_id);
+    snprintf (msg->url, sizeof msg->url, "%s", req->endpoint->text);
+    snprintf (msg->region, sizeof msg->region, "%s", req->endpoint->region);
+    msg->ttfb_us = req->first_byte_us ? (uint64_t) (req->first_byte_us - req->dispatched_us) : 0;
+}
+
 int
 connector_send_head (creq_t *req, int status)
 {
@@ -222,6 +233,7 @@ connector_send_head (creq_t *req, int status)
     msg.status = (uint32_t) status;
     snprintf (msg.model, sizeof msg.model, "%s", req->model->name);
     memcpy (msg.limits, req->limits, sizeof msg.limits);
+    s_audit_fields (req, &msg);
     req->head_sent = true;
     return s_send_ingress (req, &msg);
 }
@@ -286,6 +298,7 @@ connector_request_finish (creq_t *req, const char *data, size_t len)
     msg.cached_tokens = req->cached_tokens;
     msg.reason_tokens = req->reason_tokens;
     memcpy (msg.limits, req->limits, sizeof msg.limits);
+    s_audit_fields (req, &msg);
     if (data)
         req->bytes += len;
     bool delivered = s_send_ingress (req, &msg) == 0;
@@ -360,6 +373,8 @@ connector_request_fail (creq_t *req, int status, const char *type, const char *c
         msg.flags &= MESH_ERROR_RETRY_YES | MESH_ERROR_RETRY_NO;
         memcpy (msg.limits, req->limits, sizeof msg.limits);
         snprintf (msg.model, sizeof msg.model, "%s", req->model->name);
+        memcpy (msg.tenant, req->tenant, sizeof msg.tenant);
+        memcpy (msg.key_id, req->key_id, sizeof msg.key_id);
         s_send_ingress (req, &msg);
         s_send_done (req, (uint32_t) status, outcome);
     }
@@ -489,6 +504,8 @@ s_on_dispatch (connector_t *self, int router, const mesh_msg_t *msg)
     req->endpoint = &model->endpoints [msg->endpoint];
     req->auth_line = connector_auth_line (model);
     memcpy (req->limits, msg->limits, sizeof req->limits);
+    memcpy (req->tenant, msg->tenant, sizeof req->tenant);
+    memcpy (req->key_id, msg->key_id, sizeof req->key_id);
     req->client_stream = msg->stream;
     req->dispatched_us = mesh_loop_now_us (self->loop);
     mesh_map_put (self->requests, req->id, req);

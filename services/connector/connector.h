@@ -83,6 +83,8 @@ struct creq_t {
     uint32_t endpoint_index;
     char *auth_line;            //  its credential header line ("" for none)
     char limits [128];          //  x-ratelimit-* values from the router
+    char tenant [128];          //  for the audit record, from the router
+    char key_id [65];
     bool client_stream;         //  what the client asked for
     bool upstream_stream;       //  what we ask upstream for
     mesh_buf_t body;            //  the upstream request body

@@ -110,6 +110,7 @@ struct request_t {
     mesh_bytes_t body;
     char requested [256];       //  the model name the client gave
     char tenant [128];
+    char key_id [65];
     char sticky [128];          //  user, or request id: picks variants
     char avoid [128];           //  a connector not to use
     bool stream;
@@ -143,6 +144,8 @@ typedef struct {
     const char *reply_to;
     const char *model;          //  the model that answered, or ""
     const char *limits;
+    const char *tenant;         //  once the key is known, for the audit record
+    const char *key_id;
 } target_t;
 
 static void
@@ -164,6 +167,8 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
     snprintf (msg.param, sizeof msg.param, "%s", param ? param : "");
     snprintf (msg.model, sizeof msg.model, "%s", to->model ? to->model : "");
     snprintf (msg.limits, sizeof msg.limits, "%s", to->limits ? to->limits : "");
+    snprintf (msg.tenant, sizeof msg.tenant, "%s", to->tenant ? to->tenant : "");
+    snprintf (msg.key_id, sizeof msg.key_id, "%s", to->key_id ? to->key_id : "");
     if (retry_after_ms > 60000)
         retry_after_ms = 60000;
     msg.retry_after_ms = (uint32_t) (retry_after_ms > 0 ? retry_after_ms : 0);
@@ -178,7 +183,7 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
 static target_t
 s_target_of_msg (const mesh_msg_t *msg)
 {
-    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "" };
+    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "", "", "" };
 }
 
 static target_t
@@ -186,7 +191,7 @@ s_target_of (request_t *request)
 {
     return (target_t) { request->base.id, request->base.attempt, request->base.token,
                         request->base.reply_to, request->base.model ? request->base.model->name : "",
-                        request->limits };
+                        request->limits, request->tenant, request->key_id };
 }
 
 //  Metrics ------------------------------------------------------------------
@@ -414,6 +419,7 @@ s_route (request_t *request)
     dispatch.stream = request->stream;
     dispatch.body = request->body;
     memcpy (dispatch.tenant, request->tenant, sizeof dispatch.tenant);
+    memcpy (dispatch.key_id, request->key_id, sizeof dispatch.key_id);
     dispatch.endpoint = (uint32_t) endpoint;
     memcpy (dispatch.limits, request->limits, sizeof dispatch.limits);
 
@@ -543,6 +549,8 @@ s_on_request (router_t *self, mesh_inbox_t *inbox)
                  "The model `%s` does not exist or you do not have access to it.", msg->model);
         return;
     }
+    to.tenant = key->tenant;
+    to.key_id = key->id;
     if (!router_key_allows (key, model)) {
         s_count_refusal (self, s_series (self, key->id, model->name), "forbidden");
         s_error (self, &to, 403, "permission_error", "model_not_allowed", "model", 0,
@@ -572,6 +580,7 @@ s_on_request (router_t *self, mesh_inbox_t *inbox)
     request->gen = router_gen_ref (gen);
     memcpy (request->requested, msg->model, sizeof request->requested);
     snprintf (request->tenant, sizeof request->tenant, "%s", key->tenant);
+    snprintf (request->key_id, sizeof request->key_id, "%s", key->id);
     snprintf (request->sticky, sizeof request->sticky, "%s", *msg->user ? msg->user : msg->id);
     memcpy (request->avoid, msg->avoid, sizeof request->avoid);
     request->stream = msg->stream;
@@ -752,6 +761,8 @@ s_on_fail (router_t *self, const mesh_inbox_t *inbox)
     error.flags = msg->flags & (MESH_ERROR_RETRY_YES | MESH_ERROR_RETRY_NO);
     memcpy (error.limits, request->limits, sizeof error.limits);
     snprintf (error.model, sizeof error.model, "%s", model->name);
+    memcpy (error.tenant, request->tenant, sizeof error.tenant);
+    memcpy (error.key_id, request->key_id, sizeof error.key_id);
     s_send_ingress (self, request->base.reply_to, &error);
     s_request_end (request, 0);
 }

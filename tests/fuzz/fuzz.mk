@@ -44,7 +44,7 @@ FUZZ_ENGINE  := $(if $(shell command -v $(FUZZ_CLANG) 2>/dev/null),libfuzzer,rep
 endif
 
 #  Evaluated once, and only by recipes that need them
-FUZZ_PKGS        := libzmq libczmq libwebsockets msgpack jansson libssl libcrypto hiredis
+FUZZ_PKGS        := libzmq libczmq libwebsockets msgpack jansson libssl libcrypto hiredis sqlite3
 FUZZ_PKG_CFLAGS   = $(eval FUZZ_PKG_CFLAGS := $(shell pkg-config --cflags $(FUZZ_PKGS) 2>/dev/null))$(FUZZ_PKG_CFLAGS)
 FUZZ_PKG_LIBS     = $(eval FUZZ_PKG_LIBS := $(shell pkg-config --libs $(FUZZ_PKGS) 2>/dev/null))$(FUZZ_PKG_LIBS)
 FUZZ_SANITIZE    := -fsanitize=address,undefined -fno-sanitize-recover=all

@@ -405,6 +405,8 @@ def load_schema():
 
 
 REQ_ID = "01JD3Z8K4Q7W2X5N6M9P0R1S2T"
+VERSION = int(re.search(r"#define MESH_PROTO_VERSION\s+(\d+)",
+                        open(os.path.join(ROOT, "proto", "mesh_msg.h")).read()).group(1))
 
 
 def sample_value(kind, member, maxlen):
@@ -426,12 +428,12 @@ def sample_value(kind, member, maxlen):
                 "data": b'{"choices":[{"delta":{"content":"Hi"}}]}'}.get(member, b"")
 
 
-def encode(fields, messages, type_name, values=None, id_=None, count=None, sig="SM", version=1,
+def encode(fields, messages, type_name, values=None, id_=None, count=None, sig="SM", version=None,
            override=None):
     code, has_id, names = messages[type_name]
     values = values or {}
     out = mp_array(count if count is not None else 4 + len(names))
-    out += mp_str(sig) + mp_uint(version) + mp_uint(code)
+    out += mp_str(sig) + mp_uint(VERSION if version is None else version) + mp_uint(code)
     out += mp_str(id_ if id_ is not None else (REQ_ID if has_id else ""))
     for name in names:
         kind, member, maxlen = fields[name]
@@ -468,10 +470,12 @@ def msg_seeds():
     put(t, "noncanonical_bin32", encode(fields, messages, "CHUNK", override={"DATA": mp_bin(b"x", "32")}))
     put(t, "noncanonical_array16", encode(fields, messages, "LOST").replace(b"\x97", b"\xdc\x00\x07", 1))
     # Rejections
-    put(t, "bad_version_2", encode(fields, messages, "HEARTBEAT", version=2))
+    put(t, "bad_version_next", encode(fields, messages, "HEARTBEAT", version=VERSION + 1))
     put(t, "bad_signature", encode(fields, messages, "HEARTBEAT", sig="SN"))
-    put(t, "bad_type_0", encode(fields, messages, "HEARTBEAT").replace(b"\x01\x0a", b"\x01\x00", 1))
-    put(t, "bad_type_13", encode(fields, messages, "HEARTBEAT").replace(b"\x01\x0a", b"\x01\x0d", 1))
+    heartbeat = bytes([VERSION, 0x0a])
+    put(t, "bad_type_0", encode(fields, messages, "HEARTBEAT").replace(heartbeat, bytes([VERSION, 0]), 1))
+    put(t, "bad_type_past_last", encode(fields, messages, "HEARTBEAT").replace(
+        heartbeat, bytes([VERSION, max(code for code, _, _ in messages.values()) + 1]), 1))
     put(t, "bad_count", encode(fields, messages, "HEARTBEAT", count=6))
     put(t, "bad_id_lowercase", encode(fields, messages, "CHUNK", id_=REQ_ID.lower()))
     put(t, "bad_id_letter_i", encode(fields, messages, "CHUNK", id_="0" * 25 + "I"))
@@ -495,7 +499,7 @@ def msg_seeds():
     put(t, "bad_truncated_request", whole[:len(whole) // 2])
     put(t, "bad_bin32_declared_4g", encode(fields, messages, "CHUNK", override={"DATA": b"\xc6\xff\xff\xff\xff"}))
     put(t, "bad_array32_huge", b"\xdd\xff\xff\xff\xff")
-    put(t, "bad_map", b"\x81\xa2SM\x01")
+    put(t, "bad_map", b"\x81\xa2SM" + bytes([VERSION]))
     put(t, "empty", b"")
 
 
