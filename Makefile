@@ -28,7 +28,7 @@ COMMON_SRC := $(wildcard common/*.c) $(wildcard proto/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 LIBMESH    := $(BUILD)/libmesh.a
 
-SERVICES   := ingress router connector mock
+SERVICES   := ingress router connector mock audit
 BINS       := $(SERVICES:%=$(BUILD)/bin/seekmesh-%)
 TEST_BIN   := $(BUILD)/bin/mesh-selftest
 LOADGEN    := $(BUILD)/bin/mesh-loadgen

@@ -5,6 +5,8 @@
                     envelope, --json), option parsing, tables; reload
         ctl_models  models list | get | add | set | remove
         ctl_keys    keys list | add | set | remove
+        ctl_audit   audit query | verify | export | rotate-key, on the audit
+                    store's files (no admin API)
         main        global options and the table of commands
 
     A command runs once and exits with one of the CTL_EXIT_ codes; its
@@ -89,7 +91,12 @@ int  ctl_keys_add (ctl_t *ctl, int argc, char **argv);
 int  ctl_keys_set (ctl_t *ctl, int argc, char **argv);
 int  ctl_keys_remove (ctl_t *ctl, int argc, char **argv);
 int  ctl_reload (ctl_t *ctl, int argc, char **argv);
+int  ctl_audit_query (ctl_t *ctl, int argc, char **argv);
+int  ctl_audit_verify (ctl_t *ctl, int argc, char **argv);
+int  ctl_audit_export (ctl_t *ctl, int argc, char **argv);
+int  ctl_audit_rotate_key (ctl_t *ctl, int argc, char **argv);
 
 void ctl_api_test (bool verbose);
+void ctl_audit_test (bool verbose);
 
 #endif

@@ -48,6 +48,25 @@ static const command_t s_commands [] = {
       "revoke a key" },
     { "reload", NULL,     ctl_reload,        "reload",
       "have the router re-read its config file" },
+    { "audit",  "query",  ctl_audit_query,
+      "audit query [--since 1h|30m|2d|DATE] [--until ...] [--tenant T] [--model M] [--status N]\n"
+      "      [--outcome X] [--limit N] [--decrypt] [--dir DIR] [--key-file FILE]",
+      "the audit records, oldest first (--json: one object a line); --decrypt adds the\n"
+      "      prompt and the response text (needs the key file)" },
+    { "audit",  "verify", ctl_audit_verify,
+      "audit verify [--from YYYY-MM-DD] [--dir DIR] [--public-key FILE]",
+      "check the records' hash chain and signed checkpoints: exit 0 sound, 1 with the\n"
+      "      first bad record named, 2 unreadable" },
+    { "audit",  "export", ctl_audit_export,
+      "audit export [--format ndjson] [QUERY OPTIONS]",
+      "the records as NDJSON with Elastic Common Schema names, for Filebeat or Loki" },
+    { "audit",  "rotate-key", ctl_audit_rotate_key,
+      "audit rotate-key [--key-file FILE] [--dir DIR]",
+      "add a new key to the audit key file and print its id; it encrypts from now on\n"
+      "      (the running service picks it up); old records stay readable.  The audit\n"
+      "      commands read the store's files: DIR is $SEEKMESH_AUDIT_DIR, else run/audit;\n"
+      "      FILE is $SEEKMESH_AUDIT_KEY_FILE, else DIR/keys; the public key\n"
+      "      DIR/signing.pub.pem" },
 };
 
 static void

@@ -6,6 +6,9 @@
                         connectors and routers, request slots
     ingress_admin.c     /healthz, /readyz, /metrics on the admin vhost
     ingress_validate.c  the request body validator
+    ingress_audit.c     one audit record per request: what goes in it
+    ingress_audit_link.c  the spool of records and the DEALER link that
+                        carries them to seekmesh-audit (AUDIT / ACK)
 
     Everything runs on the one lws service thread, on a libev loop (epoll:
     lws' own poll() loop stalls streams at 10,000 connections): ZeroMQ
@@ -73,6 +76,24 @@ typedef struct {
     mesh_buf_t out;             //  response bytes not yet written
     int64_t last_write_ms;
 
+    //  The audit record (ingress_audit.c): what it says beyond the above
+    bool audit_pending;         //  a record is owed for this request
+    bool body_complete;         //  the whole body was read
+    const char *outcome;        //  MESH_AUDIT_*, once decided; else derived
+    char error_code [64];       //  the error envelope's code
+    int64_t start_wall_ms;
+    char tenant [128];          //  from HEAD, END, ERROR
+    char key_id [65];
+    char region [64];
+    char *endpoint_url;         //  malloc'd: the upstream endpoint (HEAD, END)
+    char *params;               //  malloc'd: the validator's parameters JSON
+    uint64_t upstream_ttfb_us;
+    uint64_t prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens;
+    uint64_t bytes_out;         //  body bytes written to the client
+    uint32_t response_parts;    //  SSE payloads captured
+    bool truncated;
+    mesh_buf_t response;        //  what the client got, up to the bound
+
     lws_sorted_usec_list_t keepalive_sul;
     lws_sorted_usec_list_t timeout_sul;
 } pss_t;
@@ -85,6 +106,7 @@ struct ingress_t {
     mesh_metrics_t *metrics;
     mesh_admin_t *admin;
     bool draining;
+    bool stopping;              //  the loop has ended: connections are cut
     int64_t drain_ms;
     int64_t drain_deadline_ms;
     lws_sorted_usec_list_t drain_sul;
@@ -97,6 +119,7 @@ struct ingress_t {
     uint32_t default_max_tokens;
 
     struct ingress_mesh_t *mesh;
+    struct ingress_audit_t *audit;
 
     struct {
         mesh_metric_t *by_class [6];        //  1xx .. 5xx, by first digit
@@ -129,6 +152,26 @@ void ingress_http_metrics (ingress_t *self);
 
 typedef struct ingress_mesh_t ingress_mesh_t;
 extern const struct lws_protocols ingress_fd_protocol;
+
+//  A file descriptor adopted into the lws loop, and what to run when it is
+//  readable
+typedef struct ingress_watch_t ingress_watch_t;
+typedef void (ingress_watch_fn) (ingress_t *self, ingress_watch_t *watch);
+struct ingress_watch_t {
+    ingress_t *ingress;
+    int fd;
+    ingress_watch_fn *fn;
+    void *socket;               //  the ZeroMQ socket behind it, if any
+    void *arg;                  //  the handler's
+};
+//  Adopts fd (lws closes it at the end).  -1 on failure.
+int  ingress_adopt_fd (ingress_t *self, ingress_watch_t *watch, int fd, ingress_watch_fn *fn);
+//  Adopts a duplicate of a ZeroMQ socket's ZMQ_FD, and runs fn once at
+//  once (the fd only signals changes).  -1 on failure.
+int  ingress_adopt_socket (ingress_t *self, ingress_watch_t *watch, void *socket,
+                           ingress_watch_fn *fn);
+//  The ZeroMQ context every ingress socket lives in
+void *ingress_mesh_context (ingress_t *self);
 //  Binds the reply socket, connects to the routers and adopts the sockets
 //  into the lws loop.  -1 with a reason.
 int  ingress_mesh_start (ingress_t *self, char *why, size_t why_size);

@@ -10,10 +10,14 @@
     out buffer and written from LWS_CALLBACK_HTTP_WRITEABLE, one write per
     callback, as soon as the bytes exist (SSE is never held back).  On
     HTTP/1.1 an SSE response uses chunked coding so the connection can be
-    kept alive.  lws service thread only.                                   */
+    kept alive.  Every request with an id ends with one audit record
+    (ingress_audit.c): made when its last byte is written, or when its
+    connection closes first.  lws service thread only.                      */
 #include "ingress.h"
+#include "ingress_audit.h"
 #include "ingress_validate.h"
 
+#include "mesh_audit.h"
 #include "mesh_log.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
@@ -57,6 +61,7 @@ ingress_respond_body (pss_t *pss, int status, const char *content_type, const ch
     s_start_response (pss, status, content_type);
     mesh_buf_reset (&pss->out);
     mesh_buf_append (&pss->out, body, len);
+    ingress_audit_capture (pss, body, len, false);
     pss->finished = true;
     s_schedule_write (pss);
 }
@@ -84,6 +89,8 @@ ingress_respond_error (pss_t *pss, int status, const char *type, const char *cod
         pss->should_retry = (status == 429 || status >= 500) ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
     if ((status == 429 || status == 503) && !pss->retry_after_ms)
         pss->retry_after_ms = 1000;
+    if (pss->state != RQ_RESPONDING)
+        snprintf (pss->error_code, sizeof pss->error_code, "%s", code ? code : "");
     ingress_respond_body (pss, status, "application/json", text, strlen (text));
     free (text);
 }
@@ -98,6 +105,8 @@ s_sse_append (pss_t *pss, const char *prefix, const char *data, size_t len)
         //  The client reads slower than the upstream writes: let it go
         //  rather than hold an unbounded backlog
         mesh_warn ("client too slow, %zu bytes queued: closing req=%s", mesh_buf_size (&pss->out), pss->id);
+        pss->outcome = MESH_AUDIT_ERROR;
+        snprintf (pss->error_code, sizeof pss->error_code, "client_slow");
         ingress_mesh_cancel (pss, "client_slow");
         if (pss->wsi)
             lws_set_timeout (pss->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -130,6 +139,8 @@ ingress_sse_event (pss_t *pss, const char *data, size_t len, bool comment)
 {
     if (!pss->sse || pss->finished)
         return;
+    if (!comment)
+        ingress_audit_capture (pss, data, len, true);
     s_sse_append (pss, comment ? ": " : "data: ", data, len);
 }
 
@@ -150,6 +161,8 @@ ingress_sse_error (pss_t *pss, const char *type, const char *code, const char *m
     char *text = s_error_json (type, code, NULL, message);
     if (!text)
         return;
+    snprintf (pss->error_code, sizeof pss->error_code, "%s", code ? code : "");
+    ingress_audit_capture (pss, text, strlen (text), true);
     pss->finished = true;
     s_sse_append (pss, "data: ", text, strlen (text));
     free (text);
@@ -178,6 +191,7 @@ s_on_timeout (lws_sorted_usec_list_t *sul)
     if (pss->state != RQ_MESH)
         return;
     mesh_warn ("no response within %lld ms req=%s", (long long) pss->ingress->request_timeout_ms, pss->id);
+    ingress_audit_outcome (pss, MESH_AUDIT_TIMEOUT);
     ingress_mesh_cancel (pss, "timeout");
     ingress_respond_error (pss, 504, "server_error", "gateway_timeout", NULL,
                            "The request timed out in the gateway.");
@@ -294,8 +308,10 @@ s_write_headers (pss_t *pss)
     }
     if (lws_write (wsi, start, (size_t) (p - start), LWS_WRITE_HTTP_HEADERS) != (int) (p - start))
         return -1;
-    if (with_body)
+    if (with_body) {
         mesh_buf_consume (&pss->out, body);
+        pss->bytes_out += body;
+    }
     pss->headers_written = true;
     pss->last_write_ms = mesh_mono_ms ();
     if (!pss->first_write_us) {
@@ -314,6 +330,7 @@ s_complete (pss_t *pss)
     mesh_metric_inc (self->metric.by_class [status / 100 <= 5 ? status / 100 : 5]);
     mesh_metric_observe (self->metric.seconds, (double) (mesh_mono_us () - pss->received_us) / 1e6);
     mesh_debug ("%d %s req=%s", status, pss->sse ? "stream" : "body", pss->id);
+    ingress_audit_end (pss, false);
     ingress_mesh_release (pss);
     lws_sul_cancel (&pss->keepalive_sul);
     lws_sul_cancel (&pss->timeout_sul);
@@ -379,6 +396,7 @@ s_on_writeable (pss_t *pss)
             return -1;
     }
     mesh_buf_consume (&pss->out, take);
+    pss->bytes_out += take;
     pss->last_write_ms = mesh_mono_ms ();
     if (last)
         return s_complete (pss);
@@ -393,18 +411,23 @@ s_on_writeable (pss_t *pss)
 static void
 s_begin (pss_t *pss, struct lws *wsi)
 {
-    mesh_buf_t out = pss->out, body = pss->body;
+    if (pss->ingress)
+        ingress_audit_end (pss, true);  //  never left owing (a bug otherwise)
+    mesh_buf_t out = pss->out, body = pss->body, response = pss->response;
     memset (pss, 0, offsetof (pss_t, keepalive_sul));
     pss->out = out;
     pss->body = body;
+    pss->response = response;
     mesh_buf_reset (&pss->out);
     mesh_buf_reset (&pss->body);
+    mesh_buf_reset (&pss->response);
     pss->ingress = lws_context_user (lws_get_context (wsi));
     pss->wsi = wsi;
     pss->h2 = lws_get_network_wsi (wsi) != wsi;
     pss->content_length = -1;
     pss->received_us = mesh_mono_us ();
     mesh_id_new (pss->id);
+    ingress_audit_begin (pss);
 }
 
 //  Reads "Authorization: Bearer <key>" into the key's SHA-256 digest.
@@ -440,6 +463,7 @@ s_submit (pss_t *pss)
 static void
 s_on_body_complete (pss_t *pss)
 {
+    pss->body_complete = true;
     ingress_check_t check;
     if (ingress_validate (mesh_buf_head (&pss->body), mesh_buf_size (&pss->body),
                           pss->ingress->default_max_tokens, &check) < 0) {
@@ -451,6 +475,8 @@ s_on_body_complete (pss_t *pss)
     memcpy (pss->user, check.user, sizeof pss->user);
     pss->estimate = check.estimate;
     pss->stream = check.stream;
+    if (pss->audit_pending)
+        pss->params = strdup (check.params);
     s_submit (pss);
 }
 
@@ -476,6 +502,16 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
         }
     }
     char message [512];
+    if (ingress_audit_refuse (pss)) {
+        //  Nothing is served that cannot be recorded: no record for this one
+        pss->retry_after_ms = 1000;
+        pss->should_retry = MESH_ERROR_RETRY_YES;
+        pss->close_after = chat;        //  an unread body may follow
+        ingress_respond_error (pss, 503, "server_error", "audit_unavailable", NULL,
+                               "The gateway cannot record requests in its audit log right now; "
+                               "retry shortly.");
+        return 0;
+    }
     if (!chat && !models) {
         snprintf (message, sizeof message, "Unknown request URL: %.200s. Please check the URL for "
                   "typos; the API serves /v1/chat/completions and /v1/models.", uri);
@@ -547,14 +583,17 @@ s_on_body (pss_t *pss, const char *data, size_t len)
 static void
 s_on_closed (pss_t *pss)
 {
-    mesh_buf_free (&pss->out);
-    mesh_buf_free (&pss->body);
-    if (!pss->ingress)
+    if (!pss->ingress) {
+        mesh_buf_free (&pss->out);
+        mesh_buf_free (&pss->body);
         return;
+    }
     if (pss->state == RQ_MESH || (pss->state == RQ_RESPONDING && pss->slot)) {
         mesh_metric_inc (pss->ingress->metric.client_gone);
         ingress_mesh_cancel (pss, "client_gone");
     }
+    ingress_audit_end (pss, true);
+    mesh_buf_free (&pss->response);
     ingress_mesh_release (pss);
     lws_sul_cancel (&pss->keepalive_sul);
     lws_sul_cancel (&pss->timeout_sul);

@@ -24,7 +24,9 @@
     into the lws loop as a raw file; so are the routers' socket monitors and
     the signalfd.  lws service thread only.                                 */
 #include "ingress.h"
+#include "ingress_audit.h"
 
+#include "mesh_audit.h"
 #include "mesh_log.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
@@ -41,24 +43,12 @@
 #include <unistd.h>
 #include <zmq.h>
 
-typedef struct watch_t watch_t;
-typedef void (watch_fn) (ingress_t *self, watch_t *watch);
-
-//  An fd adopted into lws, and what to do when it is readable
-struct watch_t {
-    ingress_t *ingress;
-    int fd;
-    watch_fn *fn;
-    void *socket;               //  the ZeroMQ socket behind it, if any
-    struct ingress_router_t *router;
-};
-
 typedef struct ingress_router_t {
     char endpoint [256];
     void *socket;               //  PUSH
     void *monitor;              //  PAIR: its connect/disconnect events
     bool connected;
-    watch_t watch;
+    ingress_watch_t watch;      //  on the monitor; arg: the router
 } router_t;
 
 typedef struct {
@@ -70,7 +60,7 @@ struct ingress_mesh_t {
     void *ctx;
     void *pull;
     char reply_to [256];
-    watch_t pull_watch;
+    ingress_watch_t pull_watch;
     lws_sorted_usec_list_t more_sul;    //  continues a capped drain
     lws_sorted_usec_list_t sweep_sul;   //  the periodic ZMQ_EVENTS check
     router_t routers [INGRESS_MAX_ROUTERS];
@@ -82,7 +72,7 @@ struct ingress_mesh_t {
     size_t free_count;
     size_t active;
     int signal_fd;
-    watch_t signal_watch;
+    ingress_watch_t signal_watch;
 };
 
 //  Slots ----------------------------------------------------------------------
@@ -174,6 +164,12 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
     return -1;
 }
 
+void *
+ingress_mesh_context (ingress_t *self)
+{
+    return self->mesh->ctx;
+}
+
 void
 ingress_mesh_submit (pss_t *pss)
 {
@@ -248,6 +244,7 @@ static void
 s_on_error (pss_t *pss, const mesh_msg_t *msg)
 {
     if (pss->state == RQ_MESH) {
+        ingress_audit_outcome (pss, ingress_audit_error_outcome (msg->err_code));
         pss->retry_after_ms = (int) msg->retry_after_ms;
         pss->should_retry = (int) (msg->flags & (MESH_ERROR_RETRY_YES | MESH_ERROR_RETRY_NO));
         memcpy (pss->limits, msg->limits, sizeof pss->limits);
@@ -257,8 +254,10 @@ s_on_error (pss_t *pss, const mesh_msg_t *msg)
                                msg->message);
     }
     else
-    if (pss->sse)
+    if (pss->sse) {
+        ingress_audit_outcome (pss, MESH_AUDIT_UPSTREAM_ERROR);
         ingress_sse_error (pss, msg->err_type, msg->err_code, msg->message);
+    }
 }
 
 static void
@@ -273,6 +272,7 @@ s_on_lost (ingress_t *self, pss_t *pss, const mesh_msg_t *msg)
             return;
     }
     mesh_warn ("connector %s lost mid-response req=%s", msg->sender, pss->id);
+    ingress_audit_outcome (pss, MESH_AUDIT_CONNECTOR_LOST);
     if (pss->state == RQ_MESH)
         ingress_respond_error (pss, 502, "server_error", "connector_lost", NULL,
                                "The gateway lost the connection serving this request.");
@@ -302,6 +302,8 @@ s_dispatch (ingress_t *self, const mesh_msg_t *msg)
     //  REPLY has no attempt; for the rest, an older attempt is stale
     if (msg->type != MESH_MSG_REPLY && msg->attempt != pss->attempt)
         return;
+    if (msg->type == MESH_MSG_HEAD || msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR)
+        ingress_audit_note (pss, msg);
     switch (msg->type) {
         case MESH_MSG_HEAD:  s_on_head (pss, msg); break;
         case MESH_MSG_CHUNK: s_on_chunk (pss, msg); break;
@@ -347,17 +349,17 @@ s_drain (ingress_t *self)
 }
 
 static void
-s_on_pull (ingress_t *self, watch_t *watch)
+s_on_pull (ingress_t *self, ingress_watch_t *watch)
 {
     (void) watch;
     s_drain (self);
 }
 
 static void
-s_on_monitor (ingress_t *self, watch_t *watch)
+s_on_monitor (ingress_t *self, ingress_watch_t *watch)
 {
     (void) self;
-    router_t *router = watch->router;
+    router_t *router = watch->arg;
     int event, value;
     while (mesh_zmq_monitor_read (router->monitor, &event, &value)) {
         if (event == ZMQ_EVENT_CONNECTED) {
@@ -378,12 +380,20 @@ ingress_stop (ingress_t *self)
     ev_break (self->loop, EVBREAK_ALL);
 }
 
-//  While draining, look every 50 ms whether the last request has ended
+//  While draining, look every 50 ms whether the last request has ended and
+//  the audit service has acknowledged the last record
 static void
 s_on_drain (lws_sorted_usec_list_t *sul)
 {
     ingress_t *self = lws_container_of (sul, ingress_t, drain_sul);
-    if (ingress_mesh_active (self) == 0 || mesh_mono_ms () >= self->drain_deadline_ms) {
+    size_t active = ingress_mesh_active (self), unacked = ingress_audit_unacked (self);
+    if (active == 0 && unacked == 0) {
+        ingress_stop (self);
+        return;
+    }
+    if (mesh_mono_ms () >= self->drain_deadline_ms) {
+        mesh_warn ("drain deadline: %zu requests in flight, %zu audit records unacknowledged",
+                   active, unacked);
         ingress_stop (self);
         return;
     }
@@ -399,7 +409,7 @@ ingress_drain (ingress_t *self)
 }
 
 static void
-s_on_signal (ingress_t *self, watch_t *watch)
+s_on_signal (ingress_t *self, ingress_watch_t *watch)
 {
     struct signalfd_siginfo info;
     while (read (watch->fd, &info, sizeof info) == sizeof info) {
@@ -419,7 +429,7 @@ s_fd_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 {
     (void) user; (void) in; (void) len;
     if (reason == LWS_CALLBACK_RAW_RX_FILE) {
-        watch_t *watch = lws_get_opaque_user_data (wsi);
+        ingress_watch_t *watch = lws_get_opaque_user_data (wsi);
         if (watch)
             watch->fn (watch->ingress, watch);
     }
@@ -430,8 +440,8 @@ const struct lws_protocols ingress_fd_protocol = {
     "mesh-fd", s_fd_callback, 0, 0, 0, NULL, 0
 };
 
-static int
-s_adopt (ingress_t *self, watch_t *watch, int fd, watch_fn *fn)
+int
+ingress_adopt_fd (ingress_t *self, ingress_watch_t *watch, int fd, ingress_watch_fn *fn)
 {
     watch->ingress = self;
     watch->fd = fd;
@@ -449,8 +459,8 @@ s_adopt (ingress_t *self, watch_t *watch, int fd, watch_fn *fn)
 //  ZMQ_FD belongs to ZeroMQ: lws gets a duplicate it may close.  The fd
 //  only signals changes, and a socket that has never been read may hold
 //  messages without ever signalling, so the handler runs once right away.
-static int
-s_adopt_socket (ingress_t *self, watch_t *watch, void *socket, watch_fn *fn)
+int
+ingress_adopt_socket (ingress_t *self, ingress_watch_t *watch, void *socket, ingress_watch_fn *fn)
 {
     int fd;
     size_t size = sizeof fd;
@@ -460,7 +470,7 @@ s_adopt_socket (ingress_t *self, watch_t *watch, void *socket, watch_fn *fn)
     if (copy < 0)
         return -1;
     watch->socket = socket;
-    if (s_adopt (self, watch, copy, fn) < 0)
+    if (ingress_adopt_fd (self, watch, copy, fn) < 0)
         return -1;
     fn (self, watch);
     return 0;
@@ -567,14 +577,14 @@ ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
             snprintf (why, why_size, "cannot connect to router %s: %s", router->endpoint, zmq_strerror (errno));
             return -1;
         }
-        router->watch.router = router;
-        if (s_adopt_socket (self, &router->watch, router->monitor, s_on_monitor) < 0) {
+        router->watch.arg = router;
+        if (ingress_adopt_socket (self, &router->watch, router->monitor, s_on_monitor) < 0) {
             snprintf (why, why_size, "cannot watch the router socket");
             return -1;
         }
         mesh_info ("router %s", router->endpoint);
     }
-    if (s_adopt_socket (self, &mesh->pull_watch, mesh->pull, s_on_pull) < 0) {
+    if (ingress_adopt_socket (self, &mesh->pull_watch, mesh->pull, s_on_pull) < 0) {
         snprintf (why, why_size, "cannot watch the reply socket");
         return -1;
     }
@@ -587,7 +597,7 @@ ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
     sigaddset (&mask, SIGINT);
     pthread_sigmask (SIG_BLOCK, &mask, NULL);
     mesh->signal_fd = signalfd (-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (mesh->signal_fd < 0 || s_adopt (self, &mesh->signal_watch, mesh->signal_fd, s_on_signal) < 0) {
+    if (mesh->signal_fd < 0 || ingress_adopt_fd (self, &mesh->signal_watch, mesh->signal_fd, s_on_signal) < 0) {
         snprintf (why, why_size, "cannot watch signals: %s", strerror (errno));
         return -1;
     }

@@ -190,6 +190,81 @@ s_response_format (json_t *body, ingress_check_t *check)
     return 0;
 }
 
+//  The length of the longest prefix of s (valid UTF-8, len bytes) that is
+//  at most max bytes and does not split a character
+static size_t
+s_utf8_cut (const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return len;
+    size_t n = max;
+    while (n > 0 && ((unsigned char) s [n] & 0xc0) == 0x80)
+        n--;
+    return n;
+}
+
+//  A JSON string of a string value cut to max bytes
+static json_t *
+s_cut_string (json_t *value, size_t max)
+{
+    const char *text = json_string_value (value);
+    size_t len = json_string_length (value);
+    return json_stringn (text, s_utf8_cut (text, len, max));
+}
+
+//  The parameters of a valid request, for the audit record: numbers and
+//  booleans as sent, stop as true, tools as a count, tool_choice as its
+//  string or {type, function: {name}}, response_format as its type, the
+//  user; strings cut so that the whole always fits in check->params (even
+//  with every byte escaped as \u00XX)
+static void
+s_params (json_t *root, ingress_check_t *check)
+{
+    json_t *params = json_object ();
+    static const char *scalars [] = { "temperature", "top_p", "max_tokens", "max_completion_tokens",
+                                      "stream", "n" };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (scalars); i++) {
+        json_t *value = json_object_get (root, scalars [i]);
+        if (json_is_number (value) || json_is_boolean (value))
+            json_object_set (params, scalars [i], value);
+    }
+    json_t *stop = json_object_get (root, "stop");
+    if (stop && !json_is_null (stop))
+        json_object_set_new (params, "stop", json_true ());
+    json_t *tools = json_object_get (root, "tools");
+    if (json_is_array (tools))
+        json_object_set_new (params, "tools", json_integer ((json_int_t) json_array_size (tools)));
+    json_t *choice = json_object_get (root, "tool_choice");
+    if (json_is_string (choice))
+        json_object_set_new (params, "tool_choice", s_cut_string (choice, 48));
+    else
+    if (json_is_object (choice)) {
+        json_t *reduced = json_object ();
+        json_t *type = json_object_get (choice, "type");
+        json_t *name = json_object_get (json_object_get (choice, "function"), "name");
+        if (json_is_string (type))
+            json_object_set_new (reduced, "type", s_cut_string (type, 48));
+        if (json_is_string (name))
+            json_object_set_new (reduced, "function", json_pack ("{s:o}", "name", s_cut_string (name, 48)));
+        json_object_set_new (params, "tool_choice", reduced);
+    }
+    json_t *format = json_object_get (json_object_get (root, "response_format"), "type");
+    if (json_is_string (format))
+        json_object_set_new (params, "response_format", s_cut_string (format, 48));
+    json_t *seed = json_object_get (root, "seed");
+    if (json_is_number (seed))
+        json_object_set (params, "seed", seed);
+    if (*check->user)
+        json_object_set_new (params, "user", json_string (check->user));
+    //  15 digits: what a client wrote (0.3) comes back as written
+    size_t size = json_dumpb (params, check->params, sizeof check->params - 1,
+                              JSON_COMPACT | JSON_REAL_PRECISION (15));
+    if (size == 0 || size >= sizeof check->params)
+        size = (size_t) snprintf (check->params, sizeof check->params, "{}");
+    check->params [size] = 0;
+    json_decref (params);
+}
+
 //  Bytes of text a message carries (string content, or text parts)
 static size_t
 s_text_bytes (json_t *message)
@@ -290,8 +365,14 @@ ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ing
     json_t *user = json_object_get (root, "user");
     if (!json_is_string (user))
         user = json_object_get (root, "user_id");
-    if (json_is_string (user))
-        snprintf (check->user, sizeof check->user, "%s", json_string_value (user));
+    if (json_is_string (user)) {
+        //  Cut on a character: the REQUEST's user must stay UTF-8
+        size_t cut = s_utf8_cut (json_string_value (user), json_string_length (user),
+                                 sizeof check->user - 1);
+        memcpy (check->user, json_string_value (user), cut);
+        check->user [cut] = 0;
+    }
+    s_params (root, check);
     //  What the request may cost, for quotas reserved before it runs: about
     //  four bytes of text a token, plus the most it may write
     uint64_t prompt = 0;

@@ -5,7 +5,8 @@
     shapes and ranges of the parameters clients most often get wrong; every
     other field is passed on untouched, as COMPAT.md requires.  Duplicate
     keys are refused: two parsers that disagree on which one wins are a
-    gift to an attacker.  Any thread; no state.                              */
+    gift to an attacker.  It also extracts the request's parameters for the
+    audit record.  Any thread; no state.                                     */
 #ifndef INGRESS_VALIDATE_H
 #define INGRESS_VALIDATE_H
 
@@ -13,12 +14,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+//  Room for the parameters' JSON: every value in it is bounded (strings
+//  cut, lists reduced to a count or true), so it always fits
+#define INGRESS_PARAMS_MAX 2048
+
 typedef struct {
     //  When valid
     char model [256];
     bool stream;
     char user [128];            //  the client's `user` (or user_id), for sticky A/B
     uint32_t estimate;          //  tokens it may cost: prompt + max completion
+    //  For the audit record: a compact JSON object of the parameters the
+    //  request has (temperature, top_p, max_tokens, max_completion_tokens,
+    //  stream, n, stop: true, tools: a count, tool_choice, response_format:
+    //  its type, seed, user), "{}" when it has none
+    char params [INGRESS_PARAMS_MAX];
     //  When not: the status and OpenAI error fields to answer with
     int status;
     char message [512];

@@ -1,6 +1,7 @@
 /*  seekmesh-ingress: wires config, the lws context (API, TLS and admin
     vhosts), the mesh sockets and signals to the one lws service loop.     */
 #include "ingress.h"
+#include "ingress_audit.h"
 
 #include "mesh_conn.h"
 #include "mesh_log.h"
@@ -99,13 +100,14 @@ main (int argc, char *argv [])
         mesh_config_invalid (config, "ingress", "timeouts, limits and max_attempts must be positive");
     if (*tls_listen && (!*tls_cert || !*tls_key))
         mesh_config_invalid (config, "ingress.tls_listen", "needs ingress.tls_cert and ingress.tls_key");
+    self->metrics = mesh_metrics_new ();
+    ingress_http_metrics (self);
+    ingress_audit_configure (self);
     if (mesh_config_failed (config))
         mesh_fatal ("%s", mesh_config_failed (config));
 
-    self->metrics = mesh_metrics_new ();
     self->admin = mesh_admin_new (self->metrics);
     mesh_admin_set_ready (self->admin, s_ready, self);
-    ingress_http_metrics (self);
 
     struct lws_context_creation_info info;
     memset (&info, 0, sizeof info);
@@ -139,13 +141,17 @@ main (int argc, char *argv [])
     if (*tls_listen)
         s_vhost (self, "api-tls", tls_listen, 0, protocols, tls_cert, tls_key);
     s_vhost (self, "admin", admin_listen, offset, admin, NULL, NULL);
-    if (ingress_mesh_start (self, why, sizeof why) < 0)
+    if (ingress_mesh_start (self, why, sizeof why) < 0
+    ||  ingress_audit_start (self, why, sizeof why) < 0)
         mesh_fatal ("%s", why);
 
     ev_run (self->loop, 0);
     mesh_info ("stopping with %zu requests in flight", ingress_mesh_active (self));
+    self->stopping = true;
     lws_sul_cancel (&self->drain_sul);
+    //  Cuts the connections left: their records are made, too late to be sent
     lws_context_destroy (self->context);
+    ingress_audit_stop (self);
     ingress_mesh_stop (self);
     mesh_admin_destroy (&self->admin);
     mesh_metrics_destroy (&self->metrics);

@@ -542,6 +542,9 @@ s_on_request (router_t *self, mesh_inbox_t *inbox)
         s_reply_models (self, gen, msg, key);
         return;
     }
+    //  The key is known: every answer from here names who asked
+    to.tenant = key->tenant;
+    to.key_id = key->id;
     mesh_model_t *model = mesh_models_find (gen->models, msg->model);
     if (!model) {
         s_count_refusal (self, NULL, "unknown_model");
@@ -549,8 +552,6 @@ s_on_request (router_t *self, mesh_inbox_t *inbox)
                  "The model `%s` does not exist or you do not have access to it.", msg->model);
         return;
     }
-    to.tenant = key->tenant;
-    to.key_id = key->id;
     if (!router_key_allows (key, model)) {
         s_count_refusal (self, s_series (self, key->id, model->name), "forbidden");
         s_error (self, &to, 403, "permission_error", "model_not_allowed", "model", 0,

@@ -8,14 +8,14 @@ libFuzzer added (hex names) and crash reproducers (finding-*) are left
 alone; seeds this script writes are overwritten, so it can be run again.
 
 Input formats (see the targets' header comments):
-  http_request, http_response, validate, config, msg: the bytes as they are.
+  http_request, http_response, validate, config, msg, audit: the bytes as they are.
   http_chunked: one byte choosing the cut point, then the chunked body.
   sse, ws_sse:  a cut prefix, byte 0 (low 3 bits: how many piece-size
                 bytes follow; upper 5 bits: the small limit of the target),
                 the piece sizes (each 0..255 means 1..256 bytes), the stream.
 
-msgpack is written by hand here from proto/mesh_msg.def, so the seeds do not
-depend on the codec they test.
+msgpack is written by hand here from proto/mesh_msg.def (and the audit record's
+field list below), so the seeds do not depend on the codec they test.
 """
 import json
 import os
@@ -503,6 +503,106 @@ def msg_seeds():
     put(t, "empty", b"")
 
 
+# --- Audit records (common/mesh_audit.h) -------------------------------------
+
+AUDIT_VERSION = int(re.search(r"#define MESH_AUDIT_VERSION\s+(\d+)",
+                              open(os.path.join(ROOT, "common", "mesh_audit.h")).read()).group(1))
+#  The record's fields in wire order: (member, kind, max); the order of
+#  mesh_audit_record_t, restated here so the seeds do not come from the codec
+AUDIT_FIELDS = [("id", "ID", 26), ("start_ms", "U64", 0), ("end_ms", "U64", 0),
+                ("tenant", "STR", 127), ("key_id", "STR", 64), ("model_requested", "STR", 255),
+                ("model", "STR", 255), ("endpoint", "STR", 511), ("region", "STR", 63),
+                ("params", "STR", 4096), ("stream", "BOOL", 0), ("status", "U32", 0),
+                ("outcome", "STR", 31), ("error_code", "STR", 63), ("attempts", "U32", 0),
+                ("cache_hit", "BOOL", 0), ("queue_us", "U64", 0), ("ttft_us", "U64", 0),
+                ("total_us", "U64", 0), ("upstream_ttfb_us", "U64", 0),
+                ("prompt_tokens", "U64", 0), ("completion_tokens", "U64", 0),
+                ("cached_tokens", "U64", 0), ("reasoning_tokens", "U64", 0),
+                ("bytes_out", "U64", 0), ("prompt", "BIN", 64 << 20), ("response", "BIN", 64 << 20),
+                ("truncated", "BOOL", 0)]
+AUDIT_SAMPLE = {
+    "id": REQ_ID, "start_ms": 1780000000000, "end_ms": 1780000000250, "tenant": "acme",
+    "key_id": "key-1", "model_requested": "deepseek-v4-flash", "model": "deepseek-chat",
+    "endpoint": "https://api.deepseek.com/v1/chat/completions", "region": "eu-west",
+    "params": '{"temperature":0.2,"stream":true,"max_tokens":512}', "stream": True, "status": 200,
+    "outcome": "ok", "error_code": "", "attempts": 1, "cache_hit": False, "queue_us": 1200,
+    "ttft_us": 80000, "total_us": 250000, "upstream_ttfb_us": 78000, "prompt_tokens": 12,
+    "completion_tokens": 34, "cached_tokens": 0, "reasoning_tokens": 0, "bytes_out": 812,
+    "prompt": CHAT.encode(),
+    "response": b'{"choices":[{"delta":{"content":"Echo:"}}]}\n{"choices":[{"delta":{"content":" hi"}}]}',
+    "truncated": False,
+}
+
+
+def audit_record(values=None, override=None, count=None, sig="SA", version=None):
+    values = dict(AUDIT_SAMPLE, **(values or {}))
+    out = mp_array(count if count is not None else 2 + len(AUDIT_FIELDS), "16")
+    out += mp_str(sig) + mp_uint(AUDIT_VERSION if version is None else version)
+    for member, kind, _ in AUDIT_FIELDS:
+        if override and member in override:
+            out += override[member]
+            continue
+        v = values[member]
+        out += (mp_uint(v) if kind in ("U32", "U64") else (b"\xc3" if v else b"\xc2") if kind == "BOOL"
+                else mp_bin(v) if kind == "BIN" else mp_str(v))
+    return out
+
+
+def audit_seeds():
+    t = "audit"
+    put(t, "valid_stream_ok", audit_record())
+    put(t, "valid_non_stream", audit_record({"stream": False, "response": b'{"id":"x","choices":[{"message":'
+                                             b'{"role":"assistant","content":"Echo: hi"}}]}'}))
+    put(t, "valid_refused_before_key", audit_record({
+        "tenant": "", "key_id": "", "model": "", "endpoint": "", "region": "", "status": 401,
+        "outcome": "refused", "error_code": "invalid_api_key", "attempts": 0, "ttft_us": 0,
+        "upstream_ttfb_us": 0, "prompt_tokens": 0, "completion_tokens": 0, "response": b""}))
+    put(t, "valid_all_empty", audit_record({m: (0 if k in ("U32", "U64") else False if k == "BOOL"
+                                                else b"" if k == "BIN" else "")
+                                            for m, k, _ in AUDIT_FIELDS if m != "id"}))
+    put(t, "valid_limits", audit_record({m: "x" * mx for m, k, mx in AUDIT_FIELDS if k == "STR"}))
+    put(t, "valid_max_numbers", audit_record({"status": 2 ** 32 - 1, "attempts": 2 ** 32 - 1,
+                                              "reasoning_tokens": 2 ** 64 - 1, "bytes_out": 2 ** 63}))
+    put(t, "valid_utf8_everywhere", audit_record({"tenant": "\u00e9quipe-\u20ac", "model": "\U0001f600",
+                                                  "params": '{"user":"\u00fc\u00df"}'}))
+    put(t, "valid_binary_prompt", audit_record({"prompt": bytes(range(256)), "truncated": True}))
+    put(t, "valid_bin16_response", audit_record({"response": b"data" * 100}))
+    put(t, "noncanonical_forms", audit_record(override={
+        "status": mp_uint(200, 8), "attempts": mp_uint(1, 4), "tenant": mp_str("acme", "16"),
+        "prompt": mp_bin(b"{}", "32"), "region": mp_str("", "8")}))
+    put(t, "noncanonical_array32", b"\xdd\0\0\0\x1e" + audit_record()[3:])
+    # Rejections
+    put(t, "bad_signature", audit_record(sig="SM"))
+    put(t, "bad_version_next", audit_record(version=AUDIT_VERSION + 1))
+    put(t, "bad_count_29", audit_record(count=29))
+    put(t, "bad_count_31", audit_record(count=31) + b"\xc0")
+    put(t, "bad_id_lowercase", audit_record({"id": REQ_ID.lower()}))
+    put(t, "bad_id_empty", audit_record({"id": ""}))
+    put(t, "bad_id_first_8", audit_record({"id": "8" + REQ_ID[1:]}))
+    put(t, "bad_tenant_128", audit_record({"tenant": "t" * 128}))
+    put(t, "bad_params_4097", audit_record({"params": "p" * 4097}))
+    put(t, "bad_outcome_32", audit_record({"outcome": "o" * 32}))
+    put(t, "bad_utf8_surrogate", audit_record(override={"model": mp_str(b"\xed\xa0\x80")}))
+    put(t, "bad_utf8_overlong", audit_record(override={"region": mp_str(b"\xc0\xaf")}))
+    put(t, "bad_utf8_truncated", audit_record(override={"endpoint": mp_str(b"ab\xe2\x82")}))
+    put(t, "bad_nul_in_key_id", audit_record(override={"key_id": mp_str(b"k\0y")}))
+    put(t, "bad_status_u32_overflow", audit_record(override={"status": mp_uint(2 ** 32)}))
+    put(t, "bad_negative_tokens", audit_record(override={"prompt_tokens": b"\xff"}))
+    put(t, "bad_int64_marker", audit_record(override={"total_us": b"\xd3" + struct.pack(">q", 5)}))
+    put(t, "bad_float_ttft", audit_record(override={"ttft_us": b"\xcb" + struct.pack(">d", 1.5)}))
+    put(t, "bad_bool_as_int", audit_record(override={"stream": b"\x01"}))
+    put(t, "bad_nil_truncated", audit_record(override={"truncated": b"\xc0"}))
+    put(t, "bad_prompt_as_str", audit_record(override={"prompt": mp_str("{}")}))
+    put(t, "bad_tenant_as_bin", audit_record(override={"tenant": mp_bin(b"acme")}))
+    put(t, "bad_bin32_declared_4g", audit_record(override={"response": b"\xc6\xff\xff\xff\xff"}))
+    put(t, "bad_trailing_byte", audit_record() + b"\xc0")
+    whole = audit_record()
+    put(t, "bad_truncated_half", whole[:len(whole) // 2])
+    put(t, "bad_array32_huge", b"\xdd\xff\xff\xff\xff")
+    put(t, "bad_mesh_msg_frame", mp_array(4) + mp_str("SM") + mp_uint(3) + mp_uint(16) + mp_str(""))
+    put(t, "empty", b"")
+
+
 # --- Chat request bodies ----------------------------------------------------
 
 def body(**fields):
@@ -688,7 +788,7 @@ def config_seeds():
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
-                 ws_sse_seeds, msg_seeds, validate_seeds, config_seeds):
+                 ws_sse_seeds, msg_seeds, audit_seeds, validate_seeds, config_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):

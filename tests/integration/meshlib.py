@@ -25,8 +25,9 @@ KEY = "sk-seekmesh-dev"
 ADMIN_TOKEN = "test-admin-token"
 CHAT = "/v1/chat/completions"
 
-PORT_KEYS = ("listen", "tls_listen", "admin_listen", "reply_endpoint", "connector_listen", "url")
-SECTIONS = ("ingress", "router", "connector", "mock", "redis")
+PORT_KEYS = ("listen", "tls_listen", "admin_listen", "reply_endpoint", "connector_listen", "url",
+             "audit_endpoint")
+SECTIONS = ("ingress", "router", "connector", "mock", "redis", "audit")
 
 
 def _port_free(port):

@@ -111,11 +111,14 @@ def test_failing_host_is_ejected_for_a_growing_time(make_mesh):
     mesh = make_mesh(config())
     url1 = mesh.shift_url(MOCK1)
     fault(mesh, 1, status=503)
-    # every client request succeeds: a failure on host 1 is retried on host 0
-    for i in range(12):
+    # every client request succeeds: a failure on host 1 is retried on host 0;
+    # host 1 gets about half of them (by weight) until its 5th failure in a row
+    for i in range(60):
         status, headers, body = mesh.chat(user("spread %d" % i, "multi"))
         assert status == 200, body
         assert body["choices"][0]["message"]["content"] == echo("spread %d" % i)
+        if i >= 11 and router_metric(mesh, "seekmesh_router_endpoint_ejections_total", url1):
+            break
     assert router_metric(mesh, "seekmesh_router_endpoint_ejections_total", url1) >= 1
     log = mesh.logs("router-0")
     assert re.search(r"endpoint %s ejected for 500 ms" % re.escape(url1), log), log

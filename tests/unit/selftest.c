@@ -4,6 +4,8 @@
     failing assert is counted and the others still run; it exits non-zero if
     any failed.  With a name, runs only the tests whose name contains it.    */
 #include "mesh_admin.h"
+#include "mesh_audit.h"
+#include "mesh_audit_store.h"
 #include "mesh_buf.h"
 #include "mesh_config.h"
 #include "mesh_conn.h"
@@ -20,6 +22,10 @@
 #include "mesh_sse.h"
 #include "mesh_ws.h"
 #include "mesh_zmq.h"
+#include "audit/audit.h"
+#include "audit/audit_writer.h"
+#include "ingress/ingress_audit.h"
+#include "ingress/ingress_audit_link.h"
 #include "mock/mock.h"
 #include "mock/mock_render.h"
 #include "connector/connector.h"
@@ -47,6 +53,8 @@ typedef struct {
 
 static const selftest_t s_tests [] = {
     { "mesh_buf",    mesh_buf_test },
+    { "mesh_audit",  mesh_audit_test },
+    { "mesh_audit_store", mesh_audit_store_test },
     { "mesh_admin",  mesh_admin_test },
     { "mesh_id",     mesh_id_test },
     { "mesh_http",   mesh_http_test },
@@ -69,6 +77,10 @@ static const selftest_t s_tests [] = {
     { "mock_fault",  mock_fault_test },
     { "connector_stream", connector_stream_test },
     { "ingress_validate", ingress_validate_test },
+    { "ingress_audit", ingress_audit_test },
+    { "ingress_audit_link", ingress_audit_link_test },
+    { "audit_writer", audit_writer_test },
+    { "audit",       audit_test },
     { "ctl_http",    ctl_http_test },
     { "ctl_api",     ctl_api_test },
     { "router_keys", router_keys_test },
