@@ -41,19 +41,24 @@ KEY = "sk-seekmesh-dev"
 CHAT = "/v1/chat/completions"
 
 #  C: the minimal path: a key and models without limits, so the router never
-#  asks Redis (none runs).  D: every policy the code has: the key's rates,
-#  tokens per minute and budget and the model's concurrency, reserved and
-#  settled in Redis (one script each way per request), set high enough never
-#  to refuse.  Audit and the cache are later issues; adding one is a change
-#  of this overlay alone.
+#  asks Redis (none runs), and no audit.  D: every policy the code has: the
+#  key's rates, tokens per minute and budget and the model's concurrency,
+#  reserved and settled in Redis (one script each way per request), set high
+#  enough never to refuse, and an audit record of every request, durable in
+#  seekmesh-audit's store.  Q: D without the audit, so D/Q is the audit's
+#  price.  The cache is a later issue; adding it is a change of an overlay.
 UNLIMITED_MODELS = {"max_concurrency": 0}
+NO_AUDIT = {"ingress": {"audit_endpoint": ""}}
+POLICY_KEYS = [{"id": "dev", "key": "sk-seekmesh-dev", "tenant": "dev", "rpm": 1000000000,
+                "tpm": 1000000000000, "budget": 1000000000000000, "budget_period": "month"}]
 POLICY = {
-    "services": "redis router connector ingress",
-    "keys": [{"id": "dev", "key": "sk-seekmesh-dev", "tenant": "dev", "rpm": 1000000000,
-              "tpm": 1000000000000, "budget": 1000000000000000, "budget_period": "month"}],
+    "services": "redis audit router connector ingress",
+    "keys": POLICY_KEYS,
     "model": {"max_concurrency": 1000000},
 }
-MINIMAL = {"services": "router connector ingress", "model": UNLIMITED_MODELS}
+POLICY_NO_AUDIT = dict(POLICY, services="redis router connector ingress", config=NO_AUDIT)
+MINIMAL = {"services": "router connector ingress", "model": UNLIMITED_MODELS, "config": NO_AUDIT}
+ACK_HISTOGRAM = "seekmesh_ingress_audit_ack_seconds"
 
 BODY = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hello there"}]}
 STREAM_BODY = dict(BODY, stream=True, mock={"tokens": 64, "delay_ms": 20})
@@ -103,6 +108,7 @@ class Arm:
         self.name, self.title, self.port, self.path = name, title, port, path
         self.headers = headers or {}
         self._pids = pids or (lambda: [])
+        self.mesh = None                #  a seekmesh arm with the audit on: its Mesh
 
     @property
     def url(self):
@@ -187,6 +193,8 @@ http {
     def start_mesh(self, name, title, overlay):
         #  One connector holds the 10,000 streams of the concurrency test
         config = {"mesh": {"instances": {"mock": 0}}, "connector": {"ws_pool_size": 0, "capacity": 12000}}
+        for section, values in overlay.get("config", {}).items():
+            config.setdefault(section, {}).update(values)
         if "keys" in overlay:
             config["keys"] = overlay["keys"]
         directory = self.tmp / ("mesh-" + name)
@@ -200,11 +208,17 @@ http {
         mesh.up()
         self.meshes.append(mesh)
 
+        services = overlay["services"].split()
+
         def pids():
-            #  Redis's CPU is part of what the quota costs
-            own = [mesh.pid("%s-0" % s) for s in ("ingress", "router", "connector")]
-            return own + ([mesh.redis_server_pid()] if "redis" in overlay["services"] else [])
-        return Arm(name, title, mesh.port, headers={"Authorization": "Bearer " + KEY}, pids=pids)
+            #  Redis's CPU is part of what the quota costs, the audit
+            #  service's of what the audit costs
+            own = [mesh.pid("%s-0" % s) for s in ("ingress", "router", "connector", "audit")
+                   if s in services]
+            return own + ([mesh.redis_server_pid()] if "redis" in services else [])
+        arm = Arm(name, title, mesh.port, headers={"Authorization": "Bearer " + KEY}, pids=pids)
+        arm.mesh = mesh if "audit" in services else None
+        return arm
 
     def start_portkey(self):
         start = HERE / "portkey" / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
@@ -231,6 +245,8 @@ http {
             arms.append(self.start_mesh("C", "seekmesh, minimal path", MINIMAL))
         if "D" in wanted:
             arms.append(self.start_mesh("D", "seekmesh, full path", POLICY))
+        if "Q" in wanted:
+            arms.append(self.start_mesh("Q", "seekmesh, full path without audit", POLICY_NO_AUDIT))
         if "P" in wanted:
             arms.append(self.start_portkey())
         self.arms = arms
@@ -401,6 +417,54 @@ http {
         self.results["memory"] = {"arm": arm.name, "rss_before_kib": before, "rss_during_kib": during,
                                   "rss_after_kib": after, "after_seconds": self.args.after_seconds}
 
+    def ack_buckets(self):
+        """Each audited arm's end-to-durable-commit histogram: {le: count}."""
+        out = {}
+        for arm in self.arms:
+            if arm.mesh:
+                _, text = arm.mesh.admin_get("ingress", "/metrics")
+                out[arm.name] = {float(m.group(1)): float(m.group(2)) for m in re.finditer(
+                    r'^%s_bucket\{le="([^"]+)"\} (\S+)$' % ACK_HISTOGRAM, text, re.M)}
+        return out
+
+    def audit_throughput(self):
+        """Durable records/s of seekmesh-audit alone: its bench client sends
+        records as fast as the socket takes them and waits for the last ACK."""
+        directory = self.tmp / "audit-alone"
+        directory.mkdir()
+        port, admin = free_port(), free_port()
+        config = directory / "audit.json"
+        config.write_text(json.dumps({"audit": {"listen": "tcp://127.0.0.1:%d" % port,
+                                                "admin_listen": "127.0.0.1:%d" % admin,
+                                                "dir": str(directory / "store")}}))
+        proc = subprocess.Popen([str(BIN / "seekmesh-audit"), "-c", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        self.wait_port(admin)
+        runs = []
+        for size in (512, 2048):
+            result = subprocess.run([str(BIN / "seekmesh-audit"), "bench", "-e", "tcp://127.0.0.1:%d" % port,
+                                     "-n", str(self.args.audit_records), "-s", str(size), "-p"],
+                                    capture_output=True, text=True, timeout=600)
+            m = re.search(r"([\d.]+) durable records/s", result.stdout)
+            if result.returncode != 0 or not m:
+                raise RuntimeError("seekmesh-audit bench failed: %s%s" % (result.stdout, result.stderr))
+            runs.append({"prompt_and_response_bytes": 2 * size, "records": self.args.audit_records,
+                         "records_per_s": float(m.group(1))})
+        proc.terminate()
+        proc.wait(10)
+        audit = self.results.setdefault("audit", {})
+        audit["throughput"] = runs
+        #  Arm D's own records: every request served was stored
+        for arm in self.arms:
+            if arm.mesh:
+                arm.mesh.wait_metric("ingress", "seekmesh_ingress_audit_unacked", lambda v: v == 0,
+                                     timeout=60)
+                audit.setdefault("arms", {})[arm.name] = {
+                    "ingress_records": arm.mesh.metric("ingress", "seekmesh_ingress_audit_records_total"),
+                    "stored": arm.mesh.metric("audit", "seekmesh_audit_records_total"),
+                    "unacked": arm.mesh.metric("ingress", "seekmesh_ingress_audit_unacked")}
+
     def arm(self, arm):
         return self.results["arms"].setdefault(arm.name, {"title": arm.title})
 
@@ -411,10 +475,20 @@ http {
         try:
             steps = [("latency at c=1", self.latency), ("max throughput (wrk)", self.throughput),
                      ("open-loop frontier", self.frontier), ("streaming", self.streaming),
-                     ("concurrent streams", self.concurrency), ("memory", self.memory)]
+                     ("concurrent streams", self.concurrency), ("memory", self.memory),
+                     ("audit throughput", self.audit_throughput)]
             for title, step in steps:
                 print("bench: %s ..." % title, file=sys.stderr, flush=True)
+                before = self.ack_buckets()
                 step()
+                #  End to durable commit during each step, per audited arm
+                for name, after in self.ack_buckets().items():
+                    delta = {le: after[le] - before.get(name, {}).get(le, 0) for le in after}
+                    if delta and max(delta.values()) > 0:
+                        self.results.setdefault("audit", {}).setdefault("ack", {}).setdefault(
+                            name, {})[title] = {"n": max(delta.values()),
+                                                "p50_ms": bucket_quantile(delta, 0.5),
+                                                "p99_ms": bucket_quantile(delta, 0.99)}
         finally:
             self.teardown()
         self.results["machine"] = machine()
@@ -425,6 +499,25 @@ http {
         self.results["seconds"] = round(time.time() - started)
         self.results["ratios"] = ratios(self.results["arms"])
         return self.results
+
+
+def bucket_quantile(buckets, q):
+    """A quantile from cumulative histogram buckets {le seconds: count}, in
+    ms, interpolated within its bucket as Prometheus' histogram_quantile
+    does: only as exact as the buckets (0.5, 1, 2.5, 5, 10 ms ...)."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if not total:
+        return None
+    rank, low, below = q * total, 0.0, 0.0
+    for le in bounds:
+        if buckets[le] >= rank:
+            if le == float("inf"):
+                return round(low * 1000, 3)
+            share = (rank - below) / (buckets[le] - below) if buckets[le] > below else 1
+            return round((low + (le - low) * share) * 1000, 3)
+        low, below = le, buckets[le]
+    return None
 
 
 def machine():
@@ -461,7 +554,7 @@ def ratios(arms):
     def div(a, b):
         return round(a / b, 3) if a is not None and b else None
 
-    for x, y in (("C", "B"), ("D", "B"), ("D", "C"), ("E", "C"), ("D", "P")):
+    for x, y in (("C", "B"), ("D", "B"), ("D", "C"), ("D", "Q"), ("E", "C"), ("D", "P")):
         if x in arms and y in arms:
             out["%s/%s" % (x, y)] = {
                 "added_p99": div(get(x, "added_us", "p99"), get(y, "added_us", "p99")),
@@ -508,6 +601,11 @@ def targets(r):
             ok = run["completed"] == run["streams"] and run["stalls"] == 0 and (run["kib_per_stream"] or 99) <= 20
             rows.append(("10,000 streams, <= 20 KiB RSS each, no stall",
                          "%d completed, %d stalls, %s KiB" % (run["completed"], run["stalls"], run["kib_per_stream"]), ok))
+    for run in (r.get("audit") or {}).get("throughput", [])[:1]:
+        rows.append(("audit durable writes >= 100,000 records/s",
+                     "%.0f records/s (%d-byte prompt + response)" % (run["records_per_s"],
+                                                                   run["prompt_and_response_bytes"]),
+                     run["records_per_s"] >= 100000))
     m = r.get("memory")
     if m:
         drift = m["rss_after_kib"] - m["rss_during_kib"]
@@ -534,7 +632,7 @@ def markdown(r):
              "| arm | p50 / p99 / p99.9 at c=1 (µs) | added p50 / p99 / p99.9 (µs) | max RPS (wrk -c64) | "
              "rate at p99 ≤ 5 ms | CPU-µs / request | stream TTFT p99 / gap p99 (µs) | added TTFT / gap p99 (µs) |",
              "|---|---|---|---|---|---|---|---|"]
-    for name in ("A", "B", "C", "D", "E", "P"):
+    for name in ("A", "B", "C", "D", "Q", "E", "P"):
         if name not in arms:
             if name == "E":
                 lines.append("| E cache hit | not measured: the response cache does not exist yet | | | | | | |")
@@ -572,6 +670,26 @@ def markdown(r):
         lines += ["", "RSS of arm %s's processes (ingress + router + connector): %d KiB idle, %d KiB under "
                   "steady load, %d KiB %d s after." % (m["arm"], m["rss_before_kib"], m["rss_during_kib"],
                                                          m["rss_after_kib"], m["after_seconds"])]
+    audit = r.get("audit")
+    if audit:
+        lines += ["", "Audit: seekmesh-audit alone, its bench client (`seekmesh-audit bench -p`) sending "
+                  "records as fast as the socket takes them, timed to the ACK of the last one "
+                  "(committed and synced):", "",
+                  "| prompt + response bytes | records | durable records/s |", "|---|---|---|"]
+        for run in audit.get("throughput", []):
+            lines.append("| %d | %d | %.0f |" % (run["prompt_and_response_bytes"], run["records"],
+                                                 run["records_per_s"]))
+        if audit.get("ack"):
+            lines += ["", "Request end to durable commit (the ingress's `%s`; p50/p99 interpolated in "
+                      "its buckets 0.5, 1, 2.5, 5, 10 ms ...):" % ACK_HISTOGRAM, "",
+                      "| arm | during | records | p50 (ms) | p99 (ms) |", "|---|---|---|---|---|"]
+            for name, steps in audit["ack"].items():
+                for step, v in steps.items():
+                    lines.append("| %s | %s | %d | %s | %s |" % (name, step, v["n"], fmt(v["p50_ms"]),
+                                                              fmt(v["p99_ms"])))
+        for name, v in audit.get("arms", {}).items():
+            lines += ["", "Arm %s: the ingress made %d records, the audit stored %d, %d left "
+                      "unacknowledged at the end." % (name, v["ingress_records"], v["stored"], v["unacked"])]
     for note in r.get("notes", []):
         lines += ["", note]
     lines += ["", "Reproduce: `make bench` (full) or `make bench-smoke`; raw numbers in the .json beside this file."]
@@ -582,16 +700,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="every step, briefly")
     parser.add_argument("--out", help="directory for the .md and .json (default tests/bench/results)")
-    parser.add_argument("--arms", default="ABCDP")
+    parser.add_argument("--arms", default="ABCDQP")
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.requests, args.wrk_rounds, args.wrk_seconds = 1, 50, 1, 1
         args.frontier_steps, args.rate_seconds, args.streams = 2, 1, 20
         args.held, args.held_tokens, args.steady_seconds, args.after_seconds = [50], 4, 2, 1
+        args.audit_records = 2000
     else:
         args.rounds, args.requests, args.wrk_rounds, args.wrk_seconds = 7, 200, 3, 10
         args.frontier_steps, args.rate_seconds, args.streams = 7, 3, 200
         args.held, args.held_tokens, args.steady_seconds, args.after_seconds = [1000, 10000], 30, 20, 60
+        args.audit_records = 300000
         #  opening 1,000 streams a second, 10,000 are all open after 10 s:
         #  each lasts 30 x 500 ms
     results = Bench(args).run()

@@ -98,8 +98,11 @@ class Mesh:
                     ports.append(int(value.rsplit(":", 1)[1]))
         instances = max(config.get("mesh", {}).get("instances", {}).values() or [1])
         stride = config.get("mesh", {}).get("port_stride", 10)
+        #  Every port below the kernel's ephemeral range (32768 and up): a
+        #  service restarted in a test must find its port free, and while it
+        #  is down the tests' own client connections take ephemeral ports
         for _ in range(200):
-            offset = random.randrange(200, 400) * 100
+            offset = random.randrange(100, 236) * 100
             if all(_port_free(p + offset + i * stride) for p in ports for i in range(instances)):
                 return offset
         raise RuntimeError("no free port range")

@@ -81,7 +81,7 @@ def _free_bases(count, instances):
     """Admin ports p with p + k*STRIDE free for k < instances, all distinct."""
     taken, bases = set(), []
     while len(bases) < count:
-        base = random.randrange(20000, 60000)
+        base = random.randrange(20000, 32000)     # below the ephemeral ports
         ports = {base + k * STRIDE for k in range(instances)}
         if ports & taken or not all(_port_free(p) for p in ports):
             continue
