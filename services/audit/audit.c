@@ -684,7 +684,7 @@ audit_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t *
     const char *listen = mesh_config_str (config, "audit.listen", "tcp://127.0.0.1:5558");
     const char *dir = mesh_config_str (config, "audit.dir", "");
     int64_t batch_max = mesh_config_int (config, "audit.batch_max", 4096);
-    int64_t batch_ms = mesh_config_int (config, "audit.batch_ms", 0);
+    int64_t batch_ms = mesh_config_int (config, "audit.batch_ms", 5);
     int64_t checkpoint_ms = mesh_config_int (config, "audit.checkpoint_ms", 1000);
     int64_t retention_days = mesh_config_int (config, "audit.retention_days", 30);
     int64_t resend_ms = mesh_config_int (config, "ingress.audit_resend_ms", 2000);

@@ -51,6 +51,7 @@ struct audit_writer_t {
     EVP_PKEY *signer;
     size_t batch_max;
     int64_t batch_us;
+    int64_t last_take_us;       //  writer: when the last commit began
     int64_t checkpoint_ms;
     int64_t retention_days;
     int event_fd;               //  writer -> reactor
@@ -182,21 +183,24 @@ s_filling_locked (audit_writer_t *self)
     return self->filling;
 }
 
-//  The filling batch when it is due (full, flushed, or batch_ms old);
-//  otherwise NULL and *wake_us lowered to when it will be
+//  The filling batch when it is due: full, flushed, or batch_ms after the
+//  last commit began.  Commits come at most every batch_ms, so under load
+//  each carries what came meanwhile, while a record after a quiet spell is
+//  committed at once.  Otherwise NULL and *wake_us lowered to when it will be
 static audit_batch_t *
 s_take_locked (audit_writer_t *self, int64_t *wake_us)
 {
     audit_batch_t *batch = self->filling;
     if (!batch || batch->entry_count == 0)
         return NULL;
-    int64_t due_us = batch->first_us + self->batch_us;
-    if (batch->entry_count < batch->capacity && !self->flush && !self->stop
-    &&  mesh_mono_us () < due_us) {
+    int64_t now = mesh_mono_us ();
+    int64_t due_us = self->last_take_us + self->batch_us;
+    if (batch->entry_count < batch->capacity && !self->flush && !self->stop && now < due_us) {
         if (due_us < *wake_us)
             *wake_us = due_us;
         return NULL;
     }
+    self->last_take_us = now;
     self->filling = NULL;
     s_filling_locked (self);
     if (self->want_room) {

@@ -3,7 +3,9 @@
     The reactor fills a batch with decoded records (each keeps the ZeroMQ
     frame its fields point into) and the writer takes it, appends it to the
     store in one transaction (group commit: up to batch_max records, at
-    most batch_ms after the first one came), and hands it back through the
+    most one commit every batch_ms, so a record after a quiet spell goes at
+    once and under load each commit takes what came since the last), and
+    hands it back through the
     done queue with an eventfd wake-up; only then may the reactor ACK what
     it held.  Between commits the writer signs checkpoints, deletes expired
     day files and reloads the key ring when the key file changes.

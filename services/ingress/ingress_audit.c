@@ -280,9 +280,16 @@ ingress_audit_error_outcome (const char *code)
         "concurrency_limit_exceeded", "budget_exhausted", "budget_unverifiable",
         "model_unavailable", "no_healthy_upstream", "no_capacity", "draining"
     };
+    //  The connector's timeouts: no connection, no first byte, a stall
+    static const char *timeouts [] = {
+        "upstream_timeout", "upstream_connect_timeout", "upstream_stalled"
+    };
     for (size_t i = 0; i < MESH_ARRAY_SIZE (refusals); i++)
         if (mesh_streq (code, refusals [i]))
             return MESH_AUDIT_REFUSED;
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (timeouts); i++)
+        if (mesh_streq (code, timeouts [i]))
+            return MESH_AUDIT_TIMEOUT;
     return MESH_AUDIT_UPSTREAM_ERROR;
 }
 
@@ -632,7 +639,9 @@ ingress_audit_test (bool verbose)
     s_test_params ();
     assert (mesh_streq (ingress_audit_error_outcome ("invalid_api_key"), MESH_AUDIT_REFUSED));
     assert (mesh_streq (ingress_audit_error_outcome ("no_capacity"), MESH_AUDIT_REFUSED));
-    assert (mesh_streq (ingress_audit_error_outcome ("upstream_timeout"), MESH_AUDIT_UPSTREAM_ERROR));
+    assert (mesh_streq (ingress_audit_error_outcome ("upstream_timeout"), MESH_AUDIT_TIMEOUT));
+    assert (mesh_streq (ingress_audit_error_outcome ("upstream_stalled"), MESH_AUDIT_TIMEOUT));
+    assert (mesh_streq (ingress_audit_error_outcome ("upstream_http_500"), MESH_AUDIT_UPSTREAM_ERROR));
     assert (mesh_streq (ingress_audit_error_outcome ("invalid_request"), MESH_AUDIT_UPSTREAM_ERROR));
     assert (s_utf8_valid ("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
     assert (!s_utf8_valid ("\xc3", 1) && !s_utf8_valid ("\xed\xa0\x80", 3) && !s_utf8_valid ("\xc0\x80", 2));

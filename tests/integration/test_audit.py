@@ -118,6 +118,21 @@ def test_failures_and_refusals_are_recorded(mesh):
         assert r["error_code"], r
 
 
+def test_timeouts_and_rate_limits_are_recorded(make_mesh):
+    mesh = make_mesh({"keys": [{"id": "dev", "key": KEY, "tenant": "dev"},
+                               {"id": "slow", "key": "sk-audit-rpm", "tenant": "acme", "rpm": 1}]})
+    status, headers, _ = mesh.chat(user("stall", mock={"stall": "first"}))
+    assert status == 504
+    r = record(mesh, headers["x-request-id"])
+    assert (r["outcome"], r["error_code"], r["tenant"]) == ("timeout", "upstream_timeout", "dev"), r
+    assert mesh.chat(user("first"), key="sk-audit-rpm")[0] == 200
+    status, headers, _ = mesh.chat(user("second"), key="sk-audit-rpm")
+    assert status == 429
+    r = record(mesh, headers["x-request-id"])
+    assert (r["outcome"], r["error_code"], r["tenant"], r["key_id"]) == (
+        "refused", "rate_limit_exceeded", "acme", "slow"), r
+
+
 def test_client_gone_is_recorded(mesh):
     stream = mesh.stream(user("leaving", mock={"tokens": 50, "delay_ms": 50}))
     assert stream.next_event() is not None
