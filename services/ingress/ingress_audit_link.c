@@ -13,9 +13,11 @@
                                                 them all again
 
     The spool is a ring of records in seq order; `next` is the first one
-    not sent since the link last (re)connected.  A new record goes out at
-    once when nothing older waits, so the audit service sees a sender's
-    records in order on every connection.  The DEALER has ZMQ_IMMEDIATE: a
+    not sent since the link last (re)connected.  A new record goes out
+    within a millisecond when nothing older waits, together with the others
+    of that millisecond (one wake-up of ZeroMQ's I/O thread for them all),
+    so the audit service sees a sender's records in order on every
+    connection.  The DEALER has ZMQ_IMMEDIATE: a
     send while the audit is away fails at once (EAGAIN) instead of filling a
     queue that the reconnection would throw away.
 
@@ -49,6 +51,7 @@
 #include <zmq.h>
 
 #define TICK_MS             100
+#define FLUSH_US            1000    //  new records wait this long to go out together
 
 //  The spool -------------------------------------------------------------------
 
@@ -188,6 +191,9 @@ struct ingress_audit_link_t {
     ingress_watch_t socket_watch;
     ingress_watch_t monitor_watch;
     lws_sorted_usec_list_t tick_sul;
+    lws_sorted_usec_list_t flush_sul;
+    int64_t flush_us;           //  0: each record at once (before start)
+    bool flush_armed;
     int64_t progress_ms;        //  the last ACK that freed records, or resend
     int64_t dropped_logged_ms;
     bool gap;                   //  records dropped since the last renumbering
@@ -439,6 +445,17 @@ s_on_monitor (ingress_t *ingress, ingress_watch_t *watch)
     s_service (self);
 }
 
+static void
+s_on_flush (lws_sorted_usec_list_t *sul)
+{
+    ingress_audit_link_t *self = lws_container_of (sul, ingress_audit_link_t, flush_sul);
+    self->flush_armed = false;
+    if (self->connected) {
+        s_pump (self);
+        s_service (self);
+    }
+}
+
 //  Every 100 ms: what the ZMQ_FD edge may have missed, and the resend of
 //  records that waited audit_resend_ms for an ACK that did not come (the
 //  audit may have restarted between two of our messages, or be stuck)
@@ -506,8 +523,19 @@ ingress_audit_link_send (ingress_audit_link_t *self, const void *record, size_t 
     }
     s_gauges (self);
     if (self->socket && self->connected && spool->next == spool->count - 1) {
-        s_pump (self);
-        s_service (self);
+        //  The records of the next millisecond go with this one: one
+        //  wake-up of ZeroMQ's I/O thread (and of the audit's) for them all
+        if (self->flush_us > 0) {
+            if (!self->flush_armed) {
+                self->flush_armed = true;
+                lws_sul_schedule (self->ingress->context, 0, &self->flush_sul, s_on_flush,
+                                  self->flush_us);
+            }
+        }
+        else {
+            s_pump (self);
+            s_service (self);
+        }
     }
     return 0;
 }
@@ -606,6 +634,7 @@ ingress_audit_link_start (ingress_audit_link_t *self, char *why, size_t why_size
         return -1;
     }
     lws_sul_schedule (ingress->context, 0, &self->tick_sul, s_on_tick, TICK_MS * LWS_US_PER_MS);
+    self->flush_us = FLUSH_US;
     return 0;
 }
 
@@ -616,8 +645,11 @@ ingress_audit_link_destroy (ingress_audit_link_t **self_p)
     ingress_audit_link_t *self = *self_p;
     if (!self)
         return;
-    if (self->socket)
+    if (self->socket) {
         lws_sul_cancel (&self->tick_sul);
+        if (self->flush_armed)
+            lws_sul_cancel (&self->flush_sul);
+    }
     if (self->spool.count)
         mesh_warn ("%zu audit records were never acknowledged by %s (seq %llu .. %llu)",
                    self->spool.count, self->endpoint,
