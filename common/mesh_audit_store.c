@@ -1437,10 +1437,12 @@ s_open_day (mesh_audit_store_t *self, const char *day, char *why, size_t why_siz
     //  checkpoints, so a commit could be lost to a power cut after the
     //  service has acknowledged it and the ingress has forgotten the
     //  record.  FULL syncs the WAL at every commit, one fsync per batch.
+    //  An 8 MiB page cache: appends touch the tail of each index only
+    //  (64 MiB gave the same records/s at twice the RSS).
     mesh_buf_reset (&self->sql);
     mesh_buf_printf (&self->sql,
         "PRAGMA page_size = %d; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-        "PRAGMA cache_size = -65536; PRAGMA journal_size_limit = 67108864;", PAGE_SIZE);
+        "PRAGMA cache_size = -8192; PRAGMA journal_size_limit = 67108864;", PAGE_SIZE);
     mesh_buf_append (&self->sql, "", 1);
     if (s_exec (self->db, mesh_buf_head (&self->sql), path, why, why_size) < 0)
         goto failed;
