@@ -785,10 +785,28 @@ def config_seeds():
     put(t, "empty", b"")
 
 
+def keys_seeds():
+    t = "keys"
+    k1, k2 = "00" * 32, "a5" * 16 + "5A" * 16
+    put(t, "one", "key-1 %s" % k1)
+    put(t, "two_env", "key-1 %s;key-2 %s" % (k1, k2))
+    put(t, "two_lines_comments", "# the ring\nkey-1 %s   # old\n\n\tkey-2\t%s\r\n" % (k1, k2))
+    put(t, "same_twice", "k %s;k %s" % (k1, k1))
+    put(t, "id_taken", "k %s;k %s" % (k1, k2))
+    put(t, "short_key", "k " + "0" * 63)
+    put(t, "bad_hex", "k " + "g" * 64)
+    put(t, "three_words", "k %s extra" % k1)
+    put(t, "long_id", "x" * 33 + " " + k1)
+    put(t, "bad_id", "k/1 " + k1)
+    put(t, "only_comments", "# nothing\n;;\n")
+    put(t, "empty", b"")
+    put(t, "nul_inside", b"k " + k1.encode() + b"\0junk")
+
+
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
-                 ws_sse_seeds, msg_seeds, audit_seeds, validate_seeds, config_seeds):
+                 ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, validate_seeds, config_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):
