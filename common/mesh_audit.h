@@ -66,8 +66,9 @@ typedef struct {
     uint64_t reasoning_tokens;
     uint64_t bytes_out;         //  body bytes written to the client
     mesh_bytes_t prompt;        //  bin: the request body as received (JSON)
-    mesh_bytes_t response;      //  bin: stream: the SSE data payloads, one per
-                                //  line ("\n"-joined); otherwise the body
+    mesh_bytes_t response;      //  bin: the body sent; for a stream, the answer
+                                //  assembled from its deltas as a chat.completion
+                                //  (with "errors": payloads that were not chunks)
     bool truncated;             //  response cut at the ingress's bound
 } mesh_audit_record_t;
 

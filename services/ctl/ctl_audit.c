@@ -272,37 +272,50 @@ s_prompt_text (const char *body, size_t size, mesh_buf_t *out)
     json_decref (request);
 }
 
-//  The answer's text and reasoning: for a stream the deltas of every data
-//  payload (one a line), else the message of a chat.completion; an error
-//  envelope by its message
+//  An error envelope, or an error event kept as it came, by its message
 static void
-s_response_text (const char *data, size_t size, bool stream, mesh_buf_t *text,
-                 mesh_buf_t *reasoning)
+s_error_text (mesh_buf_t *text, json_t *item)
 {
-    const char *at = data ? data : "", *end = at + size;
-    while (at < end) {
-        const char *line_end = stream ? memchr (at, '\n', (size_t) (end - at)) : NULL;
-        if (!line_end)
-            line_end = end;
-        json_t *payload = json_loadb (at, (size_t) (line_end - at), JSON_ALLOW_NUL, NULL);
-        json_t *choice = json_array_get (json_object_get (payload, "choices"), 0);
-        json_t *part = json_object_get (choice, stream ? "delta" : "message");
-        json_t *error = json_object_get (payload, "error");
-        s_append_json_text (reasoning, json_object_get (part, "reasoning_content"));
-        s_append_json_text (text, json_object_get (part, "content"));
-        if (json_is_array (json_object_get (part, "tool_calls")))
-            mesh_buf_append_str (text, stream ? "" : "[tool calls]");
-        if (json_is_object (error)) {
-            const char *message = json_string_value (json_object_get (error, "message"));
-            mesh_buf_printf (text, "%s[error: %s]", mesh_buf_size (text) ? " " : "",
-                             message ? message : "?");
-        }
-        else
-        if (!payload && !stream && line_end > at)
-            mesh_buf_append (text, at, (size_t) (line_end - at));   //  not JSON: as it came
-        json_decref (payload);
-        at = line_end + 1;
+    json_t *error = json_object_get (item, "error");
+    const char *message = json_string_value (json_object_get (error, "message"));
+    if (!message)
+        message = json_is_string (item) ? json_string_value (item)
+                : json_string_value (json_object_get (error, "code"));
+    mesh_buf_printf (text, "%s[error: %s]", mesh_buf_size (text) ? " " : "", message ? message : "?");
+}
+
+//  The answer's text and reasoning: the first choice's message of the
+//  chat.completion the record holds (a stream's is assembled from its
+//  deltas by the ingress), its tool calls as "[tool call name(arguments)]",
+//  an error envelope or error events by their messages; what is not JSON
+//  as it came
+static void
+s_response_text (const char *data, size_t size, mesh_buf_t *text, mesh_buf_t *reasoning)
+{
+    json_t *answer = json_loadb (data ? data : "", size, JSON_ALLOW_NUL, NULL);
+    if (!answer) {
+        if (size)
+            mesh_buf_append (text, data, size);
+        return;
     }
+    json_t *message = json_object_get (json_array_get (json_object_get (answer, "choices"), 0),
+                                       "message");
+    s_append_json_text (reasoning, json_object_get (message, "reasoning_content"));
+    s_append_json_text (text, json_object_get (message, "content"));
+    size_t index;
+    json_t *item;
+    json_array_foreach (json_object_get (message, "tool_calls"), index, item) {
+        json_t *function = json_object_get (item, "function");
+        const char *name = json_string_value (json_object_get (function, "name"));
+        const char *arguments = json_string_value (json_object_get (function, "arguments"));
+        mesh_buf_printf (text, "%s[tool call %s(%s)]", mesh_buf_size (text) ? " " : "",
+                         name ? name : "?", arguments ? arguments : "");
+    }
+    if (json_is_object (json_object_get (answer, "error")))
+        s_error_text (text, answer);
+    json_array_foreach (json_object_get (answer, "errors"), index, item)
+        s_error_text (text, item);
+    json_decref (answer);
 }
 
 //  Prints "  label  text", the text's later lines indented under its first
@@ -386,7 +399,7 @@ s_row_json (const mesh_audit_row_t *row, bool decrypt)
         mesh_buf_t text, reasoning;
         mesh_buf_init (&text);
         mesh_buf_init (&reasoning);
-        s_response_text (r->response.data, r->response.size, r->stream, &text, &reasoning);
+        s_response_text (r->response.data, r->response.size, &text, &reasoning);
         mesh_bytes_t text_bytes = { text.data, text.len };
         mesh_bytes_t reasoning_bytes = { reasoning.data, reasoning.len };
         json_object_set_new (object, "prompt", s_json_bytes (&r->prompt));
@@ -472,7 +485,7 @@ s_on_query_row (void *arg, const mesh_audit_row_t *row)
     s_prompt_text (r->prompt.data, r->prompt.size, &text);
     s_print_block ("prompt", &text);
     mesh_buf_reset (&text);
-    s_response_text (r->response.data, r->response.size, r->stream, &text, &reasoning);
+    s_response_text (r->response.data, r->response.size, &text, &reasoning);
     if (mesh_buf_size (&reasoning))
         s_print_block ("reasoning", &reasoning);
     if (r->truncated)
@@ -697,29 +710,31 @@ ctl_audit_test (bool verbose)
     s_prompt_text ("not json", 8, &text);
     assert (text.len == 8 && memcmp (text.data, "not json", 8) == 0);
     mesh_buf_reset (&text);
-    const char *stream = "{\"choices\":[{\"delta\":{\"reasoning_content\":\"Thinking\"}}]}\n"
-                         "{\"choices\":[{\"delta\":{\"content\":\"Echo:\"}}]}\n"
-                         ": keep-alive\n"
-                         "{\"choices\":[{\"delta\":{\"content\":\" hi\"}}]}\n"
-                         "{\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n[DONE]";
-    s_response_text (stream, strlen (stream), true, &text, &reasoning);
+    const char *stream = "{\"id\":\"c\",\"object\":\"chat.completion\",\"choices\":[{\"index\":0,"
+                         "\"message\":{\"role\":\"assistant\",\"content\":\"Echo: hi\","
+                         "\"reasoning_content\":\"Thinking\",\"tool_calls\":[{\"index\":0,"
+                         "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+                         "\"finish_reason\":\"stop\"}],\"errors\":[{\"error\":{\"message\":\"stalled\"}},"
+                         "\"raw\"]}";
+    s_response_text (stream, strlen (stream), &text, &reasoning);
     mesh_buf_append (&text, "", 1);
     mesh_buf_append (&reasoning, "", 1);
-    assert (mesh_streq (text.data, "Echo: hi") && mesh_streq (reasoning.data, "Thinking"));
+    assert (mesh_streq (text.data, "Echo: hi [tool call f({})] [error: stalled] [error: raw]"));
+    assert (mesh_streq (reasoning.data, "Thinking"));
     mesh_buf_reset (&text);
     mesh_buf_reset (&reasoning);
     const char *body = "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"Echo: hi\","
                        "\"reasoning_content\":\"R\"}}]}";
-    s_response_text (body, strlen (body), false, &text, &reasoning);
+    s_response_text (body, strlen (body), &text, &reasoning);
     mesh_buf_append (&text, "", 1);
     assert (mesh_streq (text.data, "Echo: hi") && reasoning.len == 1);
     mesh_buf_reset (&text);
     const char *error = "{\"error\":{\"message\":\"Rate limit\",\"type\":\"rate_limit_error\"}}";
-    s_response_text (error, strlen (error), false, &text, &reasoning);
+    s_response_text (error, strlen (error), &text, &reasoning);
     mesh_buf_append (&text, "", 1);
     assert (mesh_streq (text.data, "[error: Rate limit]"));
     mesh_buf_reset (&text);
-    s_response_text (NULL, 0, true, &text, &reasoning);
+    s_response_text (NULL, 0, &text, &reasoning);
     assert (text.len == 0);
     mesh_buf_free (&text);
     mesh_buf_free (&reasoning);

@@ -26,9 +26,16 @@
                                                 too slow, the ingress
                                                 stopping with it open
 
-    Capturing the response costs one memcpy per SSE payload into a buffer
-    of the request, bounded by ingress.audit_max_response_bytes; nothing is
-    parsed.  lws service thread only.                                       */
+    The response: a whole body is kept as it was sent.  A stream is kept
+    as the answer it amounts to, the way the SDKs assemble it: each SSE
+    payload is parsed and its deltas appended (content, reasoning_content,
+    tool calls by index, per choice), so the record holds the text, not
+    every chunk's envelope (a 1,000-token answer is ~4 KB instead of
+    ~200 KB of chunks, in the ingress's memory while it streams and in the
+    store); the record's response is then a chat.completion object with
+    the same fields as a non-stream answer, plus "errors" for payloads that
+    were not chunks.  Both are bounded by ingress.audit_max_response_bytes
+    (the record says truncated).  lws service thread only.                 */
 #include "ingress_audit.h"
 #include "ingress_audit_link.h"
 #include "ingress_validate.h"
@@ -92,6 +99,240 @@ s_utf8_valid (const char *s, size_t len)
     return true;
 }
 
+//  Stream answers -----------------------------------------------------------------
+
+#define REPLY_CHOICES   8           //  choice indexes kept (DeepSeek sends 1)
+#define REPLY_ERRORS    8           //  non-chunk payloads kept
+
+typedef struct {
+    bool seen;
+    mesh_buf_t content;
+    mesh_buf_t reasoning;
+    bool has_content, has_reasoning;
+    json_t *tool_calls;             //  array of {index, id, type, function{name, arguments}}
+    json_t *finish_reason;
+} reply_choice_t;
+
+struct ingress_reply_t {
+    json_t *head;                   //  id, created, model, system_fingerprint of the first chunk
+    json_t *usage;                  //  the last usage seen
+    json_t *errors;                 //  payloads that are not chunks
+    reply_choice_t choices [REPLY_CHOICES];
+    size_t bytes;                   //  text kept, against the bound
+};
+
+typedef struct ingress_reply_t reply_t;
+
+static void
+s_reply_free (reply_t **self_p)
+{
+    reply_t *self = *self_p;
+    if (!self)
+        return;
+    json_decref (self->head);
+    json_decref (self->usage);
+    json_decref (self->errors);
+    for (size_t i = 0; i < REPLY_CHOICES; i++) {
+        reply_choice_t *choice = &self->choices [i];
+        mesh_buf_free (&choice->content);
+        mesh_buf_free (&choice->reasoning);
+        json_decref (choice->tool_calls);
+        json_decref (choice->finish_reason);
+    }
+    free (self);
+    *self_p = NULL;
+}
+
+//  How much of text (len bytes) fits the bound, cut at a character
+static size_t
+s_reply_room (pss_t *pss, const char *text, size_t len)
+{
+    size_t max = pss->ingress->audit->max_response_bytes;
+    size_t room = pss->reply->bytes < max ? max - pss->reply->bytes : 0;
+    if (len <= room)
+        return len;
+    pss->truncated = true;
+    while (room > 0 && ((unsigned char) text [room] & 0xc0) == 0x80)
+        room--;
+    return room;
+}
+
+static void
+s_reply_append (pss_t *pss, mesh_buf_t *buf, bool *has, json_t *value)
+{
+    if (!json_is_string (value))
+        return;
+    *has = true;
+    const char *text = json_string_value (value);
+    size_t take = s_reply_room (pss, text, json_string_length (value));
+    mesh_buf_append (buf, text, take);
+    pss->reply->bytes += take;
+}
+
+//  A string member of object grown by the string value (a tool call's
+//  name or arguments, which come in pieces)
+static void
+s_reply_concat (pss_t *pss, json_t *object, const char *key, json_t *value)
+{
+    if (!json_is_string (value))
+        return;
+    const char *piece = json_string_value (value);
+    size_t take = s_reply_room (pss, piece, json_string_length (value));
+    json_t *old = json_object_get (object, key);
+    size_t have = json_is_string (old) ? json_string_length (old) : 0;
+    char *joined = malloc (have + take + 1);
+    assert (joined);
+    if (have)
+        memcpy (joined, json_string_value (old), have);
+    memcpy (joined + have, piece, take);
+    json_object_set_new (object, key, json_stringn (joined, have + take));
+    free (joined);
+    pss->reply->bytes += take;
+}
+
+static void
+s_reply_tool_calls (pss_t *pss, reply_choice_t *choice, json_t *calls)
+{
+    size_t i;
+    json_t *call;
+    json_array_foreach (calls, i, call) {
+        json_t *index = json_object_get (call, "index");
+        json_int_t at = json_is_integer (index) ? json_integer_value (index) : (json_int_t) i;
+        if (!choice->tool_calls)
+            choice->tool_calls = json_array ();
+        json_t *kept = NULL, *each;
+        size_t k;
+        json_array_foreach (choice->tool_calls, k, each)
+            if (json_integer_value (json_object_get (each, "index")) == at)
+                kept = each;
+        if (!kept) {
+            if (json_array_size (choice->tool_calls) >= 128)
+                continue;
+            kept = json_pack ("{s:I, s:s, s:{}}", "index", at, "type", "function", "function");
+            json_array_append_new (choice->tool_calls, kept);
+        }
+        json_t *id = json_object_get (call, "id"), *type = json_object_get (call, "type");
+        if (json_is_string (id))
+            json_object_set (kept, "id", id);
+        if (json_is_string (type))
+            json_object_set (kept, "type", type);
+        json_t *function = json_object_get (call, "function");
+        json_t *into = json_object_get (kept, "function");
+        if (json_is_object (function)) {
+            s_reply_concat (pss, into, "name", json_object_get (function, "name"));
+            s_reply_concat (pss, into, "arguments", json_object_get (function, "arguments"));
+        }
+    }
+}
+
+//  One SSE payload of a stream, as sent to the client
+static void
+s_reply_add (pss_t *pss, const char *data, size_t len)
+{
+    if (!pss->reply) {
+        pss->reply = calloc (1, sizeof *pss->reply);
+        assert (pss->reply);
+    }
+    reply_t *self = pss->reply;
+    json_t *chunk = json_loadb (data, len, 0, NULL);
+    json_t *choices = json_object_get (chunk, "choices");
+    if (!json_is_array (choices)) {
+        //  An error event, or something that is not a chunk: as sent
+        if (!self->errors)
+            self->errors = json_array ();
+        if (json_array_size (self->errors) < REPLY_ERRORS) {
+            size_t take = s_reply_room (pss, data, len);
+            json_t *kept = chunk && take == len ? json_incref (chunk)
+                         : s_utf8_valid (data, take) ? json_stringn (data, take) : NULL;
+            if (kept) {
+                json_array_append_new (self->errors, kept);
+                self->bytes += take;
+            }
+        }
+        json_decref (chunk);
+        return;
+    }
+    if (!self->head) {
+        self->head = json_object ();
+        const char *keys [] = { "id", "created", "model", "system_fingerprint" };
+        for (size_t i = 0; i < MESH_ARRAY_SIZE (keys); i++) {
+            json_t *value = json_object_get (chunk, keys [i]);
+            if (value && !json_is_object (value) && !json_is_array (value))
+                json_object_set (self->head, keys [i], value);
+        }
+    }
+    json_t *usage = json_object_get (chunk, "usage");
+    if (json_is_object (usage)) {
+        json_decref (self->usage);
+        self->usage = json_incref (usage);
+    }
+    size_t i;
+    json_t *each;
+    json_array_foreach (choices, i, each) {
+        json_t *index = json_object_get (each, "index");
+        json_int_t at = json_is_integer (index) ? json_integer_value (index) : (json_int_t) i;
+        if (at < 0 || at >= REPLY_CHOICES)
+            continue;
+        reply_choice_t *choice = &self->choices [at];
+        choice->seen = true;
+        json_t *delta = json_object_get (each, "delta");
+        if (json_is_object (delta)) {
+            s_reply_append (pss, &choice->content, &choice->has_content,
+                            json_object_get (delta, "content"));
+            s_reply_append (pss, &choice->reasoning, &choice->has_reasoning,
+                            json_object_get (delta, "reasoning_content"));
+            json_t *calls = json_object_get (delta, "tool_calls");
+            if (json_is_array (calls))
+                s_reply_tool_calls (pss, choice, calls);
+        }
+        json_t *finish = json_object_get (each, "finish_reason");
+        if (json_is_string (finish)) {
+            json_decref (choice->finish_reason);
+            choice->finish_reason = json_incref (finish);
+        }
+    }
+    json_decref (chunk);
+}
+
+//  The answer as a chat.completion object, into out
+static void
+s_reply_render (reply_t *self, mesh_buf_t *out)
+{
+    json_t *answer = self->head ? json_deep_copy (self->head) : json_object ();
+    json_object_set_new (answer, "object", json_string ("chat.completion"));
+    json_t *choices = json_array ();
+    for (size_t i = 0; i < REPLY_CHOICES; i++) {
+        reply_choice_t *choice = &self->choices [i];
+        if (!choice->seen)
+            continue;
+        json_t *message = json_pack ("{s:s}", "role", "assistant");
+        //  Appended from valid strings, cut at characters: valid UTF-8
+        json_object_set_new (message, "content", choice->has_content
+            ? json_stringn (mesh_buf_head (&choice->content), mesh_buf_size (&choice->content))
+            : json_null ());
+        if (choice->has_reasoning)
+            json_object_set_new (message, "reasoning_content",
+                json_stringn (mesh_buf_head (&choice->reasoning), mesh_buf_size (&choice->reasoning)));
+        if (choice->tool_calls)
+            json_object_set (message, "tool_calls", choice->tool_calls);
+        json_array_append_new (choices, json_pack ("{s:I, s:o, s:O}", "index", (json_int_t) i,
+            "message", message, "finish_reason", choice->finish_reason ? choice->finish_reason
+                                                                       : json_null ()));
+    }
+    json_object_set_new (answer, "choices", choices);
+    if (self->usage)
+        json_object_set (answer, "usage", self->usage);
+    if (self->errors)
+        json_object_set (answer, "errors", self->errors);
+    char *text = json_dumps (answer, JSON_COMPACT);
+    json_decref (answer);
+    mesh_buf_reset (out);
+    if (text) {
+        mesh_buf_append_str (out, text);
+        free (text);
+    }
+}
+
 //  Fills record from what the request noted; its texts point into pss
 static void
 s_fill (pss_t *pss, bool closed, int64_t now_us, mesh_audit_record_t *record)
@@ -141,6 +382,8 @@ s_fill (pss_t *pss, bool closed, int64_t now_us, mesh_audit_record_t *record)
     record->bytes_out = pss->bytes_out;
     if (pss->body_complete)
         record->prompt = (mesh_bytes_t) { mesh_buf_head (&pss->body), mesh_buf_size (&pss->body) };
+    if (pss->reply)
+        s_reply_render (pss->reply, &pss->response);
     record->response = (mesh_bytes_t) { mesh_buf_head (&pss->response), mesh_buf_size (&pss->response) };
     record->truncated = pss->truncated;
     //  The whole record must fit in one AUDIT message
@@ -212,27 +455,21 @@ ingress_audit_refuse (pss_t *pss)
 void
 ingress_audit_capture (pss_t *pss, const char *data, size_t len, bool part)
 {
-    if (!pss->audit_pending)
+    if (!pss->audit_pending || !pss->ingress->audit)
         return;
+    if (part) {
+        s_reply_add (pss, data, len);
+        return;
+    }
     mesh_buf_t *response = &pss->response;
-    if (!part)
-        mesh_buf_reset (response);
-    size_t separator = part && pss->response_parts++ ? 1 : 0;
-    size_t have = mesh_buf_size (response);
+    mesh_buf_reset (response);
     size_t max = pss->ingress->audit->max_response_bytes;
-    size_t room = have < max ? max - have : 0;
-    size_t take = separator + len;
-    if (take > room) {
-        take = room;
+    size_t take = len;
+    if (take > max) {
+        take = max;
         pss->truncated = true;
     }
-    if (take == 0)
-        return;
-    char *at = mesh_buf_reserve (response, take);
-    if (separator)
-        *at = '\n';
-    memcpy (at + separator, data, take - separator);
-    mesh_buf_commit (response, take);
+    mesh_buf_append (response, data, take);
 }
 
 void
@@ -305,6 +542,7 @@ ingress_audit_end (pss_t *pss, bool closed)
     pss->endpoint_url = NULL;
     free (pss->params);
     pss->params = NULL;
+    s_reply_free (&pss->reply);
     mesh_buf_reset (&pss->response);
     mesh_buf_trim (&pss->response, 64 * 1024);
 }
@@ -468,6 +706,64 @@ s_bytes_eq (mesh_bytes_t bytes, const char *text)
     return bytes.size == strlen (text) && memcmp (bytes.data, text, bytes.size) == 0;
 }
 
+//  A stream of tool calls in pieces, reasoning, an error event and a
+//  payload that is not JSON: assembled as the SDKs would (not recorded)
+static void
+s_test_tool_stream (ingress_audit_t *self, ingress_t *ingress, pss_t *pss)
+{
+    size_t max = self->max_response_bytes;
+    self->max_response_bytes = 4096;
+    s_test_request (ingress, pss, "01JD0000000000000000000009");
+    const char *chunks [] = {
+        "{\"id\":\"c2\",\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":"
+        "{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"Think\"}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"ing.\"}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\","
+        "\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+        "{\"arguments\":\"{\\\"city\\\":\"}}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_2\","
+        "\"function\":{\"name\":\"now\",\"arguments\":\"{}\"}},{\"index\":0,\"function\":"
+        "{\"arguments\":\"\\\"Paris\\\"}\"}}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}",
+        "{\"error\":{\"type\":\"server_error\",\"code\":\"upstream_stalled\"}}",
+        "not json"
+    };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (chunks); i++)
+        ingress_audit_capture (pss, chunks [i], strlen (chunks [i]), true);
+    mesh_audit_record_t record;
+    s_test_decode (self, pss, true, &record);
+    json_t *answer = json_loadb (record.response.data, record.response.size, 0, NULL);
+    assert (answer && !record.truncated);
+    json_t *choice = json_array_get (json_object_get (answer, "choices"), 0);
+    json_t *message = json_object_get (choice, "message");
+    assert (json_is_null (json_object_get (message, "content")));
+    assert (mesh_streq (json_string_value (json_object_get (message, "reasoning_content")),
+                        "Thinking."));
+    json_t *calls = json_object_get (message, "tool_calls");
+    assert (json_array_size (calls) == 2);
+    json_t *first = json_array_get (calls, 0), *second = json_array_get (calls, 1);
+    assert (mesh_streq (json_string_value (json_object_get (first, "id")), "call_1"));
+    json_t *function = json_object_get (first, "function");
+    assert (mesh_streq (json_string_value (json_object_get (function, "name")), "get_weather"));
+    assert (mesh_streq (json_string_value (json_object_get (function, "arguments")),
+                        "{\"city\":\"Paris\"}"));
+    assert (json_integer_value (json_object_get (second, "index")) == 1);
+    assert (mesh_streq (json_string_value (json_object_get (json_object_get (second, "function"),
+                                                            "arguments")), "{}"));
+    assert (mesh_streq (json_string_value (json_object_get (choice, "finish_reason")), "tool_calls"));
+    json_t *errors = json_object_get (answer, "errors");
+    assert (json_array_size (errors) == 2);
+    assert (json_is_object (json_object_get (json_array_get (errors, 0), "error")));
+    assert (mesh_streq (json_string_value (json_array_get (errors, 1)), "not json"));
+    json_decref (answer);
+    //  Not handed to the link: the spool's bound is tested above
+    pss->audit_pending = false;
+    ingress_audit_end (pss, false);
+    assert (!pss->reply);
+    self->max_response_bytes = max;
+}
+
 static void
 s_test_records (void)
 {
@@ -508,9 +804,18 @@ s_test_records (void)
     pss.status = 200;
     pss.headers_written = true;
     pss.first_write_us = pss.received_us + 3000;
-    ingress_audit_capture (&pss, "{\"a\":1}", 7, true);
-    ingress_audit_capture (&pss, "{\"b\":2}", 7, true);
-    ingress_audit_capture (&pss, "{\"c\":3}", 7, true);      //  cut at the 20th byte
+    //  The chunks of a stream: kept as the answer, its text cut at the
+    //  20th byte, before the o-umlaut whose two bytes it would split
+    const char *chunks [] = {
+        "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"deepseek-chat\","
+        "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hello!\"},"
+        "\"finish_reason\":null}]}",
+        "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world, this \u00f6k\"}}]}",
+        "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":22}}"
+    };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (chunks); i++)
+        ingress_audit_capture (&pss, chunks [i], strlen (chunks [i]), true);
     mesh_msg_init (&msg, MESH_MSG_END, pss.id);
     snprintf (msg.url, sizeof msg.url, "https://api.example/v1/chat/completions");
     msg.prompt_tokens = 11;
@@ -533,7 +838,19 @@ s_test_records (void)
     assert (record.prompt_tokens == 11 && record.completion_tokens == 22);
     assert (record.cached_tokens == 3 && record.reasoning_tokens == 4 && record.bytes_out == 123);
     assert (s_bytes_eq (record.prompt, "{\"model\":\"deepseek-chat\"}"));
-    assert (s_bytes_eq (record.response, "{\"a\":1}\n{\"b\":2}\n{\"c\"") && record.truncated);
+    json_t *answer = json_loadb (record.response.data, record.response.size, 0, NULL);
+    assert (answer && record.truncated);
+    assert (mesh_streq (json_string_value (json_object_get (answer, "id")), "c1"));
+    assert (mesh_streq (json_string_value (json_object_get (answer, "object")), "chat.completion"));
+    assert (json_integer_value (json_object_get (answer, "created")) == 7);
+    json_t *choice = json_array_get (json_object_get (answer, "choices"), 0);
+    json_t *message = json_object_get (choice, "message");
+    assert (mesh_streq (json_string_value (json_object_get (message, "content")),
+                        "Hello! world, this "));
+    assert (mesh_streq (json_string_value (json_object_get (choice, "finish_reason")), "stop"));
+    assert (json_integer_value (json_object_get (json_object_get (answer, "usage"),
+                                                 "completion_tokens")) == 22);
+    json_decref (answer);
     assert (s_bytes_eq (record.error_code, ""));
     ingress_audit_end (&pss, false);
     assert (!pss.audit_pending && !pss.params && !pss.endpoint_url && mesh_buf_size (&pss.response) == 0);
@@ -579,6 +896,7 @@ s_test_records (void)
     ingress_audit_end (&pss, false);
     //  Four records, three allowed: new requests are refused, without a record
     assert (ingress_audit_unacked (&ingress) == 4);
+    s_test_tool_stream (self, &ingress, &pss);
     s_test_request (&ingress, &pss, "01JD0000000000000000000005");
     assert (ingress_audit_refuse (&pss) && !pss.audit_pending);
     ingress_audit_end (&pss, false);

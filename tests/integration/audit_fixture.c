@@ -76,12 +76,13 @@ main (int argc, char *argv [])
                       "\"type\":\"rate_limit_error\",\"code\":\"rate_limit_exceeded\"}}");
         else
         if (stream)
+            //  As the ingress assembles a stream's deltas
             snprintf (response, sizeof response,
-                      "%s{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Echo: secret\"}}]}\n"
-                      "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\" prompt %zu\"}}]}\n"
-                      "{\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":4}}",
-                      reasoner ? "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":"
-                                 "\"Thinking about: secret\"}}]}\n" : "", i);
+                      "{\"id\":\"x\",\"object\":\"chat.completion\",\"choices\":[{\"index\":0,"
+                      "\"message\":{\"role\":\"assistant\",\"content\":\"Echo: secret prompt %zu\"%s},"
+                      "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,"
+                      "\"completion_tokens\":4}}", i,
+                      reasoner ? ",\"reasoning_content\":\"Thinking about: secret\"" : "");
         else
             snprintf (response, sizeof response, "{\"id\":\"x\",\"object\":\"chat.completion\","
                       "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"

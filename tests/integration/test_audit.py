@@ -99,6 +99,16 @@ def test_stream_through_an_alias(mesh):
     assert (r["model_requested"], r["model"]) == ("deepseek-v4-flash", "deepseek-chat")
     assert r["completion_tokens"] == 5
     stream.close()
+    # the stored answer is the text the client got, assembled from the deltas
+    rows_json = [json.loads(line) for line in
+                 ctl(mesh, "query", "--since", "1h", "--decrypt", "--json").stdout.splitlines()]
+    mine = [x for x in rows_json if x["id"] == r["id"]]
+    assert len(mine) == 1 and mine[0]["response_text"] == echo("streamed", 5), mine
+    answer = json.loads(mine[0]["response"])
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"]["content"] == echo("streamed", 5)
+    assert answer["choices"][0]["finish_reason"] == "stop"
+    assert answer["usage"]["completion_tokens"] == 5
 
 
 def test_failures_and_refusals_are_recorded(mesh):

@@ -161,7 +161,7 @@ def test_decrypt_shows_prompt_and_response_text(store):
     found = rows(ctl("audit", "query", "--dir", store, "--json", "--decrypt"))
     assert all("secret prompt" in row["prompt"] for row in found)
     stream = found[0]
-    assert stream["stream"] and stream["response"].count("\n") == 3
+    assert stream["stream"] and json.loads(stream["response"])["object"] == "chat.completion"
     assert stream["response_text"] == "Echo: secret prompt 0"
     assert stream["reasoning_text"] == "Thinking about: secret"
     assert found[1]["response_text"] == "Echo: secret prompt 1"   # a chat.completion

@@ -83,6 +83,7 @@ static const selftest_t s_tests [] = {
     { "audit",       audit_test },
     { "ctl_http",    ctl_http_test },
     { "ctl_api",     ctl_api_test },
+    { "ctl_audit",   ctl_audit_test },
     { "router_keys", router_keys_test },
     { "router_policy", router_policy_test },
     { "router_quota", router_quota_test },
