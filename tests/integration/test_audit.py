@@ -39,8 +39,15 @@ def rows(mesh, where="1", args=()):
     for path in sorted(glob.glob(str(store_dir(mesh) / "audit-*.db"))):
         db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
         db.row_factory = sqlite3.Row
-        out += [dict(r) for r in db.execute("SELECT * FROM records WHERE %s ORDER BY seq" % where, args)]
-        db.close()
+        try:
+            out += [dict(r) for r in db.execute("SELECT * FROM records WHERE %s ORDER BY seq" % where,
+                                                args)]
+        except sqlite3.OperationalError as e:
+            # a day file the audit service has just made, its tables not yet
+            if "no such table" not in str(e):
+                raise
+        finally:
+            db.close()
     return out
 
 
