@@ -26,6 +26,34 @@ mesh_memcaseeq (const char *data, size_t len, const char *s)
     return strlen (s) == len && strncasecmp (data, s, len) == 0;
 }
 
+//  True when [s, s + len) is UTF-8 as JSON parsers take it: no NUL, no
+//  overlong form, no surrogate, nothing past U+10FFFF
+static inline bool
+mesh_utf8_valid (const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    size_t i = 0;
+    while (i < len) {
+        if (p [i] == 0)
+            return false;
+        if (p [i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = (p [i] & 0xe0) == 0xc0 ? 1 : (p [i] & 0xf0) == 0xe0 ? 2 : (p [i] & 0xf8) == 0xf0 ? 3 : 0;
+        if (n == 0 || len - i <= n || (p [i] == 0xc0 || p [i] == 0xc1 || p [i] > 0xf4))
+            return false;
+        for (size_t k = 1; k <= n; k++)
+            if ((p [i + k] & 0xc0) != 0x80)
+                return false;
+        if ((p [i] == 0xe0 && p [i + 1] < 0xa0) || (p [i] == 0xed && p [i + 1] >= 0xa0)
+        ||  (p [i] == 0xf0 && p [i + 1] < 0x90) || (p [i] == 0xf4 && p [i + 1] >= 0x90))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
 #define MESH_ARRAY_SIZE(a) (sizeof (a) / sizeof ((a) [0]))
 #define MESH_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MESH_MAX(a, b) ((a) > (b) ? (a) : (b))

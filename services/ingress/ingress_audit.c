@@ -38,6 +38,7 @@
     (the record says truncated).  lws service thread only.                 */
 #include "ingress_audit.h"
 #include "ingress_audit_link.h"
+#include "ingress_reply.h"
 #include "ingress_validate.h"
 
 #include "mesh_audit.h"
@@ -72,267 +73,6 @@ s_text (const char *text)
     return (mesh_bytes_t) { text, strlen (text) };
 }
 
-static bool
-s_utf8_valid (const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *) s;
-    size_t i = 0;
-    while (i < len) {
-        if (p [i] == 0)
-            return false;
-        if (p [i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n = (p [i] & 0xe0) == 0xc0 ? 1 : (p [i] & 0xf0) == 0xe0 ? 2 : (p [i] & 0xf8) == 0xf0 ? 3 : 0;
-        if (n == 0 || len - i <= n || (p [i] == 0xc0 || p [i] == 0xc1 || p [i] > 0xf4))
-            return false;
-        for (size_t k = 1; k <= n; k++)
-            if ((p [i + k] & 0xc0) != 0x80)
-                return false;
-        //  Overlong three- and four-byte forms, surrogates
-        if ((p [i] == 0xe0 && p [i + 1] < 0xa0) || (p [i] == 0xed && p [i + 1] >= 0xa0)
-        ||  (p [i] == 0xf0 && p [i + 1] < 0x90) || (p [i] == 0xf4 && p [i + 1] >= 0x90))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
-//  Stream answers -----------------------------------------------------------------
-
-#define REPLY_CHOICES   8           //  choice indexes kept (DeepSeek sends 1)
-#define REPLY_ERRORS    8           //  non-chunk payloads kept
-
-typedef struct {
-    bool seen;
-    mesh_buf_t content;
-    mesh_buf_t reasoning;
-    bool has_content, has_reasoning;
-    json_t *tool_calls;             //  array of {index, id, type, function{name, arguments}}
-    json_t *finish_reason;
-} reply_choice_t;
-
-struct ingress_reply_t {
-    json_t *head;                   //  id, created, model, system_fingerprint of the first chunk
-    json_t *usage;                  //  the last usage seen
-    json_t *errors;                 //  payloads that are not chunks
-    reply_choice_t choices [REPLY_CHOICES];
-    size_t bytes;                   //  text kept, against the bound
-};
-
-typedef struct ingress_reply_t reply_t;
-
-static void
-s_reply_free (reply_t **self_p)
-{
-    reply_t *self = *self_p;
-    if (!self)
-        return;
-    json_decref (self->head);
-    json_decref (self->usage);
-    json_decref (self->errors);
-    for (size_t i = 0; i < REPLY_CHOICES; i++) {
-        reply_choice_t *choice = &self->choices [i];
-        mesh_buf_free (&choice->content);
-        mesh_buf_free (&choice->reasoning);
-        json_decref (choice->tool_calls);
-        json_decref (choice->finish_reason);
-    }
-    free (self);
-    *self_p = NULL;
-}
-
-//  How much of text (len bytes) fits the bound, cut at a character
-static size_t
-s_reply_room (pss_t *pss, const char *text, size_t len)
-{
-    size_t max = pss->ingress->audit->max_response_bytes;
-    size_t room = pss->reply->bytes < max ? max - pss->reply->bytes : 0;
-    if (len <= room)
-        return len;
-    pss->truncated = true;
-    while (room > 0 && ((unsigned char) text [room] & 0xc0) == 0x80)
-        room--;
-    return room;
-}
-
-static void
-s_reply_append (pss_t *pss, mesh_buf_t *buf, bool *has, json_t *value)
-{
-    if (!json_is_string (value))
-        return;
-    *has = true;
-    const char *text = json_string_value (value);
-    size_t take = s_reply_room (pss, text, json_string_length (value));
-    mesh_buf_append (buf, text, take);
-    pss->reply->bytes += take;
-}
-
-//  A string member of object grown by the string value (a tool call's
-//  name or arguments, which come in pieces)
-static void
-s_reply_concat (pss_t *pss, json_t *object, const char *key, json_t *value)
-{
-    if (!json_is_string (value))
-        return;
-    const char *piece = json_string_value (value);
-    size_t take = s_reply_room (pss, piece, json_string_length (value));
-    json_t *old = json_object_get (object, key);
-    size_t have = json_is_string (old) ? json_string_length (old) : 0;
-    char *joined = malloc (have + take + 1);
-    assert (joined);
-    if (have)
-        memcpy (joined, json_string_value (old), have);
-    memcpy (joined + have, piece, take);
-    json_object_set_new (object, key, json_stringn (joined, have + take));
-    free (joined);
-    pss->reply->bytes += take;
-}
-
-static void
-s_reply_tool_calls (pss_t *pss, reply_choice_t *choice, json_t *calls)
-{
-    size_t i;
-    json_t *call;
-    json_array_foreach (calls, i, call) {
-        json_t *index = json_object_get (call, "index");
-        json_int_t at = json_is_integer (index) ? json_integer_value (index) : (json_int_t) i;
-        if (!choice->tool_calls)
-            choice->tool_calls = json_array ();
-        json_t *kept = NULL, *each;
-        size_t k;
-        json_array_foreach (choice->tool_calls, k, each)
-            if (json_integer_value (json_object_get (each, "index")) == at)
-                kept = each;
-        if (!kept) {
-            if (json_array_size (choice->tool_calls) >= 128)
-                continue;
-            kept = json_pack ("{s:I, s:s, s:{}}", "index", at, "type", "function", "function");
-            json_array_append_new (choice->tool_calls, kept);
-        }
-        json_t *id = json_object_get (call, "id"), *type = json_object_get (call, "type");
-        if (json_is_string (id))
-            json_object_set (kept, "id", id);
-        if (json_is_string (type))
-            json_object_set (kept, "type", type);
-        json_t *function = json_object_get (call, "function");
-        json_t *into = json_object_get (kept, "function");
-        if (json_is_object (function)) {
-            s_reply_concat (pss, into, "name", json_object_get (function, "name"));
-            s_reply_concat (pss, into, "arguments", json_object_get (function, "arguments"));
-        }
-    }
-}
-
-//  One SSE payload of a stream, as sent to the client
-static void
-s_reply_add (pss_t *pss, const char *data, size_t len)
-{
-    if (!pss->reply) {
-        pss->reply = calloc (1, sizeof *pss->reply);
-        assert (pss->reply);
-    }
-    reply_t *self = pss->reply;
-    json_t *chunk = json_loadb (data, len, 0, NULL);
-    json_t *choices = json_object_get (chunk, "choices");
-    if (!json_is_array (choices)) {
-        //  An error event, or something that is not a chunk: as sent
-        if (!self->errors)
-            self->errors = json_array ();
-        if (json_array_size (self->errors) < REPLY_ERRORS) {
-            size_t take = s_reply_room (pss, data, len);
-            json_t *kept = chunk && take == len ? json_incref (chunk)
-                         : s_utf8_valid (data, take) ? json_stringn (data, take) : NULL;
-            if (kept) {
-                json_array_append_new (self->errors, kept);
-                self->bytes += take;
-            }
-        }
-        json_decref (chunk);
-        return;
-    }
-    if (!self->head) {
-        self->head = json_object ();
-        const char *keys [] = { "id", "created", "model", "system_fingerprint" };
-        for (size_t i = 0; i < MESH_ARRAY_SIZE (keys); i++) {
-            json_t *value = json_object_get (chunk, keys [i]);
-            if (value && !json_is_object (value) && !json_is_array (value))
-                json_object_set (self->head, keys [i], value);
-        }
-    }
-    json_t *usage = json_object_get (chunk, "usage");
-    if (json_is_object (usage)) {
-        json_decref (self->usage);
-        self->usage = json_incref (usage);
-    }
-    size_t i;
-    json_t *each;
-    json_array_foreach (choices, i, each) {
-        json_t *index = json_object_get (each, "index");
-        json_int_t at = json_is_integer (index) ? json_integer_value (index) : (json_int_t) i;
-        if (at < 0 || at >= REPLY_CHOICES)
-            continue;
-        reply_choice_t *choice = &self->choices [at];
-        choice->seen = true;
-        json_t *delta = json_object_get (each, "delta");
-        if (json_is_object (delta)) {
-            s_reply_append (pss, &choice->content, &choice->has_content,
-                            json_object_get (delta, "content"));
-            s_reply_append (pss, &choice->reasoning, &choice->has_reasoning,
-                            json_object_get (delta, "reasoning_content"));
-            json_t *calls = json_object_get (delta, "tool_calls");
-            if (json_is_array (calls))
-                s_reply_tool_calls (pss, choice, calls);
-        }
-        json_t *finish = json_object_get (each, "finish_reason");
-        if (json_is_string (finish)) {
-            json_decref (choice->finish_reason);
-            choice->finish_reason = json_incref (finish);
-        }
-    }
-    json_decref (chunk);
-}
-
-//  The answer as a chat.completion object, into out
-static void
-s_reply_render (reply_t *self, mesh_buf_t *out)
-{
-    json_t *answer = self->head ? json_deep_copy (self->head) : json_object ();
-    json_object_set_new (answer, "object", json_string ("chat.completion"));
-    json_t *choices = json_array ();
-    for (size_t i = 0; i < REPLY_CHOICES; i++) {
-        reply_choice_t *choice = &self->choices [i];
-        if (!choice->seen)
-            continue;
-        json_t *message = json_pack ("{s:s}", "role", "assistant");
-        //  Appended from valid strings, cut at characters: valid UTF-8
-        json_object_set_new (message, "content", choice->has_content
-            ? json_stringn (mesh_buf_head (&choice->content), mesh_buf_size (&choice->content))
-            : json_null ());
-        if (choice->has_reasoning)
-            json_object_set_new (message, "reasoning_content",
-                json_stringn (mesh_buf_head (&choice->reasoning), mesh_buf_size (&choice->reasoning)));
-        if (choice->tool_calls)
-            json_object_set (message, "tool_calls", choice->tool_calls);
-        json_array_append_new (choices, json_pack ("{s:I, s:o, s:O}", "index", (json_int_t) i,
-            "message", message, "finish_reason", choice->finish_reason ? choice->finish_reason
-                                                                       : json_null ()));
-    }
-    json_object_set_new (answer, "choices", choices);
-    if (self->usage)
-        json_object_set (answer, "usage", self->usage);
-    if (self->errors)
-        json_object_set (answer, "errors", self->errors);
-    char *text = json_dumps (answer, JSON_COMPACT);
-    json_decref (answer);
-    mesh_buf_reset (out);
-    if (text) {
-        mesh_buf_append_str (out, text);
-        free (text);
-    }
-}
-
 //  Fills record from what the request noted; its texts point into pss
 static void
 s_fill (pss_t *pss, bool closed, int64_t now_us, mesh_audit_record_t *record)
@@ -358,7 +98,7 @@ s_fill (pss_t *pss, bool closed, int64_t now_us, mesh_audit_record_t *record)
     record->tenant = s_text (pss->tenant);
     record->key_id = s_text (pss->key_id);
     //  A model id from a URL (GET /v1/models/{id}) may be any bytes
-    record->model_requested = s_utf8_valid (pss->model, strlen (pss->model)) ? s_text (pss->model)
+    record->model_requested = mesh_utf8_valid (pss->model, strlen (pss->model)) ? s_text (pss->model)
                             : s_text ("");
     record->model = s_text (pss->answered_model);
     record->endpoint = s_text (pss->endpoint_url ? pss->endpoint_url : "");
@@ -382,8 +122,10 @@ s_fill (pss_t *pss, bool closed, int64_t now_us, mesh_audit_record_t *record)
     record->bytes_out = pss->bytes_out;
     if (pss->body_complete)
         record->prompt = (mesh_bytes_t) { mesh_buf_head (&pss->body), mesh_buf_size (&pss->body) };
-    if (pss->reply)
-        s_reply_render (pss->reply, &pss->response);
+    if (pss->reply) {
+        ingress_reply_render (pss->reply, &pss->response);
+        pss->truncated = pss->truncated || ingress_reply_truncated (pss->reply);
+    }
     record->response = (mesh_bytes_t) { mesh_buf_head (&pss->response), mesh_buf_size (&pss->response) };
     record->truncated = pss->truncated;
     //  The whole record must fit in one AUDIT message
@@ -458,7 +200,9 @@ ingress_audit_capture (pss_t *pss, const char *data, size_t len, bool part)
     if (!pss->audit_pending || !pss->ingress->audit)
         return;
     if (part) {
-        s_reply_add (pss, data, len);
+        if (!pss->reply)
+            pss->reply = ingress_reply_new (pss->ingress->audit->max_response_bytes);
+        ingress_reply_add (pss->reply, data, len);
         return;
     }
     mesh_buf_t *response = &pss->response;
@@ -542,7 +286,7 @@ ingress_audit_end (pss_t *pss, bool closed)
     pss->endpoint_url = NULL;
     free (pss->params);
     pss->params = NULL;
-    s_reply_free (&pss->reply);
+    ingress_reply_destroy (&pss->reply);
     mesh_buf_reset (&pss->response);
     mesh_buf_trim (&pss->response, 64 * 1024);
 }
@@ -666,9 +410,9 @@ s_test_params (void)
         mesh_buf_append_str (&body, "\\u001f");
     mesh_buf_append_str (&body, "\"}},\"seed\":1.5e300,\"temperature\":1.2345678901234567}");
     assert (ingress_validate (mesh_buf_head (&body), mesh_buf_size (&body), 100, &check) == 0);
-    assert (strlen (check.user) == 126 && s_utf8_valid (check.user, strlen (check.user)));
+    assert (strlen (check.user) == 126 && mesh_utf8_valid (check.user, strlen (check.user)));
     assert (check.params [0] == '{' && strstr (check.params, "\"seed\":"));
-    assert (strlen (check.params) < INGRESS_PARAMS_MAX && s_utf8_valid (check.params, strlen (check.params)));
+    assert (strlen (check.params) < INGRESS_PARAMS_MAX && mesh_utf8_valid (check.params, strlen (check.params)));
     json_t *parsed = json_loads (check.params, 0, NULL);
     assert (parsed && json_string_length (json_object_get (json_object_get (parsed, "tool_choice"), "type")) == 48);
     json_decref (parsed);
@@ -961,8 +705,8 @@ ingress_audit_test (bool verbose)
     assert (mesh_streq (ingress_audit_error_outcome ("upstream_stalled"), MESH_AUDIT_TIMEOUT));
     assert (mesh_streq (ingress_audit_error_outcome ("upstream_http_500"), MESH_AUDIT_UPSTREAM_ERROR));
     assert (mesh_streq (ingress_audit_error_outcome ("invalid_request"), MESH_AUDIT_UPSTREAM_ERROR));
-    assert (s_utf8_valid ("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
-    assert (!s_utf8_valid ("\xc3", 1) && !s_utf8_valid ("\xed\xa0\x80", 3) && !s_utf8_valid ("\xc0\x80", 2));
+    assert (mesh_utf8_valid ("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+    assert (!mesh_utf8_valid ("\xc3", 1) && !mesh_utf8_valid ("\xed\xa0\x80", 3) && !mesh_utf8_valid ("\xc0\x80", 2));
     s_test_records ();
     s_test_config ();
 }

@@ -803,10 +803,37 @@ def keys_seeds():
     put(t, "nul_inside", b"k " + k1.encode() + b"\0junk")
 
 
+def reply_seeds():
+    t = "reply"
+    head = ('{"id":"a","object":"chat.completion.chunk","created":1,"model":"deepseek-chat",'
+            '"system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+            '"logprobs":null,"finish_reason":null}]}')
+    delta = ('{"id":"a","object":"chat.completion.chunk","created":1,"model":"deepseek-chat",'
+             '"choices":[{"index":0,"delta":{"content":%s},"logprobs":null,"finish_reason":null}]}')
+    end = ('{"id":"a","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],'
+           '"usage":{"prompt_tokens":3,"completion_tokens":4}}')
+    put(t, "deepseek", b"\xff" + "\n".join([head, delta % '"Hel"', delta % '"lo \\u00e9\\n"', end]).encode())
+    put(t, "cut", b"\x01" + "\n".join([head, delta % '"0123456789abcdef"', delta % '"\u00e9\u00e9"']).encode())
+    put(t, "reasoning", b"\x80" + "\n".join([head.replace('"content":""', '"content":null,"reasoning_content":"Th"'),
+        delta.replace('"content":%s', '"content":null,"reasoning_content":"ink"') % (), end]).encode())
+    put(t, "tools", b"\x80" + "\n".join([head,
+        '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","type":"function",'
+        '"function":{"name":"f","arguments":"{\\"a\\""}}]}}]}',
+        '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]}}]}',
+        end]).encode())
+    put(t, "escapes", b"\x80" + "\n".join([head, delta % '"\\ud83d\\ude00 \\" \\\\ \\/ \\b\\f\\r\\t"',
+        delta % '"\\ud800"', delta % '"a\\u0000"', delta % '"\\x"']).encode())
+    put(t, "odd", b"\x80" + "\n".join([head, '{"error":{"message":"stalled"}}', "not json", "[DONE]",
+        '{"choices":[{"index":7,"delta":{"content":"s"}},{"index":8,"delta":{"content":"t"}}]}',
+        '{"ch\\u006fices":[{"index":0,"delta":{"content":"y"}}]}',
+        '{"created":1e3,"choices":[{"index":0,"delta":{"content":"z"}}]}',
+        '{"choices":[{"index":01,"delta":{"content":"n"}}]}', ""]).encode())
+
+
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
-                 ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, validate_seeds, config_seeds):
+                 ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, reply_seeds, validate_seeds, config_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):

@@ -26,6 +26,7 @@
 #include "audit/audit_writer.h"
 #include "ingress/ingress_audit.h"
 #include "ingress/ingress_audit_link.h"
+#include "ingress/ingress_reply.h"
 #include "mock/mock.h"
 #include "mock/mock_render.h"
 #include "connector/connector.h"
@@ -78,6 +79,7 @@ static const selftest_t s_tests [] = {
     { "connector_stream", connector_stream_test },
     { "ingress_validate", ingress_validate_test },
     { "ingress_audit", ingress_audit_test },
+    { "ingress_reply", ingress_reply_test },
     { "ingress_audit_link", ingress_audit_link_test },
     { "audit_writer", audit_writer_test },
     { "audit",       audit_test },
