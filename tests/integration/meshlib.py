@@ -135,10 +135,27 @@ class Mesh:
                     if "redis" in started and instances.get("redis", 1) > 0:
                         self.wait_metric("router", "seekmesh_redis_up", lambda v: v == 1,
                                          instance=i)
+                # and each ingress connected to every router (it spreads
+                # requests over those it is connected to)
+                if "ingress" in started:
+                    for i in range(instances.get("ingress", 1)):
+                        self.wait_routers_connected(i, instances.get("router", 1))
             except AssertionError:
                 self.mesh("down", check=False)
                 raise
         return self
+
+    def wait_routers_connected(self, instance, routers, timeout=10):
+        deadline = time.time() + timeout
+        while True:
+            connected = len(set(re.findall(r"router (tcp://\S+) connected",
+                                           self.logs("ingress-%d" % instance))))
+            if connected >= routers:
+                return
+            if time.time() > deadline:
+                raise AssertionError("ingress-%d connected to %d of %d routers after %ss"
+                                     % (instance, connected, routers, timeout))
+            time.sleep(0.02)
 
     def wait_ready(self, service, instance=0, timeout=5):
         deadline = time.time() + timeout
