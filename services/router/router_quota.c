@@ -17,13 +17,16 @@
 #define WINDOW_MS 60000         //  "per minute"
 
 //  KEYS: rpm state, tpm state, model leases, budget counter
-//  ARGV: now_ms, request id, rpm, tpm, estimate, concurrency, lease_ms,
-//        budget, budget ttl (s)
+//  ARGV: the router's time (ms; not used: the script reads Redis's own clock,
+//        so that routers whose clocks differ agree on one timeline, and
+//        requests are timed in the order Redis runs them), request id, rpm,
+//        tpm, estimate, concurrency, lease_ms, budget, budget ttl (s)
 //  Returns { allowed, reason, retry_after_ms, rpm, rpm_remaining,
 //            rpm_reset_ms, tpm, tpm_remaining, tpm_reset_ms }
 //  Nothing is taken unless everything passes.
 static mesh_redis_script_t s_reserve = { .body =
-    "local now = tonumber(ARGV[1])\n"
+    "local clock = redis.call('TIME')\n"
+    "local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)\n"
     "local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
     "local est, conc, lease = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])\n"
     "local budget, ttl = tonumber(ARGV[8]), tonumber(ARGV[9])\n"
@@ -65,9 +68,12 @@ static mesh_redis_script_t s_reserve = { .body =
 };
 
 //  KEYS: tpm state, model leases, budget counter
-//  ARGV: now_ms, request id, tpm, estimate, actual tokens, budget ttl (s)
+//  ARGV: the router's time (ms; not used, as above), request id, tpm,
+//        estimate, actual tokens, budget ttl (s)
 static mesh_redis_script_t s_settle = { .body =
-    "local now, tpm = tonumber(ARGV[1]), tonumber(ARGV[3])\n"
+    "local clock = redis.call('TIME')\n"
+    "local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)\n"
+    "local tpm = tonumber(ARGV[3])\n"
     "local est, used = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "if tpm > 0 then\n"
     "  local charged = est\n"
