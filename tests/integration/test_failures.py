@@ -215,13 +215,13 @@ def test_frozen_connector_is_lost_by_heartbeat(make_mesh):
     thread = threading.Thread(target=lambda: result.update(response=mesh.chat(body, timeout=20)))
     thread.start()
     holder = None
-    deadline = time.time() + 3
-    while holder is None and time.time() < deadline:
+    deadline = time.time() + 5
+    while holder is None and time.time() < deadline and thread.is_alive():
         for i in range(2):
             if mesh.metric("connector", "seekmesh_connector_inflight", instance=i) == 1:
                 holder = i
         time.sleep(0.01)
-    assert holder is not None
+    assert holder is not None, ("no connector held the request", result, mesh.logs())
     frozen_at = time.time()
     pid = mesh.kill("connector-%d" % holder, sig=19)        # SIGSTOP
     try:
