@@ -3,10 +3,12 @@
     The field table below is the one place the wire order lives; the
     encoder, the decoder and the selftest walk it.  The reader follows
     proto/mesh_msg.c: bounds checked before every read, nothing allocated,
-    every string's length and UTF-8 checked, trailing bytes refused.  Any
+    every string's length and UTF-8 checked, trailing bytes refused (the
+    reader is proto/mesh_mp.h, shared with mesh_msg).  Any
     thread.                                                                  */
 #include "mesh_audit.h"
 #include "mesh_id.h"
+#include "mesh_mp.h"
 #include "mesh_util.h"
 
 #include <assert.h>
@@ -74,42 +76,6 @@ static const field_t s_fields [AF__COUNT] = {
 
 #define HEADER_ELEMENTS 2           //  signature, version
 
-//  The same rules as mesh_msg's (which keeps its checker private): UTF-8
-//  without NUL, overlongs, surrogates or code points past U+10FFFF.
-static bool
-s_utf8_valid (const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *) s;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = p [i];
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        int n;
-        uint32_t cp;
-        if ((c & 0xe0) == 0xc0)      { n = 1; cp = c & 0x1f; }
-        else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; }
-        else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; }
-        else return false;
-        if (len - i <= (size_t) n)
-            return false;          //  truncated sequence
-        for (int k = 1; k <= n; k++) {
-            if ((p [i + k] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (p [i + k] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)
-        ||  cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += (size_t) n + 1;
-    }
-    return true;
-}
-
 //  True when a text or bytes field holds what its kind allows.
 static bool
 s_bytes_ok (const field_t *field, const mesh_bytes_t *bytes)
@@ -119,7 +85,7 @@ s_bytes_ok (const field_t *field, const mesh_bytes_t *bytes)
     switch (field->kind) {
         case KIND_ID:  return mesh_id_valid (bytes->data, bytes->size);
         case KIND_STR: return bytes->size <= field->max
-                           && s_utf8_valid (bytes->data, bytes->size);
+                           && mesh_utf8_valid (bytes->data, bytes->size);
         case KIND_BIN: return bytes->size <= field->max;
         default:       return false;
     }
@@ -191,134 +157,27 @@ mesh_audit_encode (const mesh_audit_record_t *record, mesh_buf_t *out)
 
 //  Decoding -----------------------------------------------------------------
 
-typedef struct {
-    const uint8_t *at;
-    const uint8_t *end;
-} reader_t;
-
-static int
-s_need (reader_t *r, size_t n)
-{
-    return (size_t) (r->end - r->at) >= n ? 0 : -1;
-}
-
-//  Reads a big-endian value of n bytes.
-static int
-s_read_be (reader_t *r, int n, uint64_t *value)
-{
-    if (s_need (r, (size_t) n) < 0)
-        return -1;
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | r->at [i];
-    r->at += n;
-    *value = v;
-    return 0;
-}
-
-static int
-s_read_uint (reader_t *r, uint64_t *value)
-{
-    if (s_need (r, 1) < 0)
-        return -1;
-    uint8_t b = *r->at++;
-    if (b <= 0x7f) {
-        *value = b;
-        return 0;
-    }
-    switch (b) {
-        case 0xcc: return s_read_be (r, 1, value);
-        case 0xcd: return s_read_be (r, 2, value);
-        case 0xce: return s_read_be (r, 4, value);
-        case 0xcf: return s_read_be (r, 8, value);
-        default:   return -1;
-    }
-}
-
-static int
-s_read_array (reader_t *r, uint64_t *count)
-{
-    if (s_need (r, 1) < 0)
-        return -1;
-    uint8_t b = *r->at++;
-    if ((b & 0xf0) == 0x90) {
-        *count = b & 0x0f;
-        return 0;
-    }
-    if (b == 0xdc)
-        return s_read_be (r, 2, count);
-    if (b == 0xdd)
-        return s_read_be (r, 4, count);
-    return -1;
-}
-
-//  Reads a str (want_bin false) or bin (true) header and body.
-static int
-s_read_raw (reader_t *r, bool want_bin, const char **data, uint64_t *len)
-{
-    if (s_need (r, 1) < 0)
-        return -1;
-    uint8_t b = *r->at++;
-    int rc;
-    if (!want_bin && (b & 0xe0) == 0xa0) {
-        *len = b & 0x1f;
-        rc = 0;
-    }
-    else
-    if (b == (want_bin ? 0xc4 : 0xd9))
-        rc = s_read_be (r, 1, len);
-    else
-    if (b == (want_bin ? 0xc5 : 0xda))
-        rc = s_read_be (r, 2, len);
-    else
-    if (b == (want_bin ? 0xc6 : 0xdb))
-        rc = s_read_be (r, 4, len);
-    else
-        return -1;
-    if (rc < 0 || s_need (r, *len) < 0)
-        return -1;
-    *data = (const char *) r->at;
-    r->at += *len;
-    return 0;
-}
-
-static int
-s_reject (char *why, size_t why_size, const char *fmt, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static int
-s_reject (char *why, size_t why_size, const char *fmt, ...)
-{
-    if (why && why_size) {
-        va_list args;
-        va_start (args, fmt);
-        vsnprintf (why, why_size, fmt, args);
-        va_end (args);
-    }
-    return -1;
-}
-
 int
 mesh_audit_decode (mesh_audit_record_t *record, const void *data, size_t size,
                    char *why, size_t why_size)
 {
-    reader_t r = { data, (const uint8_t *) data + size };
+    mesh_mp_reader_t r = { data, (const uint8_t *) data + size };
     uint64_t count, version, len;
     const char *text;
 
     memset (record, 0, sizeof *record);
-    if (!data || s_read_array (&r, &count) < 0)
-        return s_reject (why, why_size, "audit record: not a msgpack array");
-    if (s_read_raw (&r, false, &text, &len) < 0 || !mesh_memeq (text, len, SIGNATURE))
-        return s_reject (why, why_size, "audit record: bad signature");
-    if (s_read_uint (&r, &version) < 0)
-        return s_reject (why, why_size, "audit record: bad version");
+    if (!data || mesh_mp_read_array (&r, &count) < 0)
+        return mesh_fail (why, why_size, "audit record: not a msgpack array");
+    if (mesh_mp_read_raw (&r, false, &text, &len) < 0 || !mesh_memeq (text, len, SIGNATURE))
+        return mesh_fail (why, why_size, "audit record: bad signature");
+    if (mesh_mp_read_uint (&r, &version) < 0)
+        return mesh_fail (why, why_size, "audit record: bad version");
     if (version != MESH_AUDIT_VERSION)
-        return s_reject (why, why_size, "audit record: version %llu, expected %d",
-                         (unsigned long long) version, MESH_AUDIT_VERSION);
+        return mesh_fail (why, why_size, "audit record: version %llu, expected %d",
+                          (unsigned long long) version, MESH_AUDIT_VERSION);
     if (count != HEADER_ELEMENTS + AF__COUNT)
-        return s_reject (why, why_size, "audit record: %llu elements, expected %d",
-                         (unsigned long long) count, HEADER_ELEMENTS + AF__COUNT);
+        return mesh_fail (why, why_size, "audit record: %llu elements, expected %d",
+                          (unsigned long long) count, HEADER_ELEMENTS + AF__COUNT);
 
     for (size_t i = 0; i < AF__COUNT; i++) {
         const field_t *field = &s_fields [i];
@@ -326,24 +185,23 @@ mesh_audit_decode (mesh_audit_record_t *record, const void *data, size_t size,
         uint64_t value;
         switch (field->kind) {
             case KIND_U32:
-                if (s_read_uint (&r, &value) < 0 || value > UINT32_MAX)
+                if (mesh_mp_read_uint (&r, &value) < 0 || value > UINT32_MAX)
                     goto bad;
                 *(uint32_t *) at = (uint32_t) value;
                 break;
             case KIND_U64:
-                if (s_read_uint (&r, &value) < 0)
+                if (mesh_mp_read_uint (&r, &value) < 0)
                     goto bad;
                 *(uint64_t *) at = value;
                 break;
             case KIND_BOOL:
-                if (s_need (&r, 1) < 0 || (*r.at != 0xc2 && *r.at != 0xc3))
+                if (mesh_mp_read_bool (&r, (bool *) at) < 0)
                     goto bad;
-                *(bool *) at = *r.at++ == 0xc3;
                 break;
             case KIND_ID:
             case KIND_STR:
             case KIND_BIN: {
-                if (s_read_raw (&r, field->kind == KIND_BIN, &text, &len) < 0)
+                if (mesh_mp_read_raw (&r, field->kind == KIND_BIN, &text, &len) < 0)
                     goto bad;
                 mesh_bytes_t bytes = { text, (size_t) len };
                 if (!s_bytes_ok (field, &bytes))
@@ -355,12 +213,12 @@ mesh_audit_decode (mesh_audit_record_t *record, const void *data, size_t size,
         continue;
 bad:
         memset (record, 0, sizeof *record);
-        return s_reject (why, why_size, "audit record: bad field %s", field->name);
+        return mesh_fail (why, why_size, "audit record: bad field %s", field->name);
     }
     if (r.at != r.end) {
         memset (record, 0, sizeof *record);
-        return s_reject (why, why_size, "audit record: %zu trailing bytes",
-                         (size_t) (r.end - r.at));
+        return mesh_fail (why, why_size, "audit record: %zu trailing bytes",
+                          (size_t) (r.end - r.at));
     }
     return 0;
 }

@@ -74,24 +74,6 @@
 #define WAL_PAGES_MAX    4096           //  256 MiB: it fell behind, the writer helps
 #define WAL_IDLE_MS      1000           //  a WAL with anything in it is copied this often
 
-//  Errors ---------------------------------------------------------------------
-
-static int
-s_fail (char *why, size_t why_size, const char *fmt, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static int
-s_fail (char *why, size_t why_size, const char *fmt, ...)
-{
-    if (why && why_size) {
-        va_list args;
-        va_start (args, fmt);
-        vsnprintf (why, why_size, fmt, args);
-        va_end (args);
-    }
-    return -1;
-}
-
 //  Key ring -------------------------------------------------------------------
 
 typedef struct {
@@ -174,14 +156,14 @@ s_keyring_parse (mesh_audit_keyring_t *self, const char *text, size_t size, cons
         if (count == 0)
             continue;
         if (count != 2)
-            return s_fail (why, why_size, "%s: %s %zu: expected \"<key id> <64 hex digits>\"",
-                           source, unit, number);
+            return mesh_fail (why, why_size, "%s: %s %zu: expected \"<key id> <64 hex digits>\"",
+                              source, unit, number);
         if (!s_key_id_valid (words [0], lens [0]))
-            return s_fail (why, why_size, "%s: %s %zu: a key id is 1-%d letters, digits, "
-                           ". _ or -", source, unit, number, KEY_ID_MAX);
+            return mesh_fail (why, why_size, "%s: %s %zu: a key id is 1-%d letters, digits, "
+                              ". _ or -", source, unit, number, KEY_ID_MAX);
         if (lens [1] != 2 * KEY_BYTES)
-            return s_fail (why, why_size, "%s: %s %zu: the key is not %d hex digits", source,
-                           unit, number, 2 * KEY_BYTES);
+            return mesh_fail (why, why_size, "%s: %s %zu: the key is not %d hex digits", source,
+                              unit, number, 2 * KEY_BYTES);
         audit_key_t key;
         memcpy (key.id, words [0], lens [0]);
         key.id [lens [0]] = 0;
@@ -189,16 +171,16 @@ s_keyring_parse (mesh_audit_keyring_t *self, const char *text, size_t size, cons
             int hi = s_hex_value (words [1][2 * i]), lo = s_hex_value (words [1][2 * i + 1]);
             if (hi < 0 || lo < 0) {
                 OPENSSL_cleanse (&key, sizeof key);
-                return s_fail (why, why_size, "%s: %s %zu: the key is not %d hex digits",
-                               source, unit, number, 2 * KEY_BYTES);
+                return mesh_fail (why, why_size, "%s: %s %zu: the key is not %d hex digits",
+                                  source, unit, number, 2 * KEY_BYTES);
             }
             key.key [i] = (unsigned char) (hi << 4 | lo);
         }
         const audit_key_t *known = s_keyring_find (self, key.id, strlen (key.id));
         if (known && memcmp (known->key, key.key, KEY_BYTES) != 0) {
             OPENSSL_cleanse (&key, sizeof key);
-            return s_fail (why, why_size, "%s: %s %zu: key id '%s' is taken by another key",
-                           source, unit, number, known->id);
+            return mesh_fail (why, why_size, "%s: %s %zu: key id '%s' is taken by another key",
+                              source, unit, number, known->id);
         }
         if (!known) {
             audit_key_t *keys = realloc (self->keys, (self->count + 1) * sizeof *keys);
@@ -224,12 +206,12 @@ s_read_file (int fd, const char *path, char **text, size_t *size, char *why, siz
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return s_fail (why, why_size, "%s: %s", path, strerror (errno));
+            return mesh_fail (why, why_size, "%s: %s", path, strerror (errno));
         if (n == 0)
             break;
         *size += (size_t) n;
         if (*size > KEY_FILE_MAX)
-            return s_fail (why, why_size, "%s: larger than %d bytes", path, KEY_FILE_MAX);
+            return mesh_fail (why, why_size, "%s: larger than %d bytes", path, KEY_FILE_MAX);
     }
     return 0;
 }
@@ -255,7 +237,7 @@ mesh_audit_keyring_load (const char *path, const char *env_text, char *why, size
     if (path) {
         int fd = open (path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            s_fail (why, why_size, "%s: %s", path, strerror (errno));
+            mesh_fail (why, why_size, "%s: %s", path, strerror (errno));
             goto failed;
         }
         int rc = s_read_file (fd, path, &text, &size, why, why_size);
@@ -270,7 +252,7 @@ mesh_audit_keyring_load (const char *path, const char *env_text, char *why, size
                          why, why_size) < 0)
         goto failed;
     if (self->count == 0) {
-        s_fail (why, why_size, "%s: no key", path ? path : "key text");
+        mesh_fail (why, why_size, "%s: no key", path ? path : "key text");
         goto failed;
     }
     return self;
@@ -344,12 +326,12 @@ mesh_audit_keyring_rotate (const char *path, char *new_id, size_t new_id_size,
 {
     int fd = open (path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0)
-        return s_fail (why, why_size, "%s: %s", path, strerror (errno));
+        return mesh_fail (why, why_size, "%s: %s", path, strerror (errno));
     //  Two rotations at once must not pick the same id
     if (flock (fd, LOCK_EX) < 0) {
         int error = errno;
         close (fd);
-        return s_fail (why, why_size, "%s: lock: %s", path, strerror (error));
+        return mesh_fail (why, why_size, "%s: lock: %s", path, strerror (error));
     }
     char *text = NULL;
     size_t size = 0;
@@ -371,7 +353,7 @@ mesh_audit_keyring_rotate (const char *path, char *new_id, size_t new_id_size,
     for (unsigned n = 2; s_keyring_find (&ring, id, strlen (id)) && n < 100000; n++)
         snprintf (id, sizeof id, "%.19s-%u", stamp, n);
     if (strlen (id) + 1 > new_id_size) {
-        s_fail (why, why_size, "key id buffer too small");
+        mesh_fail (why, why_size, "key id buffer too small");
         goto done;
     }
     unsigned char key [KEY_BYTES];
@@ -383,7 +365,7 @@ mesh_audit_keyring_rotate (const char *path, char *new_id, size_t new_id_size,
     line [len++] = '\n';
     OPENSSL_cleanse (key, sizeof key);
     if (s_write_all (fd, line, len) < 0 || fsync (fd) < 0) {
-        s_fail (why, why_size, "%s: %s", path, strerror (errno));
+        mesh_fail (why, why_size, "%s: %s", path, strerror (errno));
         goto done;
     }
     if (size == 0)
@@ -408,17 +390,17 @@ s_read_pem (const char *path, bool private_key, char *why, size_t why_size)
 {
     FILE *file = fopen (path, "re");
     if (!file) {
-        s_fail (why, why_size, "%s: %s", path, strerror (errno));
+        mesh_fail (why, why_size, "%s: %s", path, strerror (errno));
         return NULL;
     }
     EVP_PKEY *key = private_key ? PEM_read_PrivateKey (file, NULL, NULL, NULL)
                                 : PEM_read_PUBKEY (file, NULL, NULL, NULL);
     fclose (file);
     if (!key)
-        s_fail (why, why_size, "%s: not a PEM %s key", path, private_key ? "private" : "public");
+        mesh_fail (why, why_size, "%s: not a PEM %s key", path, private_key ? "private" : "public");
     else
     if (EVP_PKEY_get_id (key) != EVP_PKEY_ED25519) {
-        s_fail (why, why_size, "%s: not an Ed25519 key", path);
+        mesh_fail (why, why_size, "%s: not an Ed25519 key", path);
         EVP_PKEY_free (key);
         key = NULL;
     }
@@ -431,7 +413,7 @@ s_write_pem (const char *path, EVP_PKEY *key, bool private_key, char *why, size_
 {
     int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, private_key ? 0600 : 0644);
     if (fd < 0)
-        return s_fail (why, why_size, "%s: %s", path, strerror (errno));
+        return mesh_fail (why, why_size, "%s: %s", path, strerror (errno));
     FILE *file = fdopen (fd, "w");
     assert (file);
     bool ok = private_key ? PEM_write_PrivateKey (file, key, NULL, NULL, 0, NULL, NULL)
@@ -440,7 +422,7 @@ s_write_pem (const char *path, EVP_PKEY *key, bool private_key, char *why, size_
     fclose (file);
     if (!ok) {
         unlink (path);
-        return s_fail (why, why_size, "%s: cannot write the key", path);
+        return mesh_fail (why, why_size, "%s: cannot write the key", path);
     }
     s_sync_parent (path);
     return 0;
@@ -458,7 +440,7 @@ mesh_audit_signer_load (const char *private_path, const char *public_path,
     else {
         key = EVP_PKEY_Q_keygen (NULL, NULL, "ED25519");
         if (!key) {
-            s_fail (why, why_size, "cannot make an Ed25519 key");
+            mesh_fail (why, why_size, "cannot make an Ed25519 key");
             return NULL;
         }
         if (s_write_pem (private_path, key, true, why, why_size) < 0) {
@@ -480,8 +462,8 @@ mesh_audit_signer_load (const char *private_path, const char *public_path,
             EVP_PKEY_free (public_key);
             if (!same) {
                 if (public_key)
-                    s_fail (why, why_size, "%s: not the public key of %s", public_path,
-                            private_path);
+                    mesh_fail (why, why_size, "%s: not the public key of %s", public_path,
+                               private_path);
                 EVP_PKEY_free (key);
                 return NULL;
             }
@@ -609,7 +591,7 @@ s_day_files (const char *dir, struct dirent ***names, char *why, size_t why_size
 {
     int count = scandir (dir, names, s_day_file_filter, alphasort);
     if (count < 0)
-        return s_fail (why, why_size, "%s: %s", dir, strerror (errno));
+        return mesh_fail (why, why_size, "%s: %s", dir, strerror (errno));
     return count;
 }
 
@@ -1273,7 +1255,7 @@ s_on_wal (void *arg, sqlite3 *db, const char *name, int pages)
 static int
 s_sql_fail (sqlite3 *db, const char *what, char *why, size_t why_size)
 {
-    return s_fail (why, why_size, "%s: %s", what, db ? sqlite3_errmsg (db) : "out of memory");
+    return mesh_fail (why, why_size, "%s: %s", what, db ? sqlite3_errmsg (db) : "out of memory");
 }
 
 static int
@@ -1282,7 +1264,7 @@ s_exec (sqlite3 *db, const char *sql, const char *what, char *why, size_t why_si
     char *error = NULL;
     if (sqlite3_exec (db, sql, NULL, NULL, &error) == SQLITE_OK)
         return 0;
-    s_fail (why, why_size, "%s: %s", what, error ? error : sqlite3_errmsg (db));
+    mesh_fail (why, why_size, "%s: %s", what, error ? error : sqlite3_errmsg (db));
     sqlite3_free (error);
     return -1;
 }
@@ -1367,10 +1349,10 @@ s_read_meta (sqlite3 *db, const char *path, uint64_t *start_seq, unsigned char *
     }
     sqlite3_finalize (stmt);
     if (format != STORE_FORMAT)
-        return s_fail (why, why_size, "%s: not an audit store file of format %d", path,
-                       STORE_FORMAT);
+        return mesh_fail (why, why_size, "%s: not an audit store file of format %d", path,
+                          STORE_FORMAT);
     if (found != 3)
-        return s_fail (why, why_size, "%s: its meta table lacks the start seq or chain", path);
+        return mesh_fail (why, why_size, "%s: its meta table lacks the start seq or chain", path);
     return 0;
 }
 
@@ -1462,7 +1444,7 @@ s_open_day (mesh_audit_store_t *self, const char *day, char *why, size_t why_siz
             sqlite3_finalize (stmt);
             stmt = NULL;
             if (tables) {
-                s_fail (why, why_size, "%s: %s", path, ignored);
+                mesh_fail (why, why_size, "%s: %s", path, ignored);
                 goto failed;
             }
         }
@@ -1519,8 +1501,8 @@ s_open_day (mesh_audit_store_t *self, const char *day, char *why, size_t why_siz
             seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
             if (sqlite3_column_bytes (stmt, 1) != CHAIN_BYTES) {
                 sqlite3_finalize (stmt);
-                s_fail (why, why_size, "%s: seq %llu has no chain value", path,
-                        (unsigned long long) seq);
+                mesh_fail (why, why_size, "%s: seq %llu has no chain value", path,
+                           (unsigned long long) seq);
                 goto failed;
             }
             memcpy (chain, sqlite3_column_blob (stmt, 1), CHAIN_BYTES);
@@ -1528,7 +1510,7 @@ s_open_day (mesh_audit_store_t *self, const char *day, char *why, size_t why_siz
         sqlite3_finalize (stmt);
         if (self->seq && (seq < self->seq || start_seq != self->seq + 1
                           || memcmp (start_chain, self->chain, CHAIN_BYTES) != 0)) {
-            s_fail (why, why_size, "%s: does not continue the chain of the day before", path);
+            mesh_fail (why, why_size, "%s: does not continue the chain of the day before", path);
             goto failed;
         }
         self->seq = seq;
@@ -1584,15 +1566,15 @@ mesh_audit_store_open (const char *dir, mesh_audit_keyring_t *keys, EVP_PKEY *si
                        char *why, size_t why_size)
 {
     if (!keys) {
-        s_fail (why, why_size, "no key ring: the audit store encrypts every record");
+        mesh_fail (why, why_size, "no key ring: the audit store encrypts every record");
         return NULL;
     }
     if (mkdir (dir, 0700) < 0 && errno != EEXIST) {
-        s_fail (why, why_size, "%s: %s", dir, strerror (errno));
+        mesh_fail (why, why_size, "%s: %s", dir, strerror (errno));
         return NULL;
     }
     if (access (dir, W_OK | X_OK) != 0) {
-        s_fail (why, why_size, "%s: %s", dir, strerror (errno));
+        mesh_fail (why, why_size, "%s: %s", dir, strerror (errno));
         return NULL;
     }
     //  One writer a store: two would fork the chain
@@ -1600,8 +1582,8 @@ mesh_audit_store_open (const char *dir, mesh_audit_keyring_t *keys, EVP_PKEY *si
     snprintf (path, sizeof path, "%s/writer.lock", dir);
     int lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock_fd < 0 || flock (lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        s_fail (why, why_size, "%s: %s", path, errno == EWOULDBLOCK
-                ? "another process writes to this audit store" : strerror (errno));
+        mesh_fail (why, why_size, "%s: %s", path, errno == EWOULDBLOCK
+                   ? "another process writes to this audit store" : strerror (errno));
         if (lock_fd >= 0)
             close (lock_fd);
         return NULL;
@@ -1690,7 +1672,7 @@ static int
 s_write_checkpoint (mesh_audit_store_t *self, int64_t now_ms, char *why, size_t why_size)
 {
     if (!self->signer)
-        return s_fail (why, why_size, "no signing key");
+        return mesh_fail (why, why_size, "no signing key");
     unsigned char text [CHECKPOINT_TEXT_MAX], signature [SIGNATURE_BYTES];
     size_t len = s_checkpoint_text (text, self->seq, self->chain, now_ms);
     size_t signature_size = sizeof signature;
@@ -1699,7 +1681,7 @@ s_write_checkpoint (mesh_audit_store_t *self, int64_t now_ms, char *why, size_t 
                   && EVP_DigestSign (md, signature, &signature_size, text, len) == 1;
     EVP_MD_CTX_free (md);
     if (!signed_ok)
-        return s_fail (why, why_size, "cannot sign the checkpoint (not an Ed25519 key?)");
+        return mesh_fail (why, why_size, "cannot sign the checkpoint (not an Ed25519 key?)");
     sqlite3_stmt *stmt = self->insert_checkpoint;
     sqlite3_bind_int64 (stmt, 1, (int64_t) self->seq);
     sqlite3_bind_blob (stmt, 2, self->chain, CHAIN_BYTES, SQLITE_STATIC);
@@ -1790,7 +1772,7 @@ mesh_audit_store_append (mesh_audit_store_t *self, const mesh_audit_record_t *re
         chunk_t *chunk = s_sealer_take (&self->sealer, (int) c);
         for (size_t i = 0; i < chunk->count; i++) {
             if (chunk->failed && i == chunk->count - 1) {
-                s_fail (why, why_size, "%s", chunk->why);
+                mesh_fail (why, why_size, "%s", chunk->why);
                 goto failed;
             }
             const mesh_audit_record_t *record = &records [chunk->first + i];
@@ -2152,7 +2134,7 @@ mesh_audit_verify (const char *dir, const char *from_date, EVP_PKEY *public_key,
                    mesh_buf_t *report, char *why, size_t why_size)
 {
     if (from_date && s_day_start_ms (from_date) < 0)
-        return s_fail (why, why_size, "'%s' is not a date (YYYY-MM-DD)", from_date);
+        return mesh_fail (why, why_size, "'%s' is not a date (YYYY-MM-DD)", from_date);
     struct dirent **names = NULL;
     int count = s_day_files (dir, &names, why, why_size);
     if (count < 0)

@@ -2,8 +2,10 @@
 #ifndef MESH_UTIL_H
 #define MESH_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -52,6 +54,22 @@ mesh_utf8_valid (const char *s, size_t len)
         i += n + 1;
     }
     return true;
+}
+
+//  Writes why (when given) and returns -1: the tail of a failing call
+static inline int
+mesh_fail (char *why, size_t why_size, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
+
+static inline int
+mesh_fail (char *why, size_t why_size, const char *fmt, ...)
+{
+    if (why && why_size) {
+        va_list args;
+        va_start (args, fmt);
+        vsnprintf (why, why_size, fmt, args);
+        va_end (args);
+    }
+    return -1;
 }
 
 #define MESH_ARRAY_SIZE(a) (sizeof (a) / sizeof ((a) [0]))

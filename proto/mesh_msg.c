@@ -1,6 +1,7 @@
 /*  mesh_msg: encoder (msgpack-c packer) and strict decoder for the schema
     in mesh_msg.def.                                                         */
 #include "mesh_msg.h"
+#include "mesh_mp.h"
 #include "mesh_util.h"
 
 #include <assert.h>
@@ -155,180 +156,34 @@ bad:
 
 //  Decoding -----------------------------------------------------------------
 
-typedef struct {
-    const uint8_t *at;
-    const uint8_t *end;
-} reader_t;
-
-static int
-s_need (reader_t *r, size_t n)
-{
-    return (size_t) (r->end - r->at) >= n ? 0 : -1;
-}
-
-static uint64_t
-s_be (const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p [i];
-    return v;
-}
-
-//  Reads a big-endian length/value of n bytes following the marker byte.
-static int
-s_read_be (reader_t *r, int n, uint64_t *value)
-{
-    if (s_need (r, (size_t) n) < 0)
-        return -1;
-    *value = s_be (r->at, n);
-    r->at += n;
-    return 0;
-}
-
-static int
-s_read_uint (reader_t *r, uint64_t *value)
-{
-    if (s_need (r, 1) < 0)
-        return -1;
-    uint8_t b = *r->at++;
-    if (b <= 0x7f) {
-        *value = b;
-        return 0;
-    }
-    switch (b) {
-        case 0xcc: return s_read_be (r, 1, value);
-        case 0xcd: return s_read_be (r, 2, value);
-        case 0xce: return s_read_be (r, 4, value);
-        case 0xcf: return s_read_be (r, 8, value);
-        default:   return -1;
-    }
-}
-
-static int
-s_read_array (reader_t *r, uint64_t *count)
-{
-    if (s_need (r, 1) < 0)
-        return -1;
-    uint8_t b = *r->at++;
-    if ((b & 0xf0) == 0x90) {
-        *count = b & 0x0f;
-        return 0;
-    }
-    if (b == 0xdc)
-        return s_read_be (r, 2, count);
-    if (b == 0xdd)
-        return s_read_be (r, 4, count);
-    return -1;
-}
-
-//  Reads a str (want_bin false) or bin (true) header and body.
-static int
-s_read_raw (reader_t *r, bool want_bin, const char **data, uint64_t *len)
-{
-    if (s_need (r, 1) < 0)
-        return -1;
-    uint8_t b = *r->at++;
-    int rc;
-    if (!want_bin && (b & 0xe0) == 0xa0) {
-        *len = b & 0x1f;
-        rc = 0;
-    }
-    else
-    if (b == (want_bin ? 0xc4 : 0xd9))
-        rc = s_read_be (r, 1, len);
-    else
-    if (b == (want_bin ? 0xc5 : 0xda))
-        rc = s_read_be (r, 2, len);
-    else
-    if (b == (want_bin ? 0xc6 : 0xdb))
-        rc = s_read_be (r, 4, len);
-    else
-        return -1;
-    if (rc < 0 || s_need (r, *len) < 0)
-        return -1;
-    *data = (const char *) r->at;
-    r->at += *len;
-    return 0;
-}
-
-static bool
-s_utf8_valid (const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *) s;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = p [i];
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        int n;
-        uint32_t cp;
-        if ((c & 0xe0) == 0xc0)      { n = 1; cp = c & 0x1f; }
-        else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; }
-        else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; }
-        else return false;
-        if (len - i <= (size_t) n)
-            return false;          //  truncated sequence
-        for (int k = 1; k <= n; k++) {
-            if ((p [i + k] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (p [i + k] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)
-        ||  cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += (size_t) n + 1;
-    }
-    return true;
-}
-
-static int
-s_reject (char *why, size_t why_size, const char *fmt, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static int
-s_reject (char *why, size_t why_size, const char *fmt, ...)
-{
-    if (why && why_size) {
-        va_list args;
-        va_start (args, fmt);
-        vsnprintf (why, why_size, fmt, args);
-        va_end (args);
-    }
-    return -1;
-}
-
 int
 mesh_msg_decode (mesh_msg_t *msg, const void *data, size_t size, char *why, size_t why_size)
 {
-    reader_t r = { data, (const uint8_t *) data + size };
+    mesh_mp_reader_t r = { data, (const uint8_t *) data + size };
     uint64_t count, version, type;
     const char *text;
     uint64_t len;
 
-    if (s_read_array (&r, &count) < 0)
-        return s_reject (why, why_size, "not a msgpack array");
-    if (s_read_raw (&r, false, &text, &len) < 0 || !mesh_memeq (text, len, MESH_PROTO_SIGNATURE))
-        return s_reject (why, why_size, "bad signature");
-    if (s_read_uint (&r, &version) < 0)
-        return s_reject (why, why_size, "bad version");
+    if (mesh_mp_read_array (&r, &count) < 0)
+        return mesh_fail (why, why_size, "not a msgpack array");
+    if (mesh_mp_read_raw (&r, false, &text, &len) < 0
+    ||  !mesh_memeq (text, len, MESH_PROTO_SIGNATURE))
+        return mesh_fail (why, why_size, "bad signature");
+    if (mesh_mp_read_uint (&r, &version) < 0)
+        return mesh_fail (why, why_size, "bad version");
     if (version != MESH_PROTO_VERSION)
-        return s_reject (why, why_size, "protocol version %llu, expected %d",
-                         (unsigned long long) version, MESH_PROTO_VERSION);
-    if (s_read_uint (&r, &type) < 0 || type >= MESH_MSG_MAX || !s_messages [type].name)
-        return s_reject (why, why_size, "unknown message type");
+        return mesh_fail (why, why_size, "protocol version %llu, expected %d",
+                          (unsigned long long) version, MESH_PROTO_VERSION);
+    if (mesh_mp_read_uint (&r, &type) < 0 || type >= MESH_MSG_MAX || !s_messages [type].name)
+        return mesh_fail (why, why_size, "unknown message type");
     const message_t *def = &s_messages [type];
     if (count != HEADER_ELEMENTS + def->count)
-        return s_reject (why, why_size, "%s: %llu elements, expected %zu", def->name,
-                         (unsigned long long) count, HEADER_ELEMENTS + def->count);
+        return mesh_fail (why, why_size, "%s: %llu elements, expected %zu", def->name,
+                          (unsigned long long) count, HEADER_ELEMENTS + def->count);
     mesh_msg_init (msg, (uint32_t) type, NULL);
-    if (s_read_raw (&r, false, &text, &len) < 0
+    if (mesh_mp_read_raw (&r, false, &text, &len) < 0
     ||  (def->has_id ? !mesh_id_valid (text, len) : len != 0))
-        return s_reject (why, why_size, "%s: bad request id", def->name);
+        return mesh_fail (why, why_size, "%s: bad request id", def->name);
     memcpy (msg->id, text, len);
     msg->id [len] = 0;
 
@@ -338,40 +193,39 @@ mesh_msg_decode (mesh_msg_t *msg, const void *data, size_t size, char *why, size
         uint64_t value;
         switch (field->kind) {
             case KIND_U32:
-                if (s_read_uint (&r, &value) < 0 || value > UINT32_MAX)
+                if (mesh_mp_read_uint (&r, &value) < 0 || value > UINT32_MAX)
                     goto bad;
                 *(uint32_t *) at = (uint32_t) value;
                 break;
             case KIND_U64:
-                if (s_read_uint (&r, &value) < 0)
+                if (mesh_mp_read_uint (&r, &value) < 0)
                     goto bad;
                 *(uint64_t *) at = value;
                 break;
             case KIND_BOOL:
-                if (s_need (&r, 1) < 0 || (*r.at != 0xc2 && *r.at != 0xc3))
+                if (mesh_mp_read_bool (&r, (bool *) at) < 0)
                     goto bad;
-                *(bool *) at = *r.at++ == 0xc3;
                 break;
             case KIND_STR:
-                if (s_read_raw (&r, false, &text, &len) < 0 || len > field->max
-                ||  !s_utf8_valid (text, len))
+                if (mesh_mp_read_raw (&r, false, &text, &len) < 0 || len > field->max
+                ||  !mesh_utf8_valid (text, len))
                     goto bad;
                 memcpy (at, text, len);
                 at [len] = 0;
                 break;
             case KIND_BIN:
-                if (s_read_raw (&r, true, &text, &len) < 0 || len > field->max)
+                if (mesh_mp_read_raw (&r, true, &text, &len) < 0 || len > field->max)
                     goto bad;
                 *(mesh_bytes_t *) at = (mesh_bytes_t) { text, len };
                 break;
         }
         continue;
 bad:
-        return s_reject (why, why_size, "%s: bad field %s", def->name, field->name);
+        return mesh_fail (why, why_size, "%s: bad field %s", def->name, field->name);
     }
     if (r.at != r.end)
-        return s_reject (why, why_size, "%s: %zu trailing bytes", def->name,
-                         (size_t) (r.end - r.at));
+        return mesh_fail (why, why_size, "%s: %zu trailing bytes", def->name,
+                          (size_t) (r.end - r.at));
     return 0;
 }
 
@@ -424,7 +278,7 @@ mesh_msg_recv (void *socket, mesh_inbox_t *inbox, bool router, char *why, size_t
         if (!zmq_msg_more (&inbox->frame) || size > sizeof inbox->identity) {
             s_skip_more (socket, &inbox->frame);
             zmq_msg_close (&inbox->frame);
-            return s_reject (why, why_size, "message without a body after the identity");
+            return mesh_fail (why, why_size, "message without a body after the identity");
         }
         memcpy (inbox->identity, zmq_msg_data (&inbox->frame), size);
         inbox->identity_size = size;
@@ -432,13 +286,13 @@ mesh_msg_recv (void *socket, mesh_inbox_t *inbox, bool router, char *why, size_t
         zmq_msg_init (&inbox->frame);
         if (zmq_msg_recv (&inbox->frame, socket, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close (&inbox->frame);
-            return s_reject (why, why_size, "identity without a body");
+            return mesh_fail (why, why_size, "identity without a body");
         }
     }
     if (zmq_msg_more (&inbox->frame)) {
         s_skip_more (socket, &inbox->frame);
         zmq_msg_close (&inbox->frame);
-        return s_reject (why, why_size, "more than one body frame");
+        return mesh_fail (why, why_size, "more than one body frame");
     }
     inbox->source_fd = zmq_msg_get (&inbox->frame, ZMQ_SRCFD);
     if (mesh_msg_decode (&inbox->msg, zmq_msg_data (&inbox->frame),
@@ -535,10 +389,10 @@ mesh_msg_test (bool verbose)
                                     0xc3, 0xa9, 0x03, 0x05 };
     assert (mesh_msg_decode (&out, good, sizeof good, why, sizeof why) == 0);
     assert (out.inflight == 5 && out.capacity == 3 && mesh_streq (out.sender, "\xc3\xa9"));
-    assert (s_utf8_valid ("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
-    assert (!s_utf8_valid ("\xed\xa0\x80", 3));       //  surrogate
-    assert (!s_utf8_valid ("\xc0\xaf", 2));           //  overlong
-    assert (!s_utf8_valid ("\xe2\x82", 2));           //  truncated
+    assert (mesh_utf8_valid ("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+    assert (!mesh_utf8_valid ("\xed\xa0\x80", 3));       //  surrogate
+    assert (!mesh_utf8_valid ("\xc0\xaf", 2));           //  overlong
+    assert (!mesh_utf8_valid ("\xe2\x82", 2));           //  truncated
 
     //  Over ZeroMQ, through a ROUTER: identity and body arrive together
     void *ctx = zmq_ctx_new ();
