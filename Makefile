@@ -32,10 +32,11 @@ SERVICES   := ingress router connector mock audit
 BINS       := $(SERVICES:%=$(BUILD)/bin/seekmesh-%)
 TEST_BIN   := $(BUILD)/bin/mesh-selftest
 LOADGEN    := $(BUILD)/bin/mesh-loadgen
+ASSEMBLE   := $(BUILD)/bin/mesh-assemble
 CTL        := $(BUILD)/bin/seekmeshctl
 
 .PHONY: all run test unit fuzz integration sdk asan clean deps bench bench-smoke
-all: $(BINS) $(TEST_BIN) $(LOADGEN) $(CTL)
+all: $(BINS) $(TEST_BIN) $(LOADGEN) $(ASSEMBLE) $(CTL)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -63,6 +64,11 @@ $(TEST_BIN): $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH)
 
 # The benchmark's load generator
 $(LOADGEN): $(BUILD)/obj/tests/bench/loadgen.o $(LIBMESH)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIBMESH) $(LDLIBS)
+
+# The answer assembler on its own, for the SDK's differential test
+$(ASSEMBLE): $(BUILD)/obj/tests/tools/mesh_assemble.o $(LIBMESH)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIBMESH) $(LDLIBS)
 

@@ -103,7 +103,7 @@ struct creq_t {
     //  Gathered from the response
     uint64_t prompt_tokens, output_tokens, cached_tokens, reason_tokens;
     char finish [32];
-    struct assembly_t *assembly;    //  a completion built from stream chunks
+    struct mesh_completion_t *assembly; //  a completion built from stream chunks
 };
 
 enum { STREAM_RUNNING, STREAM_DONE, STREAM_ERROR_EVENT, STREAM_SEND_FAILED };

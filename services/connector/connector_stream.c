@@ -9,6 +9,7 @@
     chat.completion).  Upstream error statuses are mapped to what a client
     of an OpenAI-style API expects.  Reactor thread only.                   */
 #include "connector.h"
+#include "mesh_completion.h"
 #include "mesh_log.h"
 #include "mesh_util.h"
 
@@ -18,32 +19,8 @@
 #include <string.h>
 
 #define MAX_EVENT_BYTES (4u * 1024 * 1024)
-#define MAX_CHOICES 8
-#define MAX_TOOL_CALLS 32
-
-typedef struct {
-    bool used;
-    char *id;
-    char *type;
-    char *name;
-    mesh_buf_t arguments;
-} tool_call_t;
-
-typedef struct {
-    bool used;
-    mesh_buf_t content;
-    mesh_buf_t reasoning;
-    bool has_reasoning;
-    char finish [32];
-    tool_call_t calls [MAX_TOOL_CALLS];
-    size_t call_count;
-} choice_t;
-
-typedef struct assembly_t {
-    json_t *first;              //  the first chunk: id, created, model
-    json_t *usage;
-    choice_t choices [MAX_CHOICES];
-} assembly_t;
+//  A non-stream answer assembled from a stream is bounded like a message
+#define MAX_ASSEMBLED_BYTES (MESH_MAX_BODY_BYTES / 2)
 
 //  Usage and finish reason ------------------------------------------------
 
@@ -56,151 +33,54 @@ s_uint (json_t *object, const char *key)
 }
 
 static void
-s_take_usage (creq_t *req, json_t *chunk)
+s_take_usage (creq_t *req, json_t *usage)
 {
-    json_t *usage = json_object_get (chunk, "usage");
-    if (json_is_object (usage)) {
-        req->prompt_tokens = s_uint (usage, "prompt_tokens");
-        req->output_tokens = s_uint (usage, "completion_tokens");
-        req->cached_tokens = s_uint (usage, "prompt_cache_hit_tokens");
-        if (!req->cached_tokens)
-            req->cached_tokens = s_uint (json_object_get (usage, "prompt_tokens_details"), "cached_tokens");
-        req->reason_tokens = s_uint (json_object_get (usage, "completion_tokens_details"),
-                                     "reasoning_tokens");
-    }
-    json_t *choices = json_object_get (chunk, "choices");
-    json_t *finish = json_object_get (json_array_get (choices, 0), "finish_reason");
-    if (json_is_string (finish))
-        snprintf (req->finish, sizeof req->finish, "%s", json_string_value (finish));
-}
-
-//  Assembly -----------------------------------------------------------------
-
-static void
-s_set_string (char **field, json_t *value)
-{
-    if (json_is_string (value) && !*field)
-        *field = strdup (json_string_value (value));
+    if (!json_is_object (usage))
+        return;
+    req->prompt_tokens = s_uint (usage, "prompt_tokens");
+    req->output_tokens = s_uint (usage, "completion_tokens");
+    req->cached_tokens = s_uint (usage, "prompt_cache_hit_tokens");
+    if (!req->cached_tokens)
+        req->cached_tokens = s_uint (json_object_get (usage, "prompt_tokens_details"), "cached_tokens");
+    req->reason_tokens = s_uint (json_object_get (usage, "completion_tokens_details"),
+                                 "reasoning_tokens");
 }
 
 static void
-s_assemble (creq_t *req, json_t *chunk)
+s_take_finish (creq_t *req, const char *finish)
 {
-    if (!req->assembly) {
-        req->assembly = calloc (1, sizeof (assembly_t));
-        assert (req->assembly);
-    }
-    assembly_t *assembly = req->assembly;
-    if (!assembly->first)
-        assembly->first = json_incref (chunk);
-    json_t *usage = json_object_get (chunk, "usage");
-    if (json_is_object (usage)) {
-        json_decref (assembly->usage);
-        assembly->usage = json_incref (usage);
-    }
-    size_t i;
-    json_t *choice;
-    json_array_foreach (json_object_get (chunk, "choices"), i, choice) {
-        json_t *index_json = json_object_get (choice, "index");
-        size_t index = json_is_integer (index_json) ? (size_t) json_integer_value (index_json) : i;
-        if (index >= MAX_CHOICES)
-            continue;
-        choice_t *c = &assembly->choices [index];
-        c->used = true;
-        json_t *delta = json_object_get (choice, "delta");
-        json_t *content = json_object_get (delta, "content");
-        if (json_is_string (content)) {
-            mesh_buf_append (&c->content, json_string_value (content), json_string_length (content));
-        }
-        json_t *reasoning = json_object_get (delta, "reasoning_content");
-        if (json_is_string (reasoning)) {
-            mesh_buf_append (&c->reasoning, json_string_value (reasoning), json_string_length (reasoning));
-            c->has_reasoning = true;
-        }
-        size_t k;
-        json_t *call;
-        json_array_foreach (json_object_get (delta, "tool_calls"), k, call) {
-            json_t *call_index = json_object_get (call, "index");
-            size_t at = json_is_integer (call_index) ? (size_t) json_integer_value (call_index) : k;
-            if (at >= MAX_TOOL_CALLS)
-                continue;
-            tool_call_t *t = &c->calls [at];
-            t->used = true;
-            if (at + 1 > c->call_count)
-                c->call_count = at + 1;
-            s_set_string (&t->id, json_object_get (call, "id"));
-            s_set_string (&t->type, json_object_get (call, "type"));
-            json_t *function = json_object_get (call, "function");
-            s_set_string (&t->name, json_object_get (function, "name"));
-            json_t *arguments = json_object_get (function, "arguments");
-            if (json_is_string (arguments))
-                mesh_buf_append (&t->arguments, json_string_value (arguments),
-                                 json_string_length (arguments));
-        }
-        json_t *finish = json_object_get (choice, "finish_reason");
-        if (json_is_string (finish))
-            snprintf (c->finish, sizeof c->finish, "%s", json_string_value (finish));
-    }
+    if (finish)
+        snprintf (req->finish, sizeof req->finish, "%s", finish);
 }
 
-//  A JSON string of a buffer's bytes (an empty buffer has no data pointer)
-static json_t *
-s_json_string (mesh_buf_t *buf)
+//  Usage and the first choice's finish reason of a parsed chunk
+static void
+s_take_chunk (creq_t *req, json_t *chunk)
 {
-    return mesh_buf_size (buf) ? json_stringn (mesh_buf_head (buf), mesh_buf_size (buf)) : json_string ("");
+    s_take_usage (req, json_object_get (chunk, "usage"));
+    json_t *finish = json_object_get (json_array_get (json_object_get (chunk, "choices"), 0),
+                                      "finish_reason");
+    if (json_is_string (finish) && json_string_length (finish))
+        s_take_finish (req, json_string_value (finish));
 }
+
+//  Assembly ---------------------------------------------------------------
 
 char *
 stream_assembled (creq_t *req, size_t *len)
 {
-    assembly_t *assembly = req->assembly;
-    if (!assembly || !assembly->first)
+    mesh_completion_t *assembly = req->assembly;
+    if (!assembly || !mesh_completion_started (assembly) || mesh_completion_truncated (assembly))
         return NULL;
-    json_t *first = assembly->first;
-    json_t *choices = json_array ();
-    for (size_t i = 0; i < MAX_CHOICES; i++) {
-        choice_t *c = &assembly->choices [i];
-        if (!c->used)
-            continue;
-        json_t *message = json_object ();
-        json_object_set_new (message, "role", json_string ("assistant"));
-        //  A turn of only tool calls has content null, as non-stream
-        //  answers do, even though its first delta carried ""
-        bool content = mesh_buf_size (&c->content) > 0 || !c->call_count;
-        json_object_set_new (message, "content", content ? s_json_string (&c->content) : json_null ());
-        if (c->has_reasoning)
-            json_object_set_new (message, "reasoning_content", s_json_string (&c->reasoning));
-        if (c->call_count) {
-            json_t *calls = json_array ();
-            for (size_t k = 0; k < c->call_count; k++) {
-                tool_call_t *t = &c->calls [k];
-                if (!t->used)
-                    continue;
-                json_array_append_new (calls, json_pack ("{s:s, s:s, s:{s:s, s:o}}",
-                    "id", t->id ? t->id : "", "type", t->type ? t->type : "function",
-                    "function", "name", t->name ? t->name : "",
-                    "arguments", s_json_string (&t->arguments)));
-            }
-            json_object_set_new (message, "tool_calls", calls);
-        }
-        json_array_append_new (choices, json_pack ("{s:I, s:o, s:n, s:s}", "index", (json_int_t) i,
-                                                   "message", message, "logprobs",
-                                                   "finish_reason", *c->finish ? c->finish : "stop"));
-    }
-    json_t *completion = json_object ();
-    json_object_set (completion, "id", json_object_get (first, "id"));
-    json_object_set_new (completion, "object", json_string ("chat.completion"));
-    json_object_set (completion, "created", json_object_get (first, "created"));
-    json_object_set (completion, "model", json_object_get (first, "model"));
-    json_t *fingerprint = json_object_get (first, "system_fingerprint");
-    if (fingerprint)
-        json_object_set (completion, "system_fingerprint", fingerprint);
-    json_object_set_new (completion, "choices", choices);
-    if (assembly->usage)
-        json_object_set (completion, "usage", assembly->usage);
-    char *text = json_dumps (completion, JSON_COMPACT);
-    json_decref (completion);
-    *len = text ? strlen (text) : 0;
+    s_take_usage (req, mesh_completion_usage (assembly));
+    s_take_finish (req, mesh_completion_finish (assembly, 0));
+    mesh_buf_t out;
+    mesh_buf_init (&out);
+    mesh_completion_render (assembly, &out);
+    *len = mesh_buf_size (&out);
+    mesh_buf_append (&out, "", 1);
+    char *text = strdup (mesh_buf_head (&out));
+    mesh_buf_free (&out);
     return text;
 }
 
@@ -240,19 +120,16 @@ s_on_event (void *arg, int kind, const char *data, size_t len)
         return -1;
     }
     if (!req->client_stream) {
-        json_t *chunk = json_loadb (data, len, 0, NULL);
-        if (json_is_object (chunk)) {
-            s_take_usage (req, chunk);
-            s_assemble (req, chunk);
-        }
-        json_decref (chunk);
+        if (!req->assembly)
+            req->assembly = mesh_completion_new (MAX_ASSEMBLED_BYTES);
+        mesh_completion_add (req->assembly, data, len);
         return 0;
     }
     //  Only the final chunk carries usage or a finish reason: parse just it
     if (memmem (data, len, "\"usage\"", 7) || memmem (data, len, "\"finish_reason\":\"", 17)) {
         json_t *chunk = json_loadb (data, len, 0, NULL);
         if (json_is_object (chunk))
-            s_take_usage (req, chunk);
+            s_take_chunk (req, chunk);
         json_decref (chunk);
     }
     //  One event, one line: JSON whitespace may be a line break, a string
@@ -404,9 +281,8 @@ stream_complete_body (creq_t *req, const char *data, size_t len)
     size_t value_len;
     const char *usage = s_member (data, len, "\"usage\"", &value_len);
     if (usage) {
-        json_t *object = json_pack ("{s:o}", "usage", json_loadb (usage, value_len, 0, NULL));
-        if (object)
-            s_take_usage (req, object);
+        json_t *object = json_loadb (usage, value_len, 0, NULL);
+        s_take_usage (req, object);
         json_decref (object);
     }
     const char *finish = s_member (data, len, "\"finish_reason\"", &value_len);
@@ -511,24 +387,7 @@ void
 stream_end (creq_t *req)
 {
     mesh_sse_free (&req->sse);
-    assembly_t *assembly = req->assembly;
-    if (!assembly)
-        return;
-    json_decref (assembly->first);
-    json_decref (assembly->usage);
-    for (size_t i = 0; i < MAX_CHOICES; i++) {
-        choice_t *c = &assembly->choices [i];
-        mesh_buf_free (&c->content);
-        mesh_buf_free (&c->reasoning);
-        for (size_t k = 0; k < MAX_TOOL_CALLS; k++) {
-            free (c->calls [k].id);
-            free (c->calls [k].type);
-            free (c->calls [k].name);
-            mesh_buf_free (&c->calls [k].arguments);
-        }
-    }
-    free (assembly);
-    req->assembly = NULL;
+    mesh_completion_destroy (&req->assembly);
 }
 
 //  Selftest -----------------------------------------------------------------
@@ -555,19 +414,15 @@ connector_stream_test (bool verbose)
         "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5,\"total_tokens\":8,"
         "\"prompt_cache_hit_tokens\":1,\"completion_tokens_details\":{\"reasoning_tokens\":2}}}",
     };
-    for (size_t i = 0; i < MESH_ARRAY_SIZE (chunks); i++) {
-        json_t *chunk = json_loads (chunks [i], 0, NULL);
-        assert (chunk);
-        s_take_usage (&req, chunk);
-        s_assemble (&req, chunk);
-        json_decref (chunk);
-    }
-    assert (req.prompt_tokens == 3 && req.output_tokens == 5);
-    assert (req.cached_tokens == 1 && req.reason_tokens == 2);
-    assert (mesh_streq (req.finish, "stop"));
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (chunks); i++)
+        assert (s_on_event (&req, MESH_SSE_DATA, chunks [i], strlen (chunks [i])) == 0);
+    assert (req.prompt_tokens == 0);            //  read once the stream is done
     size_t len;
     char *text = stream_assembled (&req, &len);
     assert (text);
+    assert (req.prompt_tokens == 3 && req.output_tokens == 5);
+    assert (req.cached_tokens == 1 && req.reason_tokens == 2);
+    assert (mesh_streq (req.finish, "stop"));
     json_t *completion = json_loads (text, 0, NULL);
     assert (completion);
     assert (mesh_streq (json_string_value (json_object_get (completion, "object")), "chat.completion"));
@@ -586,29 +441,10 @@ connector_stream_test (bool verbose)
     stream_end (&req);
     assert (req.assembly == NULL);
 
-    //  Only a tool call: content is null, not "", though the first delta had ""
+    //  A stream that never sent a chunk has no answer
     memset (&req, 0, sizeof req);
-    const char *tool_chunks [] = {
-        "{\"id\":\"c2\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":"
-        "{\"role\":\"assistant\",\"content\":\"\"}}]}",
-        "{\"id\":\"c2\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
-        "\"id\":\"k\",\"type\":\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"\"}}]},"
-        "\"finish_reason\":\"tool_calls\"}]}",
-    };
-    for (size_t i = 0; i < MESH_ARRAY_SIZE (tool_chunks); i++) {
-        json_t *chunk = json_loads (tool_chunks [i], 0, NULL);
-        assert (chunk);
-        s_assemble (&req, chunk);
-        json_decref (chunk);
-    }
-    text = stream_assembled (&req, &len);
-    completion = json_loads (text, 0, NULL);
-    message = json_object_get (json_array_get (json_object_get (completion, "choices"), 0), "message");
-    assert (json_is_null (json_object_get (message, "content")));
-    call = json_array_get (json_object_get (message, "tool_calls"), 0);
-    assert (mesh_streq (json_string_value (json_object_get (json_object_get (call, "function"), "arguments")), ""));
-    json_decref (completion);
-    free (text);
+    assert (s_on_event (&req, MESH_SSE_DATA, "[DONE]", 6) == -1 && req.stream_state == STREAM_DONE);
+    assert (stream_assembled (&req, &len) == NULL);
     stream_end (&req);
 
     assert (s_is_error_event (" {\"error\":{}}", 13));

@@ -90,7 +90,7 @@ typedef struct {
     uint64_t upstream_ttfb_us;
     uint64_t prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens;
     uint64_t bytes_out;         //  body bytes written to the client
-    struct ingress_reply_t *reply;  //  a stream's answer, assembled (ingress_audit.c)
+    struct mesh_completion_t *reply;    //  a stream's answer, assembled (ingress_audit.c)
     bool truncated;
     mesh_buf_t response;        //  what the client got, up to the bound
 

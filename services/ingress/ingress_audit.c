@@ -38,7 +38,7 @@
     (the record says truncated).  lws service thread only.                 */
 #include "ingress_audit.h"
 #include "ingress_audit_link.h"
-#include "ingress_reply.h"
+#include "mesh_completion.h"
 #include "ingress_validate.h"
 
 #include "mesh_audit.h"
@@ -123,8 +123,8 @@ s_fill (pss_t *pss, bool closed, int64_t now_us, mesh_audit_record_t *record)
     if (pss->body_complete)
         record->prompt = (mesh_bytes_t) { mesh_buf_head (&pss->body), mesh_buf_size (&pss->body) };
     if (pss->reply) {
-        ingress_reply_render (pss->reply, &pss->response);
-        pss->truncated = pss->truncated || ingress_reply_truncated (pss->reply);
+        mesh_completion_render (pss->reply, &pss->response);
+        pss->truncated = pss->truncated || mesh_completion_truncated (pss->reply);
     }
     record->response = (mesh_bytes_t) { mesh_buf_head (&pss->response), mesh_buf_size (&pss->response) };
     record->truncated = pss->truncated;
@@ -201,8 +201,8 @@ ingress_audit_capture (pss_t *pss, const char *data, size_t len, bool part)
         return;
     if (part) {
         if (!pss->reply)
-            pss->reply = ingress_reply_new (pss->ingress->audit->max_response_bytes);
-        ingress_reply_add (pss->reply, data, len);
+            pss->reply = mesh_completion_new (pss->ingress->audit->max_response_bytes);
+        mesh_completion_add (pss->reply, data, len);
         return;
     }
     mesh_buf_t *response = &pss->response;
@@ -286,7 +286,7 @@ ingress_audit_end (pss_t *pss, bool closed)
     pss->endpoint_url = NULL;
     free (pss->params);
     pss->params = NULL;
-    ingress_reply_destroy (&pss->reply);
+    mesh_completion_destroy (&pss->reply);
     mesh_buf_reset (&pss->response);
     mesh_buf_trim (&pss->response, 64 * 1024);
 }

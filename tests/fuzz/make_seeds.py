@@ -803,8 +803,8 @@ def keys_seeds():
     put(t, "nul_inside", b"k " + k1.encode() + b"\0junk")
 
 
-def reply_seeds():
-    t = "reply"
+def completion_seeds():
+    t = "completion"
     head = ('{"id":"a","object":"chat.completion.chunk","created":1,"model":"deepseek-chat",'
             '"system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":""},'
             '"logprobs":null,"finish_reason":null}]}')
@@ -828,12 +828,18 @@ def reply_seeds():
         '{"ch\\u006fices":[{"index":0,"delta":{"content":"y"}}]}',
         '{"created":1e3,"choices":[{"index":0,"delta":{"content":"z"}}]}',
         '{"choices":[{"index":01,"delta":{"content":"n"}}]}', ""]).encode())
+    put(t, "extras", b"\x80" + "\n".join([head,
+        '{"id":"b","extra":1,"choices":[{"index":0,"delta":{"content":"x","custom":true},"other":2}]}',
+        '{"choices":[{"index":0,"logprobs":{"content":[{"token":"x","logprob":-0.1}]},"delta":{"refusal":"no"}}]}',
+        '{"choices":[{"index":0,"delta":{"function_call":{"name":"f","arguments":"{"}}}]}',
+        '{"choices":[{"index":0,"delta":{"function_call":{"arguments":"}"}},"finish_reason":"function_call"}]}',
+        '{"choices":[],"usage":{"prompt_tokens":1}}', end]).encode())
 
 
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
-                 ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, reply_seeds, validate_seeds, config_seeds):
+                 ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):

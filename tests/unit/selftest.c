@@ -7,10 +7,12 @@
 #include "mesh_audit.h"
 #include "mesh_audit_store.h"
 #include "mesh_buf.h"
+#include "mesh_completion.h"
 #include "mesh_config.h"
 #include "mesh_conn.h"
 #include "mesh_http.h"
 #include "mesh_id.h"
+#include "mesh_jscan.h"
 #include "mesh_log.h"
 #include "mesh_loop.h"
 #include "mesh_map.h"
@@ -26,7 +28,6 @@
 #include "audit/audit_writer.h"
 #include "ingress/ingress_audit.h"
 #include "ingress/ingress_audit_link.h"
-#include "ingress/ingress_reply.h"
 #include "mock/mock.h"
 #include "mock/mock_render.h"
 #include "connector/connector.h"
@@ -58,7 +59,9 @@ static const selftest_t s_tests [] = {
     { "mesh_audit_store", mesh_audit_store_test },
     { "mesh_admin",  mesh_admin_test },
     { "mesh_id",     mesh_id_test },
+    { "mesh_jscan",  mesh_jscan_test },
     { "mesh_http",   mesh_http_test },
+    { "mesh_completion", mesh_completion_test },
     { "mesh_config", mesh_config_test },
     { "mesh_conn",   mesh_conn_test },
     { "mesh_loop",   mesh_loop_test },
@@ -79,7 +82,6 @@ static const selftest_t s_tests [] = {
     { "connector_stream", connector_stream_test },
     { "ingress_validate", ingress_validate_test },
     { "ingress_audit", ingress_audit_test },
-    { "ingress_reply", ingress_reply_test },
     { "ingress_audit_link", ingress_audit_link_test },
     { "audit_writer", audit_writer_test },
     { "audit",       audit_test },
