@@ -281,13 +281,23 @@ s_on_lost (ingress_t *self, pss_t *pss, const mesh_msg_t *msg)
                            "The gateway lost the connection serving this stream.");
 }
 
+//  A media type from the bus is a header value: printable ASCII only
+static bool
+s_header_safe (const char *value)
+{
+    for (const char *p = value; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return false;
+    return *value != 0;
+}
+
 static void
 s_on_reply (pss_t *pss, const mesh_msg_t *msg)
 {
     if (pss->state != RQ_MESH)
         return;
     ingress_respond_body (pss, (int) msg->status,
-                          *msg->content_type ? "application/json" : "application/json",
+                          s_header_safe (msg->content_type) ? msg->content_type : "application/json",
                           msg->data.data, msg->data.size);
 }
 
