@@ -85,6 +85,7 @@ PYTEST := /usr/bin/python3 -m pytest -q -p no:cacheprovider
 
 unit: $(TEST_BIN)
 	$(TEST_BIN)
+	$(PYTEST) tests/unit
 
 # The openai SDK, installed from its lockfile
 tests/sdk/node_modules: tests/sdk/package-lock.json

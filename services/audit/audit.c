@@ -1,15 +1,10 @@
 /*  audit: records in, acknowledgements out.
 
-    Its whole conversation:
-
-    from        message     handler         does
-    ---------   ---------   -------------   ---------------------------------
-    ingress     AUDIT       s_on_audit      decode; queue for the writer, or
-                                            ACK again one already durable
-    writer      (batch)     s_on_written    mark its records durable; ACK
-                                            each sender's durable prefix
-    timer       -           s_on_tick       end senders' rejoin grace, forget
-                                            idle senders, queue gauge
+    What it hears from ingresses is the table s_from_ingress below.  It
+    also wakes up for the writer's committed batches (s_on_written: mark
+    their records durable; ACK each sender's durable prefix) and its timer
+    (s_on_tick: end senders' rejoin grace, forget idle senders, queue
+    gauge).
 
     Acknowledgements are cumulative (ACK seq: every record of the sender up
     to seq is durable), so a sender's ACK may only name a seq when every
@@ -42,6 +37,7 @@
 
 #include "mesh_audit.h"
 #include "mesh_audit_store.h"
+#include "mesh_dispatch.h"
 #include "mesh_id.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
@@ -68,6 +64,15 @@
 #define SENDER_IDLE_MS  (10 * 60 * 1000)
 #define TICK_MS         250
 #define BURST           256         //  messages read per wake-up
+
+//  What the audit service hears --------------------------------------------
+
+static mesh_handler_fn s_on_audit;
+static const mesh_route_t s_ingress_routes [] = {
+    { MESH_MSG_AUDIT, s_on_audit },     //  decode; queue for the writer, or ACK again
+    { 0, NULL }                         //  one already durable
+};
+static const mesh_conversation_t s_from_ingress = { "ingress", true, BURST, NULL, s_ingress_routes };
 
 typedef struct sender_t sender_t;
 struct sender_t {
@@ -116,13 +121,13 @@ struct audit_t {
 
     struct {
         mesh_metric_t *bad_records;
-        mesh_metric_t *bad_messages;
         mesh_metric_t *duplicates;
         mesh_metric_t *queue_depth;
         mesh_metric_t *acks;
         mesh_metric_t *ack_failures;
         mesh_metric_t *senders;
     } metric;
+    mesh_dispatch_counters_t bad_messages;
 };
 
 //  Senders ------------------------------------------------------------------
@@ -320,26 +325,27 @@ s_push (audit_t *self, sender_t *sender, uint64_t seq, const mesh_audit_record_t
     return 0;
 }
 
-static void
-s_on_audit (audit_t *self, mesh_inbox_t *inbox)
+static int
+s_on_audit (void *arg, mesh_inbox_t *inbox)
 {
+    audit_t *self = arg;
     const mesh_msg_t *msg = &inbox->msg;
     if (msg->seq == 0 || !msg->sender [0]) {
         mesh_warn ("AUDIT without a sender or seq from an ingress, dropped");
-        mesh_metric_inc (self->metric.bad_messages);
-        return;
+        mesh_metric_inc (self->bad_messages.malformed);
+        return 0;
     }
     sender_t *sender = s_sender (self, inbox);
     if (!sender) {
         mesh_warn ("AUDIT from a %dth sender (%s), dropped", MAX_SENDERS + 1, msg->sender);
-        mesh_metric_inc (self->metric.bad_messages);
-        return;
+        mesh_metric_inc (self->bad_messages.malformed);
+        return 0;
     }
     if (!sender->joining && msg->seq <= sender->acked) {
         //  Durable already: a resend after a lost ACK
         mesh_metric_inc (self->metric.duplicates);
         s_due (self, sender);
-        return;
+        return 0;
     }
     mesh_audit_record_t record;
     char why [256];
@@ -350,7 +356,7 @@ s_on_audit (audit_t *self, mesh_inbox_t *inbox)
         mesh_metric_inc (self->metric.bad_records);
     }
     if (s_push (self, sender, msg->seq, valid ? &record : NULL, valid ? &inbox->frame : NULL) == 0)
-        return;
+        return 0;
     //  Every batch is busy: keep this one, read no more until room comes
     held_t *held = &self->held;
     held->held = true;
@@ -366,6 +372,8 @@ s_on_audit (audit_t *self, mesh_inbox_t *inbox)
     else
         held->data_size = 0;
     s_pause (self);
+    //  The writer is backed up: leave the rest in ZeroMQ's queue
+    return self->reading ? 0 : -1;
 }
 
 //  The held record, if the writer has room now
@@ -396,25 +404,8 @@ s_on_socket (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     audit_t *self = arg;
-    for (int count = 0; count < BURST && self->reading; count++) {
-        mesh_inbox_t inbox;
-        char why [128];
-        int rc = mesh_msg_recv (socket, &inbox, true, why, sizeof why);
-        if (rc == 0)
-            break;
-        if (rc < 0) {
-            mesh_warn ("dropped a malformed message from an ingress: %s", why);
-            mesh_metric_inc (self->metric.bad_messages);
-            continue;
-        }
-        if (inbox.msg.type == MESH_MSG_AUDIT)
-            s_on_audit (self, &inbox);
-        else {
-            mesh_warn ("unexpected %s from an ingress", mesh_msg_name (inbox.msg.type));
-            mesh_metric_inc (self->metric.bad_messages);
-        }
-        mesh_inbox_close (&inbox);
-    }
+    if (self->reading)
+        mesh_dispatch (socket, &s_from_ingress, self, &self->bad_messages);
     s_send_acks (self);
     s_gauge (self);
     return 0;
@@ -652,8 +643,7 @@ s_metrics (audit_t *self, mesh_metrics_t *metrics)
 {
     self->metric.bad_records = mesh_metrics_counter (metrics, "seekmesh_audit_bad_records_total",
         "Malformed audit records acknowledged and dropped.", NULL);
-    self->metric.bad_messages = mesh_metrics_counter (metrics, "seekmesh_audit_bad_messages_total",
-        "Malformed or unexpected messages dropped (not acknowledged).", NULL);
+    mesh_dispatch_counters (&self->bad_messages, metrics, "audit");
     self->metric.duplicates = mesh_metrics_counter (metrics, "seekmesh_audit_duplicates_total",
         "Records received again (resent) and dropped: already stored.", NULL);
     self->metric.queue_depth = mesh_metrics_gauge (metrics, "seekmesh_audit_queue_depth",

@@ -1,24 +1,19 @@
 /*  connector: serves dispatched requests from upstream and streams the
     answer straight to the ingress.
 
-    Its whole conversation:
-
-    from        message     handler             does
-    ---------   ---------   -----------------   ------------------------------
-    router      DISPATCH    s_on_dispatch       start the upstream call
-    router      CANCEL      s_on_cancel         abort it (no token burn)
-    router      HEARTBEAT   s_on_router         the router is alive
-    timer       -           s_on_heartbeat      HEARTBEAT (credit) to routers;
-                                                reconnect a silent router
-    upstream    bytes       connector_http/ws   HEAD, CHUNK, END or ERROR to
-                                                the ingress; DONE to the router
-    outbox      lost        s_on_ingress_lost   abort what that ingress asked
+    What it hears from routers is the table s_from_router below.  It also
+    wakes up for: its heartbeat timer (s_on_heartbeat: HEARTBEAT, with its
+    credit, to routers; a fresh socket for a silent router), upstream bytes
+    (connector_http / connector_ws: HEAD, CHUNK, END or ERROR to the
+    ingress, DONE to the router) and the outbox losing an ingress
+    (s_on_ingress_lost: abort what that ingress asked for).
 
     One DEALER per router (Paranoid Pirate: a router silent for `liveness`
     heartbeats gets a fresh socket and a new READY).  Reactor thread only. */
 #include "connector.h"
 #include "connector_main.h"
 
+#include "mesh_dispatch.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_msg.h"
@@ -48,6 +43,22 @@ typedef struct {
     size_t done_count;          //  each behind its 4-byte length
     mesh_timer_t done_timer;
 } router_link_t;
+
+//  What the connector hears --------------------------------------------------
+
+static mesh_handler_fn s_on_router_message, s_on_dispatch, s_on_cancel, s_on_router_heartbeat,
+                       s_on_registry;
+
+static const mesh_route_t s_router_routes [] = {
+    { MESH_MSG_DISPATCH,  s_on_dispatch },          //  start the upstream call
+    { MESH_MSG_CANCEL,    s_on_cancel },            //  abort it (no token burn)
+    { MESH_MSG_HEARTBEAT, s_on_router_heartbeat },  //  the router is alive
+    { MESH_MSG_REGISTRY,  s_on_registry },          //  the live model registry
+    { 0, NULL }
+};
+//  Every message from a router is also a sign of life (s_on_router_message)
+static const mesh_conversation_t s_from_router = { "router", false, 64, s_on_router_message,
+                                                   s_router_routes };
 
 typedef struct {
     char *ca_file;
@@ -91,9 +102,9 @@ struct connector_t {
         mesh_metric_t *inflight;
         mesh_metric_t *ttfb;
         mesh_metric_t *duration;
-        mesh_metric_t *bad_messages;
         mesh_metric_t *router_reconnects;
     } metric;
+    mesh_dispatch_counters_t bad_messages;
 };
 
 //  Accessors for the other modules --------------------------------------------
@@ -469,22 +480,26 @@ s_refuse (connector_t *self, int router, const mesh_msg_t *msg, int status, cons
     mesh_metric_inc (self->metric.refused);
 }
 
-static void
-s_on_dispatch (connector_t *self, int router, const mesh_msg_t *msg)
+static int
+s_on_dispatch (void *arg, mesh_inbox_t *inbox)
 {
+    router_link_t *link = arg;
+    connector_t *self = link->connector;
+    int router = (int) (link - self->routers);
+    const mesh_msg_t *msg = &inbox->msg;
     if (self->draining) {
         s_refuse (self, router, msg, 503, "draining", "This connector is shutting down; retry shortly.");
-        return;
+        return 0;
     }
     if (mesh_map_size (self->requests) >= self->capacity) {
         s_refuse (self, router, msg, 503, "connector_full", "The connector is at capacity; retry shortly.");
-        return;
+        return 0;
     }
     const mesh_model_t *model = mesh_models_find (self->models, msg->model);
     if (!model || msg->endpoint >= model->endpoint_count) {
         s_refuse (self, router, msg, 502, "model_not_configured",
                   "The connector has no such upstream for this model.");
-        return;
+        return 0;
     }
     creq_t *old = mesh_map_get (self->requests, msg->id);
     if (old)                    //  a newer attempt supersedes what we hold
@@ -513,22 +528,26 @@ s_on_dispatch (connector_t *self, int router, const mesh_msg_t *msg)
     if (stream_prepare_body (req, msg->body.data, msg->body.size, msg->requested) < 0) {
         connector_request_fail (req, 400, "invalid_request_error", "invalid_json", 0, "bad_request",
                                 "The request body is not a JSON object.");
-        return;
+        return 0;
     }
     mesh_loop_timer_start (self->loop, &req->timer, model->connect_timeout_ms, s_on_request_timer, req);
     mesh_debug ("dispatch model=%s stream=%d attempt=%u req=%s", model->name, req->client_stream,
                 req->attempt, req->id);
     pools_acquire (self->pools, req);
+    return 0;
 }
 
-static void
-s_on_cancel (connector_t *self, const mesh_msg_t *msg)
+static int
+s_on_cancel (void *arg, mesh_inbox_t *inbox)
 {
+    connector_t *self = ((router_link_t *) arg)->connector;
+    const mesh_msg_t *msg = &inbox->msg;
     creq_t *req = mesh_map_get (self->requests, msg->id);
     if (!req || req->attempt != msg->attempt)
-        return;
+        return 0;
     mesh_metric_inc (self->metric.cancelled);
     connector_request_abort (req, *msg->outcome ? msg->outcome : "cancelled");
+    return 0;
 }
 
 //  The ingress behind endpoint is gone: nobody will read what we send
@@ -557,18 +576,20 @@ static void s_check_credentials (connector_t *self);
 
 //  A router sends the live registry when it changes and when we join.  A
 //  request in flight keeps the registry it was dispatched under.
-static void
-s_on_registry (connector_t *self, const mesh_msg_t *msg)
+static int
+s_on_registry (void *arg, mesh_inbox_t *inbox)
 {
+    connector_t *self = ((router_link_t *) arg)->connector;
+    const mesh_msg_t *msg = &inbox->msg;
     if (msg->version && msg->version == self->registry_version)
-        return;                 //  the same, from another router
+        return 0;                 //  the same, from another router
     char why [512];
     mesh_models_t *models = mesh_models_from_json (msg->data.data, msg->data.size, "registry",
                                                    why, sizeof why);
     if (!models) {
         mesh_warn ("registry %llu from %s refused: %s", (unsigned long long) msg->version,
                    msg->sender, why);
-        return;
+        return 0;
     }
     mesh_models_destroy (&self->models);
     self->models = models;
@@ -576,6 +597,7 @@ s_on_registry (connector_t *self, const mesh_msg_t *msg)
     pools_warm (self->pools, self->models);
     s_check_credentials (self);
     mesh_info ("registry %llu: %zu models", (unsigned long long) msg->version, mesh_models_count (models));
+    return 0;
 }
 
 static void s_link_open (connector_t *self, router_link_t *link);
@@ -591,44 +613,31 @@ s_send_beat (connector_t *self, router_link_t *link, int type)
     mesh_msg_send (link->socket, &msg, NULL, 0, ZMQ_DONTWAIT);
 }
 
+//  Any message from a router says it is alive
+static int
+s_on_router_message (void *arg, mesh_inbox_t *inbox)
+{
+    (void) inbox;
+    router_link_t *link = arg;
+    mesh_peer_seen (&link->peer, mesh_loop_now_ms (link->connector->loop));
+    return 0;
+}
+
+//  A HEARTBEAT carries nothing more than its arrival
+static int
+s_on_router_heartbeat (void *arg, mesh_inbox_t *inbox)
+{
+    (void) arg;
+    (void) inbox;
+    return 0;
+}
+
 static int
 s_on_router (mesh_loop_t *loop, void *socket, void *arg)
 {
+    (void) loop;
     router_link_t *link = arg;
-    connector_t *self = link->connector;
-    int router = (int) (link - self->routers);
-    for (int batch = 0; batch < 64; batch++) {
-        mesh_inbox_t inbox;
-        char why [128];
-        int rc = mesh_msg_recv (socket, &inbox, false, why, sizeof why);
-        if (rc == 0)
-            break;
-        if (rc < 0) {
-            mesh_warn ("dropped a malformed message from %s: %s", link->endpoint, why);
-            mesh_metric_inc (self->metric.bad_messages);
-            continue;
-        }
-        mesh_peer_seen (&link->peer, mesh_loop_now_ms (loop));
-        switch (inbox.msg.type) {
-            case MESH_MSG_DISPATCH:
-                s_on_dispatch (self, router, &inbox.msg);
-                break;
-            case MESH_MSG_CANCEL:
-                s_on_cancel (self, &inbox.msg);
-                break;
-            case MESH_MSG_HEARTBEAT:
-                break;
-            case MESH_MSG_REGISTRY:
-                s_on_registry (self, &inbox.msg);
-                break;
-            default:
-                mesh_warn ("unexpected %s from %s", mesh_msg_name (inbox.msg.type), link->endpoint);
-                mesh_metric_inc (self->metric.bad_messages);
-        }
-        mesh_inbox_close (&inbox);
-        if (link->socket != socket)
-            break;              //  the link was reset meanwhile
-    }
+    mesh_dispatch (socket, &s_from_router, link, &link->connector->bad_messages);
     return 0;
 }
 
@@ -697,8 +706,7 @@ s_metrics (connector_t *self)
         "Time from dispatch to the upstream's first response byte.", NULL);
     self->metric.duration = mesh_metrics_histogram (m, "seekmesh_connector_request_seconds",
         "Time from dispatch to the end of a successful response.", NULL);
-    self->metric.bad_messages = mesh_metrics_counter (m, "seekmesh_connector_bad_messages_total",
-        "Malformed or unexpected messages dropped.", NULL);
+    mesh_dispatch_counters (&self->bad_messages, m, "connector");
     self->metric.router_reconnects = mesh_metrics_counter (m, "seekmesh_connector_router_reconnects_total",
         "Router links reset after missed heartbeats.", NULL);
 }

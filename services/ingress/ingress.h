@@ -19,6 +19,7 @@
 #include "mesh_admin.h"
 #include "mesh_buf.h"
 #include "mesh_config.h"
+#include "mesh_dispatch.h"
 #include "mesh_id.h"
 #include "mesh_metrics.h"
 #include "mesh_msg.h"
@@ -128,8 +129,8 @@ struct ingress_t {
         mesh_metric_t *ttfb;
         mesh_metric_t *client_gone;
         mesh_metric_t *retries;
-        mesh_metric_t *bad_messages;
     } metric;
+    mesh_dispatch_counters_t bad_messages;
 };
 
 //  ingress_http.c -------------------------------------------------------------

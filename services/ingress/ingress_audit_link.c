@@ -35,6 +35,7 @@
     rest runs on the lws service thread only.                               */
 #include "ingress_audit_link.h"
 
+#include "mesh_dispatch.h"
 #include "mesh_log.h"
 #include "mesh_metrics.h"
 #include "mesh_time.h"
@@ -49,6 +50,14 @@
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
+
+//  What the link hears: the audit service's acknowledgements
+static mesh_handler_fn s_on_ack_message;
+static const mesh_route_t s_audit_routes [] = {
+    { MESH_MSG_ACK, s_on_ack_message },     //  records up to seq are durable
+    { 0, NULL }
+};
+static const mesh_conversation_t s_from_audit = { "audit service", false, 1024, NULL, s_audit_routes };
 
 #define TICK_MS             100
 #define FLUSH_US            1000    //  new records wait this long to go out together
@@ -206,8 +215,8 @@ struct ingress_audit_link_t {
         mesh_metric_t *unacked;
         mesh_metric_t *spool_bytes;
         mesh_metric_t *ack_seconds;
-        mesh_metric_t *bad_messages;
     } metric;
+    mesh_dispatch_counters_t bad_messages;
 };
 
 static void
@@ -337,7 +346,7 @@ s_on_ack (ingress_audit_link_t *self, uint64_t seq)
     if (seq > self->seq) {
         mesh_warn ("ACK of seq %llu from %s: our last record is %llu; ignored",
                    (unsigned long long) seq, self->endpoint, (unsigned long long) self->seq);
-        mesh_metric_inc (self->metric.bad_messages);
+        mesh_metric_inc (self->bad_messages.unexpected);
         return;
     }
     spool_t *spool = &self->spool;
@@ -356,32 +365,28 @@ s_on_ack (ingress_audit_link_t *self, uint64_t seq)
     }
 }
 
+//  An ACK for our sender name (or for the one before a renumbering, whose
+//  records are being resent anyway)
+static int
+s_on_ack_message (void *arg, mesh_inbox_t *inbox)
+{
+    ingress_audit_link_t *self = arg;
+    const mesh_msg_t *msg = &inbox->msg;
+    if (mesh_streq (msg->sender, self->previous))
+        return 0;
+    if (!mesh_streq (msg->sender, self->sender)) {
+        mesh_warn ("ACK for sender \"%s\" from %s: not ours", msg->sender, self->endpoint);
+        mesh_metric_inc (self->bad_messages.unexpected);
+        return 0;
+    }
+    s_on_ack (self, msg->seq);
+    return 0;
+}
+
 static void
 s_read_acks (ingress_audit_link_t *self)
 {
-    for (int batch = 0; batch < 1024; batch++) {
-        mesh_inbox_t inbox;
-        char why [128];
-        int rc = mesh_msg_recv (self->socket, &inbox, false, why, sizeof why);
-        if (rc == 0)
-            return;
-        if (rc < 0) {
-            mesh_warn ("dropped a malformed message from %s: %s", self->endpoint, why);
-            mesh_metric_inc (self->metric.bad_messages);
-            continue;
-        }
-        if (inbox.msg.type == MESH_MSG_ACK && mesh_streq (inbox.msg.sender, self->previous))
-            ;                   //  renumbered since: what it acknowledges is resent
-        else
-        if (inbox.msg.type != MESH_MSG_ACK || !mesh_streq (inbox.msg.sender, self->sender)) {
-            mesh_warn ("unexpected %s for sender \"%s\" from %s", mesh_msg_name (inbox.msg.type),
-                       inbox.msg.sender, self->endpoint);
-            mesh_metric_inc (self->metric.bad_messages);
-        }
-        else
-            s_on_ack (self, inbox.msg.seq);
-        mesh_inbox_close (&inbox);
-    }
+    mesh_dispatch (self->socket, &s_from_audit, self, &self->bad_messages);
 }
 
 //  Reads ACKs and sends what waits, as long as the socket lets us.  Called
@@ -591,8 +596,7 @@ ingress_audit_link_new (ingress_t *ingress, const char *endpoint, uint64_t max_r
         "Bytes of the audit records in the spool.", NULL);
     self->metric.ack_seconds = mesh_metrics_histogram (metrics, "seekmesh_ingress_audit_ack_seconds",
         "Time from a request's end to the audit service's ACK of its record (durable commit).", NULL);
-    self->metric.bad_messages = mesh_metrics_counter (metrics, "seekmesh_ingress_bad_messages_total",
-        "Malformed or unexpected messages dropped.", NULL);
+    mesh_dispatch_counters (&self->bad_messages, metrics, "ingress");
     return self;
 }
 
@@ -751,7 +755,7 @@ s_test_link (void)
     s_on_ack (self, 1);                 //  old news
     assert (self->spool.count == 2);
     s_on_ack (self, 9);                 //  never sent: ignored
-    assert (self->spool.count == 2 && mesh_metric_value (self->metric.bad_messages) == 1);
+    assert (self->spool.count == 2 && mesh_metric_value (self->bad_messages.unexpected) == 1);
     s_on_ack (self, 4);
     assert (self->spool.count == 0 && mesh_metric_value (self->metric.spool_bytes) == 0);
     assert (mesh_metric_value (self->metric.acked) == 4);
@@ -848,11 +852,11 @@ s_test_socket (void)
     //  An ACK for another sender is not ours
     snprintf (ack.sender, sizeof ack.sender, "ingress-9-1-1");
     assert (mesh_msg_send (router, &ack, self->sender, strlen (self->sender), 0) == 0);
-    for (int i = 0; i < 2000 && mesh_metric_value (self->metric.bad_messages) == 0; i++) {
+    for (int i = 0; i < 2000 && mesh_metric_value (self->bad_messages.unexpected) == 0; i++) {
         s_service (self);
         usleep (1000);
     }
-    assert (mesh_metric_value (self->metric.bad_messages) == 1);
+    assert (mesh_metric_value (self->bad_messages.unexpected) == 1);
     ingress_audit_link_destroy (&self);
     zmq_close (router);
     zmq_ctx_term (ctx);

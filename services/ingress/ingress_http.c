@@ -664,6 +664,5 @@ ingress_http_metrics (ingress_t *self)
         "Clients that went away before their response ended.", NULL);
     self->metric.retries = mesh_metrics_counter (self->metrics, "seekmesh_ingress_retries_total",
         "Requests sent again after their connector was lost before answering.", NULL);
-    self->metric.bad_messages = mesh_metrics_counter (self->metrics, "seekmesh_ingress_bad_messages_total",
-        "Malformed or unexpected messages dropped.", NULL);
+    mesh_dispatch_counters (&self->bad_messages, self->metrics, "ingress");
 }

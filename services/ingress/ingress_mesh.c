@@ -1,19 +1,9 @@
 /*  ingress_mesh: the ingress's side of the ZeroMQ mesh.
 
-    Its conversation:
-
-    to / from   message     handler             does
-    ---------   ---------   -----------------   ------------------------------
-    router  <-  REQUEST     ingress_mesh_submit a router with a live link,
-                                                round robin; 503 if none
-    router  <-  CANCEL      ingress_mesh_cancel to the router that has it
-    any     ->  HEAD        s_on_head           start the SSE response
-    connector-> CHUNK       s_on_chunk          one SSE event (or comment)
-    connector-> END         s_on_end            [DONE], or the JSON body
-    any     ->  ERROR       s_on_error          error response / SSE event
-    router  ->  LOST        s_on_lost           retry if the client has seen
-                                                nothing, else fail the stream
-    router  ->  REPLY       s_on_reply          a whole response (models)
+    It sends REQUEST (ingress_mesh_submit: to a router with a live link,
+    round robin; 503 if none) and CANCEL (ingress_mesh_cancel: to the
+    router that has the request); what it hears back, on its PULL socket,
+    is the table s_from_mesh below.
 
     Events find their request through its token: a slot index and a
     generation, so an event for a request that has ended (and whose slot was
@@ -27,6 +17,7 @@
 #include "ingress_audit.h"
 
 #include "mesh_audit.h"
+#include "mesh_dispatch.h"
 #include "mesh_log.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
@@ -42,6 +33,22 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include <zmq.h>
+
+//  What the ingress hears --------------------------------------------------------
+
+static mesh_handler_fn s_on_head, s_on_chunk, s_on_end, s_on_error, s_on_lost, s_on_reply;
+
+static const mesh_route_t s_mesh_routes [] = {
+    { MESH_MSG_HEAD,  s_on_head },      //  connector: start the SSE response
+    { MESH_MSG_CHUNK, s_on_chunk },     //  connector: one SSE event (or comment)
+    { MESH_MSG_END,   s_on_end },       //  connector: [DONE], or the JSON body
+    { MESH_MSG_ERROR, s_on_error },     //  connector or router: error response / SSE event
+    { MESH_MSG_LOST,  s_on_lost },      //  router: retry if the client has seen nothing
+    { MESH_MSG_REPLY, s_on_reply },     //  router: a whole response (the model list)
+    { 0, NULL }
+};
+static const mesh_conversation_t s_from_mesh = { "router or connector", false, 256, NULL,
+                                                 s_mesh_routes };
 
 typedef struct ingress_router_t {
     char endpoint [256];
@@ -202,47 +209,83 @@ ingress_mesh_cancel (pss_t *pss, const char *outcome)
 
 //  Events in ------------------------------------------------------------------
 
-static void
-s_on_head (pss_t *pss, const mesh_msg_t *msg)
+//  The request an event is for, or NULL when it has ended or the event is
+//  of an older attempt (REPLY has no attempt)
+static pss_t *
+s_request_of (ingress_t *self, const mesh_msg_t *msg)
 {
+    pss_t *pss = s_slot_find (self->mesh, msg);
+    if (!pss) {
+        mesh_debug ("%s for a request that has ended req=%s", mesh_msg_name (msg->type), msg->id);
+        return NULL;
+    }
+    if (msg->type != MESH_MSG_REPLY && msg->attempt != pss->attempt)
+        return NULL;
+    if (msg->type == MESH_MSG_HEAD || msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR)
+        ingress_audit_note (pss, msg);
+    return pss;
+}
+
+static int
+s_on_head (void *arg, mesh_inbox_t *inbox)
+{
+    const mesh_msg_t *msg = &inbox->msg;
+    pss_t *pss = s_request_of (arg, msg);
+    if (!pss)
+        return 0;
     if (pss->state != RQ_MESH || !pss->stream)
-        return;
+        return 0;
     snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
     memcpy (pss->limits, msg->limits, sizeof pss->limits);
     ingress_sse_begin (pss);
+    return 0;
 }
 
-static void
-s_on_chunk (pss_t *pss, const mesh_msg_t *msg)
+static int
+s_on_chunk (void *arg, mesh_inbox_t *inbox)
 {
+    const mesh_msg_t *msg = &inbox->msg;
+    pss_t *pss = s_request_of (arg, msg);
+    if (!pss)
+        return 0;
     if (!pss->stream)
-        return;
+        return 0;
     if (pss->state == RQ_MESH)
         ingress_sse_begin (pss);
     ingress_sse_event (pss, msg->data.data, msg->data.size, msg->flags & MESH_CHUNK_COMMENT);
+    return 0;
 }
 
-static void
-s_on_end (pss_t *pss, const mesh_msg_t *msg)
+static int
+s_on_end (void *arg, mesh_inbox_t *inbox)
 {
+    const mesh_msg_t *msg = &inbox->msg;
+    pss_t *pss = s_request_of (arg, msg);
+    if (!pss)
+        return 0;
     if (pss->stream) {
         if (pss->state == RQ_MESH) {
             snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
             ingress_sse_begin (pss);
         }
         ingress_sse_end (pss);
-        return;
+        return 0;
     }
     if (pss->state != RQ_MESH)
-        return;
+        return 0;
     snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
     memcpy (pss->limits, msg->limits, sizeof pss->limits);
     ingress_respond_body (pss, (int) msg->status, "application/json", msg->data.data, msg->data.size);
+    return 0;
 }
 
-static void
-s_on_error (pss_t *pss, const mesh_msg_t *msg)
+static int
+s_on_error (void *arg, mesh_inbox_t *inbox)
 {
+    const mesh_msg_t *msg = &inbox->msg;
+    pss_t *pss = s_request_of (arg, msg);
+    if (!pss)
+        return 0;
     if (pss->state == RQ_MESH) {
         ingress_audit_outcome (pss, ingress_audit_error_outcome (msg->err_code));
         pss->retry_after_ms = (int) msg->retry_after_ms;
@@ -258,18 +301,24 @@ s_on_error (pss_t *pss, const mesh_msg_t *msg)
         ingress_audit_outcome (pss, MESH_AUDIT_UPSTREAM_ERROR);
         ingress_sse_error (pss, msg->err_type, msg->err_code, msg->message);
     }
+    return 0;
 }
 
-static void
-s_on_lost (ingress_t *self, pss_t *pss, const mesh_msg_t *msg)
+static int
+s_on_lost (void *arg, mesh_inbox_t *inbox)
 {
+    ingress_t *self = arg;
+    const mesh_msg_t *msg = &inbox->msg;
+    pss_t *pss = s_request_of (self, msg);
+    if (!pss)
+        return 0;
     if (pss->state == RQ_MESH && pss->attempt < self->max_attempts) {
         //  The client has seen nothing: try again, elsewhere
         pss->attempt++;
         mesh_metric_inc (self->metric.retries);
         mesh_info ("connector %s lost, retrying (attempt %u) req=%s", msg->sender, pss->attempt, pss->id);
         if (s_send_request (self, pss, msg->sender) == 0)
-            return;
+            return 0;
     }
     mesh_warn ("connector %s lost mid-response req=%s", msg->sender, pss->id);
     ingress_audit_outcome (pss, MESH_AUDIT_CONNECTOR_LOST);
@@ -279,6 +328,7 @@ s_on_lost (ingress_t *self, pss_t *pss, const mesh_msg_t *msg)
     else
         ingress_sse_error (pss, "server_error", "connector_lost",
                            "The gateway lost the connection serving this stream.");
+    return 0;
 }
 
 //  A media type from the bus is a header value: printable ASCII only
@@ -291,41 +341,21 @@ s_header_safe (const char *value)
     return *value != 0;
 }
 
-static void
-s_on_reply (pss_t *pss, const mesh_msg_t *msg)
+static int
+s_on_reply (void *arg, mesh_inbox_t *inbox)
 {
+    const mesh_msg_t *msg = &inbox->msg;
+    pss_t *pss = s_request_of (arg, msg);
+    if (!pss)
+        return 0;
     if (pss->state != RQ_MESH)
-        return;
+        return 0;
     ingress_respond_body (pss, (int) msg->status,
                           s_header_safe (msg->content_type) ? msg->content_type : "application/json",
                           msg->data.data, msg->data.size);
+    return 0;
 }
 
-static void
-s_dispatch (ingress_t *self, const mesh_msg_t *msg)
-{
-    pss_t *pss = s_slot_find (self->mesh, msg);
-    if (!pss) {
-        mesh_debug ("%s for a request that has ended req=%s", mesh_msg_name (msg->type), msg->id);
-        return;
-    }
-    //  REPLY has no attempt; for the rest, an older attempt is stale
-    if (msg->type != MESH_MSG_REPLY && msg->attempt != pss->attempt)
-        return;
-    if (msg->type == MESH_MSG_HEAD || msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR)
-        ingress_audit_note (pss, msg);
-    switch (msg->type) {
-        case MESH_MSG_HEAD:  s_on_head (pss, msg); break;
-        case MESH_MSG_CHUNK: s_on_chunk (pss, msg); break;
-        case MESH_MSG_END:   s_on_end (pss, msg); break;
-        case MESH_MSG_ERROR: s_on_error (pss, msg); break;
-        case MESH_MSG_LOST:  s_on_lost (self, pss, msg); break;
-        case MESH_MSG_REPLY: s_on_reply (pss, msg); break;
-        default:
-            mesh_warn ("unexpected %s req=%s", mesh_msg_name (msg->type), msg->id);
-            mesh_metric_inc (self->metric.bad_messages);
-    }
-}
 
 static void s_drain (ingress_t *self);
 
@@ -341,20 +371,8 @@ static void
 s_drain (ingress_t *self)
 {
     ingress_mesh_t *mesh = self->mesh;
-    for (int batch = 0; batch < 256; batch++) {
-        mesh_inbox_t inbox;
-        char why [128];
-        int rc = mesh_msg_recv (mesh->pull, &inbox, false, why, sizeof why);
-        if (rc == 0)
-            return;             //  drained: ZMQ_FD will wake us again
-        if (rc < 0) {
-            mesh_warn ("dropped a malformed event: %s", why);
-            mesh_metric_inc (self->metric.bad_messages);
-            continue;
-        }
-        s_dispatch (self, &inbox.msg);
-        mesh_inbox_close (&inbox);
-    }
+    if (mesh_dispatch (mesh->pull, &s_from_mesh, self, &self->bad_messages) == 0)
+        return;                 //  drained: ZMQ_FD will wake us again
     lws_sul_schedule (self->context, 0, &mesh->more_sul, s_on_more, 1);
 }
 

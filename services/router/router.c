@@ -1,24 +1,13 @@
 /*  router: admission, quotas and dispatch, with retries and fallback.
 
-    Its whole conversation:
-
-    from        message     handler             does
-    ---------   ---------   -----------------   ------------------------------
-    ingress     REQUEST     s_on_request        auth, model, variant, quota
-    (Redis)     -           s_on_decision       refuse, or route: breaker,
-                                                endpoint, connector, DISPATCH
-    ingress     CANCEL      s_on_cancel         CANCEL to the holding connector
-    connector   READY       s_on_beat           register, credit, REGISTRY
-    connector   HEARTBEAT   s_on_beat           liveness, credit
-    connector   FAIL        s_on_fail           retry elsewhere, fall back,
-                                                or ERROR to the ingress
-    connector   DONE        s_on_done           settle the quota, release
-    timer       -           s_on_heartbeat      HEARTBEAT to connectors;
-                                                expire; renew leases
-    monitor     -           s_on_monitor        a connector's connection closed
-    (lost)      -           s_on_connector_lost LOST to the ingress of each
-                                                request the connector held
-    (registry)  -           s_on_registry       REGISTRY to every connector
+    What it hears on its sockets is the table s_from_ingress /
+    s_from_connectors below.  It also wakes up for: a quota decision from
+    Redis (s_on_decision: refuse, or route: breaker, endpoint, connector,
+    DISPATCH), its heartbeat timer (s_on_heartbeat: HEARTBEAT to
+    connectors, expiry, lease renewal), the connector socket's monitor (a
+    connection closed: s_on_connector_lost sends LOST for each request the
+    connector held) and registry changes (s_on_registry: REGISTRY to every
+    connector).
 
     A request lives here from REQUEST to DONE (or to its refusal, FAIL
     without a retry, or the loss of its connector).  It keeps the frame it
@@ -34,6 +23,7 @@
 #include "router_quota.h"
 #include "router_registry.h"
 
+#include "mesh_dispatch.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_models.h"
@@ -97,9 +87,9 @@ struct router_t {
         mesh_metric_t *connectors_lost;
         mesh_metric_t *connectors;
         mesh_metric_t *inflight;
-        mesh_metric_t *bad_messages;
         mesh_metric_t *dispatch_seconds;
     } metric;
+    mesh_dispatch_counters_t bad_messages;
 };
 
 struct request_t {
@@ -125,6 +115,27 @@ struct request_t {
     char limits [128];
     series_t *series;
 };
+
+//  What the router hears ----------------------------------------------------
+
+static mesh_handler_fn s_on_request, s_on_cancel, s_on_beat, s_on_fail, s_on_done;
+
+static const mesh_route_t s_ingress_routes [] = {
+    { MESH_MSG_REQUEST,   s_on_request },   //  auth, model, variant, quota
+    { MESH_MSG_CANCEL,    s_on_cancel },    //  CANCEL to the holding connector
+    { 0, NULL }
+};
+static const mesh_conversation_t s_from_ingress = { "ingress", false, 64, NULL, s_ingress_routes };
+
+static const mesh_route_t s_connector_routes [] = {
+    { MESH_MSG_READY,     s_on_beat },      //  register, credit, REGISTRY
+    { MESH_MSG_HEARTBEAT, s_on_beat },      //  liveness, credit
+    { MESH_MSG_FAIL,      s_on_fail },      //  retry elsewhere, fall back, or ERROR
+    { MESH_MSG_DONE,      s_on_done },      //  settle the quota, release the credit
+    { 0, NULL }
+};
+static const mesh_conversation_t s_from_connectors = { "connector", true, 64, NULL,
+                                                       s_connector_routes };
 
 //  Replies to the ingress ---------------------------------------------------
 
@@ -519,16 +530,17 @@ s_reply_models (router_t *self, router_gen_t *gen, const mesh_msg_t *request, co
     mesh_metric_inc (self->metric.models_listed);
 }
 
-static void
-s_on_request (router_t *self, mesh_inbox_t *inbox)
+static int
+s_on_request (void *arg, mesh_inbox_t *inbox)
 {
+    router_t *self = arg;
     const mesh_msg_t *msg = &inbox->msg;
     target_t to = s_target_of_msg (msg);
     if (self->draining) {
         s_count_refusal (self, NULL, "draining");
         s_error (self, &to, 503, "server_error", "draining", NULL, 1000,
                  "This router is shutting down; retry shortly.");
-        return;
+        return 0;
     }
     router_gen_t *gen = router_registry_current (self->registry);
     const router_key_t *key = router_keys_find (gen->keys, msg->key_hash.data, msg->key_hash.size);
@@ -536,11 +548,11 @@ s_on_request (router_t *self, mesh_inbox_t *inbox)
         s_count_refusal (self, NULL, "auth");
         s_error (self, &to, 401, "authentication_error", "invalid_api_key", NULL, 0,
                  "Incorrect API key provided.");
-        return;
+        return 0;
     }
     if (msg->kind == MESH_KIND_MODELS) {
         s_reply_models (self, gen, msg, key);
-        return;
+        return 0;
     }
     //  The key is known: every answer from here names who asked
     to.tenant = key->tenant;
@@ -550,13 +562,13 @@ s_on_request (router_t *self, mesh_inbox_t *inbox)
         s_count_refusal (self, NULL, "unknown_model");
         s_error (self, &to, 404, "invalid_request_error", "model_not_found", "model", 0,
                  "The model `%s` does not exist or you do not have access to it.", msg->model);
-        return;
+        return 0;
     }
     if (!router_key_allows (key, model)) {
         s_count_refusal (self, s_series (self, key->id, model->name), "forbidden");
         s_error (self, &to, 403, "permission_error", "model_not_allowed", "model", 0,
                  "This API key is not allowed to use the model `%s`.", msg->model);
-        return;
+        return 0;
     }
     //  The response cache is asked here, once seekmesh-cache exists.
 
@@ -608,18 +620,21 @@ s_on_request (router_t *self, mesh_inbox_t *inbox)
     mesh_map_put (self->requests, request->base.id, request);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
     s_reserve (request);
+    return 0;
 }
 
-static void
-s_on_cancel (router_t *self, const mesh_msg_t *msg)
+static int
+s_on_cancel (void *arg, mesh_inbox_t *inbox)
 {
+    router_t *self = arg;
+    const mesh_msg_t *msg = &inbox->msg;
     request_t *request = mesh_map_get (self->requests, msg->id);
     if (!request || request->base.attempt != msg->attempt)
-        return;                 //  done already, or another router's
+        return 0;                 //  done already, or another router's
     request->base.cancelled = true;
     mesh_metric_inc (self->metric.cancelled);
     if (!request->base.connector)
-        return;                 //  waiting for its quota: ends at the decision
+        return 0;                 //  waiting for its quota: ends at the decision
     mesh_msg_t cancel;
     mesh_msg_init (&cancel, MESH_MSG_CANCEL, msg->id);
     cancel.attempt = msg->attempt;
@@ -627,6 +642,7 @@ s_on_cancel (router_t *self, const mesh_msg_t *msg)
     if (mesh_msg_send (self->connectors_socket, &cancel, request->base.connector->identity,
                        request->base.connector->identity_size, ZMQ_DONTWAIT) < 0)
         mesh_warn ("cannot forward CANCEL: %s req=%s", zmq_strerror (errno), msg->id);
+    return 0;
 }
 
 static void
@@ -652,9 +668,10 @@ s_on_registry (void *arg, router_gen_t *gen)
         s_send_registry (self, router_connectors_at (self->connectors, i));
 }
 
-static void
-s_on_beat (router_t *self, const mesh_inbox_t *inbox)
+static int
+s_on_beat (void *arg, mesh_inbox_t *inbox)
 {
+    router_t *self = arg;
     bool known = router_connectors_find (self->connectors, inbox->identity, inbox->identity_size);
     router_connector_t *connector = router_connectors_seen (
         self->connectors, inbox->identity, inbox->identity_size, inbox->msg.capacity,
@@ -672,6 +689,7 @@ s_on_beat (router_t *self, const mesh_inbox_t *inbox)
                        connector->identity_size, ZMQ_DONTWAIT);
         s_send_registry (self, connector);
     }
+    return 0;
 }
 
 //  A connection to the connectors' socket closed: a connector that dies
@@ -712,13 +730,14 @@ s_held_request (router_t *self, const mesh_inbox_t *inbox)
 }
 
 //  The upstream call failed before any byte reached the client
-static void
-s_on_fail (router_t *self, const mesh_inbox_t *inbox)
+static int
+s_on_fail (void *arg, mesh_inbox_t *inbox)
 {
+    router_t *self = arg;
     const mesh_msg_t *msg = &inbox->msg;
     request_t *request = s_held_request (self, inbox);
     if (!request)
-        return;
+        return 0;
     const mesh_model_t *model = request->base.model;
     router_request_detach (&request->base);
     if (request->in_retry) {
@@ -732,7 +751,7 @@ s_on_fail (router_t *self, const mesh_inbox_t *inbox)
                 model->name, msg->endpoint, request->tries, msg->id);
     if (request->base.cancelled) {
         s_request_end (request, 0);
-        return;
+        return 0;
     }
     //  A connector that cannot take it: another connector may
     if (mesh_streq (msg->err_code, "connector_full") || mesh_streq (msg->err_code, "draining")
@@ -745,10 +764,10 @@ s_on_fail (router_t *self, const mesh_inbox_t *inbox)
         request->in_retry = true;
         request->avoid_endpoint = (int) msg->endpoint;
         s_route (request);
-        return;
+        return 0;
     }
     if ((msg->status == 429 || msg->status >= 500) && s_fall_back (request, msg->err_code))
-        return;
+        return 0;
     s_count_refusal (self, request->series, "upstream");
     mesh_msg_t error;
     mesh_msg_init (&error, MESH_MSG_ERROR, msg->id);
@@ -766,15 +785,17 @@ s_on_fail (router_t *self, const mesh_inbox_t *inbox)
     memcpy (error.key_id, request->key_id, sizeof error.key_id);
     s_send_ingress (self, request->base.reply_to, &error);
     s_request_end (request, 0);
+    return 0;
 }
 
-static void
-s_on_done (router_t *self, const mesh_inbox_t *inbox)
+static int
+s_on_done (void *arg, mesh_inbox_t *inbox)
 {
+    router_t *self = arg;
     const mesh_msg_t *msg = &inbox->msg;
     request_t *request = s_held_request (self, inbox);
     if (!request)
-        return;
+        return 0;
     mesh_debug ("done status=%u outcome=%s tokens=%llu+%llu req=%s", msg->status, msg->outcome,
                 (unsigned long long) msg->prompt_tokens,
                 (unsigned long long) msg->output_tokens, msg->id);
@@ -789,6 +810,7 @@ s_on_done (router_t *self, const mesh_inbox_t *inbox)
         router_policy_success (self->policy, model, msg->endpoint, now);
     mesh_metric_inc (self->metric.done);
     s_request_end (request, msg->prompt_tokens + msg->output_tokens);
+    return 0;
 }
 
 //  Sockets ------------------------------------------------------------------
@@ -798,28 +820,7 @@ s_on_ingress_socket (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     router_t *self = arg;
-    for (int batch = 0; batch < 64 && self->ingress; batch++) {
-        mesh_inbox_t inbox;
-        char why [128];
-        int rc = mesh_msg_recv (socket, &inbox, false, why, sizeof why);
-        if (rc == 0)
-            break;
-        if (rc < 0) {
-            mesh_warn ("dropped a malformed message from an ingress: %s", why);
-            mesh_metric_inc (self->metric.bad_messages);
-            continue;
-        }
-        if (inbox.msg.type == MESH_MSG_REQUEST)
-            s_on_request (self, &inbox);
-        else
-        if (inbox.msg.type == MESH_MSG_CANCEL)
-            s_on_cancel (self, &inbox.msg);
-        else {
-            mesh_warn ("unexpected %s from an ingress", mesh_msg_name (inbox.msg.type));
-            mesh_metric_inc (self->metric.bad_messages);
-        }
-        mesh_inbox_close (&inbox);
-    }
+    mesh_dispatch (socket, &s_from_ingress, self, &self->bad_messages);
     return 0;
 }
 
@@ -828,34 +829,7 @@ s_on_connectors_socket (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     router_t *self = arg;
-    for (int batch = 0; batch < 64; batch++) {
-        mesh_inbox_t inbox;
-        char why [128];
-        int rc = mesh_msg_recv (socket, &inbox, true, why, sizeof why);
-        if (rc == 0)
-            break;
-        if (rc < 0) {
-            mesh_warn ("dropped a malformed message from a connector: %s", why);
-            mesh_metric_inc (self->metric.bad_messages);
-            continue;
-        }
-        switch (inbox.msg.type) {
-            case MESH_MSG_READY:
-            case MESH_MSG_HEARTBEAT:
-                s_on_beat (self, &inbox);
-                break;
-            case MESH_MSG_DONE:
-                s_on_done (self, &inbox);
-                break;
-            case MESH_MSG_FAIL:
-                s_on_fail (self, &inbox);
-                break;
-            default:
-                mesh_warn ("unexpected %s from a connector", mesh_msg_name (inbox.msg.type));
-                mesh_metric_inc (self->metric.bad_messages);
-        }
-        mesh_inbox_close (&inbox);
-    }
+    mesh_dispatch (socket, &s_from_connectors, self, &self->bad_messages);
     return 0;
 }
 
@@ -938,8 +912,7 @@ s_metrics (router_t *self, mesh_metrics_t *metrics)
         "Connectors alive.", NULL);
     self->metric.inflight = mesh_metrics_gauge (metrics, "seekmesh_router_inflight",
         "Requests this router holds (waiting for quota or dispatched), all keys and models.", NULL);
-    self->metric.bad_messages = mesh_metrics_counter (metrics, "seekmesh_router_bad_messages_total",
-        "Malformed or unexpected messages dropped.", NULL);
+    mesh_dispatch_counters (&self->bad_messages, metrics, "router");
     self->metric.dispatch_seconds = mesh_metrics_histogram (metrics, "seekmesh_router_dispatch_seconds",
         "Time from receiving a request to dispatching it (quota decision included).", NULL);
 }
