@@ -14,6 +14,7 @@ struct mesh_config_t {
     char *file;
     json_t *root;
     json_t *env_strings;        //  keeps strings read from the environment alive
+    json_t *memo;               //  values derived from the config (mesh_settings)
     char *error;                //  first error, or NULL
 };
 
@@ -25,6 +26,7 @@ s_new (json_t *root, const char *name)
     self->file = strdup (name);
     self->root = root;
     self->env_strings = json_object ();
+    self->memo = json_object ();
     return self;
 }
 
@@ -81,6 +83,7 @@ mesh_config_destroy (mesh_config_t **self_p)
         return;
     json_decref (self->root);
     json_decref (self->env_strings);
+    json_decref (self->memo);
     free (self->file);
     free (self->error);
     free (self);
@@ -123,8 +126,14 @@ mesh_config_node (mesh_config_t *self, const char *path)
     return node;
 }
 
-static void
-s_env_name (const char *path, char *out, size_t size)
+json_t *
+mesh_config_memo (mesh_config_t *self)
+{
+    return self->memo;
+}
+
+void
+mesh_config_env_name (const char *path, char *out, size_t size)
 {
     size_t n = snprintf (out, size, "SEEKMESH_");
     for (const char *at = path; *at && n + 1 < size; at++)
@@ -143,7 +152,7 @@ mesh_config_invalid (mesh_config_t *self, const char *path, const char *fmt, ...
     vsnprintf (what, sizeof what, fmt, args);
     va_end (args);
     char env [160];
-    s_env_name (path, env, sizeof env);
+    mesh_config_env_name (path, env, sizeof env);
     char line [800];
     if (getenv (env))
         snprintf (line, sizeof line, "config: environment %s (for %s in %s): %s",
@@ -178,7 +187,7 @@ int64_t
 mesh_config_int (mesh_config_t *self, const char *path, int64_t dflt)
 {
     char env [160];
-    s_env_name (path, env, sizeof env);
+    mesh_config_env_name (path, env, sizeof env);
     const char *text = getenv (env);
     if (text) {
         char *end;
@@ -204,7 +213,7 @@ double
 mesh_config_number (mesh_config_t *self, const char *path, double dflt)
 {
     char env [160];
-    s_env_name (path, env, sizeof env);
+    mesh_config_env_name (path, env, sizeof env);
     const char *text = getenv (env);
     if (text) {
         char *end;
@@ -229,7 +238,7 @@ bool
 mesh_config_bool (mesh_config_t *self, const char *path, bool dflt)
 {
     char env [160];
-    s_env_name (path, env, sizeof env);
+    mesh_config_env_name (path, env, sizeof env);
     const char *text = getenv (env);
     if (text) {
         if (strcmp (text, "true") == 0 || strcmp (text, "1") == 0)
@@ -253,7 +262,7 @@ const char *
 mesh_config_str (mesh_config_t *self, const char *path, const char *dflt)
 {
     char env [160];
-    s_env_name (path, env, sizeof env);
+    mesh_config_env_name (path, env, sizeof env);
     const char *text = getenv (env);
     if (text) {
         json_object_set_new (self->env_strings, path, json_string (text));
@@ -273,6 +282,26 @@ mesh_config_str (mesh_config_t *self, const char *path, const char *dflt)
         return dflt;
     }
     return json_string_value (node);
+}
+
+int
+mesh_config_only (mesh_config_t *self, const char *path, const char *const *fields)
+{
+    json_t *node = mesh_config_node (self, path);
+    const char *key;
+    json_t *value;
+    json_object_foreach (node, key, value) {
+        bool known = false;
+        for (size_t i = 0; fields [i] && !known; i++)
+            known = strcmp (key, fields [i]) == 0;
+        if (!known) {
+            char at [256];
+            snprintf (at, sizeof at, "%s.%s", path, key);
+            mesh_config_invalid (self, at, "unknown field");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 size_t

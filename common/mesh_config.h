@@ -41,6 +41,15 @@ double      mesh_config_number (mesh_config_t *self, const char *path, double df
 bool        mesh_config_bool (mesh_config_t *self, const char *path, bool dflt);
 //  The string lives as long as the config.
 const char *mesh_config_str (mesh_config_t *self, const char *path, const char *dflt);
+//  SEEKMESH_ and path in upper case, dots and dashes as underscores
+void        mesh_config_env_name (const char *path, char *out, size_t size);
+//  A JSON object that lives as long as the config, for values derived from
+//  it (mesh_settings keeps moved addresses and peer lists there)
+json_t     *mesh_config_memo (mesh_config_t *self);
+//  Records an error naming the first member of the object at path that is
+//  not in fields (NULL-terminated); nothing when path is not an object.
+//  Returns -1 when one was found.
+int         mesh_config_only (mesh_config_t *self, const char *path, const char *const *fields);
 //  Size of the array at path; 0 if absent; an error if not an array.
 size_t      mesh_config_array_size (mesh_config_t *self, const char *path);
 

@@ -1,5 +1,6 @@
 /*  mesh_models: model registry with aliases.                                */
 #include "mesh_models.h"
+#include "mesh_settings.h"
 #include "mesh_util.h"
 
 #include <assert.h>
@@ -178,6 +179,12 @@ s_endpoints (mesh_config_t *config, const char *base, mesh_model_t *model)
             snprintf (at, sizeof at, "%s.endpoints.%zu.url", base, k);
             endpoint->text = mesh_config_str (config, at, NULL);
         }
+        static const char *const fields [] = { "url", "region", "priority", "weight", NULL };
+        if (!single) {
+            snprintf (path, sizeof path, "%s.endpoints.%zu", base, k);
+            if (mesh_config_only (config, path, fields) < 0)
+                return -1;
+        }
         if (!endpoint->text || mesh_url_parse (endpoint->text, &endpoint->url, why, sizeof why) < 0) {
             mesh_config_invalid (config, at, "%s", endpoint->text ? why : "every endpoint needs a url");
             return -1;
@@ -213,6 +220,10 @@ s_variants (mesh_models_t *self, mesh_config_t *config, const char *base, mesh_m
     model->variant_count = count;
     for (size_t k = 0; k < count; k++) {
         char at [128];
+        static const char *const fields [] = { "model", "weight", NULL };
+        snprintf (at, sizeof at, "%s.variants.%zu", base, k);
+        if (mesh_config_only (config, at, fields) < 0)
+            return -1;
         snprintf (at, sizeof at, "%s.variants.%zu.model", base, k);
         model->variants [k].model = mesh_config_str (config, at, NULL);
         snprintf (at, sizeof at, "%s.variants.%zu.weight", base, k);
@@ -235,9 +246,9 @@ mesh_models_load (mesh_config_t *config)
     self->slots = count ? count : 1;
     self->models = calloc (self->slots, sizeof *self->models);
     assert (self->models);
-    int64_t connect_ms = mesh_config_int (config, "connector.connect_timeout_ms", 5000);
-    int64_t first_byte_ms = mesh_config_int (config, "connector.first_byte_timeout_ms", 120000);
-    int64_t idle_ms = mesh_config_int (config, "connector.idle_timeout_ms", 60000);
+    int64_t connect_ms = mesh_setting_int (config, "connector.connect_timeout_ms");
+    int64_t first_byte_ms = mesh_setting_int (config, "connector.first_byte_timeout_ms");
+    int64_t idle_ms = mesh_setting_int (config, "connector.idle_timeout_ms");
 
     for (size_t i = 0; i < count; i++) {
         char path [96], base [32];
@@ -249,6 +260,17 @@ mesh_models_load (mesh_config_t *config)
         memset (model, 0, sizeof *model);
         model->index = self->count;
         model->config_index = i;
+        static const char *const fields [] = {
+            "name", "type", "endpoint", "endpoints", "variants", "upstream_model", "auth",
+            "stream_config", "stream_only", "fallback", "ca_file", "max_concurrency",
+            "connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms", "aliases", NULL
+        };
+        static const char *const auth_fields [] = { "type", "key_name", "key_env", NULL };
+        static const char *const stream_fields [] = { "chunk_size", "delimiter", NULL };
+        if (mesh_config_only (config, base, fields) < 0
+        ||  mesh_config_only (config, AT ("auth"), auth_fields) < 0
+        ||  mesh_config_only (config, AT ("stream_config"), stream_fields) < 0)
+            continue;
         model->name = mesh_config_str (config, AT ("name"), NULL);
         if (!model->name || !*model->name) {
             mesh_config_invalid (config, AT ("name"), "every model needs a name");

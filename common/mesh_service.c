@@ -1,24 +1,55 @@
 /*  mesh_service: command line, config and graceful drain for mains.       */
 #include "mesh_service.h"
 #include "mesh_log.h"
+#include "mesh_settings.h"
+#include "mesh_settings.h"
 
+#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+static void
+s_usage (const char *name)
+{
+    fprintf (stderr, "usage: seekmesh-%s [-c CONFIG] [--print-config] [--settings]\n"
+             "  -c CONFIG        the config file (default $SEEKMESH_CONFIG, else %s)\n"
+             "  --print-config   print the configuration this instance would run with, as JSON\n"
+             "                   (SEEKMESH_INSTANCE=i moves its ports; secrets redacted), and exit\n"
+             "  --settings       print every setting: name, kind, default, range, environment\n"
+             "                   variable, and exit\n", name, MESH_CONFIG_DEFAULT);
+}
+
 mesh_config_t *
 mesh_service_config (const char *name, int argc, char *argv [])
 {
     const char *path = NULL;
+    bool print_config = false;
+    static const struct option options [] = {
+        { "print-config", no_argument, NULL, 'p' },
+        { "settings", no_argument, NULL, 's' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
     int opt;
-    while ((opt = getopt (argc, argv, "c:")) != -1) {
+    while ((opt = getopt_long (argc, argv, "c:h", options, NULL)) != -1) {
         if (opt == 'c')
             path = optarg;
+        else
+        if (opt == 'p')
+            print_config = true;
+        else
+        if (opt == 's') {
+            char *text = mesh_settings_describe ();
+            puts (text);
+            free (text);
+            exit (0);
+        }
         else {
-            fprintf (stderr, "usage: seekmesh-%s [-c CONFIG]\n", name);
-            exit (2);
+            s_usage (name);
+            exit (opt == 'h' ? 0 : 2);
         }
     }
     mesh_log_init (name);
@@ -37,16 +68,18 @@ mesh_service_config (const char *name, int argc, char *argv [])
     mesh_config_t *config = mesh_config_load (path, why, sizeof why);
     if (!config)
         mesh_fatal ("%s", why);
+    //  Every key known and every setting valid, whichever service reads it
+    if (mesh_settings_check (config) < 0)
+        mesh_fatal ("%s", mesh_config_failed (config));
+    if (print_config) {
+        char *text = mesh_settings_effective (config);
+        if (mesh_config_failed (config))
+            mesh_fatal ("%s", mesh_config_failed (config));
+        puts (text);
+        free (text);
+        exit (0);
+    }
     return config;
-}
-
-void
-mesh_service_address (mesh_config_t *config, const char *path, const char *address,
-                      char *out, size_t size)
-{
-    int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
-    if (mesh_endpoint_offset (address, mesh_config_instance () * stride, out, size) < 0)
-        mesh_fatal ("config %s: %s: \"%s\" needs a port", mesh_config_file (config), path, address);
 }
 
 static struct {

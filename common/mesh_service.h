@@ -1,7 +1,8 @@
 /*  mesh_service: what every service's main does the same way.
 
-    mesh_service_config reads `-c CONFIG`, names the log, loads the config
-    and stops the process with one line if it cannot; it blocks SIGTERM and
+    mesh_service_config reads `-c CONFIG` (and answers --print-config and
+    --settings, see mesh_settings.h), names the log, loads and checks the
+    config and stops the process with one line if it cannot; it blocks SIGTERM and
     SIGINT first, so every thread started later leaves them to the loop.  mesh_service_drain
     gives a mesh_loop service the SIGTERM behaviour of DESIGN.md: stop
     taking work, let what is in flight finish up to mesh.drain_ms, stop the
@@ -15,11 +16,6 @@
 #include <stddef.h>
 
 mesh_config_t *mesh_service_config (const char *name, int argc, char *argv []);
-
-//  `address` ("127.0.0.1:9081") moved by this instance's port offset, or
-//  a fatal error naming path.
-void mesh_service_address (mesh_config_t *config, const char *path, const char *address,
-                           char *out, size_t size);
 
 //  start: stop taking work, return what is in flight; inflight: what is left.
 typedef size_t (mesh_drain_fn) (void *arg);

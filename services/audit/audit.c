@@ -42,6 +42,7 @@
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_msg.h"
+#include "mesh_settings.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
 #include "mesh_zmq.h"
@@ -608,12 +609,12 @@ static mesh_audit_keyring_t *
 s_load_keys (mesh_config_t *config, const char *key_file, const char **env_text,
              char *why, size_t why_size)
 {
-    const char *env_name = mesh_config_str (config, "audit.keys_env", "SEEKMESH_AUDIT_KEYS");
+    const char *env_name = mesh_setting_str (config, "audit.keys_env");
     *env_text = *env_name && getenv (env_name) && *getenv (env_name) ? getenv (env_name) : NULL;
     struct stat st;
     bool file_has_text = stat (key_file, &st) == 0 && st.st_size > 0;
     if (!file_has_text && !*env_text) {
-        if (*mesh_config_str (config, "audit.key_file", "")) {
+        if (*mesh_setting_str (config, "audit.key_file")) {
             snprintf (why, why_size, "config %s: audit.key_file: %s holds no key and $%s is not set",
                       mesh_config_file (config), key_file, env_name);
             return NULL;
@@ -670,25 +671,15 @@ audit_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t *
 
     //  Settings
     int instance = mesh_config_instance ();
-    int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
-    const char *listen = mesh_config_str (config, "audit.listen", "tcp://127.0.0.1:5558");
-    const char *dir = mesh_config_str (config, "audit.dir", "");
-    int64_t batch_max = mesh_config_int (config, "audit.batch_max", 4096);
-    int64_t batch_ms = mesh_config_int (config, "audit.batch_ms", 5);
-    int64_t checkpoint_ms = mesh_config_int (config, "audit.checkpoint_ms", 1000);
-    int64_t retention_days = mesh_config_int (config, "audit.retention_days", 30);
-    int64_t resend_ms = mesh_config_int (config, "ingress.audit_resend_ms", 2000);
-    self->rejoin_ms = mesh_config_int (config, "audit.rejoin_ms", 2 * resend_ms + 1000);
-    if (batch_max < 1 || batch_max > 65536)
-        mesh_config_invalid (config, "audit.batch_max", "must be 1 to 65536");
-    if (batch_ms < 0 || batch_ms > 1000)
-        mesh_config_invalid (config, "audit.batch_ms", "must be 0 to 1000");
-    if (checkpoint_ms < 1)
-        mesh_config_invalid (config, "audit.checkpoint_ms", "must be > 0");
-    if (retention_days < 0)
-        mesh_config_invalid (config, "audit.retention_days", "must be >= 0 (0: keep everything)");
-    if (self->rejoin_ms < 0)
-        mesh_config_invalid (config, "audit.rejoin_ms", "must be >= 0");
+    const char *endpoint = mesh_setting_str (config, "audit.listen");
+    const char *dir = mesh_setting_str (config, "audit.dir");
+    int64_t batch_max = mesh_setting_int (config, "audit.batch_max");
+    int64_t batch_ms = mesh_setting_int (config, "audit.batch_ms");
+    int64_t checkpoint_ms = mesh_setting_int (config, "audit.checkpoint_ms");
+    int64_t retention_days = mesh_setting_int (config, "audit.retention_days");
+    self->rejoin_ms = mesh_setting_int (config, "audit.rejoin_ms");
+    if (self->rejoin_ms < 0)        //  two of the ingresses' resend intervals and a second
+        self->rejoin_ms = 2 * mesh_setting_int (config, "ingress.audit_resend_ms") + 1000;
     //  "" : the run directory of scripts/mesh, else run/audit (from the
     //  working directory); instance i > 0 gets its own, "<dir>-<i>", since
     //  one chain has one writer
@@ -709,10 +700,6 @@ audit_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t *
     s_path (config, "audit.key_file", self->dir, "keys", key_file, sizeof key_file);
     s_path (config, "audit.signing_key_file", self->dir, "signing.pem", signing_file, sizeof signing_file);
     s_path (config, "audit.public_key_file", self->dir, "signing.pub.pem", public_file, sizeof public_file);
-    char endpoint [256];
-    if (!mesh_config_failed (config)
-    &&  mesh_endpoint_offset (listen, instance * stride, endpoint, sizeof endpoint) < 0)
-        mesh_config_invalid (config, "audit.listen", "\"%s\" needs a port", listen);
     if (mesh_config_failed (config)) {
         snprintf (why, why_size, "%s", mesh_config_failed (config));
         audit_destroy (&self);

@@ -18,6 +18,7 @@
 #include "mesh_id.h"
 #include "mesh_log.h"
 #include "mesh_msg.h"
+#include "mesh_settings.h"
 #include "mesh_time.h"
 #include "mesh_zmq.h"
 
@@ -151,10 +152,9 @@ audit_bench (int argc, char *argv [])
         config = mesh_config_load (config_path, why, sizeof why);
         if (!config)
             mesh_fatal ("%s", why);
-        const char *listen = mesh_config_str (config, "audit.listen", "tcp://127.0.0.1:5558");
-        int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
-        if (mesh_endpoint_offset (listen, mesh_config_instance () * stride, address, sizeof address) < 0)
-            mesh_fatal ("audit.listen: \"%s\" needs a port", listen);
+        snprintf (address, sizeof address, "%s", mesh_setting_str (config, "audit.listen"));
+        if (mesh_config_failed (config))
+            mesh_fatal ("%s", mesh_config_failed (config));
         endpoint = address;
     }
 

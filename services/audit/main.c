@@ -9,6 +9,7 @@
 #include "mesh_admin.h"
 #include "mesh_log.h"
 #include "mesh_service.h"
+#include "mesh_settings.h"
 
 #include <string.h>
 #include <zmq.h>
@@ -38,11 +39,8 @@ main (int argc, char *argv [])
         return audit_bench (argc - 1, argv + 1);
 
     mesh_config_t *config = mesh_service_config ("audit", argc, argv);
-    char admin_address [256];
-    mesh_service_address (config, "audit.admin_listen",
-                          mesh_config_str (config, "audit.admin_listen", "127.0.0.1:9084"),
-                          admin_address, sizeof admin_address);
-    int64_t drain_ms = mesh_config_int (config, "mesh.drain_ms", 5000);
+    const char *admin_address = mesh_setting_str (config, "audit.admin_listen");
+    int64_t drain_ms = mesh_setting_int (config, "mesh.drain_ms");
     if (mesh_config_failed (config))
         mesh_fatal ("%s", mesh_config_failed (config));
 

@@ -18,6 +18,7 @@
 #include "mesh_map.h"
 #include "mesh_msg.h"
 #include "mesh_peer.h"
+#include "mesh_settings.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
 #include "mesh_zmq.h"
@@ -742,38 +743,25 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
     mesh_random (nonce, sizeof nonce);
     snprintf (self->name, sizeof self->name, "connector-%d-%d-%02x%02x%02x%02x", instance,
               (int) getpid (), nonce [0], nonce [1], nonce [2], nonce [3]);
-    self->capacity = (uint32_t) mesh_config_int (config, "connector.capacity", 4096);
-    self->heartbeat_ms = mesh_config_int (config, "router.heartbeat_ms", 500);
-    self->liveness = mesh_config_int (config, "router.heartbeat_liveness", 3);
-    self->pool_idle_ms = mesh_config_int (config, "connector.pool_idle_ms", 60000);
-    self->ws_ping_ms = mesh_config_int (config, "connector.ws_ping_ms", 15000);
-    self->ws_pool_size = (int) mesh_config_int (config, "connector.ws_pool_size", 2);
-    self->done_flush_ms = mesh_config_int (config, "connector.done_flush_ms", 5);
-    if (self->capacity == 0 || self->heartbeat_ms <= 0 || self->liveness <= 0
-    ||  self->pool_idle_ms <= 0 || self->ws_ping_ms <= 0 || self->ws_pool_size < 0
-    ||  self->done_flush_ms < 0)
-        mesh_config_invalid (config, "connector", "capacity, heartbeats, pool_idle_ms and ws_ping_ms must be positive");
+    self->capacity = (uint32_t) mesh_setting_int (config, "connector.capacity");
+    self->heartbeat_ms = mesh_setting_int (config, "router.heartbeat_ms");
+    self->liveness = mesh_setting_int (config, "router.heartbeat_liveness");
+    self->pool_idle_ms = mesh_setting_int (config, "connector.pool_idle_ms");
+    self->ws_ping_ms = mesh_setting_int (config, "connector.ws_ping_ms");
+    self->ws_pool_size = (int) mesh_setting_int (config, "connector.ws_pool_size");
+    self->done_flush_ms = mesh_setting_int (config, "connector.done_flush_ms");
     self->models = mesh_models_load (config);
 
     //  The routers: connector.routers, or every instance of router.connector_listen
-    int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
-    size_t explicit_count = mesh_config_array_size (config, "connector.routers");
-    size_t count = explicit_count ? explicit_count
-                 : (size_t) mesh_config_int (config, "mesh.instances.router", 1);
-    const char *base = mesh_config_str (config, "router.connector_listen", "tcp://127.0.0.1:5556");
+    size_t count = mesh_setting_count (config, "connector.routers");
     if (count == 0 || count > MAX_ROUTERS)
-        mesh_config_invalid (config, "mesh.instances.router", "between 1 and %d routers", MAX_ROUTERS);
+        mesh_config_invalid (config, "connector.routers", "between 1 and %d routers, not %zu",
+                             MAX_ROUTERS, count);
     for (size_t i = 0; i < count && i < MAX_ROUTERS; i++) {
         router_link_t *link = &self->routers [self->router_count++];
         link->connector = self;
-        if (explicit_count) {
-            char path [64];
-            snprintf (path, sizeof path, "connector.routers.%zu", i);
-            snprintf (link->endpoint, sizeof link->endpoint, "%s", mesh_config_str (config, path, ""));
-        }
-        else
-        if (mesh_endpoint_offset (base, (int) i * stride, link->endpoint, sizeof link->endpoint) < 0)
-            mesh_config_invalid (config, "router.connector_listen", "\"%s\" needs a port", base);
+        snprintf (link->endpoint, sizeof link->endpoint, "%s",
+                  mesh_setting_item (config, "connector.routers", i));
     }
     if (mesh_config_failed (config)) {
         snprintf (why, why_size, "%s", mesh_config_failed (config));

@@ -5,6 +5,7 @@
 #include "mesh_admin.h"
 #include "mesh_log.h"
 #include "mesh_service.h"
+#include "mesh_settings.h"
 
 #include <zmq.h>
 
@@ -30,11 +31,8 @@ int
 main (int argc, char *argv [])
 {
     mesh_config_t *config = mesh_service_config ("connector", argc, argv);
-    char admin_address [256];
-    mesh_service_address (config, "connector.admin_listen",
-                          mesh_config_str (config, "connector.admin_listen", "127.0.0.1:9082"),
-                          admin_address, sizeof admin_address);
-    int64_t drain_ms = mesh_config_int (config, "mesh.drain_ms", 5000);
+    const char *admin_address = mesh_setting_str (config, "connector.admin_listen");
+    int64_t drain_ms = mesh_setting_int (config, "mesh.drain_ms");
     if (mesh_config_failed (config))
         mesh_fatal ("%s", mesh_config_failed (config));
 

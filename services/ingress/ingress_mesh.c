@@ -19,6 +19,7 @@
 #include "mesh_audit.h"
 #include "mesh_dispatch.h"
 #include "mesh_log.h"
+#include "mesh_settings.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
 #include "mesh_zmq.h"
@@ -536,25 +537,12 @@ ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
     self->mesh = mesh;
     mesh->ctx = zmq_ctx_new ();
     mesh->signal_fd = -1;
-    int instance = mesh_config_instance ();
-    int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
 
     //  Our reply endpoint: bound here, named in every REQUEST
-    const char *bind = mesh_config_str (config, "ingress.reply_endpoint", "tcp://127.0.0.1:5559");
-    const char *advertise = mesh_config_str (config, "ingress.reply_advertise", "");
-    char endpoint [256];
-    if (mesh_endpoint_offset (bind, instance * stride, endpoint, sizeof endpoint) < 0) {
-        snprintf (why, why_size, "config %s: ingress.reply_endpoint: \"%s\" needs a port",
-                  mesh_config_file (config), bind);
-        return -1;
-    }
-    if (*advertise) {
-        if (mesh_endpoint_offset (advertise, instance * stride, mesh->reply_to, sizeof mesh->reply_to) < 0) {
-            snprintf (why, why_size, "config %s: ingress.reply_advertise: \"%s\" needs a port",
-                      mesh_config_file (config), advertise);
-            return -1;
-        }
-    }
+    const char *endpoint = mesh_setting_str (config, "ingress.reply_endpoint");
+    const char *advertise = mesh_setting_str (config, "ingress.reply_advertise");
+    if (*advertise)
+        snprintf (mesh->reply_to, sizeof mesh->reply_to, "%s", advertise);
     else
     if (strstr (endpoint, "://*") || strstr (endpoint, "://0.0.0.0")) {
         snprintf (why, why_size, "config %s: ingress.reply_endpoint binds every address; set "
@@ -571,28 +559,16 @@ ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
     mesh_info ("replies on %s", mesh->reply_to);
 
     //  The routers: ingress.routers, or every instance of router.listen
-    size_t explicit_count = mesh_config_array_size (config, "ingress.routers");
-    size_t count = explicit_count ? explicit_count
-                 : (size_t) mesh_config_int (config, "mesh.instances.router", 1);
-    const char *base = mesh_config_str (config, "router.listen", "tcp://127.0.0.1:5555");
+    size_t count = mesh_setting_count (config, "ingress.routers");
     if (count == 0 || count > INGRESS_MAX_ROUTERS) {
-        snprintf (why, why_size, "config %s: between 1 and %d routers", mesh_config_file (config),
-                  INGRESS_MAX_ROUTERS);
+        snprintf (why, why_size, "config %s: ingress.routers: between 1 and %d routers, not %zu",
+                  mesh_config_file (config), INGRESS_MAX_ROUTERS, count);
         return -1;
     }
     for (size_t i = 0; i < count; i++) {
         router_t *router = &mesh->routers [mesh->router_count++];
-        if (explicit_count) {
-            char path [64];
-            snprintf (path, sizeof path, "ingress.routers.%zu", i);
-            snprintf (router->endpoint, sizeof router->endpoint, "%s", mesh_config_str (config, path, ""));
-        }
-        else
-        if (mesh_endpoint_offset (base, (int) i * stride, router->endpoint, sizeof router->endpoint) < 0) {
-            snprintf (why, why_size, "config %s: router.listen: \"%s\" needs a port",
-                      mesh_config_file (config), base);
-            return -1;
-        }
+        snprintf (router->endpoint, sizeof router->endpoint, "%s",
+                  mesh_setting_item (config, "ingress.routers", i));
         router->socket = mesh_zmq_socket (mesh->ctx, ZMQ_PUSH);
         int one = 1;
         zmq_setsockopt (router->socket, ZMQ_IMMEDIATE, &one, sizeof one);

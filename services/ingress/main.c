@@ -6,6 +6,7 @@
 #include "mesh_conn.h"
 #include "mesh_log.h"
 #include "mesh_service.h"
+#include "mesh_settings.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
 
@@ -36,7 +37,7 @@ s_ready (void *arg, mesh_buf_t *why)
 }
 
 static struct lws_vhost *
-s_vhost (ingress_t *self, const char *name, const char *address, int offset,
+s_vhost (ingress_t *self, const char *name, const char *address,
          const struct lws_protocols *protocols, const char *cert, const char *key)
 {
     char host [256];
@@ -46,7 +47,7 @@ s_vhost (ingress_t *self, const char *name, const char *address, int offset,
     struct lws_context_creation_info info;
     memset (&info, 0, sizeof info);
     info.vhost_name = name;
-    info.port = port + offset;
+    info.port = port;
     info.iface = *host && strcmp (host, "0.0.0.0") != 0 ? host : NULL;
     info.protocols = protocols;
     info.keepalive_timeout = 60;
@@ -63,8 +64,8 @@ s_vhost (ingress_t *self, const char *name, const char *address, int offset,
     struct lws_vhost *vhost = lws_create_vhost (self->context, &info);
     if (!vhost)
         mesh_fatal ("cannot listen on %s:%d for %s (port in use, or bad TLS files?)",
-                    *host ? host : "*", port + offset, name);
-    mesh_info ("%s on %s:%d", name, *host ? host : "*", port + offset);
+                    *host ? host : "*", port, name);
+    mesh_info ("%s on %s:%d", name, *host ? host : "*", port);
     return vhost;
 }
 
@@ -76,28 +77,19 @@ main (int argc, char *argv [])
     lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_log);
     char why [512];
     mesh_config_t *config = self->config;
-    const char *listen = mesh_config_str (config, "ingress.listen", "127.0.0.1:8080");
-    const char *tls_listen = mesh_config_str (config, "ingress.tls_listen", "");
-    const char *tls_cert = mesh_config_str (config, "ingress.tls_cert", "");
-    const char *tls_key = mesh_config_str (config, "ingress.tls_key", "");
-    const char *admin_listen = mesh_config_str (config, "ingress.admin_listen", "127.0.0.1:9080");
-    int64_t max_header_bytes = mesh_config_int (config, "ingress.max_header_bytes", 16384);
-    self->max_body_bytes = mesh_config_int (config, "ingress.max_body_bytes", 1 << 20);
-    self->max_out_bytes = mesh_config_int (config, "ingress.max_buffered_bytes", 4 << 20);
-    self->keepalive_interval_ms = mesh_config_int (config, "ingress.keepalive_interval_ms", 15000);
-    self->request_timeout_ms = mesh_config_int (config, "ingress.request_timeout_ms", 600000);
-    self->max_attempts = (uint32_t) mesh_config_int (config, "ingress.max_attempts", 2);
-    self->default_max_tokens = (uint32_t) mesh_config_int (config, "ingress.default_max_tokens", 4096);
-    self->drain_ms = mesh_config_int (config, "mesh.drain_ms", 5000);
-    int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
-    int offset = mesh_config_instance () * stride;
-    if (max_header_bytes < 1024 || max_header_bytes > 65535)
-        mesh_config_invalid (config, "ingress.max_header_bytes", "must be 1024 .. 65535");
-    if (self->max_body_bytes < 1024 || self->max_body_bytes > MESH_MAX_BODY_BYTES)
-        mesh_config_invalid (config, "ingress.max_body_bytes", "must be 1024 .. %u", MESH_MAX_BODY_BYTES);
-    if (self->keepalive_interval_ms <= 0 || self->request_timeout_ms <= 0 || self->max_out_bytes <= 0
-    ||  self->max_attempts < 1)
-        mesh_config_invalid (config, "ingress", "timeouts, limits and max_attempts must be positive");
+    const char *listen = mesh_setting_str (config, "ingress.listen");
+    const char *tls_listen = mesh_setting_str (config, "ingress.tls_listen");
+    const char *tls_cert = mesh_setting_str (config, "ingress.tls_cert");
+    const char *tls_key = mesh_setting_str (config, "ingress.tls_key");
+    const char *admin_listen = mesh_setting_str (config, "ingress.admin_listen");
+    int64_t max_header_bytes = mesh_setting_int (config, "ingress.max_header_bytes");
+    self->max_body_bytes = mesh_setting_int (config, "ingress.max_body_bytes");
+    self->max_out_bytes = mesh_setting_int (config, "ingress.max_buffered_bytes");
+    self->keepalive_interval_ms = mesh_setting_int (config, "ingress.keepalive_interval_ms");
+    self->request_timeout_ms = mesh_setting_int (config, "ingress.request_timeout_ms");
+    self->max_attempts = (uint32_t) mesh_setting_int (config, "ingress.max_attempts");
+    self->default_max_tokens = (uint32_t) mesh_setting_int (config, "ingress.default_max_tokens");
+    self->drain_ms = mesh_setting_int (config, "mesh.drain_ms");
     if (*tls_listen && (!*tls_cert || !*tls_key))
         mesh_config_invalid (config, "ingress.tls_listen", "needs ingress.tls_cert and ingress.tls_key");
     self->metrics = mesh_metrics_new ();
@@ -137,10 +129,10 @@ main (int argc, char *argv [])
     struct lws_protocols *admin = calloc (2, sizeof *admin);
     admin [0] = ingress_admin_protocol;
 
-    self->api_vhost = s_vhost (self, "api", listen, 0, protocols, NULL, NULL);
+    self->api_vhost = s_vhost (self, "api", listen, protocols, NULL, NULL);
     if (*tls_listen)
-        s_vhost (self, "api-tls", tls_listen, 0, protocols, tls_cert, tls_key);
-    s_vhost (self, "admin", admin_listen, offset, admin, NULL, NULL);
+        s_vhost (self, "api-tls", tls_listen, protocols, tls_cert, tls_key);
+    s_vhost (self, "admin", admin_listen, admin, NULL, NULL);
     if (ingress_mesh_start (self, why, sizeof why) < 0
     ||  ingress_audit_start (self, why, sizeof why) < 0)
         mesh_fatal ("%s", why);

@@ -16,6 +16,7 @@
 #include "mesh_config.h"
 #include "mesh_log.h"
 #include "mesh_service.h"
+#include "mesh_settings.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -84,61 +85,31 @@ s_listen (const char *address, int threads, int *fds)
             mesh_fatal ("%s", why);
 }
 
-static int64_t
-s_setting (mesh_config_t *config, const char *path, int64_t dflt, int64_t min, int64_t max)
-{
-    int64_t value = mesh_config_int (config, path, dflt);
-    if (value < min || value > max)
-        mesh_config_invalid (config, path, "must be between %lld and %lld",
-                             (long long) min, (long long) max);
-    return value;
-}
 
 int
 main (int argc, char *argv [])
 {
-    mesh_log_init ("mock");
-    const char *path = NULL;
-    int opt;
-    while ((opt = getopt (argc, argv, "c:")) != -1) {
-        if (opt != 'c') {
-            fprintf (stderr, "usage: %s [-c CONFIG]\n", argv [0]);
-            return 1;
-        }
-        path = optarg;
-    }
-    char error [512];
-    mesh_config_t *config = mesh_config_load (path, error, sizeof error);
-    if (!config)
-        mesh_fatal ("%s", error);
+    mesh_config_t *config = mesh_service_config ("mock", argc, argv);
 
     mock_settings_t settings = { 0 };
-    const char *listen_base = mesh_config_str (config, "mock.listen", "127.0.0.1:9100");
-    const char *tls_listen_base = mesh_config_str (config, "mock.tls_listen", "");
-    const char *tls_cert = mesh_config_str (config, "mock.tls_cert", "");
-    const char *tls_key = mesh_config_str (config, "mock.tls_key", "");
-    const char *admin_base = mesh_config_str (config, "mock.admin_listen", "127.0.0.1:9109");
-    const char *key_env = mesh_config_str (config, "mock.api_key_env", "SEEKMESH_MOCK_API_KEY");
-    int threads = (int) s_setting (config, "mock.threads", 1, 1, MAX_THREADS);
-    settings.token_delay_ms = s_setting (config, "mock.token_delay_ms", 0, 0, 3600000);
-    settings.keepalive_ms = s_setting (config, "mock.keepalive_ms", 1000, 1, 3600000);
-    settings.ws_chunk_size = (size_t) s_setting (config, "mock.ws_chunk_size", 64, 1, 1 << 20);
-    settings.drain_ms = s_setting (config, "mesh.drain_ms", 5000, 0, 600000);
-    int force_status = (int) mesh_config_int (config, "mock.force_status", 0);
+    const char *listen = mesh_setting_str (config, "mock.listen");
+    const char *tls_listen = mesh_setting_str (config, "mock.tls_listen");
+    const char *tls_cert = mesh_setting_str (config, "mock.tls_cert");
+    const char *tls_key = mesh_setting_str (config, "mock.tls_key");
+    const char *admin_listen = mesh_setting_str (config, "mock.admin_listen");
+    const char *key_env = mesh_setting_str (config, "mock.api_key_env");
+    int threads = (int) mesh_setting_int (config, "mock.threads");
+    settings.token_delay_ms = mesh_setting_int (config, "mock.token_delay_ms");
+    settings.keepalive_ms = mesh_setting_int (config, "mock.keepalive_ms");
+    settings.ws_chunk_size = (size_t) mesh_setting_int (config, "mock.ws_chunk_size");
+    settings.drain_ms = mesh_setting_int (config, "mesh.drain_ms");
+    int force_status = (int) mesh_setting_int (config, "mock.force_status");
     if (force_status != 0 && (force_status < 400 || force_status > 599))
         mesh_config_invalid (config, "mock.force_status", "must be 0 or an error status (400-599)");
-    if (*tls_listen_base && (!*tls_cert || !*tls_key))
+    if (*tls_listen && (!*tls_cert || !*tls_key))
         mesh_config_invalid (config, "mock.tls_listen", "needs mock.tls_cert and mock.tls_key");
     if (mesh_config_failed (config))
         mesh_fatal ("%s", mesh_config_failed (config));
-    //  Replicas: instance i binds every port i x mesh.port_stride higher
-    char listen [256], tls_listen [256] = "", admin_listen [256];
-    mesh_service_address (config, "mock.listen", listen_base, listen, sizeof listen);
-    if (*tls_listen_base)
-        mesh_service_address (config, "mock.tls_listen", tls_listen_base, tls_listen,
-                              sizeof tls_listen);
-    mesh_service_address (config, "mock.admin_listen", admin_base, admin_listen,
-                          sizeof admin_listen);
     //  mock.force_status is the fault switch, set from the start
     settings.fault = mock_fault_new ();
     if (force_status) {

@@ -28,6 +28,7 @@
 #include "mesh_map.h"
 #include "mesh_models.h"
 #include "mesh_msg.h"
+#include "mesh_settings.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
 #include "mesh_zmq.h"
@@ -938,19 +939,14 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     self->ctx = ctx;
     int instance = mesh_config_instance ();
     snprintf (self->name, sizeof self->name, "router-%d-%d", instance, (int) getpid ());
-    self->heartbeat_ms = mesh_config_int (config, "router.heartbeat_ms", 500);
-    self->liveness = mesh_config_int (config, "router.heartbeat_liveness", 3);
-    int stride = (int) mesh_config_int (config, "mesh.port_stride", 10);
-    const char *listen = mesh_config_str (config, "router.listen", "tcp://127.0.0.1:5555");
-    const char *connector_listen = mesh_config_str (config, "router.connector_listen",
-                                                    "tcp://127.0.0.1:5556");
+    self->heartbeat_ms = mesh_setting_int (config, "router.heartbeat_ms");
+    self->liveness = mesh_setting_int (config, "router.heartbeat_liveness");
+    const char *listen = mesh_setting_str (config, "router.listen");
+    const char *connector_listen = mesh_setting_str (config, "router.connector_listen");
     //  The local limiter's share: limit / the routers that share it
-    int routers = (int) mesh_config_int (config, "router.replicas",
-                                         mesh_config_int (config, "mesh.instances.router", 1));
-    if (self->heartbeat_ms <= 0 || self->liveness <= 0)
-        mesh_config_invalid (config, "router.heartbeat_ms", "heartbeats need a positive interval and liveness");
-    if (routers < 1)
-        mesh_config_invalid (config, "router.replicas", "at least 1");
+    int routers = (int) mesh_setting_int (config, "router.replicas");
+    if (routers == 0)
+        routers = (int) MESH_MAX (mesh_setting_int (config, "mesh.instances.router"), 1);
     self->policy = router_policy_new (config, metrics);
     if (!mesh_config_failed (config))
         self->quota = router_quota_new (config, loop, metrics, routers, why, why_size);
@@ -974,40 +970,27 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     self->outbox = mesh_outbox_new (ctx, loop, NULL, NULL);
     self->renewed_ms = mesh_loop_now_ms (loop);
 
-    char endpoint [256];
     self->ingress = mesh_zmq_socket (ctx, ZMQ_PULL);
-    if (mesh_endpoint_offset (listen, instance * stride, endpoint, sizeof endpoint) < 0) {
-        snprintf (why, why_size, "config %s: router.listen: \"%s\" needs a port",
-                  mesh_config_file (config), listen);
+    if (s_bind (self->ingress, listen, why, why_size) < 0) {
         router_destroy (&self);
         return NULL;
     }
-    if (s_bind (self->ingress, endpoint, why, why_size) < 0) {
-        router_destroy (&self);
-        return NULL;
-    }
-    mesh_info ("requests on %s", endpoint);
+    mesh_info ("requests on %s", listen);
     self->connectors_socket = mesh_zmq_socket (ctx, ZMQ_ROUTER);
     int one = 1;
     zmq_setsockopt (self->connectors_socket, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt (self->connectors_socket, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
-    if (mesh_endpoint_offset (connector_listen, instance * stride, endpoint, sizeof endpoint) < 0) {
-        snprintf (why, why_size, "config %s: router.connector_listen: \"%s\" needs a port",
-                  mesh_config_file (config), connector_listen);
+    if (s_bind (self->connectors_socket, connector_listen, why, why_size) < 0) {
         router_destroy (&self);
         return NULL;
     }
-    if (s_bind (self->connectors_socket, endpoint, why, why_size) < 0) {
-        router_destroy (&self);
-        return NULL;
-    }
-    mesh_info ("connectors on %s", endpoint);
+    mesh_info ("connectors on %s", connector_listen);
     char monitor [64];
     snprintf (monitor, sizeof monitor, "inproc://router-monitor-%p", (void *) self);
     if (zmq_socket_monitor (self->connectors_socket, monitor, ZMQ_EVENT_DISCONNECTED) < 0
     ||  !(self->monitor = zmq_socket (ctx, ZMQ_PAIR))
     ||  zmq_connect (self->monitor, monitor) < 0) {
-        snprintf (why, why_size, "cannot monitor %s: %s", endpoint, zmq_strerror (errno));
+        snprintf (why, why_size, "cannot monitor %s: %s", connector_listen, zmq_strerror (errno));
         router_destroy (&self);
         return NULL;
     }

@@ -56,6 +56,12 @@ router_keys_load (mesh_config_t *config, mesh_models_t *models)
         char path [64];
 #define AT(field) (snprintf (path, sizeof path, "keys.%zu.%s", i, field), path)
         router_key_t *key = &self->keys [self->count];
+        static const char *const fields [] = {
+            "id", "key", "key_sha256", "tenant", "models", "rpm", "tpm", "budget", "budget_period", NULL
+        };
+        snprintf (path, sizeof path, "keys.%zu", i);
+        if (mesh_config_only (config, path, fields) < 0)
+            continue;
         const char *plain = mesh_config_str (config, AT ("key"), NULL);
         const char *hex = mesh_config_str (config, AT ("key_sha256"), NULL);
         if ((plain != NULL) == (hex != NULL)) {

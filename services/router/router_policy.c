@@ -3,6 +3,7 @@
 #include "router_policy.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
+#include "mesh_settings.h"
 #include "mesh_util.h"
 
 #include <assert.h>
@@ -57,16 +58,16 @@ router_policy_new (mesh_config_t *config, mesh_metrics_t *metrics)
     router_policy_t *self = calloc (1, sizeof *self);
     assert (self);
     self->metrics = metrics;
-    self->region = mesh_config_str (config, "router.region", "");
-    self->max_tries = (uint32_t) mesh_config_int (config, "router.retry.max_tries", 2);
-    self->budget_percent = mesh_config_int (config, "router.retry.budget_percent", 20);
-    self->min_retry_concurrency = mesh_config_int (config, "router.retry.min_concurrency", 3);
-    self->eject_after = mesh_config_int (config, "router.outlier.consecutive_failures", 5);
-    self->base_ejection_ms = mesh_config_int (config, "router.outlier.base_ejection_ms", 2000);
-    self->max_ejection_ms = mesh_config_int (config, "router.outlier.max_ejection_ms", 60000);
-    self->max_ejection_percent = mesh_config_int (config, "router.outlier.max_ejection_percent", 50);
-    self->breaker_after = mesh_config_int (config, "router.breaker.consecutive_failures", 10);
-    self->breaker_open_ms = mesh_config_int (config, "router.breaker.open_ms", 5000);
+    self->region = mesh_setting_str (config, "router.region");
+    self->max_tries = (uint32_t) mesh_setting_int (config, "router.retry.max_tries");
+    self->budget_percent = mesh_setting_int (config, "router.retry.budget_percent");
+    self->min_retry_concurrency = mesh_setting_int (config, "router.retry.min_concurrency");
+    self->eject_after = mesh_setting_int (config, "router.outlier.consecutive_failures");
+    self->base_ejection_ms = mesh_setting_int (config, "router.outlier.base_ejection_ms");
+    self->max_ejection_ms = mesh_setting_int (config, "router.outlier.max_ejection_ms");
+    self->max_ejection_percent = mesh_setting_int (config, "router.outlier.max_ejection_percent");
+    self->breaker_after = mesh_setting_int (config, "router.breaker.consecutive_failures");
+    self->breaker_open_ms = mesh_setting_int (config, "router.breaker.open_ms");
     if (self->max_tries < 1 || self->budget_percent < 0 || self->min_retry_concurrency < 0
     ||  self->eject_after < 1 || self->base_ejection_ms < 1 || self->max_ejection_ms < self->base_ejection_ms
     ||  self->max_ejection_percent < 0 || self->max_ejection_percent > 100

@@ -4,6 +4,7 @@
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_redis.h"
+#include "mesh_settings.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
 
@@ -135,12 +136,12 @@ router_quota_new (mesh_config_t *config, mesh_loop_t *loop, mesh_metrics_t *metr
     assert (self);
     self->loop = loop;
     self->routers = routers > 0 ? routers : 1;
-    self->lease_ms = mesh_config_int (config, "router.quota.lease_ms", 60000);
-    int64_t connect_ms = mesh_config_int (config, "router.redis.connect_timeout_ms", 50);
-    int64_t command_ms = mesh_config_int (config, "router.redis.command_timeout_ms", 50);
+    self->lease_ms = mesh_setting_int (config, "router.quota.lease_ms");
+    int64_t connect_ms = mesh_setting_int (config, "router.redis.connect_timeout_ms");
+    int64_t command_ms = mesh_setting_int (config, "router.redis.command_timeout_ms");
     const char *url = getenv ("SEEKMESH_REDIS_URL");
     if (!url || !*url)
-        url = mesh_config_str (config, "redis.url", "redis://127.0.0.1:6390");
+        url = mesh_setting_str (config, "redis.url");
     if (self->lease_ms < 1000 || connect_ms < 1 || command_ms < 1)
         mesh_config_invalid (config, "router.quota", "lease_ms >= 1000 and positive Redis timeouts");
     self->local = mesh_map_new ();

@@ -2,6 +2,7 @@
 #include "router_registry.h"
 #include "mesh_log.h"
 #include "mesh_redis.h"
+#include "mesh_settings.h"
 #include "mesh_util.h"
 
 #include <assert.h>
@@ -333,7 +334,7 @@ router_registry_new (mesh_config_t *config, struct mesh_redis_t *redis, mesh_met
     assert (self);
     self->config = config;
     self->redis = redis;
-    self->token_env = mesh_config_str (config, "router.admin_token_env", "SEEKMESH_ADMIN_TOKEN");
+    self->token_env = mesh_setting_str (config, "router.admin_token_env");
     self->base = s_base (config);
     self->models = json_object ();
     self->keys = json_object ();

@@ -8,12 +8,15 @@
     endpoints, each parsed with a host and a port in range, or is an A/B
     split whose variants are models with endpoints; every alias is found
     again and leads to its model; every key kept has limits >= 0 and a
-    budget period, and is found again by its digest.                        */
+    budget period, and is found again by its digest; the settings check
+    passes or says why, and the effective configuration is a JSON object.  */
 #include "fuzz.h"
 #include "mesh_config.h"
 #include "mesh_models.h"
+#include "mesh_settings.h"
 #include "router/router_keys.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int
@@ -65,6 +68,15 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         FUZZ_ASSERT (at->budget_period_s > 0 && at->id && at->tenant);
     }
     router_keys_destroy (&keys);
+    //  The settings: checked whole, then the effective configuration is
+    //  JSON whatever the file held
+    int checked = mesh_settings_check (config);
+    FUZZ_ASSERT (checked == 0 || mesh_config_failed (config));
+    char *effective = mesh_settings_effective (config);
+    json_t *parsed = effective ? json_loads (effective, 0, NULL) : NULL;
+    FUZZ_ASSERT (json_is_object (parsed));
+    json_decref (parsed);
+    free (effective);
     const char *failed = mesh_config_failed (config);
     FUZZ_ASSERT (!failed || failed [0]);
     mesh_models_destroy (&models);

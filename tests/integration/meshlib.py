@@ -58,9 +58,35 @@ def _merge(base, extra):
 class Mesh:
     def __init__(self, tmp, overrides=None, env=None):
         self.tmp = Path(tmp)
-        config = json.loads((REPO / "compose/config/local.json").read_text())
-        _merge(config, copy.deepcopy(overrides or {}))
-        self.offset = self._pick_offset(config)
+        self.config_path = self.tmp / "config.json"
+        self.run_dir = self.tmp / "run"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_")}
+        self.env.update({"SEEKMESH_RUN_DIR": str(self.run_dir), "SEEKMESH_BIN": str(BIN),
+                         "SEEKMESH_CONFIG": str(self.config_path),
+                         "SEEKMESH_ADMIN_TOKEN": ADMIN_TOKEN})
+        self.env.update(env or {})
+        base = json.loads((REPO / "compose/config/local.json").read_text())
+        _merge(base, copy.deepcopy(overrides or {}))
+        #  The whole config moved to free ports: every port below the
+        #  kernel's ephemeral range (32768 and up), since a service restarted
+        #  in a test must find its port free, and while it is down the tests'
+        #  own client connections take ephemeral ports.  Which ports each
+        #  instance binds is the services' to say (--print-config).
+        for _ in range(200):
+            self.offset = random.randrange(100, 236) * 100
+            self.config = self._moved(base)
+            self.config_path.write_text(json.dumps(self.config, indent=1))
+            self._effective = {}
+            if all(_port_free(p) for p in self._bound_ports()):
+                break
+        else:
+            raise RuntimeError("no free port range")
+        host, port = self.config["ingress"]["listen"].rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.stride = self.effective()["mesh"]["port_stride"]
+
+    def _moved(self, base):
+        config = copy.deepcopy(base)
         for section in SECTIONS:
             for key in PORT_KEYS:
                 if config.get(section, {}).get(key):
@@ -70,42 +96,36 @@ class Mesh:
                 model["endpoint"] = self.shift_url(model["endpoint"])
             for endpoint in model.get("endpoints", []):
                 endpoint["url"] = self.shift_url(endpoint["url"])
-        self.config = config
-        self.config_path = self.tmp / "config.json"
-        self.config_path.write_text(json.dumps(config, indent=1))
-        self.run_dir = self.tmp / "run"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_")}
-        self.env.update({"SEEKMESH_RUN_DIR": str(self.run_dir), "SEEKMESH_BIN": str(BIN),
-                         "SEEKMESH_CONFIG": str(self.config_path),
-                         "SEEKMESH_ADMIN_TOKEN": ADMIN_TOKEN})
-        self.env.update(env or {})
-        host, port = config["ingress"]["listen"].rsplit(":", 1)
-        self.host, self.port = host, int(port)
-        self.stride = config.get("mesh", {}).get("port_stride", 10)
+        return config
+
+    def effective(self, instance=0):
+        """The configuration instance `instance` of the services runs with
+        (seekmesh-router --print-config: defaults, environment, its ports)."""
+        if instance not in self._effective:
+            env = dict(self.env, SEEKMESH_INSTANCE=str(instance))
+            result = subprocess.run([str(BIN / "seekmesh-router"), "--print-config", "-c",
+                                     str(self.config_path)], env=env, capture_output=True,
+                                    text=True, timeout=30)
+            assert result.returncode == 0, "--print-config failed: " + result.stderr
+            self._effective[instance] = json.loads(result.stdout)
+        return self._effective[instance]
+
+    def _bound_ports(self):
+        """Every port an instance of this mesh would bind."""
+        ports = set()
+        instances = max(self.effective()["mesh"]["instances"].values())
+        for i in range(max(instances, 1)):
+            for section in SECTIONS:
+                for key, value in self.effective(i).get(section, {}).items():
+                    if isinstance(value, str) and re.match(r"^(tcp://)?[\w.\-]+:\d+$", value):
+                        ports.add(int(value.rsplit(":", 1)[1]))
+        return ports
 
     def shift_url(self, url):
         """A loopback URL of the unshifted config (mock on 9100, …) moved to
         this mesh's ports."""
         return re.sub(r"127\.0\.0\.1:(\d+)",
                       lambda m: "127.0.0.1:%d" % (int(m.group(1)) + self.offset), url)
-
-    def _pick_offset(self, config):
-        ports = []
-        for section in SECTIONS:
-            for key in PORT_KEYS:
-                value = config.get(section, {}).get(key)
-                if value:
-                    ports.append(int(value.rsplit(":", 1)[1]))
-        instances = max(config.get("mesh", {}).get("instances", {}).values() or [1])
-        stride = config.get("mesh", {}).get("port_stride", 10)
-        #  Every port below the kernel's ephemeral range (32768 and up): a
-        #  service restarted in a test must find its port free, and while it
-        #  is down the tests' own client connections take ephemeral ports
-        for _ in range(200):
-            offset = random.randrange(100, 236) * 100
-            if all(_port_free(p + offset + i * stride) for p in ports for i in range(instances)):
-                return offset
-        raise RuntimeError("no free port range")
 
     # --- processes --------------------------------------------------------
     def mesh(self, *args, check=True, timeout=30):
@@ -213,8 +233,8 @@ class Mesh:
 
     # --- admin ports --------------------------------------------------------
     def admin_address(self, service, instance=0):
-        host, port = self.config[service]["admin_listen"].rsplit(":", 1)
-        return host, int(port) + instance * self.stride
+        host, port = self.effective(instance)[service]["admin_listen"].rsplit(":", 1)
+        return host, int(port)
 
     def admin_get(self, service, path, instance=0):
         host, port = self.admin_address(service, instance)

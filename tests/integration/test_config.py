@@ -75,3 +75,78 @@ def test_port_in_use(tmp_path):
     holder.close()
     assert status == 1
     assert str(port) in lines[-1] and "in use" in lines[-1].lower(), lines
+
+
+def test_unknown_keys_are_named(tmp_path):
+    # Settings: every service refuses them; models and keys: those that read them
+    every = ("router", "ingress", "connector", "mock")
+    cases = [({"ingress": {"max_body_byte": 1}}, "ingress.max_body_byte", every),
+             ({"routr": {}}, "routr", every),
+             ({"mesh": {"instances": {"routers": 2}}}, "mesh.instances.routers", every),
+             ({"models": [{"name": "m", "endpoint": "http://127.0.0.1:1/v1/chat/completions",
+                           "auth": {"type": "none"}, "max_concurency": 3}]}, "models.0.max_concurency",
+              ("router", "connector")),
+             ({"keys": [{"key": "sk-12345678", "rmp": 5}]}, "keys.0.rmp", ("router",))]
+    for i, (config, field, services) in enumerate(cases):
+        path = tmp_path / ("unknown%d.json" % i)
+        path.write_text(json.dumps(config))
+        for service in services:
+            status, lines = run(service, path)
+            assert status == 1 and len(lines) == 1, (service, lines)
+            assert str(path) in lines[0] and field in lines[0] and "unknown" in lines[0], lines[0]
+
+
+def test_out_of_range_and_choices_are_named(tmp_path):
+    for config, words in [({"router": {"heartbeat_ms": 0}}, "between 10 and 60000"),
+                          ({"ingress": {"audit_when_full": "panic"}}, "refuse|drop"),
+                          ({"router": {"admin_listen": "localhost"}}, "host:port")]:
+        path = tmp_path / "range.json"
+        path.write_text(json.dumps(config))
+        status, lines = run("connector", path)
+        assert status == 1 and len(lines) == 1 and words in lines[0], lines
+
+
+def print_config(service, path, env):
+    result = subprocess.run([str(BIN / ("seekmesh-" + service)), "--print-config", "-c", str(path)],
+                            capture_output=True, text=True, timeout=10, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_print_config_is_what_the_instance_runs_with(tmp_path):
+    path = tmp_path / "mesh.json"
+    path.write_text(json.dumps({"mesh": {"port_stride": 7, "instances": {"router": 3}},
+                                "router": {"admin_listen": "127.0.0.1:9081"},
+                                "keys": [{"id": "k1", "key": "sk-very-secret", "tenant": "t"}]}))
+    env = {"PATH": "/usr/bin:/bin", "SEEKMESH_INSTANCE": "2", "SEEKMESH_INGRESS_LISTEN": "0.0.0.0:8088"}
+    for service in ("ingress", "router", "connector", "audit", "mock"):
+        config = print_config(service, path, env)
+        assert config["mesh"]["instance"] == 2
+        assert config["router"]["admin_listen"] == "127.0.0.1:9095"          # + 2 x 7
+        assert config["router"]["listen"] == "tcp://127.0.0.1:5569"
+        assert config["ingress"]["listen"] == "0.0.0.0:8088"                 # shared, not moved
+        assert config["ingress"]["routers"] == ["tcp://127.0.0.1:%d" % p for p in (5555, 5562, 5569)]
+        assert config["connector"]["routers"][2] == "tcp://127.0.0.1:5570"
+        assert config["router"]["heartbeat_ms"] == 500                        # the default
+        assert config["keys"][0]["id"] == "k1" and "sk-very-secret" not in json.dumps(config)
+
+
+def test_settings_lists_every_setting_with_its_environment_name():
+    result = subprocess.run([str(BIN / "seekmesh-router"), "--settings"], capture_output=True,
+                            text=True, timeout=10)
+    assert result.returncode == 0
+    table = {row["name"]: row for row in json.loads(result.stdout)}
+    assert table["ingress.max_body_bytes"]["env"] == "SEEKMESH_INGRESS_MAX_BODY_BYTES"
+    assert table["ingress.max_body_bytes"]["default"] == "1048576"
+    assert table["router.heartbeat_ms"]["min"] == 10
+    # Every setting in the shipped configs is one the services know
+    for name in ("local.json", "deepseek.json"):
+        config = json.loads((BIN.parents[1] / "compose" / "config" / name).read_text())
+        def walk(prefix, node):
+            for key, value in node.items():
+                path = prefix + key
+                if isinstance(value, dict) and path not in table:
+                    walk(path + ".", value)
+                else:
+                    assert path in table, (name, path)
+        walk("", {k: v for k, v in config.items() if k not in ("models", "keys", "aliases")})

@@ -41,6 +41,19 @@ stride = int(os.environ.get("SEEKMESH_MESH_PORT_STRIDE") or config["mesh"]["port
 host, port = admin.rsplit(":", 1)
 port = int(port) + instance * stride
 
+if "--print-config" in sys.argv:
+    # What a real service prints, as far as scripts/mesh reads it
+    if os.environ.get("STANDIN_CONFIG_" + service.upper()) == "bad":
+        print("2026-01-01T00:00:00.000Z %s[1] F mesh_service_config: config %s: %s.admin_listen: "
+              "stand-in refuses" % (service, config_path, service), file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps({"mesh": {"drain_ms": int(os.environ.get("SEEKMESH_MESH_DRAIN_MS")
+                                                or config["mesh"].get("drain_ms", 5000)),
+                               "instances": {s: int(os.environ.get("SEEKMESH_MESH_INSTANCES_" + s.upper(), n))
+                                             for s, n in config["mesh"]["instances"].items()}},
+                      service: {"admin_listen": "%s:%d" % (host, port)}}))
+    sys.exit(0)
+
 mode = os.environ.get("STANDIN_" + service.upper(), "")
 if mode == "crash":
     print("%s: cannot start (stand-in crash mode)" % service, file=sys.stderr)
@@ -54,7 +67,7 @@ signal.signal(signal.SIGTERM, on_term)
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        code = 200 if self.path == "/healthz" else 404
+        code = 200 if self.path in ("/healthz", "/readyz") else 404
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()

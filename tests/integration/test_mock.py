@@ -638,8 +638,7 @@ def pair(tmp_path_factory):
               "mock": {"keepalive_ms": 100, "ws_chunk_size": 16, "threads": 2}}
     m = Mesh(tmp_path_factory.mktemp("pair"), config,
              env={"SEEKMESH_MESH_SERVICES": "mock", "SEEKMESH_BIN": str(BINARY.parent)}).up()
-    port = m.config["mock"]["listen"].rsplit(":", 1)[1]
-    m.mock_ports = [int(port) + i * m.stride for i in range(2)]
+    m.mock_ports = [int(m.effective(i)["mock"]["listen"].rsplit(":", 1)[1]) for i in range(2)]
     m.admin_ports = [m.admin_address("mock", i)[1] for i in range(2)]
     yield m
     m.down()

@@ -22,6 +22,7 @@
 #include "mesh_msg.h"
 #include "mesh_peer.h"
 #include "mesh_redis.h"
+#include "mesh_settings.h"
 #include "mesh_sse.h"
 #include "mesh_ws.h"
 #include "mesh_zmq.h"
@@ -73,6 +74,7 @@ static const selftest_t s_tests [] = {
     { "mesh_msg",    mesh_msg_test },
     { "mesh_peer",   mesh_peer_test },
     { "mesh_redis",  mesh_redis_test },
+    { "mesh_settings", mesh_settings_test },
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },
     { "mesh_zmq",    mesh_zmq_test },
