@@ -61,11 +61,6 @@ static const mesh_route_t s_router_routes [] = {
 static const mesh_conversation_t s_from_router = { "router", false, 64, s_on_router_message,
                                                    s_router_routes };
 
-typedef struct {
-    char *ca_file;
-    SSL_CTX *ctx;
-} tls_entry_t;
-
 struct connector_t {
     mesh_config_t *config;
     mesh_loop_t *loop;
@@ -87,12 +82,10 @@ struct connector_t {
 
     mesh_models_t *models;      //  the registry: from the config, then from routers
     uint64_t registry_version;
-    mesh_map_t *requests;       //  id -> creq_t
+    mesh_map_t *requests;       //  id -> connector_req_t
     mesh_outbox_t *outbox;
-    pools_t *pools;
-    resolver_t *resolver;
-    tls_entry_t tls [16];
-    size_t tls_count;
+    connector_pools_t *pools;
+    connector_resolver_t *resolver;
 
     struct {
         mesh_metric_t *ok;
@@ -108,14 +101,7 @@ struct connector_t {
     mesh_dispatch_counters_t bad_messages;
 };
 
-//  Accessors for the other modules --------------------------------------------
-
-mesh_loop_t *connector_loop (connector_t *self) { return self->loop; }
-mesh_metrics_t *connector_metrics (connector_t *self) { return self->metrics; }
-resolver_t *connector_resolver (connector_t *self) { return self->resolver; }
-int64_t connector_pool_idle_ms (connector_t *self) { return self->pool_idle_ms; }
-int64_t connector_ws_ping_ms (connector_t *self) { return self->ws_ping_ms; }
-int connector_ws_pool_size (connector_t *self) { return self->ws_pool_size; }
+//  Credentials ------------------------------------------------------------------
 
 char *
 connector_auth_line (const mesh_model_t *model)
@@ -129,25 +115,6 @@ connector_auth_line (const mesh_model_t *model)
     assert (line);
     snprintf (line, size, "%s: %s%s\r\n", model->auth_header, bearer ? "Bearer " : "", key);
     return line;
-}
-
-SSL_CTX *
-connector_tls (connector_t *self, const char *ca_file)
-{
-    const char *key = ca_file ? ca_file : "";
-    for (size_t i = 0; i < self->tls_count; i++)
-        if (mesh_streq (self->tls [i].ca_file, key))
-            return self->tls [i].ctx;
-    if (self->tls_count == MESH_ARRAY_SIZE (self->tls))
-        return NULL;
-    char why [256];
-    SSL_CTX *ctx = mesh_tls_client_ctx (ca_file, why, sizeof why);
-    if (!ctx)
-        mesh_error ("%s", why);
-    self->tls [self->tls_count].ca_file = strdup (key);
-    self->tls [self->tls_count].ctx = ctx;
-    self->tls_count++;
-    return ctx;
 }
 
 //  Messages to the router and the ingress ---------------------------------
@@ -181,7 +148,7 @@ s_on_done_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 }
 
 static void
-s_send_done (creq_t *req, uint32_t status, const char *outcome)
+s_send_done (connector_req_t *req, uint32_t status, const char *outcome)
 {
     connector_t *self = req->connector;
     mesh_msg_t msg;
@@ -215,7 +182,7 @@ s_send_done (creq_t *req, uint32_t status, const char *outcome)
 }
 
 static int
-s_send_ingress (creq_t *req, const mesh_msg_t *msg)
+s_send_ingress (connector_req_t *req, const mesh_msg_t *msg)
 {
     if (mesh_outbox_send (req->connector->outbox, req->reply_to, msg) == 0)
         return 0;
@@ -226,7 +193,7 @@ s_send_ingress (creq_t *req, const mesh_msg_t *msg)
 
 //  Who asked and where it went, for the ingress's audit record
 static void
-s_audit_fields (creq_t *req, mesh_msg_t *msg)
+s_audit_fields (connector_req_t *req, mesh_msg_t *msg)
 {
     memcpy (msg->tenant, req->tenant, sizeof msg->tenant);
     memcpy (msg->key_id, req->key_id, sizeof msg->key_id);
@@ -236,7 +203,7 @@ s_audit_fields (creq_t *req, mesh_msg_t *msg)
 }
 
 int
-connector_send_head (creq_t *req, int status)
+connector_send_head (connector_req_t *req, int status)
 {
     mesh_msg_t msg;
     mesh_msg_init (&msg, MESH_MSG_HEAD, req->id);
@@ -251,7 +218,7 @@ connector_send_head (creq_t *req, int status)
 }
 
 int
-connector_send_chunk (creq_t *req, const char *data, size_t len, uint32_t flags)
+connector_send_chunk (connector_req_t *req, const char *data, size_t len, uint32_t flags)
 {
     if (!req->head_sent && connector_send_head (req, 200) < 0)
         return -1;
@@ -268,13 +235,13 @@ connector_send_chunk (creq_t *req, const char *data, size_t len, uint32_t flags)
 //  Request lifecycle ----------------------------------------------------------
 
 static void
-s_request_free (creq_t *req)
+s_request_free (connector_req_t *req)
 {
     connector_t *self = req->connector;
     mesh_map_remove (self->requests, req->id);
-    pools_abandon (self->pools, req);
+    connector_pools_abandon (self->pools, req);
     mesh_loop_timer_stop (self->loop, &req->timer);
-    stream_end (req);
+    connector_stream_end (req);
     mesh_buf_free (&req->body);
     mesh_buf_free (&req->response);
     free (req->auth_line);
@@ -284,12 +251,12 @@ s_request_free (creq_t *req)
 }
 
 void
-connector_request_finish (creq_t *req, const char *data, size_t len)
+connector_request_finish (connector_req_t *req, const char *data, size_t len)
 {
     connector_t *self = req->connector;
     char *assembled = NULL;
     if (!data && !req->client_stream) {
-        assembled = stream_assembled (req, &len);
+        assembled = connector_stream_assembled (req, &len);
         if (!assembled) {
             connector_request_fail (req, 502, "upstream_error", "upstream_protocol", 0,
                                     "upstream_error", "The upstream stream ended without a completion.");
@@ -353,7 +320,7 @@ s_fail_flags (int status, const char *code)
 //  retries, falls back or answers the client; after, the client gets an
 //  error event straight away and the router a DONE.
 void
-connector_request_fail (creq_t *req, int status, const char *type, const char *code,
+connector_request_fail (connector_req_t *req, int status, const char *type, const char *code,
                         int retry_after_ms, const char *outcome, const char *fmt, ...)
 {
     connector_t *self = req->connector;
@@ -395,7 +362,7 @@ connector_request_fail (creq_t *req, int status, const char *type, const char *c
 }
 
 void
-connector_request_abort (creq_t *req, const char *outcome)
+connector_request_abort (connector_req_t *req, const char *outcome)
 {
     connector_t *self = req->connector;
     mesh_debug ("aborted: %s req=%s", outcome, req->id);
@@ -408,7 +375,7 @@ static int
 s_on_request_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 {
     (void) loop; (void) timer;
-    creq_t *req = arg;
+    connector_req_t *req = arg;
     if (!req->conn)
         connector_request_fail (req, 504, "upstream_error", "upstream_connect_timeout", 1000,
                                 "timeout", "Connecting to the upstream timed out after %lld ms.",
@@ -425,20 +392,23 @@ s_on_request_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
     return 0;
 }
 
-void
-connector_request_start (creq_t *req)
+//  The pool sent the request upstream: now the first byte is awaited
+static void
+s_on_sent (connector_req_t *req)
 {
-    connector_t *self = req->connector;
-    if (req->endpoint->url.websocket)
-        ws_send_request (req->conn, req);
-    else
-        http_send_request (req->conn, req);
-    mesh_loop_timer_start (self->loop, &req->timer, req->model->first_byte_timeout_ms,
+    mesh_loop_timer_start (req->connector->loop, &req->timer, req->model->first_byte_timeout_ms,
                            s_on_request_timer, req);
 }
 
+static void
+s_on_unreachable (connector_req_t *req, const char *why)
+{
+    connector_request_fail (req, 502, "upstream_error", "upstream_unreachable", 0,
+                            "upstream_error", "Cannot reach the upstream: %s", why);
+}
+
 void
-connector_request_progress (creq_t *req)
+connector_request_progress (connector_req_t *req)
 {
     connector_t *self = req->connector;
     if (!req->first_byte_us) {
@@ -450,13 +420,13 @@ connector_request_progress (creq_t *req)
 }
 
 void
-connector_request_retry (creq_t *req)
+connector_request_retry (connector_req_t *req)
 {
     req->stale_retried = true;
     mesh_buf_reset (&req->response);
     mesh_loop_timer_start (req->connector->loop, &req->timer, req->model->connect_timeout_ms,
                            s_on_request_timer, req);
-    pools_acquire (req->connector->pools, req);
+    connector_pools_acquire (req->connector->pools, req);
 }
 
 //  Router messages ----------------------------------------------------------
@@ -502,11 +472,11 @@ s_on_dispatch (void *arg, mesh_inbox_t *inbox)
                   "The connector has no such upstream for this model.");
         return 0;
     }
-    creq_t *old = mesh_map_get (self->requests, msg->id);
+    connector_req_t *old = mesh_map_get (self->requests, msg->id);
     if (old)                    //  a newer attempt supersedes what we hold
         connector_request_abort (old, "superseded");
 
-    creq_t *req = calloc (1, sizeof *req);
+    connector_req_t *req = calloc (1, sizeof *req);
     assert (req);
     req->connector = self;
     memcpy (req->id, msg->id, sizeof req->id);
@@ -526,7 +496,7 @@ s_on_dispatch (void *arg, mesh_inbox_t *inbox)
     req->dispatched_us = mesh_loop_now_us (self->loop);
     mesh_map_put (self->requests, req->id, req);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
-    if (stream_prepare_body (req, msg->body.data, msg->body.size, msg->requested) < 0) {
+    if (connector_stream_prepare_body (req, msg->body.data, msg->body.size, msg->requested) < 0) {
         connector_request_fail (req, 400, "invalid_request_error", "invalid_json", 0, "bad_request",
                                 "The request body is not a JSON object.");
         return 0;
@@ -534,7 +504,7 @@ s_on_dispatch (void *arg, mesh_inbox_t *inbox)
     mesh_loop_timer_start (self->loop, &req->timer, model->connect_timeout_ms, s_on_request_timer, req);
     mesh_debug ("dispatch model=%s stream=%d attempt=%u req=%s", model->name, req->client_stream,
                 req->attempt, req->id);
-    pools_acquire (self->pools, req);
+    connector_pools_acquire (self->pools, req);
     return 0;
 }
 
@@ -543,7 +513,7 @@ s_on_cancel (void *arg, mesh_inbox_t *inbox)
 {
     connector_t *self = ((router_link_t *) arg)->connector;
     const mesh_msg_t *msg = &inbox->msg;
-    creq_t *req = mesh_map_get (self->requests, msg->id);
+    connector_req_t *req = mesh_map_get (self->requests, msg->id);
     if (!req || req->attempt != msg->attempt)
         return 0;
     mesh_metric_inc (self->metric.cancelled);
@@ -559,10 +529,10 @@ s_on_ingress_lost (void *arg, const char *endpoint)
     size_t count = mesh_map_size (self->requests), found = 0;
     if (count == 0)
         return;
-    creq_t **victims = calloc (count, sizeof *victims);
+    connector_req_t **victims = calloc (count, sizeof *victims);
     assert (victims);
     size_t cursor = 0;
-    creq_t *req;
+    connector_req_t *req;
     while ((req = mesh_map_next (self->requests, &cursor, NULL)))
         if (mesh_streq (req->reply_to, endpoint))
             victims [found++] = req;
@@ -595,7 +565,7 @@ s_on_registry (void *arg, mesh_inbox_t *inbox)
     mesh_models_destroy (&self->models);
     self->models = models;
     self->registry_version = msg->version;
-    pools_warm (self->pools, self->models);
+    connector_pools_warm (self->pools, self->models);
     s_check_credentials (self);
     mesh_info ("registry %llu: %zu models", (unsigned long long) msg->version, mesh_models_count (models));
     return 0;
@@ -772,13 +742,18 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
     s_check_credentials (self);
     self->requests = mesh_map_new ();
     self->outbox = mesh_outbox_new (ctx, loop, s_on_ingress_lost, self);
-    self->resolver = resolver_new (loop);
-    self->pools = pools_new (self);
+    self->resolver = connector_resolver_new (loop);
+    connector_pool_settings_t pool_settings = {
+        .loop = loop, .metrics = metrics, .resolver = self->resolver,
+        .idle_ms = self->pool_idle_ms, .ping_ms = self->ws_ping_ms, .warm_size = self->ws_pool_size,
+        .on_sent = s_on_sent, .on_unreachable = s_on_unreachable, .credential = connector_auth_line
+    };
+    self->pools = connector_pools_new (&pool_settings);
     for (size_t i = 0; i < self->router_count; i++) {
         s_link_open (self, &self->routers [i]);
         mesh_info ("router link %s", self->routers [i].endpoint);
     }
-    pools_warm (self->pools, self->models);
+    connector_pools_warm (self->pools, self->models);
     mesh_loop_timer_start (loop, &self->heartbeat_timer, self->heartbeat_ms, s_on_heartbeat, self);
     mesh_info ("%s ready, capacity %u", self->name, self->capacity);
     return self;
@@ -794,9 +769,9 @@ connector_destroy (connector_t **self_p)
     if (self->requests) {
         //  Whatever is left ends now: tell the ingresses
         size_t count = mesh_map_size (self->requests), n = 0;
-        creq_t **left = calloc (count + 1, sizeof *left);
+        connector_req_t **left = calloc (count + 1, sizeof *left);
         size_t cursor = 0;
-        creq_t *req;
+        connector_req_t *req;
         while ((req = mesh_map_next (self->requests, &cursor, NULL)))
             left [n++] = req;
         for (size_t i = 0; i < n; i++)
@@ -810,13 +785,9 @@ connector_destroy (connector_t **self_p)
         s_link_close (self, &self->routers [i]);
         mesh_buf_free (&self->routers [i].dones);
     }
-    pools_destroy (&self->pools);
-    resolver_destroy (&self->resolver);
+    connector_pools_destroy (&self->pools);
+    connector_resolver_destroy (&self->resolver);
     mesh_outbox_destroy (&self->outbox);
-    for (size_t i = 0; i < self->tls_count; i++) {
-        SSL_CTX_free (self->tls [i].ctx);
-        free (self->tls [i].ca_file);
-    }
     mesh_models_destroy (&self->models);
     free (self);
     *self_p = NULL;

@@ -21,14 +21,14 @@ typedef struct job_t {
     struct job_t *next;
     char host [256];
     int port;
-    resolver_fn *fn;
+    connector_resolver_fn *fn;
     void *arg;
     int rc;
     struct sockaddr_storage addr;
     socklen_t addr_len;
 } job_t;
 
-struct resolver_t {
+struct connector_resolver_t {
     mesh_loop_t *loop;
     pthread_t thread;
     bool started;
@@ -59,7 +59,7 @@ s_resolve (job_t *job, int flags)
 static void *
 s_worker (void *arg)
 {
-    resolver_t *self = arg;
+    connector_resolver_t *self = arg;
     pthread_mutex_lock (&self->lock);
     while (!self->stop) {
         job_t *job = self->queue;
@@ -99,10 +99,10 @@ s_on_pipe (mesh_loop_t *loop, int fd, int events, void *arg)
     return 0;
 }
 
-resolver_t *
-resolver_new (mesh_loop_t *loop)
+connector_resolver_t *
+connector_resolver_new (mesh_loop_t *loop)
 {
-    resolver_t *self = calloc (1, sizeof *self);
+    connector_resolver_t *self = calloc (1, sizeof *self);
     assert (self);
     self->loop = loop;
     pthread_mutex_init (&self->lock, NULL);
@@ -118,10 +118,10 @@ resolver_new (mesh_loop_t *loop)
 }
 
 void
-resolver_destroy (resolver_t **self_p)
+connector_resolver_destroy (connector_resolver_t **self_p)
 {
     assert (self_p);
-    resolver_t *self = *self_p;
+    connector_resolver_t *self = *self_p;
     if (!self)
         return;
     if (self->started) {
@@ -146,7 +146,7 @@ resolver_destroy (resolver_t **self_p)
 }
 
 void
-resolver_lookup (resolver_t *self, const char *host, int port, resolver_fn *fn, void *arg)
+connector_resolver_lookup (connector_resolver_t *self, const char *host, int port, connector_resolver_fn *fn, void *arg)
 {
     job_t *job = calloc (1, sizeof *job);
     assert (job);

@@ -20,8 +20,8 @@
 #define MAX_ERROR_BODY (64 * 1024)
 #define DRAIN_MS 5000
 
-void
-http_send_request (upconn_t *conn, creq_t *req)
+static void
+s_send_request (connector_conn_t *conn, connector_req_t *req)
 {
     const mesh_url_t *url = &req->endpoint->url;
     char head [2048];
@@ -37,8 +37,8 @@ http_send_request (upconn_t *conn, creq_t *req)
                       url->path, url->host_header, req->auth_line,
                       req->upstream_stream ? "text/event-stream" : "application/json",
                       mesh_buf_size (&req->body));
-    upconn_write (conn, head, (size_t) n);
-    upconn_write (conn, mesh_buf_head (&req->body), mesh_buf_size (&req->body));
+    connector_conn_write (conn, head, (size_t) n);
+    connector_conn_write (conn, mesh_buf_head (&req->body), mesh_buf_size (&req->body));
     conn->phase = HP_HEAD;
     conn->status = 0;
     conn->keep_alive = true;
@@ -49,26 +49,26 @@ http_send_request (upconn_t *conn, creq_t *req)
 
 //  The body is complete: hand the connection back, then end the request.
 static void
-s_body_done (upconn_t *conn)
+s_body_done (connector_conn_t *conn)
 {
-    creq_t *req = conn->req;
+    connector_req_t *req = conn->req;
     bool reusable = conn->keep_alive && conn->phase != HP_UNTIL_CLOSE;
     conn->phase = HP_DONE;
     if (!req) {
-        pool_release (conn, reusable);  //  drained after the stream ended
+        connector_pool_release (conn, reusable);  //  drained after the stream ended
         return;
     }
     int status = conn->status;
     bool event_stream = conn->event_stream;
     int retry_after_s = conn->retry_after_s;
-    pool_release (conn, reusable);
+    connector_pool_release (conn, reusable);
     if (status == 200 && event_stream)
         connector_request_finish (req, NULL, 0);        //  ended without [DONE]
     else
     if (status == 200)
-        stream_complete_body (req, mesh_buf_head (&req->response), mesh_buf_size (&req->response));
+        connector_stream_complete_body (req, mesh_buf_head (&req->response), mesh_buf_size (&req->response));
     else
-        stream_upstream_error (req, status, retry_after_s, mesh_buf_head (&req->response),
+        connector_stream_upstream_error (req, status, retry_after_s, mesh_buf_head (&req->response),
                                mesh_buf_size (&req->response));
 }
 
@@ -76,22 +76,22 @@ static int
 s_drain_timeout (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 {
     (void) loop; (void) timer;
-    upconn_t *conn = arg;
+    connector_conn_t *conn = arg;
     if (!conn->req && conn->state == UC_BUSY)
-        pool_close (conn);
+        connector_pool_close (conn);
     return 0;
 }
 
 //  Body bytes of the current response.  Returns -1 when the request ended
 //  and conn must not be read further.
 static int
-s_body (upconn_t *conn, const char *data, size_t len)
+s_body (connector_conn_t *conn, const char *data, size_t len)
 {
-    creq_t *req = conn->req;
+    connector_req_t *req = conn->req;
     if (!req || len == 0)
         return 0;               //  draining, or nothing
     if (conn->status == 200 && conn->event_stream) {
-        int rc = stream_feed (req, data, len);
+        int rc = connector_stream_feed (req, data, len);
         if (rc < 0)
             return -1;
         if (rc == 1) {
@@ -99,7 +99,7 @@ s_body (upconn_t *conn, const char *data, size_t len)
             conn->req = NULL;
             req->conn = NULL;
             connector_request_finish (req, NULL, 0);
-            mesh_loop_timer_start (connector_loop (conn->connector), &conn->timer, DRAIN_MS,
+            mesh_loop_timer_start (connector_conn_loop (conn), &conn->timer, DRAIN_MS,
                                    s_drain_timeout, conn);
         }
         return 0;
@@ -118,7 +118,7 @@ s_body (upconn_t *conn, const char *data, size_t len)
 }
 
 static void
-s_head (upconn_t *conn, const mesh_http_head_t *head)
+s_head (connector_conn_t *conn, const mesh_http_head_t *head)
 {
     conn->status = head->status;
     conn->keep_alive = head->keep_alive;
@@ -142,8 +142,8 @@ s_head (upconn_t *conn, const mesh_http_head_t *head)
     }
 }
 
-void
-http_on_input (upconn_t *conn)
+static void
+s_on_input (connector_conn_t *conn)
 {
     if (conn->req)
         connector_request_progress (conn->req);
@@ -151,9 +151,9 @@ http_on_input (upconn_t *conn)
         size_t size = mesh_buf_size (&conn->in);
         char *data = mesh_buf_head (&conn->in);
         if (conn->phase == HP_HEAD) {
-            creq_t *req = conn->req;
+            connector_req_t *req = conn->req;
             if (!req) {
-                pool_close (conn);      //  bytes nobody asked for
+                connector_pool_close (conn);      //  bytes nobody asked for
                 return;
             }
             mesh_http_head_t head;
@@ -172,7 +172,7 @@ http_on_input (upconn_t *conn)
             s_head (conn, &head);
             mesh_buf_consume (&conn->in, (size_t) n);
             if (conn->status == 200 && conn->event_stream) {
-                stream_begin (req);
+                connector_stream_begin (req);
                 if (req->client_stream && connector_send_head (req, 200) < 0)
                     return;
             }
@@ -207,7 +207,7 @@ http_on_input (upconn_t *conn)
                     connector_request_fail (conn->req, 502, "upstream_error", "upstream_protocol", 0,
                                             "upstream_error", "The upstream sent a malformed chunked body.");
                 else
-                    pool_close (conn);
+                    connector_pool_close (conn);
                 return;
             }
             int rc = s_body (conn, data, (size_t) payload);
@@ -235,12 +235,15 @@ http_on_input (upconn_t *conn)
     }
 }
 
-void
-http_on_eof (upconn_t *conn)
+//  A close may end a body (read until close), or allow one retry (a
+//  kept-alive connection the server had closed before we wrote)
+static void
+s_on_eof (connector_conn_t *conn, const char *why)
 {
-    creq_t *req = conn->req;
+    (void) why;
+    connector_req_t *req = conn->req;
     if (!req) {
-        pool_close (conn);
+        connector_pool_close (conn);
         return;
     }
     if (conn->phase == HP_UNTIL_CLOSE) {
@@ -250,7 +253,7 @@ http_on_eof (upconn_t *conn)
     if (conn->phase == HP_HEAD && !conn->response_started && conn->reused && !req->stale_retried) {
         //  A kept-alive connection the server had already closed
         mesh_debug ("stale keep-alive connection, sending again req=%s", req->id);
-        pool_close (conn);
+        connector_pool_close (conn);
         connector_request_retry (req);
         return;
     }
@@ -261,3 +264,14 @@ http_on_eof (upconn_t *conn)
         connector_request_fail (req, 502, "upstream_error", "upstream_disconnected", 0,
                                 "upstream_error", "The upstream connection was lost mid-response.");
 }
+
+const connector_protocol_t connector_http_protocol = {
+    .name = "http/1.1",
+    .warm = false,
+    .setup_start = NULL,
+    .setup_input = NULL,
+    .send_request = s_send_request,
+    .on_input = s_on_input,
+    .on_eof = s_on_eof,
+    .keepalive = NULL,
+};

@@ -10,10 +10,14 @@
     WebSocket pool the new registry no longer names is retired: it stops
     reconnecting and closes its idle connections.
 
-    A request asks for a connection (pools_acquire); it gets an idle one at
-    once, or waits in the pool's queue while a new one connects.  When a
-    response ends the connection goes back to the pool if it can carry
-    another request.  Reactor thread only.                                  */
+    A request asks for a connection (connector_pools_acquire); it gets an
+    idle one at once, or waits in the pool's queue while a new one
+    connects.  When a response ends the connection goes back to the pool
+    if it can carry another request.  What a connection says is its
+    protocol's business (connector_protocol_t: HTTP/1.1 or WebSocket); what
+    the pool needs of the connector it is given when made
+    (connector_pool_settings_t), so it calls nothing of connector.c.
+    Reactor thread only.                                                    */
 #include "connector.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
@@ -36,34 +40,41 @@
 static char s_read_buf [READ_CHUNK];
 #define MAX_IDLE_PER_POOL 1024
 
-struct pool_t {
-    pools_t *pools;
+struct connector_pool_t {
+    connector_pools_t *pools;
     char key [1200];            //  never holds a credential: it is logged
     mesh_url_t url;
     char *ca_file;              //  NULL: the system store
     char *auth_line;            //  WebSocket pools: the upgrade's credential
     bool retired;               //  no longer in the registry
     bool tls;
-    bool websocket;
+    const connector_protocol_t *protocol;
     SSL_CTX *tls_ctx;
     struct sockaddr_storage addr;
     socklen_t addr_len;
     bool resolved;
     bool resolving;
-    upconn_t *conns;            //  every connection, idle ones first
+    connector_conn_t *conns;            //  every connection, idle ones first
     size_t count;
     size_t idle;
     size_t opening;             //  resolving, connecting or upgrading
-    creq_t *waiting;            //  requests waiting for a connection
-    creq_t *waiting_tail;
+    connector_req_t *waiting;            //  requests waiting for a connection
+    connector_req_t *waiting_tail;
     size_t waiting_count;
     int64_t backoff_ms;         //  WebSocket reconnects after failures
     mesh_timer_t maintain_timer;
 };
 
-struct pools_t {
-    connector_t *connector;
-    mesh_map_t *pools;          //  key -> pool_t
+typedef struct {
+    char *ca_file;
+    SSL_CTX *ctx;
+} tls_entry_t;
+
+struct connector_pools_t {
+    connector_pool_settings_t settings;
+    mesh_map_t *pools;          //  key -> connector_pool_t
+    tls_entry_t tls [16];       //  client contexts, by CA file
+    size_t tls_count;
     size_t connections;
     mesh_metric_t *opened;
     mesh_metric_t *reused;
@@ -71,17 +82,17 @@ struct pools_t {
     mesh_metric_t *open_gauge;
 };
 
-static void s_open (pool_t *pool);
-static void s_maintain (pool_t *pool);
+static void s_open (connector_pool_t *pool);
+static void s_maintain (connector_pool_t *pool);
 static int  s_on_conn_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg);
-static void s_set_interest (upconn_t *conn);
-static int  s_flush (upconn_t *conn);
-static void s_broken (upconn_t *conn, const char *why);
+static void s_set_interest (connector_conn_t *conn);
+static int  s_flush (connector_conn_t *conn);
+static void s_broken (connector_conn_t *conn, const char *why);
 
 //  Lists ---------------------------------------------------------------------
 
 static void
-s_link (pool_t *pool, upconn_t *conn, bool front)
+s_link (connector_pool_t *pool, connector_conn_t *conn, bool front)
 {
     if (front || !pool->conns) {
         conn->prev = NULL;
@@ -92,7 +103,7 @@ s_link (pool_t *pool, upconn_t *conn, bool front)
     }
     else {
         //  Busy and opening connections go to the back, behind idle ones
-        upconn_t *tail = pool->conns;
+        connector_conn_t *tail = pool->conns;
         while (tail->next)
             tail = tail->next;
         tail->next = conn;
@@ -102,7 +113,7 @@ s_link (pool_t *pool, upconn_t *conn, bool front)
 }
 
 static void
-s_unlink (pool_t *pool, upconn_t *conn)
+s_unlink (connector_pool_t *pool, connector_conn_t *conn)
 {
     if (conn->prev)
         conn->prev->next = conn->next;
@@ -114,7 +125,7 @@ s_unlink (pool_t *pool, upconn_t *conn)
 }
 
 static void
-s_wait_push (pool_t *pool, creq_t *req)
+s_wait_push (connector_pool_t *pool, connector_req_t *req)
 {
     req->wait_next = NULL;
     req->waiting = true;
@@ -126,10 +137,10 @@ s_wait_push (pool_t *pool, creq_t *req)
     pool->waiting_count++;
 }
 
-static creq_t *
-s_wait_pop (pool_t *pool)
+static connector_req_t *
+s_wait_pop (connector_pool_t *pool)
 {
-    creq_t *req = pool->waiting;
+    connector_req_t *req = pool->waiting;
     if (req) {
         pool->waiting = req->wait_next;
         if (!pool->waiting)
@@ -142,9 +153,9 @@ s_wait_pop (pool_t *pool)
 }
 
 static bool
-s_wait_remove (pool_t *pool, creq_t *req)
+s_wait_remove (connector_pool_t *pool, connector_req_t *req)
 {
-    creq_t **at = &pool->waiting, *prev = NULL;
+    connector_req_t **at = &pool->waiting, *prev = NULL;
     while (*at && *at != req) {
         prev = *at;
         at = &(*at)->wait_next;
@@ -162,14 +173,14 @@ s_wait_remove (pool_t *pool, creq_t *req)
 
 //  Pools ---------------------------------------------------------------------
 
-pools_t *
-pools_new (connector_t *connector)
+connector_pools_t *
+connector_pools_new (const connector_pool_settings_t *settings)
 {
-    pools_t *self = calloc (1, sizeof *self);
+    connector_pools_t *self = calloc (1, sizeof *self);
     assert (self);
-    self->connector = connector;
+    self->settings = *settings;
     self->pools = mesh_map_new ();
-    mesh_metrics_t *metrics = connector_metrics (connector);
+    mesh_metrics_t *metrics = settings->metrics;
     self->opened = mesh_metrics_counter (metrics, "seekmesh_connector_upstream_connections_opened_total",
         "Upstream connections opened.", NULL);
     self->reused = mesh_metrics_counter (metrics, "seekmesh_connector_upstream_connections_reused_total",
@@ -184,12 +195,12 @@ pools_new (connector_t *connector)
 //  Closes conn and takes it out of its pool; the memory waits for the
 //  end of conn's handler if that is running.
 static void
-s_conn_free (upconn_t *conn)
+s_conn_free (connector_conn_t *conn)
 {
     if (conn->dead)
         return;
-    pool_t *pool = conn->pool;
-    mesh_loop_t *loop = connector_loop (pool->pools->connector);
+    connector_pool_t *pool = conn->pool;
+    mesh_loop_t *loop = pool->pools->settings.loop;
     if (conn->req) {
         conn->req->conn = NULL;
         conn->req = NULL;
@@ -215,33 +226,57 @@ s_conn_free (upconn_t *conn)
 }
 
 void
-pools_destroy (pools_t **self_p)
+connector_pools_destroy (connector_pools_t **self_p)
 {
     assert (self_p);
-    pools_t *self = *self_p;
+    connector_pools_t *self = *self_p;
     if (!self)
         return;
     size_t cursor = 0;
-    pool_t *pool;
+    connector_pool_t *pool;
     while ((pool = mesh_map_next (self->pools, &cursor, NULL))) {
         while (pool->conns) {
             pool->conns->req = NULL;
             s_conn_free (pool->conns);
         }
-        mesh_loop_timer_stop (connector_loop (self->connector), &pool->maintain_timer);
+        mesh_loop_timer_stop (self->settings.loop, &pool->maintain_timer);
         free (pool->ca_file);
         free (pool->auth_line);
         free (pool);
     }
     mesh_map_destroy (&self->pools);
+    for (size_t i = 0; i < self->tls_count; i++) {
+        SSL_CTX_free (self->tls [i].ctx);
+        free (self->tls [i].ca_file);
+    }
     free (self);
     *self_p = NULL;
 }
 
 size_t
-pools_connections (pools_t *self)
+connector_pools_connections (connector_pools_t *self)
 {
     return self->connections;
+}
+
+//  The client TLS context for a CA file (NULL: the system's), made once
+static SSL_CTX *
+s_tls (connector_pools_t *self, const char *ca_file)
+{
+    const char *key = ca_file ? ca_file : "";
+    for (size_t i = 0; i < self->tls_count; i++)
+        if (mesh_streq (self->tls [i].ca_file, key))
+            return self->tls [i].ctx;
+    if (self->tls_count == MESH_ARRAY_SIZE (self->tls))
+        return NULL;
+    char why [256];
+    SSL_CTX *ctx = mesh_tls_client_ctx (ca_file, why, sizeof why);
+    if (!ctx)
+        mesh_error ("%s", why);
+    self->tls [self->tls_count].ca_file = strdup (key);
+    self->tls [self->tls_count].ctx = ctx;
+    self->tls_count++;
+    return ctx;
 }
 
 //  A WebSocket pool is also keyed by its credential, through a hash: the
@@ -257,12 +292,12 @@ s_pool_key (char *key, size_t size, const mesh_url_t *url, const char *ca_file, 
               url->websocket ? url->path : "", ca_file ? ca_file : "", (unsigned long long) hash);
 }
 
-static pool_t *
-s_pool_for (pools_t *self, const mesh_url_t *url, const char *ca_file, const char *auth_line)
+static connector_pool_t *
+s_pool_for (connector_pools_t *self, const mesh_url_t *url, const char *ca_file, const char *auth_line)
 {
     char key [1200];
     s_pool_key (key, sizeof key, url, ca_file, auth_line);
-    pool_t *pool = mesh_map_get (self->pools, key);
+    connector_pool_t *pool = mesh_map_get (self->pools, key);
     if (pool) {
         pool->retired = false;
         return pool;
@@ -275,15 +310,15 @@ s_pool_for (pools_t *self, const mesh_url_t *url, const char *ca_file, const cha
     pool->ca_file = ca_file ? strdup (ca_file) : NULL;
     pool->auth_line = strdup (url->websocket ? auth_line : "");
     pool->tls = url->tls;
-    pool->websocket = url->websocket;
+    pool->protocol = url->websocket ? &connector_ws_protocol : &connector_http_protocol;
     if (pool->tls)
-        pool->tls_ctx = connector_tls (self->connector, ca_file);
+        pool->tls_ctx = s_tls (self, ca_file);
     mesh_map_put (self->pools, pool->key, pool);
     return pool;
 }
 
-static pool_t *
-s_pool_of (pools_t *self, creq_t *req)
+static connector_pool_t *
+s_pool_of (connector_pools_t *self, connector_req_t *req)
 {
     return s_pool_for (self, &req->endpoint->url, req->model->ca_file, req->auth_line);
 }
@@ -292,13 +327,13 @@ s_pool_of (pools_t *self, creq_t *req)
 
 //  conn is ready for a request: give it the oldest waiting one, or idle it.
 static void
-s_ready (upconn_t *conn)
+s_ready (connector_conn_t *conn)
 {
-    pool_t *pool = conn->pool;
-    mesh_loop_t *loop = connector_loop (pool->pools->connector);
-    creq_t *req = s_wait_pop (pool);
+    connector_pool_t *pool = conn->pool;
+    mesh_loop_t *loop = pool->pools->settings.loop;
+    connector_req_t *req = s_wait_pop (pool);
     if (!req) {
-        if ((pool->idle >= MAX_IDLE_PER_POOL && !pool->websocket) || pool->retired) {
+        if ((pool->idle >= MAX_IDLE_PER_POOL && !pool->protocol->warm) || pool->retired) {
             s_conn_free (conn);
             return;
         }
@@ -306,15 +341,15 @@ s_ready (upconn_t *conn)
         pool->idle++;
         s_unlink (pool, conn);
         s_link (pool, conn, true);
-        //  WebSockets keep their ping timer; HTTP connections expire
-        if (!pool->websocket)
-            mesh_loop_timer_start (loop, &conn->timer, connector_pool_idle_ms (pool->pools->connector),
+        //  Warm connections keep their keep-alive timer; cold ones expire
+        if (!pool->protocol->warm)
+            mesh_loop_timer_start (loop, &conn->timer, pool->pools->settings.idle_ms,
                                    s_on_conn_timer, conn);
         return;
     }
     if (conn->reused)
         mesh_metric_inc (pool->pools->reused);
-    if (!pool->websocket)
+    if (!pool->protocol->warm)
         mesh_loop_timer_stop (loop, &conn->timer);
     conn->state = UC_BUSY;
     s_unlink (pool, conn);
@@ -322,7 +357,8 @@ s_ready (upconn_t *conn)
     conn->req = req;
     conn->response_started = false;
     req->conn = conn;
-    connector_request_start (req);
+    conn->protocol->send_request (conn, req);
+    pool->pools->settings.on_sent (req);
     if (conn->in_handler || conn->dead)
         return;                         //  the handler writes on its way out
     //  Write now rather than after another trip through epoll; wait for
@@ -339,29 +375,34 @@ s_ready (upconn_t *conn)
 
 //  The connection could not be made: the oldest waiting request fails.
 static void
-s_open_failed (upconn_t *conn, const char *why)
+s_open_failed (connector_conn_t *conn, const char *why)
 {
-    pool_t *pool = conn->pool;
+    connector_pool_t *pool = conn->pool;
     mesh_metric_inc (pool->pools->failed);
     mesh_warn ("upstream %s: %s", pool->key, why);
     s_conn_free (conn);
     pool->resolved = false;             //  ask DNS again next time
     pool->backoff_ms = pool->backoff_ms ? MESH_MIN (pool->backoff_ms * 2, 5000) : 100;
-    creq_t *req = s_wait_pop (pool);
+    connector_req_t *req = s_wait_pop (pool);
     if (req)
-        connector_request_fail (req, 502, "upstream_error", "upstream_unreachable", 0,
-                                "upstream_error", "Cannot reach the upstream: %s", why);
+        pool->pools->settings.on_unreachable (req, why);
     s_maintain (pool);
 }
 
 void
-upconn_write (upconn_t *conn, const void *data, size_t len)
+connector_conn_write (connector_conn_t *conn, const void *data, size_t len)
 {
     mesh_buf_append (&conn->out, data, len);
 }
 
+mesh_loop_t *
+connector_conn_loop (connector_conn_t *conn)
+{
+    return conn->pool->pools->settings.loop;
+}
+
 static int
-s_flush (upconn_t *conn)
+s_flush (connector_conn_t *conn)
 {
     while (mesh_buf_size (&conn->out) > 0) {
         ssize_t n = mesh_conn_write (&conn->io, mesh_buf_head (&conn->out), mesh_buf_size (&conn->out));
@@ -376,7 +417,7 @@ s_flush (upconn_t *conn)
 }
 
 static void
-s_set_interest (upconn_t *conn)
+s_set_interest (connector_conn_t *conn)
 {
     int events = MESH_READ;
     if (conn->state == UC_CONNECTING && conn->io.connecting)
@@ -384,32 +425,26 @@ s_set_interest (upconn_t *conn)
     else
     if (mesh_buf_size (&conn->out) > 0 || conn->io.want == MESH_WRITE)
         events |= MESH_WRITE;
-    mesh_loop_fd_events (connector_loop (conn->pool->pools->connector), conn->io.fd, events);
+    mesh_loop_fd_events (conn->pool->pools->settings.loop, conn->io.fd, events);
 }
 
 //  The connection broke or closed while serving a request.
 static void
-s_broken (upconn_t *conn, const char *why)
+s_broken (connector_conn_t *conn, const char *why)
 {
-    if (conn->pool->websocket) {
-        if (conn->req)
-            connector_request_fail (conn->req, 502, "upstream_error", "upstream_disconnected", 0,
-                                    "upstream_error", "The upstream closed the stream: %s", why);
-        s_conn_free (conn);
-        s_maintain (conn->pool);
-    }
-    else
+    connector_pool_t *pool = conn->pool;
     if (conn->req)
-        http_on_eof (conn);     //  a close may end a body, or allow a retry
-    else
-        s_conn_free (conn);
+        conn->protocol->on_eof (conn, why);
+    s_conn_free (conn);
+    if (pool->protocol->warm)
+        s_maintain (pool);
 }
 
 //  Drives one connection through connect, upgrade and its exchanges.
 static void
-s_handle (upconn_t *conn, int events)
+s_handle (connector_conn_t *conn, int events)
 {
-    pool_t *pool = conn->pool;
+    connector_pool_t *pool = conn->pool;
     char why [256];
 
     if (conn->state == UC_CONNECTING) {
@@ -420,9 +455,9 @@ s_handle (upconn_t *conn, int events)
             s_open_failed (conn, why);
             return;
         }
-        if (pool->websocket) {
+        if (conn->protocol->setup_start) {
             conn->state = UC_UPGRADING;
-            ws_send_upgrade (conn);
+            conn->protocol->setup_start (conn);
         }
         else {
             pool->opening--;
@@ -435,7 +470,7 @@ s_handle (upconn_t *conn, int events)
     if ((events & MESH_WRITE) || mesh_buf_size (&conn->out)) {
         if (s_flush (conn) < 0) {
             if (conn->state == UC_UPGRADING)
-                s_open_failed (conn, "write failed during the WebSocket upgrade");
+                s_open_failed (conn, "write failed during the protocol's setup");
             else
             if (conn->state == UC_BUSY)
                 s_broken (conn, "write failed");
@@ -460,7 +495,7 @@ s_handle (upconn_t *conn, int events)
     }
     if (mesh_buf_size (&conn->in) > 0) {
         if (conn->state == UC_UPGRADING) {
-            int rc = ws_on_upgrade_input (conn, why, sizeof why);
+            int rc = conn->protocol->setup_input (conn, why, sizeof why);
             if (rc < 0) {
                 s_open_failed (conn, why);
                 return;
@@ -474,17 +509,14 @@ s_handle (upconn_t *conn, int events)
             }
         }
         else
-        if (conn->state == UC_IDLE && !pool->websocket) {
-            s_conn_free (conn);         //  an idle HTTP connection has nothing to say
+        if (conn->state == UC_IDLE && !pool->protocol->warm) {
+            s_conn_free (conn);         //  an idle cold connection has nothing to say
             return;
         }
-        if (conn->state == UC_BUSY || (conn->state == UC_IDLE && pool->websocket)) {
+        if (conn->state == UC_BUSY || (conn->state == UC_IDLE && pool->protocol->warm)) {
             if (conn->req)
                 conn->response_started = true;
-            if (pool->websocket)
-                ws_on_input (conn);
-            else
-                http_on_input (conn);
+            conn->protocol->on_input (conn);
             if (conn->dead)
                 return;
         }
@@ -492,14 +524,14 @@ s_handle (upconn_t *conn, int events)
     mesh_buf_trim (&conn->in, 4096);
     if (eof) {
         if (conn->state == UC_UPGRADING)
-            s_open_failed (conn, "closed during the WebSocket upgrade");
+            s_open_failed (conn, "closed during the protocol's setup");
         else
         if (conn->state == UC_BUSY)
             s_broken (conn, "connection closed");
         else {
-            pool_t *p = conn->pool;
+            connector_pool_t *p = conn->pool;
             s_conn_free (conn);
-            if (p->websocket)
+            if (p->protocol->warm)
                 s_maintain (p);
         }
         return;
@@ -517,7 +549,7 @@ static int
 s_on_conn (mesh_loop_t *loop, int fd, int events, void *arg)
 {
     (void) loop; (void) fd;
-    upconn_t *conn = arg;
+    connector_conn_t *conn = arg;
     conn->in_handler = true;
     s_handle (conn, events);
     conn->in_handler = false;
@@ -529,34 +561,32 @@ s_on_conn (mesh_loop_t *loop, int fd, int events, void *arg)
 }
 
 static void
-s_conn_timer (upconn_t *conn)
+s_conn_timer (connector_conn_t *conn)
 {
-    pool_t *pool = conn->pool;
-    mesh_loop_t *loop = connector_loop (pool->pools->connector);
-    if (!pool->websocket) {
+    connector_pool_t *pool = conn->pool;
+    if (!pool->protocol->warm) {
         if (conn->state == UC_IDLE)
             s_conn_free (conn);         //  idle too long
         return;
     }
-    if (conn->ping_outstanding) {
-        mesh_warn ("upstream %s: no pong, dropping a WebSocket", pool->key);
-        if (conn->state == UC_BUSY)
-            s_broken (conn, "no pong from the upstream");
-        else {
-            s_conn_free (conn);
-            s_maintain (pool);
-        }
-        return;
-    }
     if (conn->state == UC_IDLE || conn->state == UC_BUSY) {
-        ws_send_ping (conn);
-        conn->ping_outstanding = true;
+        if (conn->protocol->keepalive (conn) < 0) {
+            mesh_warn ("upstream %s: the last keep-alive went unanswered, dropping the connection",
+                       pool->key);
+            if (conn->state == UC_BUSY)
+                s_broken (conn, "no answer to a keep-alive");
+            else {
+                s_conn_free (conn);
+                s_maintain (pool);
+            }
+            return;
+        }
         if (s_flush (conn) < 0) {
             s_broken (conn, "write failed");
             return;
         }
     }
-    mesh_loop_timer_start (loop, &conn->timer, connector_ws_ping_ms (pool->pools->connector),
+    mesh_loop_timer_start (pool->pools->settings.loop, &conn->timer, pool->pools->settings.ping_ms,
                            s_on_conn_timer, conn);
 }
 
@@ -564,7 +594,7 @@ static int
 s_on_conn_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 {
     (void) loop; (void) timer;
-    upconn_t *conn = arg;
+    connector_conn_t *conn = arg;
     conn->in_handler = true;
     s_conn_timer (conn);
     conn->in_handler = false;
@@ -579,10 +609,10 @@ s_on_conn_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 //  Opening connections --------------------------------------------------------
 
 static void
-s_connect (upconn_t *conn)
+s_connect (connector_conn_t *conn)
 {
-    pool_t *pool = conn->pool;
-    mesh_loop_t *loop = connector_loop (pool->pools->connector);
+    connector_pool_t *pool = conn->pool;
+    mesh_loop_t *loop = pool->pools->settings.loop;
     char why [256];
     if (mesh_conn_connect (&conn->io, (struct sockaddr *) &pool->addr, pool->addr_len) < 0) {
         snprintf (why, sizeof why, "connect: %s", strerror (errno));
@@ -598,23 +628,23 @@ s_connect (upconn_t *conn)
     mesh_metric_inc (pool->pools->opened);
     mesh_loop_fd_add (loop, conn->io.fd, conn->io.connecting ? MESH_WRITE : MESH_READ | MESH_WRITE,
                       s_on_conn, conn);
-    if (pool->websocket)
-        mesh_loop_timer_start (loop, &conn->timer, connector_ws_ping_ms (pool->pools->connector),
+    if (pool->protocol->warm)
+        mesh_loop_timer_start (loop, &conn->timer, pool->pools->settings.ping_ms,
                                s_on_conn_timer, conn);
 }
 
 static void
 s_on_resolved (void *arg, int rc, const struct sockaddr *addr, socklen_t len)
 {
-    pool_t *pool = arg;
+    connector_pool_t *pool = arg;
     pool->resolving = false;
     if (rc != 0) {
         mesh_warn ("upstream %s: cannot resolve %s: %s", pool->key, pool->url.host,
                    gai_strerror (rc));
         //  Every connection waiting for the address fails, with a request
-        upconn_t *conn = pool->conns;
+        connector_conn_t *conn = pool->conns;
         while (conn) {
-            upconn_t *next = conn->next;
+            connector_conn_t *next = conn->next;
             if (conn->state == UC_RESOLVING)
                 s_open_failed (conn, "cannot resolve the upstream host");
             conn = next;
@@ -624,9 +654,9 @@ s_on_resolved (void *arg, int rc, const struct sockaddr *addr, socklen_t len)
     memcpy (&pool->addr, addr, len);
     pool->addr_len = len;
     pool->resolved = true;
-    upconn_t *conn = pool->conns;
+    connector_conn_t *conn = pool->conns;
     while (conn) {
-        upconn_t *next = conn->next;
+        connector_conn_t *next = conn->next;
         if (conn->state == UC_RESOLVING)
             s_connect (conn);
         conn = next;
@@ -634,15 +664,15 @@ s_on_resolved (void *arg, int rc, const struct sockaddr *addr, socklen_t len)
 }
 
 static void
-s_open (pool_t *pool)
+s_open (connector_pool_t *pool)
 {
-    upconn_t *conn = calloc (1, sizeof *conn);
+    connector_conn_t *conn = calloc (1, sizeof *conn);
     assert (conn);
-    conn->connector = pool->pools->connector;
     conn->pool = pool;
+    conn->protocol = pool->protocol;
     conn->io.fd = -1;
     conn->state = UC_RESOLVING;
-    conn->connect_started_ms = mesh_loop_now_ms (connector_loop (pool->pools->connector));
+    conn->connect_started_ms = mesh_loop_now_ms (pool->pools->settings.loop);
     s_link (pool, conn, false);
     pool->count++;
     pool->opening++;
@@ -653,7 +683,7 @@ s_open (pool_t *pool)
     else
     if (!pool->resolving) {
         pool->resolving = true;
-        resolver_lookup (connector_resolver (pool->pools->connector), pool->url.host,
+        connector_resolver_lookup (pool->pools->settings.resolver, pool->url.host,
                          pool->url.port, s_on_resolved, pool);
     }
 }
@@ -662,26 +692,26 @@ static int
 s_on_maintain (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 {
     (void) loop; (void) timer;
-    pool_t *pool = arg;
+    connector_pool_t *pool = arg;
     if (pool->retired && pool->waiting_count == 0)
         return 0;
-    size_t want = (size_t) connector_ws_pool_size (pool->pools->connector);
+    size_t want = (size_t) pool->pools->settings.warm_size;
     while (pool->count < want || pool->opening < pool->waiting_count)
         s_open (pool);
     return 0;
 }
 
-//  Keeps a WebSocket pool at its size, after the current backoff.
+//  Keeps a warm pool at its size, after the current backoff.
 static void
-s_maintain (pool_t *pool)
+s_maintain (connector_pool_t *pool)
 {
-    if (!pool->websocket) {
-        //  HTTP: open one connection per waiting request, no more
+    if (!pool->protocol->warm) {
+        //  Cold: open one connection per waiting request, no more
         while (pool->opening < pool->waiting_count)
             s_open (pool);
         return;
     }
-    mesh_loop_t *loop = connector_loop (pool->pools->connector);
+    mesh_loop_t *loop = pool->pools->settings.loop;
     if (!mesh_timer_armed (&pool->maintain_timer))
         mesh_loop_timer_start (loop, &pool->maintain_timer, pool->backoff_ms, s_on_maintain, pool);
 }
@@ -689,16 +719,15 @@ s_maintain (pool_t *pool)
 //  Public --------------------------------------------------------------------
 
 void
-pools_acquire (pools_t *self, creq_t *req)
+connector_pools_acquire (connector_pools_t *self, connector_req_t *req)
 {
-    pool_t *pool = s_pool_of (self, req);
+    connector_pool_t *pool = s_pool_of (self, req);
     if (pool->tls && !pool->tls_ctx) {
-        connector_request_fail (req, 502, "upstream_error", "upstream_tls", 0, "upstream_error",
-                                "The connector cannot set up TLS for this upstream.");
+        self->settings.on_unreachable (req, "the connector cannot set up TLS for this upstream");
         return;
     }
     //  The most recently used idle connection is at the front
-    upconn_t *conn = pool->conns;
+    connector_conn_t *conn = pool->conns;
     if (conn && conn->state == UC_IDLE) {
         pool->idle--;
         s_wait_push (pool, req);
@@ -706,7 +735,7 @@ pools_acquire (pools_t *self, creq_t *req)
         return;
     }
     s_wait_push (pool, req);
-    if (pool->websocket && pool->backoff_ms > 0 && pool->opening == 0) {
+    if (pool->protocol->warm && pool->backoff_ms > 0 && pool->opening == 0) {
         s_maintain (pool);              //  reconnect after the backoff
         return;
     }
@@ -715,14 +744,14 @@ pools_acquire (pools_t *self, creq_t *req)
 }
 
 void
-pool_release (upconn_t *conn, bool reusable)
+connector_pool_release (connector_conn_t *conn, bool reusable)
 {
     if (conn->req) {
         conn->req->conn = NULL;
         conn->req = NULL;
     }
     if (!reusable) {
-        pool_close (conn);
+        connector_pool_close (conn);
         return;
     }
     conn->reused = true;
@@ -730,45 +759,45 @@ pool_release (upconn_t *conn, bool reusable)
 }
 
 void
-pool_close (upconn_t *conn)
+connector_pool_close (connector_conn_t *conn)
 {
-    pool_t *pool = conn->pool;
+    connector_pool_t *pool = conn->pool;
     s_conn_free (conn);
-    if (pool->websocket)
+    if (pool->protocol->warm)
         s_maintain (pool);
 }
 
 void
-pools_abandon (pools_t *self, creq_t *req)
+connector_pools_abandon (connector_pools_t *self, connector_req_t *req)
 {
     if (req->conn)
-        pool_close (req->conn);
+        connector_pool_close (req->conn);
     else
     if (req->waiting)
         s_wait_remove (s_pool_of (self, req), req);
 }
 
 const mesh_url_t *
-pool_url (pool_t *pool)
+connector_pool_url (connector_pool_t *pool)
 {
     return &pool->url;
 }
 
 const char *
-pool_auth_line (pool_t *pool)
+connector_pool_auth_line (connector_pool_t *pool)
 {
     return pool->auth_line;
 }
 
 void
-pools_warm (pools_t *self, mesh_models_t *models)
+connector_pools_warm (connector_pools_t *self, mesh_models_t *models)
 {
-    //  Every WebSocket pool is retired, then those the registry names
-    //  are taken back in
+    //  Every warm pool is retired, then those the registry names are
+    //  taken back in
     size_t cursor = 0;
-    pool_t *pool;
+    connector_pool_t *pool;
     while ((pool = mesh_map_next (self->pools, &cursor, NULL)))
-        if (pool->websocket)
+        if (pool->protocol->warm)
             pool->retired = true;
     for (size_t i = 0; i < mesh_models_count (models); i++) {
         mesh_model_t *model = mesh_models_at (models, i);
@@ -777,7 +806,7 @@ pools_warm (pools_t *self, mesh_models_t *models)
             if (!model->endpoints [k].url.websocket)
                 continue;
             if (!auth_line)
-                auth_line = connector_auth_line (model);
+                auth_line = self->settings.credential (model);
             s_maintain (s_pool_for (self, &model->endpoints [k].url, model->ca_file, auth_line));
         }
         free (auth_line);
@@ -787,10 +816,10 @@ pools_warm (pools_t *self, mesh_models_t *models)
     while ((pool = mesh_map_next (self->pools, &cursor, NULL))) {
         if (!pool->retired)
             continue;
-        mesh_loop_timer_stop (connector_loop (self->connector), &pool->maintain_timer);
-        upconn_t *conn = pool->conns;
+        mesh_loop_timer_stop (self->settings.loop, &pool->maintain_timer);
+        connector_conn_t *conn = pool->conns;
         while (conn) {
-            upconn_t *next = conn->next;
+            connector_conn_t *next = conn->next;
             if (conn->state == UC_IDLE)
                 s_conn_free (conn);
             conn = next;

@@ -33,7 +33,7 @@ s_uint (json_t *object, const char *key)
 }
 
 static void
-s_take_usage (creq_t *req, json_t *usage)
+s_take_usage (connector_req_t *req, json_t *usage)
 {
     if (!json_is_object (usage))
         return;
@@ -47,7 +47,7 @@ s_take_usage (creq_t *req, json_t *usage)
 }
 
 static void
-s_take_finish (creq_t *req, const char *finish)
+s_take_finish (connector_req_t *req, const char *finish)
 {
     if (finish)
         snprintf (req->finish, sizeof req->finish, "%s", finish);
@@ -55,7 +55,7 @@ s_take_finish (creq_t *req, const char *finish)
 
 //  Usage and the first choice's finish reason of a parsed chunk
 static void
-s_take_chunk (creq_t *req, json_t *chunk)
+s_take_chunk (connector_req_t *req, json_t *chunk)
 {
     s_take_usage (req, json_object_get (chunk, "usage"));
     json_t *finish = json_object_get (json_array_get (json_object_get (chunk, "choices"), 0),
@@ -67,7 +67,7 @@ s_take_chunk (creq_t *req, json_t *chunk)
 //  Assembly ---------------------------------------------------------------
 
 char *
-stream_assembled (creq_t *req, size_t *len)
+connector_stream_assembled (connector_req_t *req, size_t *len)
 {
     mesh_completion_t *assembly = req->assembly;
     if (!assembly || !mesh_completion_started (assembly) || mesh_completion_truncated (assembly))
@@ -99,7 +99,7 @@ s_is_error_event (const char *data, size_t len)
 static int
 s_on_event (void *arg, int kind, const char *data, size_t len)
 {
-    creq_t *req = arg;
+    connector_req_t *req = arg;
     if (kind == MESH_SSE_COMMENT) {
         if (!req->client_stream)
             return 0;
@@ -152,7 +152,7 @@ s_on_event (void *arg, int kind, const char *data, size_t len)
 }
 
 void
-stream_begin (creq_t *req)
+connector_stream_begin (connector_req_t *req)
 {
     mesh_sse_free (&req->sse);
     mesh_sse_init (&req->sse, MAX_EVENT_BYTES);
@@ -160,7 +160,7 @@ stream_begin (creq_t *req)
 }
 
 int
-stream_feed (creq_t *req, const char *data, size_t len)
+connector_stream_feed (connector_req_t *req, const char *data, size_t len)
 {
     if (req->stream_state == STREAM_DONE)
         return 1;               //  bytes after [DONE]: ignored
@@ -174,7 +174,7 @@ stream_feed (creq_t *req, const char *data, size_t len)
             json_t *status = json_object_get (event, "status");
             int code = json_is_integer (status) ? (int) json_integer_value (status) : 502;
             json_decref (event);
-            stream_upstream_error (req, code, 0, mesh_buf_head (&req->response),
+            connector_stream_upstream_error (req, code, 0, mesh_buf_head (&req->response),
                                    mesh_buf_size (&req->response));
             return -1;
         }
@@ -256,7 +256,7 @@ s_member (const char *data, size_t len, const char *key, size_t *value_len)
 }
 
 void
-stream_complete_body (creq_t *req, const char *data, size_t len)
+connector_stream_complete_body (connector_req_t *req, const char *data, size_t len)
 {
     //  DeepSeek sends blank lines while a non-stream request is queued
     while (len && (*data == ' ' || *data == '\n' || *data == '\r' || *data == '\t')) {
@@ -294,7 +294,7 @@ stream_complete_body (creq_t *req, const char *data, size_t len)
 }
 
 void
-stream_upstream_error (creq_t *req, int status, int retry_after_s, const char *body, size_t len)
+connector_stream_upstream_error (connector_req_t *req, int status, int retry_after_s, const char *body, size_t len)
 {
     json_t *json = json_loadb (body, len, 0, NULL);
     json_t *error = json_object_get (json, "error");
@@ -354,7 +354,7 @@ stream_upstream_error (creq_t *req, int status, int retry_after_s, const char *b
 }
 
 int
-stream_prepare_body (creq_t *req, const char *body, size_t len, const char *requested)
+connector_stream_prepare_body (connector_req_t *req, const char *body, size_t len, const char *requested)
 {
     const mesh_model_t *model = req->model;
     req->upstream_stream = req->client_stream || model->stream_only;
@@ -384,7 +384,7 @@ stream_prepare_body (creq_t *req, const char *body, size_t len, const char *requ
 }
 
 void
-stream_end (creq_t *req)
+connector_stream_end (connector_req_t *req)
 {
     mesh_sse_free (&req->sse);
     mesh_completion_destroy (&req->assembly);
@@ -398,7 +398,7 @@ connector_stream_test (bool verbose)
     (void) verbose;
     //  A non-stream client served from a stream: content, reasoning and a
     //  tool call split across chunks come out as one chat.completion
-    creq_t req;
+    connector_req_t req;
     memset (&req, 0, sizeof req);
     const char *chunks [] = {
         "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"m\","
@@ -418,7 +418,7 @@ connector_stream_test (bool verbose)
         assert (s_on_event (&req, MESH_SSE_DATA, chunks [i], strlen (chunks [i])) == 0);
     assert (req.prompt_tokens == 0);            //  read once the stream is done
     size_t len;
-    char *text = stream_assembled (&req, &len);
+    char *text = connector_stream_assembled (&req, &len);
     assert (text);
     assert (req.prompt_tokens == 3 && req.output_tokens == 5);
     assert (req.cached_tokens == 1 && req.reason_tokens == 2);
@@ -438,14 +438,14 @@ connector_stream_test (bool verbose)
     assert (json_integer_value (json_object_get (json_object_get (completion, "usage"), "total_tokens")) == 8);
     json_decref (completion);
     free (text);
-    stream_end (&req);
+    connector_stream_end (&req);
     assert (req.assembly == NULL);
 
     //  A stream that never sent a chunk has no answer
     memset (&req, 0, sizeof req);
     assert (s_on_event (&req, MESH_SSE_DATA, "[DONE]", 6) == -1 && req.stream_state == STREAM_DONE);
-    assert (stream_assembled (&req, &len) == NULL);
-    stream_end (&req);
+    assert (connector_stream_assembled (&req, &len) == NULL);
+    connector_stream_end (&req);
 
     assert (s_is_error_event (" {\"error\":{}}", 13));
 

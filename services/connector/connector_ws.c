@@ -21,10 +21,10 @@
 #define MAX_HEAD_BYTES (16 * 1024)
 #define MAX_MESSAGE_BYTES (64u * 1024 * 1024)
 
-void
-ws_send_upgrade (upconn_t *conn)
+static void
+s_send_upgrade (connector_conn_t *conn)
 {
-    const mesh_url_t *url = pool_url (conn->pool);
+    const mesh_url_t *url = connector_pool_url (conn->pool);
     unsigned char nonce [16];
     mesh_random (nonce, sizeof nonce);
     char key [32];
@@ -41,12 +41,12 @@ ws_send_upgrade (upconn_t *conn)
                       "%s"
                       "User-Agent: seekmesh\r\n"
                       "\r\n",
-                      url->path, url->host_header, key, pool_auth_line (conn->pool));
-    upconn_write (conn, head, (size_t) n);
+                      url->path, url->host_header, key, connector_pool_auth_line (conn->pool));
+    connector_conn_write (conn, head, (size_t) n);
 }
 
-int
-ws_on_upgrade_input (upconn_t *conn, char *why, size_t why_size)
+static int
+s_on_upgrade_input (connector_conn_t *conn, char *why, size_t why_size)
 {
     mesh_http_head_t head;
     int n = mesh_http_parse_response (mesh_buf_head (&conn->in), mesh_buf_size (&conn->in),
@@ -80,13 +80,13 @@ ws_on_upgrade_input (upconn_t *conn, char *why, size_t why_size)
 
 //  Queues one frame, masked as a client must.
 static void
-s_frame (upconn_t *conn, int opcode, const void *data, size_t len)
+s_frame (connector_conn_t *conn, int opcode, const void *data, size_t len)
 {
     uint8_t mask [4];
     mesh_random (mask, sizeof mask);
     uint8_t header [MESH_WS_MAX_HEADER];
     size_t header_len = mesh_ws_header (header, opcode, true, mask, len);
-    upconn_write (conn, header, header_len);
+    connector_conn_write (conn, header, header_len);
     if (len == 0)
         return;
     char *at = mesh_buf_reserve (&conn->out, len);
@@ -95,33 +95,38 @@ s_frame (upconn_t *conn, int opcode, const void *data, size_t len)
     mesh_buf_commit (&conn->out, len);
 }
 
-void
-ws_send_request (upconn_t *conn, creq_t *req)
+static void
+s_send_request (connector_conn_t *conn, connector_req_t *req)
 {
     s_frame (conn, MESH_WS_TEXT, mesh_buf_head (&req->body), mesh_buf_size (&req->body));
-    stream_begin (req);
+    connector_stream_begin (req);
 }
 
-void
-ws_send_ping (upconn_t *conn)
+//  A ping each interval; the last one must have had its pong
+static int
+s_keepalive (connector_conn_t *conn)
 {
+    if (conn->ping_outstanding)
+        return -1;
     s_frame (conn, MESH_WS_PING, "seekmesh", 8);
+    conn->ping_outstanding = true;
+    return 0;
 }
 
 static int
 s_on_frame (void *arg, int event, uint8_t *data, size_t len)
 {
-    upconn_t *conn = arg;
-    creq_t *req = conn->req;
+    connector_conn_t *conn = arg;
+    connector_req_t *req = conn->req;
     switch (event) {
         case MESH_WS_EV_DATA: {
             if (!req)
                 return 0;       //  nothing asked: drop it
-            int rc = stream_feed (req, (const char *) data, len);
+            int rc = connector_stream_feed (req, (const char *) data, len);
             if (rc < 0)
                 return -1;      //  the request ended; the connection is closed
             if (rc == 1) {
-                pool_release (conn, true);
+                connector_pool_release (conn, true);
                 connector_request_finish (req, NULL, 0);
             }
             return 0;
@@ -137,15 +142,15 @@ s_on_frame (void *arg, int event, uint8_t *data, size_t len)
                 connector_request_fail (req, 502, "upstream_error", "upstream_disconnected", 0,
                                         "upstream_error", "The upstream closed the WebSocket mid-stream.");
             else
-                pool_close (conn);
+                connector_pool_close (conn);
             return -1;
         default:
             return 0;
     }
 }
 
-void
-ws_on_input (upconn_t *conn)
+static void
+s_on_input (connector_conn_t *conn)
 {
     if (conn->req)
         connector_request_progress (conn->req);
@@ -158,8 +163,27 @@ ws_on_input (upconn_t *conn)
             connector_request_fail (conn->req, 502, "upstream_error", "upstream_protocol", 0,
                                     "upstream_error", "The upstream broke the WebSocket protocol.");
         else
-            pool_close (conn);
+            connector_pool_close (conn);
         return;
     }
     mesh_buf_consume (&conn->in, (size_t) used);
 }
+
+//  The connection closed or broke mid-stream (without a close frame)
+static void
+s_on_eof (connector_conn_t *conn, const char *why)
+{
+    connector_request_fail (conn->req, 502, "upstream_error", "upstream_disconnected", 0,
+                            "upstream_error", "The upstream closed the stream: %s", why);
+}
+
+const connector_protocol_t connector_ws_protocol = {
+    .name = "websocket",
+    .warm = true,
+    .setup_start = s_send_upgrade,
+    .setup_input = s_on_upgrade_input,
+    .send_request = s_send_request,
+    .on_input = s_on_input,
+    .on_eof = s_on_eof,
+    .keepalive = s_keepalive,
+};
