@@ -746,6 +746,7 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
     connector_pool_settings_t pool_settings = {
         .loop = loop, .metrics = metrics, .resolver = self->resolver,
         .idle_ms = self->pool_idle_ms, .ping_ms = self->ws_ping_ms, .warm_size = self->ws_pool_size,
+        .http = &connector_http_protocol, .websocket = &connector_ws_protocol,
         .on_sent = s_on_sent, .on_unreachable = s_on_unreachable, .credential = connector_auth_line
     };
     self->pools = connector_pools_new (&pool_settings);

@@ -174,6 +174,9 @@ typedef struct {
     int64_t idle_ms;                //  connector.pool_idle_ms
     int64_t ping_ms;                //  connector.ws_ping_ms
     int warm_size;                  //  connector.ws_pool_size
+    //  The protocols of http(s):// and ws(s):// endpoints
+    const connector_protocol_t *http;
+    const connector_protocol_t *websocket;
     //  A request's request went out on its connection: time its answer
     void (*on_sent) (connector_req_t *req);
     //  No connection could be made for a request

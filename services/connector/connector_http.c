@@ -9,9 +9,11 @@
     the client is not kept waiting for the upstream's last bytes and the
     connection can still be reused.  Reactor thread only.                  */
 #include "connector.h"
+#include "connector_testing.h"
 #include "mesh_log.h"
 #include "mesh_util.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,3 +277,117 @@ const connector_protocol_t connector_http_protocol = {
     .on_eof = s_on_eof,
     .keepalive = NULL,
 };
+
+//  Selftest -------------------------------------------------------------------
+//
+//  A whole connector (connector_testing.h) against an upstream on loopback
+//  that answers each request on a connection with the current scenario.
+
+typedef struct {
+    const char *name;
+    const char *answer [8];         //  written in turn, a few ms apart
+    bool close;                     //  close the connection afterwards
+} http_scenario_t;
+
+static const http_scenario_t *s_scenario;
+
+static void
+s_test_serve (int fd, void *arg)
+{
+    (void) arg;
+    char request [8192];
+    while (connector_testing_read_request (fd, request, sizeof request)) {
+        assert (strstr (request, "POST /v1/chat/completions HTTP/1.1\r\n"));
+        assert (strstr (request, "Host: 127.0.0.1:"));
+        //  The test may move on while the last parts are written
+        const http_scenario_t *scenario = s_scenario;
+        for (size_t i = 0; i < MESH_ARRAY_SIZE (scenario->answer) && scenario->answer [i]; i++)
+            connector_testing_write (fd, scenario->answer [i], 3);
+        if (scenario->close)
+            return;
+    }
+}
+
+static const http_scenario_t s_json = { "content-length", {
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 79\r\n\r\n",
+    "{\"id\":\"x\",\"object\":\"chat.completion\",\"choices\":[],\"usage\":{\"prompt_tokens\":11}}"
+}, false };
+static const http_scenario_t s_chunked_sse = { "chunked SSE cut anywhere", {
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "15\r\ndata: {\"choices\":[{\"i\r\n",
+    "31\r\nndex\":0,\"delta\":{\"content\":\"hi\"}}]}\r\n\r\n: ping\r\n\r\n\r\n",
+    "44\r\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\r\n\r\ndata: [DONE]\r\n\r\n\r\n",
+    "0\r\n\r\n"
+}, false };
+static const http_scenario_t s_continue = { "100 Continue first", {
+    "HTTP/1.1 100 Continue\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+}, false };
+static const http_scenario_t s_busy = { "503 with Retry-After", {
+    "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Type: application/json\r\n"
+    "Content-Length: 46\r\n\r\n{\"error\":{\"message\":\"busy\",\"type\":\"overload\"}}"
+}, false };
+static const http_scenario_t s_until_close = { "a body until close", {
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"id\":",
+    "\"y\"}"
+}, true };
+static const http_scenario_t s_malformed = { "a malformed head", {
+    "HTTP/9 two hundred\r\n\r\n"
+}, true };
+static const http_scenario_t s_cut = { "closed mid-stream", {
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "2e\r\ndata: {\"choices\":[{\"index\":0,\"delta\":{}}]}\r\n\r\n\r\n"
+}, true };
+
+void
+connector_http_test (bool verbose)
+{
+    (void) verbose;
+    connector_harness_t *h = connector_harness_new ("http", s_test_serve, NULL);
+    const char *body = "{\"model\":\"m\",\"messages\":[]}";
+
+    //  A whole JSON body, twice on one kept-alive connection
+    s_scenario = &s_json;
+    for (int i = 0; i < 2; i++) {
+        assert (connector_harness_request (h, false, body, 3000));
+        assert (h->last == MESH_MSG_END && h->prompt_tokens == 11);
+        assert (strstr (mesh_buf_head (&h->data), "\"object\":\"chat.completion\""));
+        assert (mesh_streq (h->done_outcome, "ok"));
+    }
+    assert (h->accepted == 1);
+
+    //  A chunked stream whose events are cut across chunks; a comment is
+    //  passed on as one, not as data; [DONE] ends it
+    s_scenario = &s_chunked_sse;
+    assert (connector_harness_request (h, true, body, 3000));
+    assert (h->last == MESH_MSG_END && h->heads == 1);
+    assert (mesh_memeq (mesh_buf_head (&h->chunks), mesh_buf_size (&h->chunks),
+                        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n"
+                        "{\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n"));
+    assert (h->prompt_tokens == 3);
+
+    s_scenario = &s_continue;
+    assert (connector_harness_request (h, false, body, 3000));
+    assert (h->last == MESH_MSG_END && mesh_streq (mesh_buf_head (&h->data), "{}"));
+
+    //  Before a byte reached the client a failure goes to the router
+    s_scenario = &s_busy;
+    assert (connector_harness_request (h, false, body, 3000));
+    assert (h->last == MESH_MSG_FAIL && h->status == 503 && h->retry_after_ms == 7000);
+    assert (mesh_streq (h->err_code, "upstream_overloaded"));
+
+    s_scenario = &s_until_close;
+    assert (connector_harness_request (h, false, body, 3000));
+    assert (h->last == MESH_MSG_END && mesh_streq (mesh_buf_head (&h->data), "{\"id\":\"y\"}"));
+
+    s_scenario = &s_malformed;
+    assert (connector_harness_request (h, false, body, 3000));
+    assert (h->last == MESH_MSG_FAIL && mesh_streq (h->err_code, "upstream_protocol"));
+
+    //  After the first event: an error to the client, DONE to the router
+    s_scenario = &s_cut;
+    assert (connector_harness_request (h, true, body, 3000));
+    assert (h->last == MESH_MSG_ERROR && h->heads == 1 && h->done);
+    assert (mesh_streq (h->err_code, "upstream_disconnected"));
+    connector_harness_destroy (&h);
+}

@@ -23,9 +23,13 @@
 #include "mesh_map.h"
 #include "mesh_util.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,7 +314,7 @@ s_pool_for (connector_pools_t *self, const mesh_url_t *url, const char *ca_file,
     pool->ca_file = ca_file ? strdup (ca_file) : NULL;
     pool->auth_line = strdup (url->websocket ? auth_line : "");
     pool->tls = url->tls;
-    pool->protocol = url->websocket ? &connector_ws_protocol : &connector_http_protocol;
+    pool->protocol = url->websocket ? self->settings.websocket : self->settings.http;
     if (pool->tls)
         pool->tls_ctx = s_tls (self, ca_file);
     mesh_map_put (self->pools, pool->key, pool);
@@ -825,4 +829,220 @@ connector_pools_warm (connector_pools_t *self, mesh_models_t *models)
             conn = next;
         }
     }
+}
+
+//  Selftest -------------------------------------------------------------------
+//
+//  The pools on their own, against a loopback server thread that echoes
+//  lines, with a test protocol: a request is one line, its answer the echo.
+
+typedef struct {
+    int listener;
+    int port;
+    volatile int accepted;
+    volatile bool stop;
+    pthread_t thread;
+} test_server_t;
+
+static void *
+s_test_serve (void *arg)
+{
+    test_server_t *server = arg;
+    int clients [16];
+    int count = 0;
+    while (!server->stop) {
+        struct pollfd fds [17];
+        fds [0] = (struct pollfd) { server->listener, POLLIN, 0 };
+        for (int i = 0; i < count; i++)
+            fds [i + 1] = (struct pollfd) { clients [i], POLLIN, 0 };
+        if (poll (fds, (nfds_t) count + 1, 20) <= 0)
+            continue;
+        if ((fds [0].revents & POLLIN) && count < 16) {
+            clients [count++] = accept (server->listener, NULL, NULL);
+            server->accepted++;
+        }
+        for (int i = 0; i < count; i++) {
+            if (!(fds [i + 1].revents & (POLLIN | POLLHUP)))
+                continue;
+            char buf [256];
+            ssize_t n = read (clients [i], buf, sizeof buf);
+            if (n <= 0) {
+                close (clients [i]);
+                clients [i--] = clients [--count];
+                continue;
+            }
+            if (write (clients [i], buf, (size_t) n) != n)
+                break;
+        }
+    }
+    for (int i = 0; i < count; i++)
+        close (clients [i]);
+    return NULL;
+}
+
+typedef struct {
+    int sent, unreachable, answered, eofs;
+    char why [256];
+} test_counts_t;
+
+static test_counts_t s_test;
+
+static void
+s_test_send (connector_conn_t *conn, connector_req_t *req)
+{
+    (void) req;
+    connector_conn_write (conn, "ping\n", 5);
+}
+
+static void
+s_test_input (connector_conn_t *conn)
+{
+    if (mesh_buf_size (&conn->in) < 5)
+        return;
+    assert (memcmp (mesh_buf_head (&conn->in), "ping\n", 5) == 0);
+    mesh_buf_consume (&conn->in, 5);
+    s_test.answered++;
+    connector_pool_release (conn, true);
+}
+
+static void
+s_test_eof (connector_conn_t *conn, const char *why)
+{
+    (void) conn; (void) why;
+    s_test.eofs++;
+}
+
+static const connector_protocol_t s_test_protocol = {
+    .name = "test", .warm = false, .send_request = s_test_send, .on_input = s_test_input,
+    .on_eof = s_test_eof
+};
+
+static void s_test_on_sent (connector_req_t *req) { (void) req; s_test.sent++; }
+static void
+s_test_on_unreachable (connector_req_t *req, const char *why)
+{
+    (void) req;
+    s_test.unreachable++;
+    snprintf (s_test.why, sizeof s_test.why, "%s", why);
+}
+static char *s_test_credential (const mesh_model_t *model) { (void) model; return strdup (""); }
+
+typedef bool (test_cond_fn) (void *arg);
+typedef struct { test_cond_fn *cond; void *arg; int64_t deadline_ms; } test_wait_t;
+
+static int
+s_test_check (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    test_wait_t *wait = arg;
+    if (wait->cond (wait->arg) || mesh_loop_now_ms (loop) >= wait->deadline_ms)
+        return -1;                      //  stops the loop
+    mesh_loop_timer_start (loop, timer, 2, s_test_check, wait);
+    return 0;
+}
+
+//  Runs the loop until cond holds (true) or ms pass (false)
+static bool
+s_test_until (mesh_loop_t *loop, test_cond_fn *cond, void *arg, int ms)
+{
+    test_wait_t wait = { cond, arg, mesh_loop_now_ms (loop) + ms };
+    mesh_timer_t timer = { 0 };
+    mesh_loop_timer_start (loop, &timer, 0, s_test_check, &wait);
+    mesh_loop_run (loop);
+    mesh_loop_timer_stop (loop, &timer);
+    return cond (arg);
+}
+
+static bool s_test_answered2 (void *arg) { (void) arg; return s_test.answered >= 2; }
+static bool s_test_answered3 (void *arg) { (void) arg; return s_test.answered >= 3; }
+static bool s_test_failed (void *arg) { (void) arg; return s_test.unreachable >= 1; }
+static bool
+s_test_no_connections (void *arg)
+{
+    return connector_pools_connections (arg) == 0;
+}
+
+void
+connector_pool_test (bool verbose)
+{
+    (void) verbose;
+    test_server_t server = { 0 };
+    server.listener = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    assert (bind (server.listener, (struct sockaddr *) &addr, sizeof addr) == 0);
+    assert (listen (server.listener, 16) == 0);
+    socklen_t len = sizeof addr;
+    getsockname (server.listener, (struct sockaddr *) &addr, &len);
+    server.port = ntohs (addr.sin_port);
+    pthread_create (&server.thread, NULL, s_test_serve, &server);
+
+    mesh_loop_t *loop = mesh_loop_new ();
+    mesh_metrics_t *metrics = mesh_metrics_new ();
+    connector_resolver_t *resolver = connector_resolver_new (loop);
+    connector_pool_settings_t settings = {
+        .loop = loop, .metrics = metrics, .resolver = resolver, .idle_ms = 100, .ping_ms = 1000,
+        .warm_size = 0, .http = &s_test_protocol, .websocket = &s_test_protocol,
+        .on_sent = s_test_on_sent, .on_unreachable = s_test_on_unreachable,
+        .credential = s_test_credential
+    };
+    connector_pools_t *pools = connector_pools_new (&settings);
+
+    //  One endpoint
+    char url_text [64], why [128];
+    snprintf (url_text, sizeof url_text, "http://127.0.0.1:%d/v1/chat/completions", server.port);
+    mesh_model_t model = { .name = "m" };
+    mesh_endpoint_t endpoint = { .text = url_text };
+    assert (mesh_url_parse (url_text, &endpoint.url, why, sizeof why) == 0);
+    connector_req_t one = { .model = &model, .endpoint = &endpoint, .auth_line = (char *) "" };
+    connector_req_t two = one, three = one;
+    memset (&s_test, 0, sizeof s_test);
+    //  Two at once: a connection each (they wait while those open)
+    connector_pools_acquire (pools, &one);
+    connector_pools_acquire (pools, &two);
+    assert (one.waiting && two.waiting);
+    assert (s_test_until (loop, s_test_answered2, NULL, 2000));
+    assert (s_test.sent == 2 && !one.conn && !two.conn);
+    connector_pools_acquire (pools, &three);
+    assert (s_test_until (loop, s_test_answered3, NULL, 2000));
+    //  three, later, was served on a kept connection
+    assert (server.accepted == 2);
+    //  (two may have had one's connection too, if it came back first)
+    assert (mesh_metric_value (mesh_metrics_counter (metrics,
+            "seekmesh_connector_upstream_connections_reused_total", NULL, NULL)) >= 1);
+    //  Idle connections close after idle_ms
+    assert (connector_pools_connections (pools) == 2);
+    assert (s_test_until (loop, s_test_no_connections, pools, 2000));
+
+    //  A port nobody listens on: the waiting request hears why
+    int closed = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in free_addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    assert (bind (closed, (struct sockaddr *) &free_addr, sizeof free_addr) == 0);
+    len = sizeof free_addr;
+    getsockname (closed, (struct sockaddr *) &free_addr, &len);
+    char dead_text [64];
+    snprintf (dead_text, sizeof dead_text, "http://127.0.0.1:%d/x", ntohs (free_addr.sin_port));
+    mesh_endpoint_t dead = { .text = dead_text };
+    assert (mesh_url_parse (dead_text, &dead.url, why, sizeof why) == 0);
+    connector_req_t lost = { .model = &model, .endpoint = &dead, .auth_line = (char *) "" };
+    connector_pools_acquire (pools, &lost);
+    assert (s_test_until (loop, s_test_failed, NULL, 2000));
+    assert (strstr (s_test.why, "refused"));
+    close (closed);
+
+    //  A request abandoned while it waits is never sent
+    connector_req_t gone = one;
+    gone.conn = NULL;
+    int sent = s_test.sent;
+    connector_pools_acquire (pools, &gone);
+    connector_pools_abandon (pools, &gone);
+    assert (!gone.waiting);
+    s_test_until (loop, s_test_no_connections, pools, 300);
+    assert (s_test.sent == sent);
+
+    connector_pools_destroy (&pools);
+    connector_resolver_destroy (&resolver);
+    mesh_metrics_destroy (&metrics);
+    mesh_loop_destroy (&loop);
+    server.stop = true;
+    pthread_join (server.thread, NULL);
+    close (server.listener);
 }

@@ -9,14 +9,18 @@
     which puts events cut across frames back together.  Errors come as an
     event {"error": {...}, "status": N}.  Reactor thread only.             */
 #include "connector.h"
+#include "connector_testing.h"
 #include "mesh_id.h"
 #include "mesh_log.h"
 #include "mesh_util.h"
 
+#include <assert.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_HEAD_BYTES (16 * 1024)
 #define MAX_MESSAGE_BYTES (64u * 1024 * 1024)
@@ -187,3 +191,156 @@ const connector_protocol_t connector_ws_protocol = {
     .on_eof = s_on_eof,
     .keepalive = s_keepalive,
 };
+
+//  Selftest -------------------------------------------------------------------
+//
+//  A whole connector (connector_testing.h) against a WebSocket upstream on
+//  loopback written here: it upgrades (or, asked to, answers the upgrade
+//  wrongly), pings first, then answers each request message with the
+//  current scenario's frames.
+
+typedef struct {
+    const char *frames [6];         //  text frames, a few ms apart
+    bool cut;                       //  close the TCP connection after them
+} ws_scenario_t;
+
+static const ws_scenario_t *s_scenario;
+static volatile bool s_bad_accept;
+static volatile int s_pongs;
+
+typedef struct {
+    bool message_end;
+    char text [4096];
+    size_t len;
+} ws_server_t;
+
+static int
+s_test_on_frame (void *arg, int event, uint8_t *data, size_t len)
+{
+    ws_server_t *server = arg;
+    if (event == MESH_WS_EV_DATA && server->len + len < sizeof server->text) {
+        memcpy (server->text + server->len, data, len);
+        server->len += len;
+    }
+    else
+    if (event == MESH_WS_EV_MESSAGE_END)
+        server->message_end = true;
+    else
+    if (event == MESH_WS_EV_PONG && mesh_memeq ((char *) data, len, "hello"))
+        s_pongs++;
+    return 0;
+}
+
+static void
+s_test_frame (int fd, int opcode, const char *data)
+{
+    uint8_t header [MESH_WS_MAX_HEADER];
+    size_t len = mesh_ws_header (header, opcode, true, NULL, strlen (data));
+    char frame [4200];
+    memcpy (frame, header, len);
+    memcpy (frame + len, data, strlen (data));
+    frame [len + strlen (data)] = 0;
+    assert (write (fd, frame, len + strlen (data)) == (ssize_t) (len + strlen (data)));
+}
+
+static void
+s_test_serve (int fd, void *arg)
+{
+    (void) arg;
+    char request [4096];
+    if (!connector_testing_read_request (fd, request, sizeof request))
+        return;
+    const char *key = strcasestr (request, "sec-websocket-key: ");
+    assert (key && strstr (request, "GET /v1/chat/completions HTTP/1.1\r\n"));
+    key += 19;
+    char accept [29];
+    mesh_ws_accept_key (key, strcspn (key, "\r"), accept);
+    char answer [256];
+    snprintf (answer, sizeof answer, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+              "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+              s_bad_accept ? "AAAAAAAAAAAAAAAAAAAAAAAAAAA=" : accept);
+    connector_testing_write (fd, answer, 0);
+    s_test_frame (fd, MESH_WS_PING, "hello");
+    mesh_ws_reader_t reader;
+    mesh_ws_reader_init (&reader, true, 1 << 20);
+    ws_server_t server = { 0 };
+    uint8_t buf [8192];
+    size_t have = 0;
+    while (true) {
+        struct pollfd p = { fd, POLLIN, 0 };
+        if (poll (&p, 1, 100) < 0)
+            return;
+        if (p.revents) {
+            ssize_t n = read (fd, buf + have, sizeof buf - have);
+            if (n <= 0)
+                return;
+            have += (size_t) n;
+            int64_t used = mesh_ws_read (&reader, buf, have, s_test_on_frame, &server);
+            assert (used >= 0);
+            memmove (buf, buf + used, have - (size_t) used);
+            have -= (size_t) used;
+        }
+        if (!server.message_end)
+            continue;
+        //  The client's body, with "stream":true added for a non-stream client
+        assert (server.len > 20 && memcmp (server.text, "{\"model\":\"m\",\"messages\":[]", 26) == 0);
+        server.message_end = false;
+        server.len = 0;
+        const ws_scenario_t *scenario = s_scenario;
+        for (size_t i = 0; i < MESH_ARRAY_SIZE (scenario->frames) && scenario->frames [i]; i++) {
+            s_test_frame (fd, MESH_WS_TEXT, scenario->frames [i]);
+            usleep (3000);
+        }
+        if (scenario->cut)
+            return;
+    }
+}
+
+static const ws_scenario_t s_stream = { {
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a",
+    "b\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5}}\n",
+    "\ndata: [DONE]\n\n"
+}, false };
+static const ws_scenario_t s_limited = { {
+    "data: {\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"},\"status\":429}\n\ndata: [DONE]\n\n"
+}, false };
+static const ws_scenario_t s_cut = { {
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n"
+}, true };
+
+void
+connector_ws_test (bool verbose)
+{
+    (void) verbose;
+    const char *body = "{\"model\":\"m\",\"messages\":[]}";
+    connector_harness_t *h = connector_harness_new ("ws", s_test_serve, NULL);
+    //  Events cut across frames, put back together; a non-stream client
+    //  gets the answer assembled; the upstream's ping was answered
+    s_scenario = &s_stream;
+    assert (connector_harness_request (h, true, body, 3000));
+    assert (h->last == MESH_MSG_END && h->heads == 1 && h->prompt_tokens == 5);
+    assert (mesh_memeq (mesh_buf_head (&h->chunks), mesh_buf_size (&h->chunks),
+                        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ab\"}}]}\n"
+                        "{\"choices\":[],\"usage\":{\"prompt_tokens\":5}}\n"));
+    assert (connector_harness_request (h, false, body, 3000));
+    assert (h->last == MESH_MSG_END && strstr (mesh_buf_head (&h->data), "\"content\":\"ab\""));
+    assert (h->accepted == 1 && s_pongs == 1);
+    //  An error event before any content: the router hears it
+    s_scenario = &s_limited;
+    assert (connector_harness_request (h, true, body, 3000));
+    assert (h->last == MESH_MSG_FAIL && h->status == 429);
+    //  Cut without a close frame mid-stream: an error event to the client
+    s_scenario = &s_cut;
+    assert (connector_harness_request (h, true, body, 3000));
+    assert (h->last == MESH_MSG_ERROR && h->heads == 1 && mesh_streq (h->err_code, "upstream_disconnected"));
+    connector_harness_destroy (&h);
+
+    //  An upgrade answered with the wrong accept key: no connection, so
+    //  the request cannot be served
+    s_bad_accept = true;
+    h = connector_harness_new ("ws", s_test_serve, NULL);
+    assert (connector_harness_request (h, true, body, 3000));
+    assert (h->last == MESH_MSG_FAIL && h->status == 502 && mesh_streq (h->err_code, "upstream_unreachable"));
+    connector_harness_destroy (&h);
+    s_bad_accept = false;
+}
