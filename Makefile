@@ -33,10 +33,11 @@ BINS       := $(SERVICES:%=$(BUILD)/bin/seekmesh-%)
 TEST_BIN   := $(BUILD)/bin/mesh-selftest
 LOADGEN    := $(BUILD)/bin/mesh-loadgen
 ASSEMBLE   := $(BUILD)/bin/mesh-assemble
+LWSCLIENT  := $(BUILD)/bin/mesh-lws-client
 CTL        := $(BUILD)/bin/seekmeshctl
 
 .PHONY: all run test unit fuzz integration sdk asan clean deps bench bench-smoke
-all: $(BINS) $(TEST_BIN) $(LOADGEN) $(ASSEMBLE) $(CTL)
+all: $(BINS) $(TEST_BIN) $(LOADGEN) $(LWSCLIENT) $(ASSEMBLE) $(CTL)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -66,6 +67,11 @@ $(TEST_BIN): $(TEST_OBJ) $(SERVICE_TEST_OBJ) $(LIBMESH)
 $(LOADGEN): $(BUILD)/obj/tests/bench/loadgen.o $(LIBMESH)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIBMESH) $(LDLIBS)
+
+# The same load through libwebsockets' client, to compare with our own
+$(LWSCLIENT): $(BUILD)/obj/tests/bench/lws_client.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 # The answer assembler on its own, for the SDK's differential test
 $(ASSEMBLE): $(BUILD)/obj/tests/tools/mesh_assemble.o $(LIBMESH)
