@@ -65,6 +65,7 @@ class Mesh:
                          "SEEKMESH_CONFIG": str(self.config_path),
                          "SEEKMESH_ADMIN_TOKEN": ADMIN_TOKEN})
         self.env.update(env or {})
+        self.killed = set()         # pids the test killed itself
         base = json.loads((REPO / "compose/config/local.json").read_text())
         _merge(base, copy.deepcopy(overrides or {}))
         #  The whole config moved to free ports: every port below the
@@ -193,8 +194,13 @@ class Mesh:
 
     def down(self):
         """Stops the mesh; fails if any process logged a sanitizer report
-        (the asan build) or crashed with a signal the supervisor saw."""
+        (the asan build), crashed with a signal, or exited by itself (the
+        supervisor restarted it), unless the test killed that pid itself;
+        or if a process did not stop cleanly (status 0) when told to."""
         self.mesh("down", check=False)
+        problems = self.unexpected_exits()
+        assert not problems, "processes ended that the test did not end:\n" + "\n".join(problems) \
+            + "\n" + self.logs("supervisor")
         reports = []
         for log in sorted((self.run_dir / "logs").glob("*.log")):
             text = log.read_text(errors="replace")
@@ -209,9 +215,40 @@ class Mesh:
         return int(self.mesh("pid", name).stdout.strip())
 
     def kill(self, name, sig=9):
+        """Sends sig to an instance, and remembers that its end (if it ends)
+        was the test's doing."""
         pid = self.pid(name)
+        self.killed.add(pid)
         os.kill(pid, sig)
         return pid
+
+    def unexpected_exits(self):
+        """What the supervisor's log says ended that the test did not end:
+        a crash (a signal other than the test's), an exit that led to a
+        restart, a non-zero status when the mesh was being stopped."""
+        log = self.run_dir / "logs" / "supervisor.log"
+        if not log.exists():
+            return []
+        problems, stopping = [], False
+        lines = log.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            if " stopping: SIGTERM to " in line:
+                stopping = True
+            m = re.search(r" exit (\S+) pid=(\d+) (.*) after ", line)
+            if not m:
+                continue
+            name, pid, how = m.group(1), int(m.group(2)), m.group(3)
+            if pid in self.killed:
+                continue
+            crashed = re.search(r"killed by SIG(\w+)", how)
+            restarted = i + 1 < len(lines) and (" restart %s in " % name) in lines[i + 1]
+            if crashed and crashed.group(1) not in ("TERM", "KILL"):
+                problems.append("%s pid %d %s" % (name, pid, how))
+            elif restarted:
+                problems.append("%s pid %d %s (and was restarted)" % (name, pid, how))
+            elif stopping and how != "exited with status 0":
+                problems.append("%s pid %d %s when the mesh stopped" % (name, pid, how))
+        return problems
 
     def logs(self, name=None):
         logs = self.run_dir / "logs"
