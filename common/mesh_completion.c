@@ -34,6 +34,8 @@ struct mesh_completion_t {
     bool truncated;
     mesh_buf_t scratch;             //  a decoded string (the scanner's)
     size_t fast;                    //  chunks read by the scanner
+    size_t pieces;                  //  chunks that carried text
+    bool piece;                     //  the chunk being read carried text
 };
 
 typedef mesh_completion_t self_t;
@@ -105,6 +107,7 @@ s_take (self_t *self, size_t size)
 static void
 s_append (self_t *self, mesh_buf_t *buf, const char *text, size_t len)
 {
+    self->piece = self->piece || len > 0;
     size_t take = s_room (self, text, len);
     mesh_buf_append (buf, text, take);
     self->bytes += take;
@@ -173,6 +176,7 @@ s_join (self_t *self, json_t *object, const char *key, json_t *piece)
 {
     if (!json_is_string (piece) || !json_string_length (piece))
         return;
+    self->piece = true;
     size_t take = s_room (self, json_string_value (piece), json_string_length (piece));
     json_t *old = json_object_get (object, key);
     size_t have = json_is_string (old) ? json_string_length (old) : 0;
@@ -390,8 +394,11 @@ mesh_completion_add_parsed (self_t *self, const char *data, size_t len)
     s_assign (&self->top, chunk, (const char *const []) { "choices", NULL });
     size_t i;
     json_t *each;
+    self->piece = false;
     json_array_foreach (choices, i, each)
         s_choice (self, each);
+    if (self->piece)
+        self->pieces++;
     json_decref (chunk);
 }
 
@@ -556,6 +563,8 @@ mesh_completion_add (self_t *self, const char *data, size_t len)
         return;
     }
     self->fast++;
+    if ((scanned.content && scanned.content_len) || (scanned.reasoning && scanned.reasoning_len))
+        self->pieces++;
     choice_t *choice = &self->choices [scanned.index];
     const char *text;
     size_t text_len;
@@ -604,6 +613,12 @@ mesh_completion_finish (self_t *self, size_t index)
         return NULL;
     json_t *finish = self->choices [index].finish;
     return s_truthy (finish) && json_is_string (finish) ? json_string_value (finish) : NULL;
+}
+
+size_t
+mesh_completion_pieces (self_t *self)
+{
+    return self->pieces;
 }
 
 size_t
@@ -731,6 +746,7 @@ s_test_same (const char **payloads, size_t count, size_t max_bytes, size_t want_
             && memcmp (mesh_buf_head (rendered), mesh_buf_head (&other), mesh_buf_size (&other)) == 0);
     assert (fast->fast == want_fast);
     assert (fast->truncated == parsed->truncated);
+    assert (fast->pieces == parsed->pieces);
     mesh_buf_append (rendered, "", 1);
     mesh_buf_free (&other);
     mesh_completion_destroy (&fast);
@@ -851,6 +867,7 @@ mesh_completion_test (bool verbose)
     for (size_t i = 0; i < MESH_ARRAY_SIZE (deepseek); i++)
         mesh_completion_add (self, deepseek [i], strlen (deepseek [i]));
     assert (mesh_completion_started (self));
+    assert (mesh_completion_pieces (self) == 3);   //  "Hm", "Café…", " été"
     assert (mesh_streq (mesh_completion_finish (self, 0), "stop"));
     assert (mesh_completion_finish (self, 1) == NULL);
     assert (json_integer_value (json_object_get (mesh_completion_usage (self), "prompt_tokens")) == 5);

@@ -82,6 +82,10 @@ bool mesh_completion_truncated (mesh_completion_t *self);
 json_t *mesh_completion_usage (mesh_completion_t *self);
 //  Choice index's finish_reason, or NULL while it has none
 const char *mesh_completion_finish (mesh_completion_t *self, size_t index);
+//  Chunks that carried text (content, reasoning, refusal, tool call
+//  arguments): the tokens a stream delivered when no usage says (DeepSeek
+//  and OpenAI stream one token a chunk)
+size_t mesh_completion_pieces (mesh_completion_t *self);
 //  Chunks read by the scanner
 size_t mesh_completion_fast_count (mesh_completion_t *self);
 

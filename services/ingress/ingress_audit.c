@@ -117,7 +117,9 @@ s_fill (pss_t *pss, bool closed, int64_t now_us, mesh_audit_record_t *record)
     if (record->ttft_us && record->upstream_ttfb_us && record->ttft_us > record->upstream_ttfb_us)
         record->queue_us = record->ttft_us - record->upstream_ttfb_us;
     record->prompt_tokens = pss->prompt_tokens;
-    record->completion_tokens = pss->completion_tokens;
+    //  A stream cut before its usage: the pieces it delivered
+    record->completion_tokens = pss->completion_tokens ? pss->completion_tokens
+                              : pss->reply ? mesh_completion_pieces (pss->reply) : 0;
     record->cached_tokens = pss->cached_tokens;
     record->reasoning_tokens = pss->reasoning_tokens;
     record->bytes_out = pss->bytes_out;

@@ -39,6 +39,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     FUZZ_ASSERT (mesh_buf_size (&one) == mesh_buf_size (&two));
     FUZZ_ASSERT (memcmp (mesh_buf_head (&one), mesh_buf_head (&two), mesh_buf_size (&one)) == 0);
     FUZZ_ASSERT (mesh_completion_truncated (fast) == mesh_completion_truncated (parsed));
+    FUZZ_ASSERT (mesh_completion_pieces (fast) == mesh_completion_pieces (parsed));
     json_t *answer = json_loadb (mesh_buf_head (&one), mesh_buf_size (&one), 0, NULL);
     FUZZ_ASSERT (json_is_object (answer));
     FUZZ_ASSERT (json_is_string (json_object_get (answer, "object")));

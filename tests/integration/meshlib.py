@@ -394,6 +394,7 @@ class Stream:
         self.body = b""             # the decoded SSE bytes
         self.events = []            # (time, text of one event without the blank line)
         self.closed = False
+        self.reset = False          # closed by a reset, not a clean FIN
         self.ended = False          # the terminating chunk arrived
         self._chunk_buf = b""
         self._event_buf = b""
@@ -403,6 +404,9 @@ class Stream:
             data = self.sock.recv(65536)
         except socket.timeout:
             raise
+        except ConnectionResetError:
+            self.reset = True
+            data = b""
         except OSError:
             data = b""
         if not data:

@@ -252,15 +252,48 @@ def test_body_limit_before_buffering(mesh):
 
 
 def test_keep_alive_connection_reused(mesh):
-    conn = mesh.connection()
+    """Three requests, non-stream and stream, written one after the other on
+    one raw TCP connection (no client library that reconnects silently):
+    each is answered on it, exactly, and it stays open."""
+    sock = socket.create_connection((mesh.host, mesh.port), 10)
+    reader = sock.makefile("rb")
     for i in range(3):
-        conn.request("POST", CHAT, body=json.dumps(user("again %d" % i, stream=(i % 2 == 1))),
-                     headers={"Authorization": "Bearer " + KEY})
-        response = conn.getresponse()
-        body = response.read()
-        assert response.status == 200
-        assert b"Echo: again" in body or b"again" in body
-    conn.close()
+        stream = i % 2 == 1
+        payload = json.dumps(user("again %d" % i, stream=stream)).encode()
+        sock.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                      "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                      % (CHAT, KEY, len(payload))).encode() + payload)
+        status = reader.readline()
+        assert status.startswith(b"HTTP/1.1 200"), status
+        headers = {}
+        while True:
+            line = reader.readline()
+            assert line, "the server closed the connection"
+            if line == b"\r\n":
+                break
+            name, value = line.decode().split(":", 1)
+            headers[name.lower()] = value.strip()
+        assert headers.get("connection", "keep-alive").lower() != "close"
+        if "content-length" in headers:
+            body = reader.read(int(headers["content-length"]))
+        else:
+            assert headers["transfer-encoding"] == "chunked"
+            body = b""
+            while True:
+                size = int(reader.readline().split(b";")[0], 16)
+                body += reader.read(size)
+                reader.readline()
+                if size == 0:
+                    break
+        if stream:
+            text = "".join(json.loads(e[6:])["choices"][0]["delta"].get("content") or ""
+                           for e in body.decode().split("\n\n")
+                           if e.startswith("data: {") and '"choices":[{' in e)
+        else:
+            text = json.loads(body)["choices"][0]["message"]["content"]
+        assert text == "Echo: again %d" % i
+    reader.close()
+    sock.close()
 
 
 def test_forty_concurrent_mixed_requests_exact(mesh):

@@ -13,6 +13,7 @@ import socket
 import time
 
 from meshlib import echo, parallel
+from test_audit import record
 
 TWO_CONNECTORS = {"mesh": {"instances": {"connector": 2}}}
 
@@ -32,8 +33,9 @@ def test_connector_killed_mid_stream(make_mesh):
         assert s.next_event() is not None
     held = mesh.metric("connector", "seekmesh_connector_inflight", instance=0)
     assert 0 < held < 6, "streams are spread over both connectors"
+    lost_before = mesh.metric("router", "seekmesh_router_connectors_lost_total")
     killed_at = time.time()
-    mesh.kill("connector-0")
+    killed = mesh.kill("connector-0")
     results = parallel([lambda s=s: s.read_all(timeout=10) for s in streams])
     assert results
     failed = [s for s in streams if any('"error"' in e for e in s.data_events())]
@@ -45,15 +47,33 @@ def test_connector_killed_mid_stream(make_mesh):
         error = json.loads(errors[0][6:])["error"]
         assert error["code"] == "connector_lost" and error["message"]
         assert s.data_events()[-1] == errors[0], "the error event is the last"
-        assert s.ended or s.closed, "and the stream closes"
+        assert s.ended and not s.reset, "and the response ends cleanly (its last chunk, no reset)"
         last_time = s.events[-1][0]
         assert last_time - killed_at < 2.0
         assert "data: [DONE]" not in s.data_events()
+        # the audit: connector_lost, with the tokens delivered so far (one a
+        # content chunk, as the mock and DeepSeek stream them)
+        delivered = sum(1 for c in s.chunks() if c.get("choices") and c["choices"][0]["delta"].get("content"))
+        r = record(mesh, s.headers["x-request-id"])
+        assert r["outcome"] == "connector_lost" and 2 <= delivered < tokens
+        assert r["completion_tokens"] == delivered, (r["completion_tokens"], delivered)
     for s in survived:
         assert s.content() == echo(s.chunks() and "long %d" % streams.index(s), tokens)
         assert s.data_events()[-1] == "data: [DONE]"
-    # the supervisor restarts the connector; it takes work again within 3 s
-    mesh.wait_metric("router", "seekmesh_router_connectors", lambda v: v == 2, timeout=3)
+    # the supervisor restarts the connector; the router saw it go and the new
+    # one join, all within 3 s of the kill
+    deadline = killed_at + 3
+    while True:
+        try:
+            restarted = mesh.pid("connector-0") != killed
+        except (AssertionError, ValueError):
+            restarted = False
+        if (restarted and mesh.metric("router", "seekmesh_router_connectors_lost_total") > lost_before
+                and mesh.metric("router", "seekmesh_router_connectors") == 2
+                and mesh.metric("connector", "seekmesh_connector_inflight", instance=0) == 0):
+            break
+        assert time.time() < deadline, "the restarted connector did not join within 3 s of the kill"
+        time.sleep(0.02)
     served_before = mesh.metric("connector", 'seekmesh_connector_requests_total{outcome="ok"}', instance=0)
     for i in range(4):
         status, _, body = mesh.chat(user("after restart %d" % i))
@@ -93,6 +113,8 @@ def test_connector_killed_before_first_byte_is_retried(make_mesh):
     assert reply["choices"][0]["message"]["content"] == echo("retry me", 20)
     assert mesh.metric("ingress", "seekmesh_ingress_retries_total") == 1
     assert "retrying (attempt 2)" in mesh.logs("ingress-0")
+    r = record(mesh, headers["x-request-id"])
+    assert r["attempts"] == 2 and r["outcome"] == "ok" and r["completion_tokens"] == 20
 
 
 def test_ingress_killed_cancels_upstream_calls(make_mesh):
