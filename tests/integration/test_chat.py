@@ -328,3 +328,39 @@ def test_admin_endpoints(mesh):
     for service in ("ingress", "router", "connector"):
         assert mesh.admin_get(service, "/readyz")[0] == 200
     assert mesh.metric("router", "seekmesh_router_connectors") == 1
+
+
+def test_refusals_make_no_upstream_call(make_mesh):
+    """Scenario 16: a missing, wrong or revoked key, or a model the key may
+    not use, is refused (401/403/404) before any upstream call: the mock's
+    own request counters do not move."""
+    narrow = "sk-narrow-00001"
+    mesh = make_mesh({"keys": [{"id": "dev", "key": KEY, "tenant": "dev"},
+                               {"id": "narrow", "key": narrow, "tenant": "t",
+                                "models": ["deepseek-reasoner"]}]})
+    assert mesh.chat(user("warm"))[0] == 200
+
+    def upstream_calls():
+        return sum(mesh.metric("mock", 'seekmesh_mock_requests_total{transport="%s"}' % t)
+                   for t in ("http", "ws"))
+
+    before = upstream_calls()
+    cases = [(None, "deepseek-chat", 401, "missing_api_key"),
+             ("sk-not-a-real-key", "deepseek-chat", 401, "invalid_api_key"),
+             (KEY, "gpt-9", 404, "model_not_found"),
+             (narrow, "deepseek-chat", 403, "model_not_allowed"),
+             (narrow, "deepseek-chat-ws", 403, "model_not_allowed")]
+    for key, model, status, code in cases:
+        for stream in (False, True):
+            got, headers, data = mesh.request("POST", CHAT, user("refused", model, stream=stream), key=key)
+            assert got == status and error_of(got, headers, data)["code"] == code, (key, model, data)
+    # revoked: removed at run time, refused from then on
+    assert mesh.admin_call("DELETE", "/admin/keys/narrow")[0] == 200
+    deadline = time.time() + 3
+    while mesh.request("POST", CHAT, user("gone", "deepseek-reasoner"), key=narrow)[0] != 401:
+        assert time.time() < deadline, "the revoked key still works"
+        time.sleep(0.05)
+    assert upstream_calls() == before
+    # and the counters do count: one allowed call moves them
+    assert mesh.chat(user("counted"))[0] == 200
+    assert upstream_calls() == before + 1

@@ -223,10 +223,15 @@ def test_breaker_opens_fails_fast_and_closes(make_mesh):
     status, headers, _ = mesh.chat(user("open", "primary"))
     assert status == 200 and headers["x-seekmesh-model"] == "backup"
     assert served(mesh, 0) == at
-    # healed and open_ms later: one trial, then closed
+    # healed, and once open_ms has passed: one trial, then closed.  Until
+    # then the model is refused fast; poll for the trial's success
     heal(mesh, 0)
-    time.sleep(1.1)
-    status, _, body = mesh.chat(user("trial"))
-    assert status == 200, body
+    healed = time.time()
+    while True:
+        status, _, body = mesh.chat(user("trial"))
+        if status == 200:
+            break
+        assert status == 503 and time.time() - healed < 3, body
+        time.sleep(0.05)
     mesh.wait_metric("router", gauge, lambda v: v == 0, timeout=1)
     assert mesh.chat(user("closed"))[0] == 200
