@@ -262,3 +262,59 @@ def test_full_spool_refuses_new_requests(make_mesh):
     record(mesh, headers["x-request-id"])
     # the five kept while the audit was away are stored too, once each
     assert len([r for r in rows(mesh) if r["status"] == 200]) == 6
+
+
+def test_scenarios_19_and_20_on_the_running_service(make_mesh):
+    """The key rotated on a running audit service while it keeps serving;
+    then one bit of one stored ciphertext flipped: that record alone fails
+    to decrypt, old and new keys both decrypt the rest, and the verifier
+    names the record."""
+    mesh = make_mesh()
+    old_ids = [mesh.chat(user("before rotation %d" % i))[1]["x-request-id"] for i in range(5)]
+    settle(mesh)
+    first_key = {r["enc_key_id"] for r in rows(mesh)}
+    assert len(first_key) == 1
+    rotated = ctl(mesh, "rotate-key")
+    new_key = rotated.stdout.strip()
+    assert new_key and new_key not in first_key
+    # the running service takes the new key up by itself: records made from
+    # now on are sealed with it (polled: it reads the key file when it changes)
+    deadline = time.time() + 10
+    new_ids = []
+    while True:
+        new_ids.append(mesh.chat(user("after rotation %d" % len(new_ids)))[1]["x-request-id"])
+        settle(mesh)
+        if record(mesh, new_ids[-1])["enc_key_id"] == new_key:
+            break
+        assert time.time() < deadline, "the service never sealed with the rotated key"
+        time.sleep(0.2)
+    for i in range(3):
+        new_ids.append(mesh.chat(user("after rotation, sealed %d" % i))[1]["x-request-id"])
+    settle(mesh)
+    assert {record(mesh, i)["enc_key_id"] for i in new_ids[-3:]} == {new_key}
+    # every record decrypts, under either key
+    found = {r["event"]["id"] if "event" in r else r["id"]: r for r in
+             (json.loads(line) for line in ctl(mesh, "query", "--decrypt", "--json").stdout.splitlines())}
+    assert all("prompt" in found[i] for i in old_ids + new_ids)
+    assert ctl(mesh, "verify").returncode == 0
+    # one bit of one old record's stored response ciphertext
+    victim = record(mesh, old_ids[2])
+    path = next(p for p in glob.glob(str(store_dir(mesh) / "audit-*.db"))
+                if sqlite3.connect(p).execute("SELECT 1 FROM records WHERE id = ?",
+                                              (old_ids[2],)).fetchone())
+    db = sqlite3.connect(path)
+    blob = bytearray(db.execute("SELECT response FROM records WHERE id = ?", (old_ids[2],)).fetchone()[0])
+    blob[len(blob) // 2] ^= 0x01
+    db.execute("UPDATE records SET response = ? WHERE id = ?", (bytes(blob), old_ids[2]))
+    db.commit()
+    db.close()
+    result = ctl(mesh, "query", "--decrypt", "--json", check=False)
+    assert result.returncode == 1 and "1 of" in result.stderr and "could not be decrypted" in result.stderr
+    rows_out = [json.loads(line) for line in result.stdout.splitlines()]
+    bad = [r for r in rows_out if "decrypt_error" in r]
+    assert [r["seq"] for r in bad] == [victim["seq"]] and "authentication" in bad[0]["decrypt_error"]
+    assert all("prompt" in r for r in rows_out if r["seq"] != victim["seq"])
+    verify = ctl(mesh, "verify", check=False)
+    assert verify.returncode == 1 and ("seq %d (id %s)" % (victim["seq"], old_ids[2])) in verify.stdout, verify.stdout
+    # and the service kept serving throughout
+    assert mesh.chat(user("still here"))[0] == 200
