@@ -364,3 +364,29 @@ def test_refusals_make_no_upstream_call(make_mesh):
     # and the counters do count: one allowed call moves them
     assert mesh.chat(user("counted"))[0] == 200
     assert upstream_calls() == before + 1
+
+
+def test_ingress_keeps_a_quiet_stream_alive_itself(make_mesh):
+    """An upstream that goes silent mid-stream (the mock stalls after two
+    deltas and sends nothing, not even a comment): the ingress's own timer
+    writes ": keep-alive" every ingress.keepalive_interval_ms of quiet."""
+    mesh = make_mesh({"ingress": {"keepalive_interval_ms": 200}})
+    stream = mesh.stream(user("quiet", mock={"tokens": 10, "delay_ms": 10, "stall": "after",
+                                            "stall_after": 2}))
+    # the deltas that came before the stall
+    event = stream.next_event()
+    while event.startswith("data: "):
+        event = stream.next_event()
+    assert event == ": keep-alive"
+    started = time.time()
+    seen = [(started, event)]
+    while time.time() - started < 1.5:
+        event = stream.next_event(timeout=1)
+        assert event is not None, "the stream ended or went silent"
+        seen.append((time.time(), event))
+    stream.close()
+    assert all(e == ": keep-alive" for _, e in seen), seen
+    # every 200 ms of quiet, give or take a timer period: 5 to 9 in 1.5 s
+    assert 5 <= len(seen) <= 9, seen
+    gaps = [b[0] - a[0] for a, b in zip(seen, seen[1:])]
+    assert all(0.15 <= g <= 0.5 for g in gaps), gaps
