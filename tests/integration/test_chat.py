@@ -370,7 +370,8 @@ def test_ingress_keeps_a_quiet_stream_alive_itself(make_mesh):
     """An upstream that goes silent mid-stream (the mock stalls after two
     deltas and sends nothing, not even a comment): the ingress's own timer
     writes ": keep-alive" every ingress.keepalive_interval_ms of quiet."""
-    mesh = make_mesh({"ingress": {"keepalive_interval_ms": 200}})
+    mesh = make_mesh({"ingress": {"keepalive_interval_ms": 200},
+                      "connector": {"idle_timeout_ms": 10000}})
     stream = mesh.stream(user("quiet", mock={"tokens": 10, "delay_ms": 10, "stall": "after",
                                             "stall_after": 2}))
     # the deltas that came before the stall
@@ -382,7 +383,7 @@ def test_ingress_keeps_a_quiet_stream_alive_itself(make_mesh):
     seen = [(started, event)]
     while time.time() - started < 1.5:
         event = stream.next_event(timeout=1)
-        assert event is not None, "the stream ended or went silent"
+        assert event is not None, ("the stream ended or went silent", stream.events[-3:])
         seen.append((time.time(), event))
     stream.close()
     assert all(e == ": keep-alive" for _, e in seen), seen
