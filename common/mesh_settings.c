@@ -27,6 +27,9 @@
 static const mesh_setting_t s_settings [] = {
     INT ("mesh.port_stride", "10", 1, 1000, "instance i of a service binds its ports i x this higher"),
     INT ("mesh.drain_ms", "5000", 0, 600000, "SIGTERM: how long in-flight work may take to finish"),
+    BOOL ("mesh.curve", "true", "CURVE on every ZeroMQ link; false is allowed on loopback and ipc:// only"),
+    STR ("mesh.curve_dir", "", "CURVE certificates (<role>.cert, <role>.cert_secret); \"\": <run dir>/curve"),
+    STR ("mesh.curve_keys_env", "SEEKMESH_CURVE_KEYS", "environment variable that may hold the keys instead: lines \"<role> <public> [<secret>]\""),
     INT ("mesh.instances.redis", "1", 0, 64, "instances scripts/mesh runs"),
     INT ("mesh.instances.mock", "1", 0, 64, "instances scripts/mesh runs"),
     INT ("mesh.instances.audit", "1", 0, 64, "instances scripts/mesh runs"),

@@ -1,5 +1,6 @@
 /*  mesh_zmq: standard socket options and the reply-endpoint outbox.         */
 #include "mesh_zmq.h"
+#include "mesh_curve.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_util.h"
@@ -27,6 +28,10 @@ mesh_zmq_socket (void *ctx, int type)
     int reconnect = 100, reconnect_max = 1000;
     zmq_setsockopt (socket, ZMQ_RECONNECT_IVL, &reconnect, sizeof reconnect);
     zmq_setsockopt (socket, ZMQ_RECONNECT_IVL_MAX, &reconnect_max, sizeof reconnect_max);
+    //  Nothing larger than the largest legal message is even read: a peer
+    //  that sends one is disconnected by ZeroMQ
+    int64_t max = MESH_ZMQ_MAX_MESSAGE_BYTES;
+    zmq_setsockopt (socket, ZMQ_MAXMSGSIZE, &max, sizeof max);
     return socket;
 }
 
@@ -133,6 +138,7 @@ s_peer (mesh_outbox_t *self, const char *endpoint)
     assert (peer);
     peer->outbox = self;
     peer->endpoint = strdup (endpoint);
+    char why [512] = "";
     peer->push = mesh_zmq_socket (self->ctx, ZMQ_PUSH);
     //  Replies still queued at shutdown (a drain's last errors) get a moment
     int linger = 1000;
@@ -144,10 +150,10 @@ s_peer (mesh_outbox_t *self, const char *endpoint)
     ||  zmq_socket_monitor (peer->push, name, ZMQ_EVENT_DISCONNECTED) < 0
     ||  !(peer->monitor = zmq_socket (self->ctx, ZMQ_PAIR))
     ||  zmq_connect (peer->monitor, name) < 0
-    ||  zmq_connect (peer->push, endpoint) < 0
+    ||  mesh_curve_connect (peer->push, "ingress", endpoint, why, sizeof why) < 0
     ||  mesh_loop_zmq_add (self->loop, peer->monitor, s_on_monitor, peer) < 0) {
         int saved = errno;
-        mesh_warn ("cannot connect to reply endpoint %s: %s", endpoint, zmq_strerror (saved));
+        mesh_warn ("cannot connect to reply endpoint %s: %s", endpoint, *why ? why : zmq_strerror (saved));
         if (peer->monitor)
             zmq_close (peer->monitor);
         if (peer->push)

@@ -2,8 +2,9 @@
     outbox of PUSH sockets a service keeps towards ingress reply endpoints.
 
     Every mesh socket is made by mesh_zmq_socket, so options that must hold
-    everywhere (linger, high-water marks, TCP keep-alive, and later CURVE
-    keys) are set in one place.
+    everywhere (linger, high-water marks, TCP keep-alive, the largest
+    message) are set in one place; CURVE is set where a socket binds or
+    connects (mesh_curve).
 
     The outbox connects one PUSH socket per reply endpoint on first use and
     watches it with a socket monitor: when the ingress behind an endpoint
@@ -20,6 +21,9 @@
 #include <stdbool.h>
 
 #define MESH_ZMQ_HWM 100000
+//  The largest legal message: a body of MESH_MAX_BODY_BYTES (an audit record
+//  is bounded the same way) and the other fields around it
+#define MESH_ZMQ_MAX_MESSAGE_BYTES ((int64_t) MESH_MAX_BODY_BYTES + 256 * 1024)
 
 //  A socket of type with the standard options; NULL with errno.
 void *mesh_zmq_socket (void *ctx, int type);

@@ -121,6 +121,8 @@ mesh_msg_encode (const mesh_msg_t *msg, mesh_buf_t *out)
         const char *at = (const char *) msg + field->offset;
         switch (field->kind) {
             case KIND_U32:
+                if (field->max && *(const uint32_t *) at > field->max)
+                    goto bad;
                 msgpack_pack_uint32 (&pk, *(const uint32_t *) at);
                 break;
             case KIND_U64:
@@ -193,7 +195,7 @@ mesh_msg_decode (mesh_msg_t *msg, const void *data, size_t size, char *why, size
         uint64_t value;
         switch (field->kind) {
             case KIND_U32:
-                if (mesh_mp_read_uint (&r, &value) < 0 || value > UINT32_MAX)
+                if (mesh_mp_read_uint (&r, &value) < 0 || value > (field->max ? field->max : UINT32_MAX))
                     goto bad;
                 *(uint32_t *) at = (uint32_t) value;
                 break;
@@ -420,5 +422,28 @@ mesh_msg_test (bool verbose)
     zmq_close (router);
     zmq_close (dealer);
     zmq_ctx_term (ctx);
+
+    //  Numbers past their maximum: refused both ways (a status of 2^31
+    //  would index past a table of status classes)
+    mesh_msg_t big;
+    mesh_msg_init (&big, MESH_MSG_ERROR, id);
+    big.attempt = 1;
+    big.status = 600;
+    mesh_buf_reset (&buf);
+    assert (mesh_msg_encode (&big, &buf) == -1);
+    big.status = 599;
+    assert (mesh_msg_encode (&big, &buf) == 0);
+    //  The same bytes with the status (cd 02 57) made 2^31 (ce 80 00 00 00)
+    mesh_buf_t forged;
+    mesh_buf_init (&forged);
+    const char *at = memmem (mesh_buf_head (&buf), mesh_buf_size (&buf), "\xcd\x02\x57", 3);
+    assert (at);
+    mesh_buf_append (&forged, mesh_buf_head (&buf), (size_t) (at - mesh_buf_head (&buf)));
+    mesh_buf_append (&forged, "\xce\x80\x00\x00\x00", 5);
+    mesh_buf_append (&forged, at + 3, (size_t) (mesh_buf_head (&buf) + mesh_buf_size (&buf) - at - 3));
+    mesh_msg_t decoded;
+    assert (mesh_msg_decode (&decoded, mesh_buf_head (&forged), mesh_buf_size (&forged), why, sizeof why) == -1);
+    assert (strcasestr (why, "status"));
+    mesh_buf_free (&forged);
     mesh_buf_free (&buf);
 }

@@ -37,6 +37,7 @@
 
 #include "mesh_audit.h"
 #include "mesh_audit_store.h"
+#include "mesh_curve.h"
 #include "mesh_dispatch.h"
 #include "mesh_id.h"
 #include "mesh_log.h"
@@ -334,6 +335,17 @@ s_on_audit (void *arg, mesh_inbox_t *inbox)
     if (msg->seq == 0 || !msg->sender [0]) {
         mesh_warn ("AUDIT without a sender or seq from an ingress, dropped");
         mesh_metric_inc (self->bad_messages.malformed);
+        return 0;
+    }
+    //  A sender speaks for itself only: its name is its connection's
+    //  identity, an ingress's name (and with CURVE an ingress's key)
+    size_t name_len = strlen (msg->sender);
+    if (inbox->identity_size != name_len || memcmp (inbox->identity, msg->sender, name_len) != 0
+    ||  strncmp (msg->sender, "ingress-", 8) != 0
+    ||  (mesh_curve_enabled () && strcmp (mesh_curve_sender (&inbox->frame), "ingress") != 0)) {
+        mesh_warn ("AUDIT for sender \"%s\" from a connection that is not that ingress, dropped",
+                   msg->sender);
+        mesh_metric_inc (self->bad_messages.unexpected);
         return 0;
     }
     sender_t *sender = s_sender (self, inbox);
@@ -767,8 +779,7 @@ audit_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t *
     zmq_setsockopt (self->socket, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     zmq_setsockopt (self->socket, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->socket, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
-    if (zmq_bind (self->socket, endpoint) < 0) {
-        snprintf (why, why_size, "audit.listen: cannot bind %s: %s", endpoint, zmq_strerror (errno));
+    if (mesh_curve_bind (self->socket, "audit.listen", endpoint, why, why_size) < 0) {
         audit_destroy (&self);
         return NULL;
     }

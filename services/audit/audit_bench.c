@@ -13,6 +13,7 @@
     Main thread; a client only, nothing here runs in the service.          */
 #include "audit.h"
 
+#include "mesh_curve.h"
 #include "mesh_audit.h"
 #include "mesh_config.h"
 #include "mesh_id.h"
@@ -159,12 +160,16 @@ audit_bench (int argc, char *argv [])
     }
 
     void *ctx = zmq_ctx_new ();
+    mesh_metrics_t *metrics = mesh_metrics_new ();
+    //  With a config, the bench speaks as an ingress, CURVE and all
+    if (config && mesh_curve_start (config, ctx, "ingress", metrics, why, sizeof why) < 0)
+        mesh_fatal ("%s", why);
     void *dealer = mesh_zmq_socket (ctx, ZMQ_DEALER);
     char sender [128];
-    snprintf (sender, sizeof sender, "bench-%d-%lld", (int) getpid (), (long long) mesh_wall_ms ());
+    snprintf (sender, sizeof sender, "ingress-bench-%d-%lld", (int) getpid (), (long long) mesh_wall_ms ());
     zmq_setsockopt (dealer, ZMQ_ROUTING_ID, sender, strlen (sender));
-    if (zmq_connect (dealer, endpoint) < 0)
-        mesh_fatal ("cannot connect to %s: %s", endpoint, zmq_strerror (errno));
+    if (mesh_curve_connect (dealer, "audit", endpoint, why, sizeof why) < 0)
+        mesh_fatal ("%s", why);
 
     mesh_buf_t prompt, response, record_buf, frame_buf;
     mesh_buf_init (&prompt);
@@ -232,6 +237,7 @@ audit_bench (int argc, char *argv [])
     mesh_buf_free (&frame_buf);
     zmq_close (dealer);
     zmq_ctx_term (ctx);
+    mesh_metrics_destroy (&metrics);
     mesh_config_destroy (&config);
     return acked == (uint64_t) records ? 0 : 1;
 }

@@ -6,6 +6,7 @@
         seekmesh-audit bench [options]      its throughput check (audit_bench.c) */
 #include "audit.h"
 
+#include "mesh_curve.h"
 #include "mesh_admin.h"
 #include "mesh_log.h"
 #include "mesh_service.h"
@@ -47,6 +48,9 @@ main (int argc, char *argv [])
     mesh_loop_t *loop = mesh_loop_new ();
     void *ctx = zmq_ctx_new ();
     mesh_metrics_t *metrics = mesh_metrics_new ();
+    char curve_why [1024];
+    if (mesh_curve_start (config, ctx, "audit", metrics, curve_why, sizeof curve_why) < 0)
+        mesh_fatal ("%s", curve_why);
     char why [1024];
     audit_t *audit = audit_new (config, ctx, loop, metrics, why, sizeof why);
     if (!audit)

@@ -13,6 +13,7 @@
 #include "connector.h"
 #include "connector_main.h"
 
+#include "mesh_curve.h"
 #include "mesh_dispatch.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
@@ -618,8 +619,9 @@ s_link_open (connector_t *self, router_link_t *link)
     link->socket = mesh_zmq_socket (self->ctx, ZMQ_DEALER);
     assert (link->socket);
     zmq_setsockopt (link->socket, ZMQ_ROUTING_ID, self->name, strlen (self->name));
-    if (zmq_connect (link->socket, link->endpoint) < 0)
-        mesh_error ("cannot connect to router %s: %s", link->endpoint, zmq_strerror (errno));
+    char why [512];
+    if (mesh_curve_connect (link->socket, "router", link->endpoint, why, sizeof why) < 0)
+        mesh_error ("router link: %s", why);
     mesh_loop_zmq_add (self->loop, link->socket, s_on_router, link);
     mesh_peer_init (&link->peer, self->heartbeat_ms, self->liveness, mesh_loop_now_ms (self->loop));
     s_send_beat (self, link, MESH_MSG_READY);

@@ -2,6 +2,7 @@
     reactor.  The work is in connector*.c.                                  */
 #include "connector_main.h"
 
+#include "mesh_curve.h"
 #include "mesh_admin.h"
 #include "mesh_log.h"
 #include "mesh_service.h"
@@ -39,6 +40,9 @@ main (int argc, char *argv [])
     mesh_loop_t *loop = mesh_loop_new ();
     void *ctx = zmq_ctx_new ();
     mesh_metrics_t *metrics = mesh_metrics_new ();
+    char curve_why [1024];
+    if (mesh_curve_start (config, ctx, "connector", metrics, curve_why, sizeof curve_why) < 0)
+        mesh_fatal ("%s", curve_why);
     char why [512];
     connector_t *connector = connector_new (config, ctx, loop, metrics, why, sizeof why);
     if (!connector)

@@ -7,6 +7,7 @@
         ctl_keys    keys list | add | set | remove
         ctl_audit   audit query | verify | export | rotate-key, on the audit
                     store's files (no admin API)
+        ctl_curve   curve keygen: the mesh's CURVE keys (no admin API)
         main        global options and the table of commands
 
     A command runs once and exits with one of the CTL_EXIT_ codes; its
@@ -95,6 +96,7 @@ int  ctl_audit_query (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_verify (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_export (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_rotate_key (ctl_t *ctl, int argc, char **argv);
+int  ctl_curve_keygen (ctl_t *ctl, int argc, char **argv);
 
 void ctl_api_test (bool verbose);
 void ctl_audit_test (bool verbose);

@@ -67,6 +67,11 @@ static const command_t s_commands [] = {
       "      commands read the store's files: DIR is $SEEKMESH_AUDIT_DIR, else run/audit;\n"
       "      FILE is $SEEKMESH_AUDIT_KEY_FILE, else DIR/keys; the public key\n"
       "      DIR/signing.pub.pem" },
+    { "curve",  "keygen", ctl_curve_keygen,
+      "curve keygen [--dir DIR [--role ROLE]...]",
+      "a new CURVE keypair (public and secret, Z85); with --dir, the certificates a\n"
+      "      mesh reads (mesh.curve_dir): DIR/<role>.cert and <role>.cert_secret (mode\n"
+      "      0600) for every role (ingress, router, connector, audit, cache), or those given" },
 };
 
 static void

@@ -35,6 +35,7 @@
     rest runs on the lws service thread only.                               */
 #include "ingress_audit_link.h"
 
+#include "mesh_curve.h"
 #include "mesh_dispatch.h"
 #include "mesh_log.h"
 #include "mesh_metrics.h"
@@ -622,9 +623,10 @@ ingress_audit_link_start (ingress_audit_link_t *self, char *why, size_t why_size
         snprintf (why, why_size, "cannot monitor the audit socket: %s", zmq_strerror (errno));
         return -1;
     }
-    if (zmq_connect (self->socket, self->endpoint) < 0) {
-        snprintf (why, why_size, "config %s: ingress.audit_endpoint: cannot connect to \"%s\": %s",
-                  mesh_config_file (ingress->config), self->endpoint, zmq_strerror (errno));
+    char reason [512];
+    if (mesh_curve_connect (self->socket, "audit", self->endpoint, reason, sizeof reason) < 0) {
+        snprintf (why, why_size, "config %s: ingress.audit_endpoint: %s",
+                  mesh_config_file (ingress->config), reason);
         return -1;
     }
     mesh_info ("audit records to %s as %s (spool: %llu records, %llu bytes; when full: %s)",

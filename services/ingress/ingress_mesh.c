@@ -17,6 +17,7 @@
 #include "ingress_audit.h"
 
 #include "mesh_audit.h"
+#include "mesh_curve.h"
 #include "mesh_dispatch.h"
 #include "mesh_log.h"
 #include "mesh_settings.h"
@@ -536,6 +537,8 @@ ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
     assert (mesh);
     self->mesh = mesh;
     mesh->ctx = zmq_ctx_new ();
+    if (mesh_curve_start (config, mesh->ctx, "ingress", self->metrics, why, why_size) < 0)
+        return -1;
     mesh->signal_fd = -1;
 
     //  Our reply endpoint: bound here, named in every REQUEST
@@ -552,10 +555,8 @@ ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
     else
         snprintf (mesh->reply_to, sizeof mesh->reply_to, "%s", endpoint);
     mesh->pull = mesh_zmq_socket (mesh->ctx, ZMQ_PULL);
-    if (zmq_bind (mesh->pull, endpoint) < 0) {
-        snprintf (why, why_size, "cannot bind %s: %s", endpoint, zmq_strerror (errno));
+    if (mesh_curve_bind (mesh->pull, "ingress.reply_endpoint", endpoint, why, why_size) < 0)
         return -1;
-    }
     mesh_info ("replies on %s", mesh->reply_to);
 
     //  The routers: ingress.routers, or every instance of router.listen
@@ -576,11 +577,12 @@ ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
         snprintf (name, sizeof name, "inproc://ingress-router-monitor-%zu", i);
         if (zmq_socket_monitor (router->socket, name, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) < 0
         ||  !(router->monitor = zmq_socket (mesh->ctx, ZMQ_PAIR))
-        ||  zmq_connect (router->monitor, name) < 0
-        ||  zmq_connect (router->socket, router->endpoint) < 0) {
-            snprintf (why, why_size, "cannot connect to router %s: %s", router->endpoint, zmq_strerror (errno));
+        ||  zmq_connect (router->monitor, name) < 0) {
+            snprintf (why, why_size, "cannot watch router %s: %s", router->endpoint, zmq_strerror (errno));
             return -1;
         }
+        if (mesh_curve_connect (router->socket, "router", router->endpoint, why, why_size) < 0)
+            return -1;
         router->watch.arg = router;
         if (ingress_adopt_socket (self, &router->watch, router->monitor, s_on_monitor) < 0) {
             snprintf (why, why_size, "cannot watch the router socket");

@@ -23,6 +23,7 @@
 #include "router_quota.h"
 #include "router_registry.h"
 
+#include "mesh_curve.h"
 #include "mesh_dispatch.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
@@ -33,6 +34,7 @@
 #include "mesh_util.h"
 #include "mesh_zmq.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <jansson.h>
@@ -531,11 +533,43 @@ s_reply_models (router_t *self, router_gen_t *gen, const mesh_msg_t *request, co
     mesh_metric_inc (self->metric.models_listed);
 }
 
+//  Where a request's answers may go: a ZeroMQ endpoint (tcp:// or ipc://),
+//  and when its host is a numeric address, the address the request came
+//  from.  (A name is taken from an ingress CURVE authenticated.)  Answers
+//  to anywhere else are never sent: no socket is made for them.
+static bool
+s_reply_to_ok (mesh_inbox_t *inbox)
+{
+    const char *reply_to = inbox->msg.reply_to;
+    if (strncmp (reply_to, "ipc://", 6) == 0)
+        return reply_to [6] != 0;
+    if (strncmp (reply_to, "tcp://", 6) != 0)
+        return false;
+    const char *host = reply_to + 6, *colon = strrchr (host, ':');
+    if (!colon || colon == host)
+        return false;
+    char address [64];
+    snprintf (address, sizeof address, "%.*s", (int) MESH_MIN ((size_t) (colon - host), sizeof address - 1), host);
+    struct in6_addr any;
+    bool numeric = inet_pton (AF_INET, address, &any) == 1 || inet_pton (AF_INET6, address, &any) == 1;
+    if (!numeric)
+        return mesh_curve_enabled () && strcmp (mesh_curve_sender (&inbox->frame), "ingress") == 0;
+    const char *peer = zmq_msg_gets (&inbox->frame, "Peer-Address");
+    return !peer || strcmp (peer, address) == 0;
+}
+
 static int
 s_on_request (void *arg, mesh_inbox_t *inbox)
 {
     router_t *self = arg;
     const mesh_msg_t *msg = &inbox->msg;
+    if (!s_reply_to_ok (inbox)) {
+        const char *peer = zmq_msg_gets (&inbox->frame, "Peer-Address");
+        mesh_warn ("REQUEST from %s asks for its answers at \"%s\": not where it came from, dropped req=%s",
+                   peer ? peer : "?", msg->reply_to, msg->id);
+        mesh_metric_inc (self->bad_messages.unexpected);
+        return 0;
+    }
     target_t to = s_target_of_msg (msg);
     if (self->draining) {
         s_count_refusal (self, NULL, "draining");
@@ -673,6 +707,16 @@ static int
 s_on_beat (void *arg, mesh_inbox_t *inbox)
 {
     router_t *self = arg;
+    //  A connector speaks for itself only: the name it gives is its
+    //  connection's identity, and a connector's name
+    size_t name_len = strlen (inbox->msg.sender);
+    if (inbox->identity_size != name_len || memcmp (inbox->identity, inbox->msg.sender, name_len) != 0
+    ||  strncmp (inbox->msg.sender, "connector-", 10) != 0) {
+        mesh_warn ("%s from \"%s\" over a connection named otherwise, dropped",
+                   mesh_msg_name (inbox->msg.type), inbox->msg.sender);
+        mesh_metric_inc (self->bad_messages.unexpected);
+        return 0;
+    }
     bool known = router_connectors_find (self->connectors, inbox->identity, inbox->identity_size);
     router_connector_t *connector = router_connectors_seen (
         self->connectors, inbox->identity, inbox->identity_size, inbox->msg.capacity,
@@ -918,15 +962,6 @@ s_metrics (router_t *self, mesh_metrics_t *metrics)
         "Time from receiving a request to dispatching it (quota decision included).", NULL);
 }
 
-static int
-s_bind (void *socket, const char *endpoint, char *why, size_t why_size)
-{
-    if (zmq_bind (socket, endpoint) == 0)
-        return 0;
-    snprintf (why, why_size, "cannot bind %s: %s", endpoint, zmq_strerror (errno));
-    return -1;
-}
-
 router_t *
 router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t *metrics,
             char *why, size_t why_size)
@@ -971,7 +1006,7 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     self->renewed_ms = mesh_loop_now_ms (loop);
 
     self->ingress = mesh_zmq_socket (ctx, ZMQ_PULL);
-    if (s_bind (self->ingress, listen, why, why_size) < 0) {
+    if (mesh_curve_bind (self->ingress, "router.listen", listen, why, why_size) < 0) {
         router_destroy (&self);
         return NULL;
     }
@@ -980,7 +1015,8 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     int one = 1;
     zmq_setsockopt (self->connectors_socket, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt (self->connectors_socket, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
-    if (s_bind (self->connectors_socket, connector_listen, why, why_size) < 0) {
+    if (mesh_curve_bind (self->connectors_socket, "router.connector_listen", connector_listen,
+                         why, why_size) < 0) {
         router_destroy (&self);
         return NULL;
     }

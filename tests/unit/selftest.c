@@ -9,6 +9,7 @@
 #include "mesh_buf.h"
 #include "mesh_completion.h"
 #include "mesh_config.h"
+#include "mesh_curve.h"
 #include "mesh_dispatch.h"
 #include "mesh_conn.h"
 #include "mesh_http.h"
@@ -65,6 +66,7 @@ static const selftest_t s_tests [] = {
     { "mesh_http",   mesh_http_test },
     { "mesh_completion", mesh_completion_test },
     { "mesh_config", mesh_config_test },
+    { "mesh_curve",  mesh_curve_test },
     { "mesh_dispatch", mesh_dispatch_test },
     { "mesh_conn",   mesh_conn_test },
     { "mesh_loop",   mesh_loop_test },
