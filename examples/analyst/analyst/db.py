@@ -13,10 +13,11 @@ a time limit and a row limit.
               at the time limit.
   PostgreSQL  a pool of connections in read-only sessions; each query in its
               own transaction with SET LOCAL statement_timeout, rolled back
-              at the end, read through a server-side cursor so that only
-              max_rows + 1 rows ever reach the application; a watchdog
-              cancels the query if the server-side timeout was defeated.
-              Give the application a role that may only SELECT.
+              at the end, read through a server-side cursor (DECLARE ...
+              CURSOR takes only a query, and only max_rows + 1 rows ever
+              reach the application); a watchdog cancels the query if the
+              server-side timeout was defeated.  Give the application a
+              role that may only SELECT.
 
 Results are JSON-ready: numbers stay numbers (Decimal becomes float),
 dates become ISO strings, bytes are described, long texts cut.
@@ -304,17 +305,23 @@ class PostgresDatabase(Database):
                     WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema')
                     ORDER BY c.table_schema, c.table_name, c.ordinal_position""")
                 columns = cur.fetchall()
+                #  pg_catalog, not information_schema: the latter hides the
+                #  keys of tables a role may only read
                 cur.execute("""
-                    SELECT tc.table_schema, tc.table_name, kcu.column_name, tc.constraint_type,
-                           ccu.table_schema, ccu.table_name, ccu.column_name
-                    FROM information_schema.table_constraints tc
-                    JOIN information_schema.key_column_usage kcu
-                      ON kcu.constraint_name = tc.constraint_name
-                     AND kcu.table_schema = tc.table_schema
-                    LEFT JOIN information_schema.constraint_column_usage ccu
-                      ON ccu.constraint_name = tc.constraint_name
-                     AND tc.constraint_type = 'FOREIGN KEY'
-                    WHERE tc.constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY')""")
+                    SELECT n.nspname, c.relname, a.attname,
+                           CASE con.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'FOREIGN KEY' END,
+                           fn.nspname, fc.relname, fa.attname
+                    FROM pg_constraint con
+                    JOIN pg_class c ON c.oid = con.conrelid
+                    JOIN pg_namespace n ON n.oid = c.relnamespace
+                    JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord) ON true
+                    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+                    LEFT JOIN pg_class fc ON fc.oid = con.confrelid
+                    LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+                    LEFT JOIN pg_attribute fa
+                      ON fa.attrelid = con.confrelid AND fa.attnum = con.confkey[k.ord]
+                    WHERE con.contype IN ('p', 'f')
+                      AND n.nspname NOT IN ('pg_catalog', 'information_schema')""")
                 keys = cur.fetchall()
                 cur.execute("""
                     SELECT n.nspname, c.relname, GREATEST(c.reltuples, 0)::bigint

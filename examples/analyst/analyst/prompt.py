@@ -178,18 +178,22 @@ def schema_text(tables, question="", budget=SCHEMA_BUDGET_CHARS):
         parts.append(text)
         used += len(text) + 2
     rest += [t for t in tables if t not in chosen]
-    short, names = [], []
+    short, names, unnamed = [], [], 0
     for t in rest:
         text = "%s(%s)" % (t.name, ", ".join(c.name for c in t.columns))
-        if used + len(text) <= budget:
+        if used + len(text) <= budget * 0.9:
             short.append(text)
             used += len(text) + 1
-        else:
+        elif used + len(t.name) <= budget:
             names.append(t.name)
+            used += len(t.name) + 2
+        else:
+            unnamed += 1
     if short:
         parts.append("-- Other tables, columns only:\n" + "\n".join(short))
     if names:
-        parts.append("-- More tables (ask about them by name): " + ", ".join(names))
+        parts.append("-- More tables (ask about them by name): " + ", ".join(names) +
+                     (" and %d more" % unnamed if unnamed else ""))
     return "\n\n".join(parts)
 
 

@@ -240,10 +240,7 @@ async function runSql() {
         show(answer);
         current.sql = sql;
         if (answer.error) status(answer.error, true);
-        else {
-            status(`Ran in ${answer.query_ms} ms`);
-            if (current.question) remember(current.question, sql);
-        }
+        else status(`Ran in ${answer.query_ms} ms`);
     } catch (e) {
         status(`The application did not answer: ${e}`, true);
     } finally {
