@@ -9,6 +9,7 @@ know the upstream is the mock.
 """
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from meshlib import REPO
+from meshlib import BIN, REPO
 
 ANALYST = REPO / "examples" / "analyst" / "bin" / "analyst"
 QUESTIONS = json.loads((REPO / "examples/analyst/eval/questions.json").read_text())["questions"]
@@ -163,6 +164,48 @@ def test_ask_on_the_command_line(mesh, sample_db):
     assert done.returncode == 1
     assert answer["message"] == "Echo: What is the meaning of life?"
     assert len(answer["attempts"]) == 1 and "run_sql needs a \"sql\"" in answer["attempts"][0]["error"]
+
+
+def audit_records(mesh):
+    """The gateway's audit records, prompts decrypted by seekmeshctl."""
+    mesh.wait_metric("ingress", "seekmesh_ingress_audit_unacked", lambda v: v == 0)
+    env = dict(os.environ, SEEKMESH_AUDIT_DIR=str(mesh.run_dir / "audit"))
+    done = subprocess.run([str(BIN / "seekmeshctl"), "audit", "query", "--since", "1h",
+                           "--decrypt", "--json"], capture_output=True, text=True, env=env,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def sent_since(mesh, seen):
+    """The request bodies of the records not in seen (a set of ids), in order."""
+    new = [r for r in audit_records(mesh) if r["id"] not in seen]
+    return [json.loads(r["prompt"]) for r in sorted(new, key=lambda r: (r["start"], r["seq"]))]
+
+
+def test_rows_reach_the_model_only_for_a_summary(mesh, sample_db):
+    """What went upstream, read back from the gateway's own audit trail."""
+    seen = {r["id"] for r in audit_records(mesh)}
+    question = "What was the revenue of each category in December 2024?"
+    done = analyst("ask", question, "--db", str(sample_db), "--base-url", base_url(mesh),
+                   "--json")
+    answer = json.loads(done.stdout)
+    values = [str(row[1]) for row in answer["rows"]]
+    assert len(values) == 6
+    sent = sent_since(mesh, seen)
+    assert len(sent) == 1 and sent[0]["messages"][-1] == {"role": "user", "content": question}
+    assert sent[0]["tools"][0]["function"]["name"] == "run_sql"
+    text = json.dumps(sent[0])
+    assert not [v for v in values if v in text], "result values went to the model"
+    # the summary carries them
+    seen = {r["id"] for r in audit_records(mesh)}
+    done = analyst("ask", question, "--db", str(sample_db), "--base-url", base_url(mesh),
+                   "--summary", "--json")
+    sent = sent_since(mesh, seen)
+    assert len(sent) == 2
+    assert not [v for v in values if v in json.dumps(sent[0])]
+    assert sent[1]["messages"][-1]["role"] == "tool"
+    assert all(v in sent[1]["messages"][-1]["content"] for v in values)
 
 
 def test_gateway_refusal_is_reported(mesh, sample_db):

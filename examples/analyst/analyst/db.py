@@ -6,11 +6,11 @@ Every query the model (or the user, after editing) wrote runs through
 Database.run: the statement check (guard.py), then a read-only connection,
 a time limit and a row limit.
 
-  SQLite      a new connection per query on file:<path>?mode=ro, with
-              PRAGMA query_only, an authorizer that allows reading and
-              nothing else (no ATTACH, PRAGMA or write even if the check
-              missed one) and a progress handler that interrupts the query
-              at the time limit.
+  SQLite      connections on file:<path>?mode=ro (kept in a pool, one per
+              query at a time), with PRAGMA query_only, an authorizer that
+              allows reading and nothing else (no ATTACH, PRAGMA or write
+              even if the check missed one) and a progress handler that
+              interrupts the query at the time limit.
   PostgreSQL  a pool of connections in read-only sessions; each query in its
               own transaction with SET LOCAL statement_timeout, rolled back
               at the end, read through a server-side cursor (DECLARE ...
@@ -135,13 +135,16 @@ def _authorizer(action, arg1, arg2, db_name, trigger):
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, path, **limits):
+    def __init__(self, path, pool_size=64, **limits):
         super().__init__(**limits)
         self.path = os.path.abspath(path)
         if not os.path.exists(self.path):
             raise QueryError("no database at %s" % self.path)
         self.name = os.path.basename(self.path)
         self.uri = "file:%s?mode=ro" % urllib.parse.quote(self.path)
+        self.pool_size = pool_size
+        self._idle = []
+        self._lock = threading.Lock()
 
     def _connect(self):
         conn = sqlite3.connect(self.uri, uri=True, check_same_thread=False,
@@ -149,11 +152,30 @@ class SqliteDatabase(Database):
         conn.execute("PRAGMA query_only = ON")
         return conn
 
-    def _run(self, statement, max_rows, time_limit_s):
+    def _guarded(self):
+        """A connection with the authorizer on, from the pool or new."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
         conn = self._connect()
-        deadline = time.monotonic() + time_limit_s
         conn.set_authorizer(_authorizer)
-        conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 2000)
+        return conn
+
+    def _release(self, conn):
+        with self._lock:
+            if len(self._idle) < self.pool_size:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _run(self, statement, max_rows, time_limit_s):
+        conn = self._guarded()
+        deadline = time.monotonic() + time_limit_s
+        #  Every 100,000 virtual machine steps (about a millisecond): often
+        #  enough for the limit, rarely enough not to fight other threads
+        #  for the GIL while SQLite runs without it
+        conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 100000)
+        cur = None
         try:
             cur = conn.execute(statement)
             columns = [d[0] for d in cur.description or []]
@@ -168,6 +190,15 @@ class SqliteDatabase(Database):
                 raise QueryError("not authorized: only reading queries are allowed") from None
             raise QueryError(message) from None
         finally:
+            if cur is not None:
+                cur.close()                 # ends the statement: no read lock kept
+            conn.set_progress_handler(None, 0)
+            self._release(conn)
+
+    def close(self):
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
             conn.close()
 
     def _introspect(self):

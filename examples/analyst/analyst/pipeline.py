@@ -11,6 +11,8 @@ Thread-safe: the web server calls these from one thread per connection.
 Every answer is a plain dict, ready for JSON.
 """
 import json
+import os
+import threading
 import time
 
 from . import chart
@@ -20,6 +22,11 @@ from .guard import GuardError
 from .llm import LLMError
 
 REPAIR_ROUNDS = 1
+#  Queries run at most this many at a time, the others wait their turn in
+#  order (threading.Condition wakes waiters first come, first served): under
+#  a flood of questions, a question waits for the ones before it instead of
+#  every thread fighting for the GIL and the unlucky ones waiting seconds
+_queries = threading.Semaphore(max(2, os.cpu_count() or 2))
 
 
 class Analyst:
@@ -38,7 +45,8 @@ class Analyst:
 
     def _result(self, sql):
         """Runs sql: the answer's result part, or raises GuardError / QueryError."""
-        result = self.db.run(sql)
+        with _queries:
+            result = self.db.run(sql)
         answer = result.as_json()
         answer["chart"] = chart.choose(result.columns, result.rows)
         return answer

@@ -197,12 +197,27 @@ def schema_text(tables, question="", budget=SCHEMA_BUDGET_CHARS):
     return "\n\n".join(parts)
 
 
+_cache = {}
+
+
 def system_message(db, today, context="", question=""):
+    """The system prompt; the same text for every question while the schema
+    fits whole (kept, so a busy server builds it once)."""
+    key = (id(db), today, context)
+    cached = _cache.get(key)
+    if cached and cached[0] is db:
+        return cached[1]
     dialect_name = "SQLite" if db.dialect == "sqlite" else "PostgreSQL"
-    return SYSTEM.format(dialect_name=dialect_name, today=today,
+    tables = db.schema()
+    text = SYSTEM.format(dialect_name=dialect_name, today=today,
                          dialect_notes=DIALECT_NOTES[db.dialect],
-                         schema=schema_text(db.schema(), question),
+                         schema=schema_text(tables, question),
                          context=("\n" + context.strip() + "\n") if context.strip() else "")
+    if sum(len(table_ddl(t)) + 2 for t in tables) <= SCHEMA_BUDGET_CHARS:
+        if len(_cache) > 16:
+            _cache.clear()
+        _cache[key] = (db, text)
+    return text
 
 
 def question_messages(db, question, today, context=""):
