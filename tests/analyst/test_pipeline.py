@@ -12,7 +12,7 @@ from analyst.db import SqliteDatabase
 from analyst.llm import ChatClient
 from analyst.pipeline import Analyst
 
-from conftest import Mock
+from analyst_fixtures import Mock
 
 
 def call(sql):

@@ -18,7 +18,7 @@ import pytest
 from analyst import prompt, sample
 from analyst.db import PostgresDatabase, QueryError, open_database
 
-from conftest import REPO
+from analyst_fixtures import REPO
 
 psycopg2 = pytest.importorskip("psycopg2", reason="python3-psycopg2 (scripts/deps --test)")
 
