@@ -62,6 +62,13 @@ mock_replay_size (const mock_replay_t *self)
     return self ? self->size : 0;
 }
 
+const mock_replay_entry_t *
+mock_replay_at (const mock_replay_t *self, size_t index)
+{
+    assert (self && index < self->size);
+    return &self->entries [index];
+}
+
 //  Copies the string member key of object into *out; a missing member is
 //  fine unless required.  -1 with the reason for a member of another type.
 static int
@@ -230,6 +237,7 @@ mock_replay_test (bool verbose)
     mock_replay_t *replay = mock_replay_parse (text, strlen (text), "r.json", error, sizeof error);
     assert (replay);
     assert (mock_replay_size (replay) == 4);
+    assert (mesh_streq (mock_replay_at (replay, 3)->content, "Hello"));
 
     //  Before any tool message: the recording without after_tool, its
     //  object arguments sent compact in their order

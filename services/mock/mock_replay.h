@@ -53,6 +53,8 @@ mock_replay_t *mock_replay_parse (const char *text, size_t len, const char *name
                                   char *error, size_t error_size);
 void mock_replay_destroy (mock_replay_t **self_p);
 size_t mock_replay_size (const mock_replay_t *self);
+//  The recording at index (< mock_replay_size), in the file's order.
+const mock_replay_entry_t *mock_replay_at (const mock_replay_t *self, size_t index);
 
 //  The recording that answers a request whose last user message is prompt
 //  and whose last tool message after it holds tool_result (NULL: no tool
