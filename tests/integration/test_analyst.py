@@ -10,6 +10,7 @@ know the upstream is the mock.
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -138,6 +139,30 @@ def test_eval_on_the_mocks_recorded_answers(mesh, sample_db, tmp_path):
             for r in recorded] == \
         [(r["prompt"], r.get("after_tool"), r["tool_call"]["arguments"]["sql"]) for r in calls]
     sys.stdout.write("\n" + done.stdout[done.stdout.index("execution accuracy"):])
+
+
+def test_make_analyst_eval_starts_and_stops_its_own_mesh(tmp_path):
+    """make analyst-eval with no gateway answering: it starts the mesh of the
+    config (here local.json on free ports), runs the evaluation, stops it."""
+    from meshlib import Mesh
+    from conftest import TEST_CONFIG
+    config = Mesh(tmp_path, TEST_CONFIG)       # writes the config only; nothing runs yet
+    env = dict(os.environ, ANALYST_MESH_CONFIG=str(config.config_path))
+    env.pop("DEEPSEEK_API_KEY", None)
+    done = subprocess.run(["make", "-s", "--no-print-directory", "analyst-eval"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no gateway at http://127.0.0.1:%d/v1; starting a mesh" % config.port in done.stdout
+    correct = len(QUESTIONS) - len(WRONG)
+    assert "execution accuracy: %d of %d" % (correct, len(QUESTIONS)) in done.stdout
+    assert re.search(r"generation time: p50 \d+ ms, p95 \d+ ms", done.stdout), done.stdout
+    # and the mesh is gone again
+    status = subprocess.run([str(REPO / "scripts/mesh"), "status"], capture_output=True,
+                            text=True, env=dict(env, SEEKMESH_RUN_DIR=str(tmp_path / "analyst-run")))
+    assert status.returncode != 0, status.stdout
+    with socket.socket() as s:                  # nothing listens on the ingress's port
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", config.port))
 
 
 def test_ask_on_the_command_line(mesh, sample_db):

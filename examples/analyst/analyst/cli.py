@@ -172,12 +172,16 @@ def _eval(args):
               "%s is not it" % args.db, file=sys.stderr)
         return 2
     mesh = None
-    if not args.base_url and not evaluate.gateway_answers(DEFAULT_BASE_URL, args.api_key):
-        mesh = evaluate.OwnMesh()
-        print("analyst eval: no gateway at %s; starting a mesh (%s, upstream %s)"
-              % (DEFAULT_BASE_URL, os.path.relpath(mesh.config, evaluate.REPO), mesh.upstream))
-        mesh.up()
-        args.base_url, args.api_key = mesh.base_url, mesh.api_key
+    if not args.base_url:
+        own = evaluate.OwnMesh()
+        if evaluate.gateway_answers(own.base_url, own.api_key):
+            args.base_url, args.api_key = own.base_url, own.api_key
+        else:
+            print("analyst eval: no gateway at %s; starting a mesh (%s, upstream %s)"
+                  % (own.base_url, os.path.relpath(own.config, evaluate.REPO), own.upstream),
+                  flush=True)
+            mesh = own.up()
+            args.base_url, args.api_key = mesh.base_url, mesh.api_key
     try:
         analyst = _analyst(args, max_rows=1000000)
         print("analyst eval: %d questions, model %s through %s"

@@ -111,19 +111,24 @@ def gateway_answers(base_url, api_key, timeout=2.0):
 
 
 class OwnMesh:
-    """A mesh this run starts (scripts/mesh, its own run directory) when no
-    gateway answers: the mock upstream, or DeepSeek with DEEPSEEK_API_KEY,
-    as `make run` chooses."""
+    """The mesh of a config: `make run`'s choice (the mock upstream, or
+    DeepSeek with DEEPSEEK_API_KEY) unless $ANALYST_MESH_CONFIG names
+    another.  The run uses its gateway if one answers, else starts it
+    (scripts/mesh, a run directory of its own) and stops it after."""
 
     def __init__(self):
         deepseek = bool(os.environ.get("DEEPSEEK_API_KEY"))
-        self.config = os.path.join(REPO, "compose", "config",
-                                   "deepseek.json" if deepseek else "local.json")
+        self.config = os.environ.get("ANALYST_MESH_CONFIG") or os.path.join(
+            REPO, "compose", "config", "deepseek.json" if deepseek else "local.json")
         self.upstream = "api.deepseek.com" if deepseek else "the built-in mock"
+        if os.environ.get("ANALYST_MESH_CONFIG"):
+            self.upstream = "as its config says"
+            run_dir = os.path.join(os.path.dirname(os.path.abspath(self.config)), "analyst-run")
+        else:
+            run_dir = os.path.join(REPO, "build", "analyst-eval", "run")
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith("SEEKMESH_") or k == "SEEKMESH_ADMIN_TOKEN"}
-        self.env.update({"SEEKMESH_RUN_DIR": os.path.join(REPO, "build", "analyst-eval", "run"),
-                         "SEEKMESH_CONFIG": self.config})
+        self.env.update({"SEEKMESH_RUN_DIR": run_dir, "SEEKMESH_CONFIG": self.config})
         if deepseek:
             self.env["SEEKMESH_MESH_SERVICES"] = "redis audit router connector ingress"
         with open(self.config) as f:
