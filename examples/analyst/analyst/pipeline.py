@@ -10,6 +10,7 @@
 Thread-safe: the web server calls these from one thread per connection.
 Every answer is a plain dict, ready for JSON.
 """
+import contextlib
 import json
 import os
 import threading
@@ -22,11 +23,13 @@ from .guard import GuardError
 from .llm import LLMError
 
 REPAIR_ROUNDS = 1
-#  Queries run at most this many at a time, the others wait their turn in
-#  order (threading.Condition wakes waiters first come, first served): under
-#  a flood of questions, a question waits for the ones before it instead of
-#  every thread fighting for the GIL and the unlucky ones waiting seconds
-_queries = threading.Semaphore(max(2, os.cpu_count() or 2))
+#  SQLite queries (which run in this process) run at most this many at a
+#  time, the others wait their turn in order (threading.Condition wakes
+#  waiters first come, first served): under a flood of questions, a question
+#  waits for the ones before it instead of every thread fighting for the CPU
+#  and the GIL and the unlucky ones waiting seconds.  PostgreSQL's run on
+#  the server: no gate.
+_sqlite_queries = threading.Semaphore(2 * max(2, os.cpu_count() or 2))
 
 
 class Analyst:
@@ -45,7 +48,7 @@ class Analyst:
 
     def _result(self, sql):
         """Runs sql: the answer's result part, or raises GuardError / QueryError."""
-        with _queries:
+        with _sqlite_queries if self.db.dialect == "sqlite" else contextlib.nullcontext():
             result = self.db.run(sql)
         answer = result.as_json()
         answer["chart"] = chart.choose(result.columns, result.rows)
