@@ -165,6 +165,13 @@ def main(argv=None):
     return 0
 
 
+def _shown(path):
+    """A path as the user would write it: relative inside the repository."""
+    path = os.path.abspath(path)
+    inside = path.startswith(evaluate.REPO + os.sep)
+    return os.path.relpath(path, evaluate.REPO) if inside else path
+
+
 def _eval(args):
     data = evaluate.load_questions(args.questions)
     if args.db and not sample.is_sample(args.db):
@@ -178,7 +185,7 @@ def _eval(args):
             args.base_url, args.api_key = own.base_url, own.api_key
         else:
             print("analyst eval: no gateway at %s; starting a mesh (%s, upstream %s)"
-                  % (own.base_url, os.path.relpath(own.config, evaluate.REPO), own.upstream),
+                  % (own.base_url, _shown(own.config), own.upstream),
                   flush=True)
             mesh = own.up()
             args.base_url, args.api_key = mesh.base_url, mesh.api_key
