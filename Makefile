@@ -7,6 +7,11 @@
 #   make asan       selftests and integration tests on an ASan + UBSan build
 #   make fuzz-run   fuzz every parser for FUZZ_SECONDS each
 #   make bench      the benchmark of BENCH.md (tests/bench/results/)
+#   make analyst    examples/analyst's web page on http://127.0.0.1:8090/ (a
+#                   mesh must be up: make run in another shell)
+#   make analyst-eval  its evaluation: accuracy and generation time through the
+#                   mesh (starts one if none answers on 127.0.0.1:8080)
+#   make analyst-load  200 concurrent analysts on one application process
 
 BUILD     ?= build
 CC        ?= cc
@@ -36,7 +41,8 @@ ASSEMBLE   := $(BUILD)/bin/mesh-assemble
 LWSCLIENT  := $(BUILD)/bin/mesh-lws-client
 CTL        := $(BUILD)/bin/seekmeshctl
 
-.PHONY: all run test unit fuzz integration sdk asan clean deps bench bench-smoke
+.PHONY: all run test unit fuzz integration sdk asan clean deps bench bench-smoke \
+        analyst analyst-eval analyst-load analyst-test
 all: $(BINS) $(TEST_BIN) $(LOADGEN) $(LWSCLIENT) $(ASSEMBLE) $(CTL)
 
 $(BUILD)/obj/%.o: %.c
@@ -110,7 +116,7 @@ deps:
 
 test: deps
 	$(MAKE) all
-	$(MAKE) unit fuzz integration bench-smoke
+	$(MAKE) unit fuzz integration analyst-test bench-smoke
 
 # The benchmark (BENCH.md): make bench writes tests/bench/results/<date>.md
 # and .json; bench-smoke runs every step briefly into build/bench-smoke
@@ -135,6 +141,23 @@ asan:
 
 run:
 	scripts/run
+
+# examples/analyst: the data-analysis assistant (Python 3's standard library,
+# Debian's python3-psycopg2 for PostgreSQL).  ANALYST_ARGS passes options.
+ANALYST := /usr/bin/python3 examples/analyst/bin/analyst
+analyst:
+	$(ANALYST) serve $(ANALYST_ARGS)
+
+analyst-eval: all
+	$(ANALYST) eval $(ANALYST_ARGS)
+
+analyst-load: all
+	/usr/bin/python3 tests/bench/analyst_load.py $(ANALYST_ARGS)
+
+# Its own tests (the guard, charts, the repair round, PostgreSQL); the
+# evaluation through a mesh and the browser test are in tests/integration
+analyst-test: all
+	$(PYTEST) tests/analyst
 
 clean:
 	rm -rf build build-asan build-fuzz

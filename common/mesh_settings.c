@@ -118,6 +118,7 @@ static const mesh_setting_t s_settings [] = {
     INT ("mock.keepalive_ms", "1000", 1, 3600000, "keep-alive comments while a request is queued"),
     INT ("mock.ws_chunk_size", "64", 1, 1 << 20, "WebSocket frames at most this long"),
     INT ("mock.force_status", "0", 0, 599, "answer every chat with this error status (400-599); 0: off"),
+    STR ("mock.replay_file", "", "recorded answers to give instead of the echo (mock_replay.h); \"\": none"),
 };
 
 //  Top-level members of a config that are not settings, checked elsewhere

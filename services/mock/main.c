@@ -9,8 +9,9 @@
     one line and exit 1), serves the admin port (with the fault switch's
     /mock/fault) on its own loop, starts one worker per mock.threads and, on
     SIGTERM or SIGINT, has them drain and exits 0.  Instance i of a mesh
-    ($SEEKMESH_INSTANCE) binds every port i x mesh.port_stride higher.  Runs
-    on the main thread.                                                     */
+    ($SEEKMESH_INSTANCE) binds every port i x mesh.port_stride higher.
+    mock.replay_file names recorded answers to give instead of the echo
+    (mock_replay.h).  Runs on the main thread.                              */
 #include "mock.h"
 #include "mesh_admin.h"
 #include "mesh_config.h"
@@ -104,6 +105,7 @@ main (int argc, char *argv [])
     settings.ws_chunk_size = (size_t) mesh_setting_int (config, "mock.ws_chunk_size");
     settings.drain_ms = mesh_setting_int (config, "mesh.drain_ms");
     int force_status = (int) mesh_setting_int (config, "mock.force_status");
+    const char *replay_file = mesh_setting_str (config, "mock.replay_file");
     if (force_status != 0 && (force_status < 400 || force_status > 599))
         mesh_config_invalid (config, "mock.force_status", "must be 0 or an error status (400-599)");
     if (*tls_listen && (!*tls_cert || !*tls_key))
@@ -116,6 +118,16 @@ main (int argc, char *argv [])
         mock_fault_spec_t fault = { .mode = MOCK_FAULT_STATUS, .status = force_status,
                                     .retry_after = -1, .count = -1 };
         mock_fault_set (settings.fault, &fault);
+    }
+    //  Recorded answers; a relative path is taken from the working directory
+    //  (scripts/mesh runs every service in the repository's root)
+    mock_replay_t *replay = NULL;
+    if (*replay_file) {
+        char why [512];
+        replay = mock_replay_load (replay_file, why, sizeof why);
+        if (!replay)
+            mesh_fatal ("config %s: mock.replay_file: %s", mesh_config_file (config), why);
+        settings.replay = replay;
     }
     const char *key = *key_env ? getenv (key_env) : NULL;
     settings.api_key = key && *key ? key : NULL;
@@ -157,6 +169,9 @@ main (int argc, char *argv [])
                *tls_listen ? ", TLS on " : "", tls_listen, admin_listen, threads,
                settings.api_key ? ", API key required" : "",
                force_status ? ", every chat request failed (mock.force_status)" : "");
+    if (replay)
+        mesh_info ("replaying %zu recorded answers from %s", mock_replay_size (replay),
+                   replay_file);
 
     mesh_loop_run (loop);
 
@@ -170,6 +185,7 @@ main (int argc, char *argv [])
     mesh_loop_destroy (&loop);
     mesh_metrics_destroy (&registry);
     mock_fault_destroy (&settings.fault);
+    mock_replay_destroy (&replay);
     if (settings.tls_ctx)
         SSL_CTX_free (settings.tls_ctx);
     mesh_config_destroy (&config);

@@ -7,11 +7,13 @@
     mock_ws.c         the WebSocket transport (upgrade, frames)
     mock_stream.c     one chat response over time: queue, deltas, faults
     mock_reply.c      what a chat reply says (pure)
+    mock_replay.c     recorded answers to replay (mock.replay_file)
     mock_render.c     DeepSeek's wire format (pure)
 
     Each worker thread owns its loop and every connection accepted on it; a
     connection never changes thread.  Only the settings (read-only after
-    start), the metrics (atomic) and the fault switch (mock_fault: a mutex)
+    start, the recordings included), the metrics (atomic) and the fault
+    switch (mock_fault: a mutex)
     are shared between threads.                                              */
 #ifndef MOCK_H
 #define MOCK_H
@@ -56,6 +58,7 @@ typedef struct {
     int64_t drain_ms;
     size_t ws_chunk_size;
     mock_fault_t *fault;        //  the switch itself is thread-safe
+    const mock_replay_t *replay; //  recorded answers (mock.replay_file), or NULL
     const char *api_key;        //  NULL: no authentication
     SSL_CTX *tls_ctx;           //  NULL without tls_listen
     mock_metrics_t metrics;

@@ -22,6 +22,7 @@ mock_reply_free (mock_reply_t *self)
     mesh_buf_free (&self->model);
     mesh_buf_free (&self->prompt);
     mesh_buf_free (&self->tool_name);
+    mesh_buf_free (&self->tool_result);
     mesh_buf_free (&self->reasoning_text);
     mesh_buf_free (&self->content_text);
     mesh_buf_free (&self->tool_args);
@@ -33,13 +34,15 @@ static void
 s_reset (mock_reply_t *self)
 {
     mesh_buf_t *bufs [] = { &self->model, &self->prompt, &self->tool_name,
-                            &self->reasoning_text, &self->content_text,
+                            &self->tool_result, &self->reasoning_text, &self->content_text,
                             &self->tool_args, &self->prefix };
     for (size_t i = 0; i < MESH_ARRAY_SIZE (bufs); i++) {
         mesh_buf_reset (bufs [i]);
         mesh_buf_trim (bufs [i], 64 * 1024);    //  after a huge prompt
     }
     self->stream = self->reasoning = self->tools = false;
+    self->after_tool = self->json_mode = self->calls = false;
+    self->recording = NULL;
     self->max_tokens = self->prompt_tokens = 0;
     self->tokens = self->delay_ms = self->queue_ms = -1;
     self->retry_after = self->reset_after = self->stall_after = -1;
@@ -207,12 +210,30 @@ s_plan (mock_reply_t *self)
         mesh_buf_append (&self->reasoning_text, prompt, prompt_len);
         reasoning = s_pieces (&self->reasoning_text);
     }
-    mesh_buf_append_str (&self->content_text, "Echo: ");
-    mesh_buf_append (&self->content_text, prompt, prompt_len);
-    if (self->tools) {
-        mesh_buf_append_str (&self->tool_args, "{\"echo\":\"");
-        mock_json_escape (&self->tool_args, prompt, prompt_len);
-        mesh_buf_append_str (&self->tool_args, "\"}");
+    const mock_replay_entry_t *recording = self->recording;
+    if (recording && recording->content)
+        mesh_buf_append (&self->content_text, recording->content, recording->content_len);
+    else
+    if (self->json_mode) {
+        mesh_buf_append_str (&self->content_text, "{\"echo\": \"");
+        mock_json_escape (&self->content_text, prompt, prompt_len);
+        mesh_buf_append_str (&self->content_text, "\"}");
+    }
+    else {
+        mesh_buf_append_str (&self->content_text, "Echo: ");
+        mesh_buf_append (&self->content_text, prompt, prompt_len);
+    }
+    if (self->calls) {
+        if (recording) {
+            mesh_buf_reset (&self->tool_name);
+            mesh_buf_append (&self->tool_name, recording->tool_name, recording->tool_name_len);
+            mesh_buf_append (&self->tool_args, recording->tool_args, recording->tool_args_len);
+        }
+        else {
+            mesh_buf_append_str (&self->tool_args, "{\"echo\":\"");
+            mock_json_escape (&self->tool_args, prompt, prompt_len);
+            mesh_buf_append_str (&self->tool_args, "\"}");
+        }
         self->tool_args_cut = s_middle (mesh_buf_head (&self->tool_args),
                                         mesh_buf_size (&self->tool_args));
     }
@@ -222,7 +243,7 @@ s_plan (mock_reply_t *self)
     self->reasoning_deltas = MESH_MIN (reasoning, budget);
     self->cut = reasoning > budget;
     budget -= self->reasoning_deltas;
-    if (self->tools) {
+    if (self->calls) {
         self->tool_call = !self->cut && budget >= 1;
         self->cut = !self->tool_call;
         self->content_deltas = self->tool_call ? 3 : 0;
@@ -263,17 +284,30 @@ mock_reply_parse (mock_reply_t *self, const char *body, size_t len, char *error,
     const char *model_name = json_string_value (model);
     mesh_buf_append (&self->model, model_name, json_string_length (model));
 
-    json_t *user = NULL;
+    //  PROMPT, and the last tool message after it (a tool's result)
+    json_t *user = NULL, *tool = NULL;
     size_t index;
     json_t *message;
     json_array_foreach (messages, index, message) {
         json_t *content = json_object_get (message, "content");
         self->prompt_tokens += s_content (content, NULL);
-        if (s_string_is (json_object_get (message, "role"), "user"))
+        json_t *role = json_object_get (message, "role");
+        if (s_string_is (role, "user")) {
             user = content;
+            tool = NULL;
+        }
+        else
+        if (s_string_is (role, "tool"))
+            tool = message;
     }
     if (user)
         s_content (user, &self->prompt);
+    if (tool) {
+        self->after_tool = true;
+        s_content (json_object_get (tool, "content"), &self->tool_result);
+    }
+    self->json_mode = s_string_is (json_object_get (json_object_get (root, "response_format"),
+                                                    "type"), "json_object");
 
     self->stream = json_is_true (json_object_get (root, "stream"));
     self->reasoning = strstr (model_name, "reasoner")
@@ -288,6 +322,17 @@ mock_reply_parse (mock_reply_t *self, const char *body, size_t len, char *error,
         if (json_is_string (name))
             mesh_buf_append (&self->tool_name, json_string_value (name), json_string_length (name));
     }
+    //  A recorded answer; a model calls only a tool it was offered
+    self->recording = mock_replay_find (self->replay, mesh_buf_head (&self->prompt),
+                                        mesh_buf_size (&self->prompt),
+                                        self->after_tool ? mesh_buf_head (&self->tool_result) : NULL,
+                                        mesh_buf_size (&self->tool_result));
+    if (self->recording && self->recording->tool_name && !self->tools)
+        self->recording = NULL;
+    //  After the tool's result, a model answers in words (an agent loop
+    //  would never end otherwise)
+    self->calls = self->recording ? self->recording->tool_name != NULL
+                                  : self->tools && !self->after_tool;
     self->max_tokens = s_int (root, "max_tokens", 1, INT64_MAX, 0);
     if (self->max_tokens == 0)
         self->max_tokens = s_int (root, "max_completion_tokens", 1, INT64_MAX, 0);
@@ -332,7 +377,7 @@ mock_reply_next (mock_reply_t *self, mock_delta_t *delta)
         return true;
     }
     int64_t j = i - self->reasoning_deltas;
-    if (self->tools) {
+    if (self->calls) {
         const char *args = mesh_buf_head (&self->tool_args);
         size_t args_len = mesh_buf_size (&self->tool_args);
         if (j == 0)
@@ -351,6 +396,11 @@ mock_reply_next (mock_reply_t *self, mock_delta_t *delta)
         if (j == 0) {
             delta->text = mesh_buf_head (&self->content_text);
             delta->len = mesh_buf_size (&self->content_text);
+        }
+        else
+        if (self->json_mode && !self->recording) {
+            delta->text = " ";              //  still one JSON object
+            delta->len = 1;
         }
         else {
             int n = snprintf (self->token_text, sizeof self->token_text, " t%lld", (long long) j);
@@ -375,13 +425,13 @@ mock_reply_rewind (mock_reply_t *self)
 const char *
 mock_reply_finish_reason (const mock_reply_t *self)
 {
-    return self->cut ? "length" : self->tools ? "tool_calls" : "stop";
+    return self->cut ? "length" : self->calls ? "tool_calls" : "stop";
 }
 
 int64_t
 mock_reply_completion_tokens (const mock_reply_t *self)
 {
-    return self->reasoning_deltas + (self->tools ? (self->tool_call ? 1 : 0) : self->content_deltas);
+    return self->reasoning_deltas + (self->calls ? (self->tool_call ? 1 : 0) : self->content_deltas);
 }
 
 //  Selftest -----------------------------------------------------------------
@@ -519,8 +569,79 @@ mock_reply_test (bool verbose)
         "\"messages\":[{\"role\":\"user\",\"content\":\"say \\\"hi\\\"\\n\"}]}",
         "T:f|A:{\"echo\":\"sa|A:y \\\"hi\\\"\\n\"}");
 
-    //  Directives: stall and reset; bad values are ignored
+    //  After a tool message that answers the last user message: text, even
+    //  with tools offered; a new user message asks for a call again
+    const char *tool_round =
+        "{\"model\":\"m\",\"tools\":[{\"function\":{\"name\":\"f\"}}],\"messages\":["
+        "{\"role\":\"user\",\"content\":\"look it up\"},"
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+        "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"found it\"}]}";
+    s_test_deltas (&reply, tool_round, "Echo: |look |it |up");
+    assert (reply.after_tool && !reply.calls);
+    assert (strcmp (mock_reply_finish_reason (&reply), "stop") == 0);
+    assert (mesh_memeq (mesh_buf_head (&reply.tool_result), mesh_buf_size (&reply.tool_result),
+                        "found it"));
+    s_test_deltas (&reply,
+        "{\"model\":\"m\",\"tools\":[{\"function\":{\"name\":\"f\"}}],\"messages\":["
+        "{\"role\":\"user\",\"content\":\"a\"},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"1\"},"
+        "{\"role\":\"user\",\"content\":\"b\"}]}",
+        "T:f|A:{\"echo|A:\":\"b\"}");
+    assert (!reply.after_tool && reply.calls);
+
+    //  JSON mode: one JSON object, also with tokens N (padded with spaces)
+    s_test_deltas (&reply,
+        "{\"model\":\"m\",\"response_format\":{\"type\":\"json_object\"},"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"give \\\"json\\\"\"}]}",
+        "{\"echo\": |\"give |\\\"json\\\"\"}");
+    assert (reply.json_mode);
+    s_test_deltas (&reply,
+        "{\"model\":\"m\",\"response_format\":{\"type\":\"json_object\"},\"mock\":{\"tokens\":3},"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"echo\": \"x\"}| | ");
+    s_test_deltas (&reply,
+        "{\"model\":\"m\",\"response_format\":{\"type\":\"text\"},"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", "Echo: |x");
+
+    //  Recordings: a tool call before the tool's answer, another after an
+    //  error, text after any other answer; a recorded call needs tools
     char error [200];
+    const char *recordings =
+        "{\"recordings\":["
+        "{\"prompt\":\"look it up\",\"tool_call\":{\"name\":\"run_sql\","
+        "\"arguments\":{\"sql\":\"SELECT x\"}}},"
+        "{\"prompt\":\"look it up\",\"after_tool\":\"no such column\","
+        "\"tool_call\":{\"name\":\"run_sql\",\"arguments\":{\"sql\":\"SELECT 1\"}}},"
+        "{\"prompt\":\"look it up\",\"after_tool\":\"\",\"content\":\"It is one.\"}]}";
+    mock_replay_t *replay = mock_replay_parse (recordings, strlen (recordings), "r", error,
+                                               sizeof error);
+    assert (replay);
+    reply.replay = replay;
+    s_test_deltas (&reply,
+        "{\"model\":\"m\",\"tools\":[{\"function\":{\"name\":\"f\"}}],"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"look it up\"}]}",
+        "T:run_sql|A:{\"sql\":\"S|A:ELECT x\"}");
+    assert (strcmp (mock_reply_finish_reason (&reply), "tool_calls") == 0);
+    const char *repair =
+        "{\"model\":\"m\",\"tools\":[{\"function\":{\"name\":\"f\"}}],\"messages\":["
+        "{\"role\":\"user\",\"content\":\"look it up\"},"
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+        "\"type\":\"function\",\"function\":{\"name\":\"run_sql\",\"arguments\":\"{}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":[{\"type\":\"text\","
+        "\"text\":\"error: no such column: x\"}]}]}";
+    s_test_deltas (&reply, repair, "T:run_sql|A:{\"sql\":\"S|A:ELECT 1\"}");
+    s_test_deltas (&reply, tool_round, "It |is |one.");
+    assert (strcmp (mock_reply_finish_reason (&reply), "stop") == 0);
+    s_test_deltas (&reply, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"look it up\"}]}",
+                   "Echo: |look |it |up");
+    assert (!reply.recording);
+    s_test_deltas (&reply, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"other\"}]}",
+                   "Echo: |other");
+    reply.replay = NULL;
+    mock_replay_destroy (&replay);
+
+    //  Directives: stall and reset; bad values are ignored
     const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
                        "\"mock\":{\"stall\":\"after\",\"stall_after\":2,\"reset_after\":-3,"
                        "\"status\":503,\"retry_after\":7}}";

@@ -1,9 +1,14 @@
 /*  mock_reply: what seekmesh-mock answers to one chat request.
 
     mock_reply_parse reads a request body into the few facts the answer
-    depends on (model, PROMPT, reasoning, tools, limits and the optional
-    "mock" directives) and plans the reply; mock_reply_next then yields its
-    deltas in order: reasoning pieces, then content pieces or one tool call.
+    depends on (model, PROMPT, reasoning, tools, a tool message after the
+    last user message, JSON mode, limits and the optional "mock"
+    directives) and plans the reply; mock_reply_next then yields its deltas
+    in order: reasoning pieces, then content pieces or one tool call.
+    The answer: a recording of mock_replay when one matches, else one tool
+    call when tools are offered and no tool message answered the last user
+    message yet, else text: "Echo: " + PROMPT, or {"echo": PROMPT} in JSON
+    mode (response_format json_object).
     Deterministic and free of I/O, so the selftest pins the exact sequences.
     Texts are raw UTF-8; mock_render escapes them.
 
@@ -13,6 +18,7 @@
 #define MOCK_REPLY_H
 
 #include "mesh_buf.h"
+#include "mock_replay.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,10 +43,13 @@ typedef struct {
     //  From the request
     mesh_buf_t model;           //  raw model string
     mesh_buf_t prompt;          //  PROMPT: text of the last user message
-    mesh_buf_t tool_name;       //  first tool's function.name
+    mesh_buf_t tool_name;       //  first tool's function.name (or the recording's)
+    mesh_buf_t tool_result;     //  content of the last tool message after PROMPT
     bool stream;
     bool reasoning;
-    bool tools;
+    bool tools;                 //  tools offered (and tool_choice is not "none")
+    bool after_tool;            //  a tool message came after the last user message
+    bool json_mode;             //  response_format {"type":"json_object"}
     int64_t max_tokens;         //  0: no limit
     int64_t prompt_tokens;      //  words in every message content
     //  Directives of the "mock" object; -1 (or 0 for status) when absent
@@ -52,10 +61,15 @@ typedef struct {
     int64_t reset_after;
     int stall;                  //  MOCK_STALL_*
     int64_t stall_after;
+    //  Recordings to answer from, set by the owner (NULL: none); the one
+    //  that answers this request, or NULL
+    const mock_replay_t *replay;
+    const mock_replay_entry_t *recording;
     //  The plan
+    bool calls;                 //  the answer is a tool call
     mesh_buf_t reasoning_text;  //  "Thinking about: " + PROMPT
-    mesh_buf_t content_text;    //  "Echo: " + PROMPT
-    mesh_buf_t tool_args;       //  {"echo":<PROMPT as a JSON string>}
+    mesh_buf_t content_text;    //  "Echo: " + PROMPT, its JSON form or the recording's
+    mesh_buf_t tool_args;       //  {"echo":<PROMPT as a JSON string>} or the recording's
     size_t tool_args_cut;       //  where the arguments are cut in two
     int64_t reasoning_deltas;   //  planned, after max_tokens
     int64_t content_deltas;     //  planned content deltas (3 chunks for a tool call)

@@ -284,6 +284,7 @@ mock_stream_start (mock_conn_t *conn, const char *body, size_t len)
         return;
     }
     char error [160];
+    reply->replay = settings->replay;
     if (mock_reply_parse (reply, body, len, error, sizeof error) < 0) {
         mesh_debug ("fd=%d: invalid chat request (%zu bytes)", conn->io.fd, len);
         s_refuse (conn, 400, error, -1);

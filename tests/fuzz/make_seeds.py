@@ -836,10 +836,29 @@ def completion_seeds():
         '{"choices":[],"usage":{"prompt_tokens":1}}', end]).encode())
 
 
+def replay_seeds():
+    t = "replay"
+    put(t, "analyst", open(os.path.join(ROOT, "examples", "analyst", "eval", "replay.json"),
+                           "rb").read())
+    put(t, "forms", json.dumps({"recordings": [
+        {"prompt": "p", "tool_call": {"name": "run_sql", "arguments": {"sql": "SELECT 1", "n": [1]}}},
+        {"prompt": "p", "after_tool": "error", "tool_call": {"name": "f", "arguments": "{}"}},
+        {"prompt": "p", "after_tool": "", "content": "text \u00e9"},
+        {"prompt": "", "content": ""}]}))
+    put(t, "nul_and_unicode", '{"recordings":[{"prompt":"a\\u0000b","content":"\\ud83d\\ude00"}]}')
+    put(t, "no_answer", '{"recordings":[{"prompt":"p"}]}')
+    put(t, "both_answers", '{"recordings":[{"prompt":"p","content":"x","tool_call":{"name":"f"}}]}')
+    put(t, "bad_arguments", '{"recordings":[{"prompt":"p","tool_call":{"name":"f","arguments":[1]}}]}')
+    put(t, "not_an_object", '[{"prompt":"p","content":"x"}]')
+    put(t, "cut", '{"recordings":[{"prompt":"p","content":"x"')
+    put(t, "empty", b"")
+
+
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
-                 ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds):
+                 ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds,
+                 replay_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):

@@ -287,6 +287,133 @@ def test_reasoning_tools_and_length(mock):
     assert reply["choices"][0]["finish_reason"] == "length"
 
 
+TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+
+
+def tool_round(prompt, result, **fields):
+    """A conversation where the tool's result answers the last user message."""
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "lookup", "arguments": json.dumps({"echo": prompt})}}
+    return chat(prompt, tools=TOOLS, messages=[
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": result}], **fields)
+
+
+def test_after_the_tool_result_the_answer_is_text(mock):
+    # An agent loop ends: the tools are still offered, but the tool has answered
+    _, _, raw = request(mock.connect(), "POST", CHAT, tool_round("weather in Paris", "sunny"))
+    choice = json.loads(raw)["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert choice["message"] == {"role": "assistant", "content": "Echo: weather in Paris"}
+    _, _, raw = request(mock.connect(), "POST", CHAT,
+                        tool_round("weather in Paris", "sunny", stream=True))
+    cs = chunks(events(raw))
+    assert all("tool_calls" not in c["choices"][0]["delta"] for c in cs)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in cs) == \
+        "Echo: weather in Paris"
+    assert cs[-1]["choices"][0]["finish_reason"] == "stop"
+    # a new user message after the tool's answer asks for a call again
+    body = tool_round("weather in Paris", "sunny")
+    body["messages"].append({"role": "user", "content": "and in Rome?"})
+    _, _, raw = request(mock.connect(), "POST", CHAT, body)
+    choice = json.loads(raw)["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"]) == \
+        {"echo": "and in Rome?"}
+
+
+def test_json_mode_answers_a_json_object(mock):
+    fmt = {"type": "json_object"}
+    _, _, raw = request(mock.connect(), "POST", CHAT, chat("give \"json\"", response_format=fmt))
+    content = json.loads(raw)["choices"][0]["message"]["content"]
+    assert json.loads(content) == {"echo": "give \"json\""}
+    # streamed, and padded to N deltas, the joined content is still one object
+    _, _, raw = request(mock.connect(), "POST", CHAT,
+                        chat("give json", response_format=fmt, stream=True, mock={"tokens": 5}))
+    cs = chunks(events(raw))
+    assert len(cs) == 7
+    assert json.loads("".join(c["choices"][0]["delta"]["content"] for c in cs)) == \
+        {"echo": "give json"}
+    # and after a tool's result
+    _, _, raw = request(mock.connect(), "POST", CHAT,
+                        tool_round("sum it", "[1,2]", response_format=fmt))
+    assert json.loads(json.loads(raw)["choices"][0]["message"]["content"]) == {"echo": "sum it"}
+    # response_format "text" is the plain echo
+    _, _, raw = request(mock.connect(), "POST", CHAT, chat("x", response_format={"type": "text"}))
+    assert json.loads(raw)["choices"][0]["message"]["content"] == "Echo: x"
+
+
+def test_replay_file_gives_recorded_answers(tmp_path):
+    recordings = {"recordings": [
+        {"prompt": "How many?", "tool_call": {"name": "run_sql",
+                                              "arguments": {"sql": "SELECT count(*) FROM t"}}},
+        {"prompt": "How many?", "after_tool": "no such table",
+         "tool_call": {"name": "run_sql", "arguments": "{\"sql\":\"SELECT count(*) FROM u\"}"}},
+        {"prompt": "How many?", "after_tool": "", "content": "There are 3."},
+        {"prompt": "Greet me", "content": "Hello, \u00e9t\u00e9 friend"},
+    ]}
+    path = tmp_path / "replay.json"
+    path.write_text(json.dumps(recordings))
+    m = Mock(tmp_path, replay_file=str(path))
+    try:
+        assert "replaying 4 recorded answers" in m.log()
+
+        def answer(body):
+            status, _, raw = request(m.connect(), "POST", CHAT, body)
+            assert status == 200, raw
+            return json.loads(raw)["choices"][0]
+
+        tools = [{"type": "function", "function": {"name": "run_sql", "parameters": {}}}]
+        choice = answer(chat("How many?", tools=tools))
+        call = choice["message"]["tool_calls"][0]
+        assert choice["finish_reason"] == "tool_calls" and call["function"]["name"] == "run_sql"
+        assert json.loads(call["function"]["arguments"]) == {"sql": "SELECT count(*) FROM t"}
+        # the repair round: the tool reported the database's error
+        messages = [{"role": "user", "content": "How many?"},
+                    {"role": "assistant", "content": None, "tool_calls": [call]},
+                    {"role": "tool", "tool_call_id": call["id"],
+                     "content": "{\"error\": \"no such table: t\"}"}]
+        choice = answer(chat(tools=tools, messages=messages))
+        assert json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"]) == \
+            {"sql": "SELECT count(*) FROM u"}
+        # any other tool result: the recorded text
+        messages[2]["content"] = "[[3]]"
+        assert answer(chat(tools=tools, messages=messages))["message"]["content"] == "There are 3."
+        # streamed, the recorded text in pieces
+        _, _, raw = request(m.connect(), "POST", CHAT, chat("Greet me", stream=True))
+        cs = chunks(events(raw))
+        assert "".join(c["choices"][0]["delta"]["content"] for c in cs) == \
+            "Hello, \u00e9t\u00e9 friend"
+        # a recorded call needs the tool offered; unrecorded prompts are echoed
+        assert answer(chat("How many?"))["message"]["content"] == "Echo: How many?"
+        assert answer(chat("how many?", tools=tools))["message"]["tool_calls"][0]["function"] == \
+            {"name": "run_sql", "arguments": "{\"echo\":\"how many?\"}"}
+    finally:
+        assert m.stop() == 0
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "No such file"),
+    ("{\"recordings\": [{\"prompt\": \"p\"}]}", "recordings[0]: needs either"),
+    ("{\"recordings\": [", "line 1"),
+])
+def test_bad_replay_file_exits_1_with_one_line(tmp_path, content, says):
+    path = tmp_path / "replay.json"
+    if content is not None:
+        path.write_text(content)
+    config = tmp_path / "mock.json"
+    config.write_text(json.dumps({"mock": {"listen": "127.0.0.1:%d" % free_port(),
+                                           "admin_listen": "127.0.0.1:%d" % free_port(),
+                                           "replay_file": str(path)}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_")}
+    done = subprocess.run([str(BINARY), "-c", str(config)], env=env, capture_output=True,
+                          text=True, timeout=5)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "mock.replay_file" in lines[0] and says in lines[0], lines
+
+
 def test_queue_sends_keepalives_first(mock):
     started = time.time()
     _, _, raw = request(mock.connect(), "POST", CHAT,

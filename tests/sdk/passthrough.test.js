@@ -61,8 +61,12 @@ test('max_completion_tokens reaches the upstream (finish_reason length)', async 
 });
 
 test('response_format json_object and stop (string and list) are accepted', async () => {
+    //  JSON mode reaches the upstream: the mock answers a JSON object
+    const json = await client().chat.completions.create({
+        model: 'deepseek-chat', messages: user('fmt'), response_format: { type: 'json_object' },
+    });
+    assert.deepEqual(JSON.parse(json.choices[0].message.content), { echo: 'fmt' });
     for (const extra of [
-        { response_format: { type: 'json_object' } },
         { response_format: { type: 'text' } },
         { stop: 'never' },
         { stop: ['never', 'ever'] },

@@ -81,6 +81,7 @@ static const selftest_t s_tests [] = {
     { "mesh_ws",     mesh_ws_test },
     { "mesh_zmq",    mesh_zmq_test },
     { "mock_reply",  mock_reply_test },
+    { "mock_replay", mock_replay_test },
     { "mock_render", mock_render_test },
     { "mock_ws",     mock_ws_test },
     { "mock_server", mock_server_test },
