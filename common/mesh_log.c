@@ -1,5 +1,6 @@
 /*  mesh_log: timestamped single-line logging to stderr.                      */
 #include "mesh_log.h"
+#include "mesh_util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,7 +46,7 @@ static void
 s_vlog (int level, const char *func, const char *fmt, va_list args)
 {
     static const char letters [] = "DIWEF";
-    char line [1024];
+    char line [1024], message [1024];
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
     struct tm tm;
@@ -57,12 +58,20 @@ s_vlog (int level, const char *func, const char *fmt, va_list args)
                       (int) getpid (), letters [level], func);
     if (n < 0 || (size_t) n >= sizeof line)
         n = 0;
-    int m = vsnprintf (line + n, sizeof line - n - 1, fmt, args);
+    int m = vsnprintf (message, sizeof message, fmt, args);
     if (m < 0)
         m = 0;
-    size_t len = (size_t) n + (size_t) m;
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;      //  truncated: keep the newline
+    //  Client or upstream text inside a message can hold anything: a line
+    //  break or an escape sequence would forge a log line or drive a
+    //  terminal, so control characters are written as \xNN
+    size_t len = (size_t) n, end = MESH_MIN ((size_t) m, sizeof message - 1);
+    for (size_t i = 0; i < end && len < sizeof line - 6; i++) {
+        unsigned char c = (unsigned char) message [i];
+        if (c < 0x20 || c == 0x7f)
+            len += (size_t) snprintf (line + len, sizeof line - len, "\\x%02x", c);
+        else
+            line [len++] = (char) c;
+    }
     line [len++] = '\n';
     ssize_t rc = write (STDERR_FILENO, line, len);
     (void) rc;

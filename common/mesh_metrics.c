@@ -36,6 +36,7 @@ struct family_t {
     int type;
     mesh_metric_t *series;
     mesh_metric_t **series_tail;
+    size_t count;                       //  series, against MESH_METRICS_MAX_SERIES
 };
 
 struct mesh_metrics_t {
@@ -81,6 +82,36 @@ mesh_metrics_destroy (mesh_metrics_t **self_p)
     *self_p = NULL;
 }
 
+//  The labels with every value "other": where a family's new series go
+//  once it has MESH_METRICS_MAX_SERIES
+static char *
+s_other (const char *labels)
+{
+    size_t size = strlen (labels) + 64;
+    char *out = malloc (size);
+    assert (out);
+    size_t len = 0;
+    const char *at = labels;
+    while (*at) {
+        const char *eq = strchr (at, '=');
+        if (!eq || eq [1] != '"')
+            break;
+        len += (size_t) snprintf (out + len, size - len, "%s%.*s=\"other\"", len ? "," : "",
+                                  (int) (eq - at), at);
+        //  past the quoted value (escaped quotes included) and its comma
+        const char *p = eq + 2;
+        while (*p && *p != '"')
+            p += *p == '\\' && p [1] ? 2 : 1;
+        at = *p ? p + 1 : p;
+        if (*at == ',')
+            at++;
+        if (len + 1 >= size)
+            break;
+    }
+    out [len] = 0;
+    return out;
+}
+
 static mesh_metric_t *
 s_lookup (mesh_metrics_t *self, const char *name, const char *help, const char *labels,
           int type)
@@ -105,6 +136,16 @@ s_lookup (mesh_metrics_t *self, const char *name, const char *help, const char *
     mesh_metric_t *metric = family->series;
     while (metric && strcmp (metric->labels, labels) != 0)
         metric = metric->next;
+    char *other = NULL;
+    if (!metric && family->count >= MESH_METRICS_MAX_SERIES && *labels) {
+        //  Label values come from outside (model names, key ids, error
+        //  codes): past the cap, new ones share one series
+        other = s_other (labels);
+        labels = other;
+        metric = family->series;
+        while (metric && strcmp (metric->labels, labels) != 0)
+            metric = metric->next;
+    }
     if (!metric) {
         metric = calloc (1, sizeof *metric);
         assert (metric);
@@ -112,8 +153,10 @@ s_lookup (mesh_metrics_t *self, const char *name, const char *help, const char *
         metric->labels = strdup (labels);
         *family->series_tail = metric;
         family->series_tail = &metric->next;
+        family->count++;
     }
     pthread_mutex_unlock (&self->lock);
+    free (other);
     return metric;
 }
 
@@ -246,6 +289,27 @@ void
 mesh_metrics_test (bool verbose)
 {
     (void) verbose;
+    //  A family with label values from outside stops growing at the cap
+    {
+        mesh_metrics_t *many = mesh_metrics_new ();
+        char labels [64];
+        for (int i = 0; i < MESH_METRICS_MAX_SERIES + 50; i++) {
+            snprintf (labels, sizeof labels, "key=\"k%d\",code=\"x\\\"y\"", i);
+            mesh_metric_inc (mesh_metrics_counter (many, "seekmesh_many_total", "Many.", labels));
+        }
+        mesh_metric_t *other = mesh_metrics_counter (many, "seekmesh_many_total", NULL,
+                                                     "key=\"other\",code=\"other\"");
+        assert (mesh_metric_value (other) == 50);
+        mesh_buf_t text;
+        mesh_buf_init (&text);
+        mesh_metrics_render (many, &text);
+        size_t series = 0;
+        for (const char *at = mesh_buf_head (&text); (at = strstr (at, "\nseekmesh_many_total{")); at++)
+            series++;
+        assert (series == MESH_METRICS_MAX_SERIES + 1);
+        mesh_buf_free (&text);
+        mesh_metrics_destroy (&many);
+    }
     mesh_metrics_t *metrics = mesh_metrics_new ();
     mesh_metric_t *ok = mesh_metrics_counter (metrics, "seekmesh_requests_total",
                                               "Requests by status.", "code=\"200\"");

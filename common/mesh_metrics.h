@@ -4,8 +4,10 @@
     with one set of label values.  Look a series up once (at startup, or the
     first time a model is seen) and keep the pointer: updates are lock-free
     atomics, safe from any thread.  Lookups and rendering take a mutex.
-    Label values are the caller's to keep clean: names from configuration
-    and fixed reasons, never raw client input.                               */
+    Label values are the caller's to keep clean (no raw client input), and
+    their number is bounded: past MESH_METRICS_MAX_SERIES series a family
+    counts new label values under "other", so a registry of thousands of
+    keys or an upstream inventing error codes cannot grow it forever.      */
 #ifndef MESH_METRICS_H
 #define MESH_METRICS_H
 
@@ -16,6 +18,10 @@
 
 typedef struct mesh_metrics_t mesh_metrics_t;
 typedef struct mesh_metric_t mesh_metric_t;
+
+//  Series a family keeps; past it, a new set of label values is counted
+//  in one series whose every label is "other"
+#define MESH_METRICS_MAX_SERIES 200
 
 mesh_metrics_t *mesh_metrics_new (void);
 void mesh_metrics_destroy (mesh_metrics_t **self_p);

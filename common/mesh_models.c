@@ -236,6 +236,28 @@ s_variants (mesh_models_t *self, mesh_config_t *config, const char *base, mesh_m
     return 0;
 }
 
+//  Which environment variables a model may send upstream as its
+//  credential: SEEKMESH_UPSTREAM_*, or those the connector's config lists.
+//  Otherwise whoever may change the registry (an admin, a Redis writer)
+//  could have the connector send the admin token, or any secret of its
+//  environment, to a host of their choice.
+static bool
+s_key_env_allowed (mesh_config_t *config, const char *name)
+{
+    if (strncmp (name, "SEEKMESH_UPSTREAM_", 18) == 0 && name [18])
+        return true;
+    const char *list = mesh_setting_str (config, "connector.key_envs");
+    size_t len = strlen (name);
+    for (const char *at = list; *at; ) {
+        size_t word = strcspn (at, ", ");
+        if (word == len && memcmp (at, name, len) == 0)
+            return true;
+        at += word;
+        at += strspn (at, ", ");
+    }
+    return false;
+}
+
 mesh_models_t *
 mesh_models_load (mesh_config_t *config)
 {
@@ -299,6 +321,12 @@ mesh_models_load (mesh_config_t *config)
             if (!model->auth_env || !*model->auth_env) {
                 mesh_config_invalid (config, AT ("auth.key_env"),
                                      "name the environment variable holding the upstream key");
+                continue;
+            }
+            if (!s_key_env_allowed (config, model->auth_env)) {
+                mesh_config_invalid (config, AT ("auth.key_env"),
+                                     "%s may not be sent upstream: name it SEEKMESH_UPSTREAM_... or "
+                                     "list it in connector.key_envs", model->auth_env);
                 continue;
             }
             for (const char *p = model->auth_header; *p; p++)
@@ -498,7 +526,7 @@ mesh_models_test (bool verbose)
     assert (mesh_url_parse ("http://a b/", &url, why, sizeof why) == -1);
 
     const char *text =
-        "{ \"connector\": { \"idle_timeout_ms\": 1234 },"
+        "{ \"connector\": { \"idle_timeout_ms\": 1234, \"key_envs\": \"OTHER, DEEPSEEK_API_KEY\" },"
         "  \"models\": ["
         "    { \"name\": \"deepseek-chat\", \"endpoint\": \"https://api.deepseek.com/chat/completions\","
         "      \"auth\": { \"key_env\": \"DEEPSEEK_API_KEY\" }, \"fallback\": \"qwen\","
@@ -515,6 +543,25 @@ mesh_models_test (bool verbose)
     assert (chat && mesh_streq (chat->name, "deepseek-chat"));
     assert (mesh_streq (chat->auth_header, "Authorization") && mesh_streq (chat->auth_env, "DEEPSEEK_API_KEY"));
     assert (chat->max_concurrency == 64 && mesh_streq (chat->fallback, "qwen"));
+    //  A credential from a variable not on the allow-list is refused by name
+    {
+        const char *bad = "{ \"models\": [ { \"name\": \"m\", \"endpoint\": \"http://x/v1\","
+                          " \"auth\": { \"key_env\": \"SEEKMESH_ADMIN_TOKEN\" } } ] }";
+        mesh_config_t *other = mesh_config_parse (bad, strlen (bad), "bad.json", why, sizeof why);
+        mesh_models_t *none = mesh_models_load (other);
+        assert (mesh_models_count (none) == 0);
+        assert (strstr (mesh_config_failed (other), "models.0.auth.key_env")
+             && strstr (mesh_config_failed (other), "SEEKMESH_ADMIN_TOKEN may not be sent upstream"));
+        mesh_models_destroy (&none);
+        mesh_config_destroy (&other);
+        const char *good = "{ \"models\": [ { \"name\": \"m\", \"endpoint\": \"http://x/v1\","
+                           " \"auth\": { \"key_env\": \"SEEKMESH_UPSTREAM_QWEN\" } } ] }";
+        other = mesh_config_parse (good, strlen (good), "good.json", why, sizeof why);
+        none = mesh_models_load (other);
+        assert (mesh_models_count (none) == 1 && !mesh_config_failed (other));
+        mesh_models_destroy (&none);
+        mesh_config_destroy (&other);
+    }
     assert (!chat->stream_only && chat->idle_timeout_ms == 1234);
     mesh_model_t *qwen = mesh_models_find (models, "fast");
     assert (qwen && qwen->stream_only && qwen->auth_header == NULL);

@@ -85,6 +85,7 @@ static const mesh_setting_t s_settings [] = {
 
     ADDR ("connector.admin_listen", "127.0.0.1:9082", "connector", "/healthz, /readyz, /metrics"),
     PEERS ("connector.routers", "router.connector_listen", "routers to serve; default: every instance of router.connector_listen"),
+    STR ("connector.key_envs", "", "environment variables models may name as auth.key_env, comma-separated, besides SEEKMESH_UPSTREAM_*"),
     INT ("connector.capacity", "4096", 1, 1000000, "requests served at once"),
     INT ("connector.connect_timeout_ms", "5000", 1, S_MS_DAY, "upstream connect (and TLS) timeout; models may override"),
     INT ("connector.first_byte_timeout_ms", "120000", 1, S_MS_DAY, "upstream first byte timeout; models may override"),

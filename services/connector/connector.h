@@ -63,6 +63,7 @@ struct connector_conn_t {
     int phase;
     int status;
     bool keep_alive;
+    bool answered_early;        //  the head came before the request was all written
     bool event_stream;
     int retry_after_s;
     int64_t remaining;

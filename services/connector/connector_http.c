@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_HEAD_BYTES (64 * 1024)
 #define MAX_ERROR_BODY (64 * 1024)
@@ -26,24 +27,25 @@ static void
 s_send_request (connector_conn_t *conn, connector_req_t *req)
 {
     const mesh_url_t *url = &req->endpoint->url;
-    char head [2048];
-    int n = snprintf (head, sizeof head,
-                      "POST %s HTTP/1.1\r\n"
-                      "Host: %s\r\n"
-                      "%s"
-                      "Content-Type: application/json\r\n"
-                      "Accept: %s\r\n"
-                      "Content-Length: %zu\r\n"
-                      "User-Agent: seekmesh\r\n"
-                      "\r\n",
-                      url->path, url->host_header, req->auth_line,
-                      req->upstream_stream ? "text/event-stream" : "application/json",
-                      mesh_buf_size (&req->body));
-    connector_conn_write (conn, head, (size_t) n);
+    //  Written straight into the connection's buffer, however long the
+    //  credential: nothing is cut, nothing else is sent
+    mesh_buf_printf (&conn->out,
+                     "POST %s HTTP/1.1\r\n"
+                     "Host: %s\r\n"
+                     "%s"
+                     "Content-Type: application/json\r\n"
+                     "Accept: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "User-Agent: seekmesh\r\n"
+                     "\r\n",
+                     url->path, url->host_header, req->auth_line,
+                     req->upstream_stream ? "text/event-stream" : "application/json",
+                     mesh_buf_size (&req->body));
     connector_conn_write (conn, mesh_buf_head (&req->body), mesh_buf_size (&req->body));
     conn->phase = HP_HEAD;
     conn->status = 0;
     conn->keep_alive = true;
+    conn->answered_early = false;
     conn->event_stream = false;
     conn->retry_after_s = 0;
     conn->remaining = 0;
@@ -54,7 +56,12 @@ static void
 s_body_done (connector_conn_t *conn)
 {
     connector_req_t *req = conn->req;
-    bool reusable = conn->keep_alive && conn->phase != HP_UNTIL_CLOSE;
+    //  Reusable only when both directions are clean: the answer read to its
+    //  end and kept alive, and the request taken whole.  An upstream that
+    //  answers before reading all of it leaves the rest in the way; after
+    //  an error answer nothing says it read it all, so that connection goes
+    bool reusable = conn->keep_alive && conn->phase != HP_UNTIL_CLOSE && !conn->answered_early
+                 && mesh_buf_size (&conn->out) == 0 && conn->status < 400;
     conn->phase = HP_DONE;
     if (!req) {
         connector_pool_release (conn, reusable);  //  drained after the stream ended
@@ -122,6 +129,7 @@ s_body (connector_conn_t *conn, const char *data, size_t len)
 static void
 s_head (connector_conn_t *conn, const mesh_http_head_t *head)
 {
+    conn->answered_early = mesh_buf_size (&conn->out) > 0;
     conn->status = head->status;
     conn->keep_alive = head->keep_alive;
     size_t len;
@@ -287,15 +295,38 @@ typedef struct {
     const char *name;
     const char *answer [8];         //  written in turn, a few ms apart
     bool close;                     //  close the connection afterwards
+    bool early;                     //  answer after the head, without reading the body
 } http_scenario_t;
 
 static const http_scenario_t *s_scenario;
+
+//  Answers as soon as the head is in, then reads (and drops) whatever
+//  comes until the connector closes the connection
+static void
+s_test_serve_early (int fd, const http_scenario_t *scenario)
+{
+    char buf [65536];
+    size_t len = 0;
+    while (!memmem (buf, len, "\r\n\r\n", 4) && len < sizeof buf) {
+        ssize_t n = read (fd, buf + len, sizeof buf - len);
+        if (n <= 0)
+            return;
+        len += (size_t) n;
+    }
+    connector_testing_write (fd, scenario->answer [0], 0);
+    while (read (fd, buf, sizeof buf) > 0)
+        ;
+}
 
 static void
 s_test_serve (int fd, void *arg)
 {
     (void) arg;
     char request [8192];
+    if (s_scenario->early) {
+        s_test_serve_early (fd, s_scenario);
+        return;
+    }
     while (connector_testing_read_request (fd, request, sizeof request)) {
         assert (strstr (request, "POST /v1/chat/completions HTTP/1.1\r\n"));
         assert (strstr (request, "Host: 127.0.0.1:"));
@@ -311,33 +342,36 @@ s_test_serve (int fd, void *arg)
 static const http_scenario_t s_json = { "content-length", {
     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 79\r\n\r\n",
     "{\"id\":\"x\",\"object\":\"chat.completion\",\"choices\":[],\"usage\":{\"prompt_tokens\":11}}"
-}, false };
+}, false, false };
 static const http_scenario_t s_chunked_sse = { "chunked SSE cut anywhere", {
     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
     "15\r\ndata: {\"choices\":[{\"i\r\n",
     "31\r\nndex\":0,\"delta\":{\"content\":\"hi\"}}]}\r\n\r\n: ping\r\n\r\n\r\n",
     "44\r\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\r\n\r\ndata: [DONE]\r\n\r\n\r\n",
     "0\r\n\r\n"
-}, false };
+}, false, false };
 static const http_scenario_t s_continue = { "100 Continue first", {
     "HTTP/1.1 100 Continue\r\n\r\n",
     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
-}, false };
+}, false, false };
 static const http_scenario_t s_busy = { "503 with Retry-After", {
     "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Type: application/json\r\n"
     "Content-Length: 46\r\n\r\n{\"error\":{\"message\":\"busy\",\"type\":\"overload\"}}"
-}, false };
+}, false, false };
 static const http_scenario_t s_until_close = { "a body until close", {
     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"id\":",
     "\"y\"}"
-}, true };
+}, true, false };
 static const http_scenario_t s_malformed = { "a malformed head", {
     "HTTP/9 two hundred\r\n\r\n"
-}, true };
+}, true, false };
+static const http_scenario_t s_early = { "an answer before the body was read", {
+    "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+}, false, true };
 static const http_scenario_t s_cut = { "closed mid-stream", {
     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
     "2e\r\ndata: {\"choices\":[{\"index\":0,\"delta\":{}}]}\r\n\r\n\r\n"
-}, true };
+}, true, false };
 
 void
 connector_http_test (bool verbose)
@@ -383,6 +417,23 @@ connector_http_test (bool verbose)
     s_scenario = &s_malformed;
     assert (connector_harness_request (h, false, body, 3000));
     assert (h->last == MESH_MSG_FAIL && mesh_streq (h->err_code, "upstream_protocol"));
+
+    //  An answer while most of 32 MiB of body are still going out (more than
+    //  loopback's socket buffers hold): the connection is not clean in both
+    //  directions, so it is closed, not reused; the next request opens its own
+    s_scenario = &s_early;
+    size_t big_len = 32u << 20;
+    char *big = malloc (big_len + 1);
+    memset (big, ' ', big_len);
+    memcpy (big, body, strlen (body));
+    big [big_len] = 0;
+    int accepted = h->accepted;
+    assert (connector_harness_request (h, false, big, 5000));
+    assert (h->last == MESH_MSG_FAIL && h->status == 413);
+    free (big);
+    s_scenario = &s_json;
+    assert (connector_harness_request (h, false, body, 3000));
+    assert (h->last == MESH_MSG_END && h->accepted == accepted + 2);
 
     //  After the first event: an error to the client, DONE to the router
     s_scenario = &s_cut;

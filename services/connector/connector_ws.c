@@ -34,19 +34,17 @@ s_send_upgrade (connector_conn_t *conn)
     char key [32];
     EVP_EncodeBlock ((unsigned char *) key, nonce, sizeof nonce);
     mesh_ws_accept_key (key, strlen (key), conn->ws_accept);
-    char head [2048];
-    int n = snprintf (head, sizeof head,
-                      "GET %s HTTP/1.1\r\n"
-                      "Host: %s\r\n"
-                      "Upgrade: websocket\r\n"
-                      "Connection: Upgrade\r\n"
-                      "Sec-WebSocket-Key: %s\r\n"
-                      "Sec-WebSocket-Version: 13\r\n"
-                      "%s"
-                      "User-Agent: seekmesh\r\n"
-                      "\r\n",
-                      url->path, url->host_header, key, connector_pool_auth_line (conn->pool));
-    connector_conn_write (conn, head, (size_t) n);
+    mesh_buf_printf (&conn->out,
+                     "GET %s HTTP/1.1\r\n"
+                     "Host: %s\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n"
+                     "%s"
+                     "User-Agent: seekmesh\r\n"
+                     "\r\n",
+                     url->path, url->host_header, key, connector_pool_auth_line (conn->pool));
 }
 
 static int

@@ -46,10 +46,10 @@ def test_wrong_upstream_credentials_are_a_gateway_error(make_mesh):
     config = mesh.config
     # a model whose key variable is not set: the upstream says 401, which is
     # the gateway's problem (502), not the client's (it must not see 401)
-    assert "SEEKMESH_UNSET_KEY" not in mesh.env
+    assert "SEEKMESH_UPSTREAM_UNSET_KEY" not in mesh.env
     models = config["models"]
     models.append({"name": "no-key", "endpoint": models[0]["endpoint"], "upstream_model": "deepseek-chat",
-                   "auth": {"type": "api_key", "key_env": "SEEKMESH_UNSET_KEY"}})
+                   "auth": {"type": "api_key", "key_env": "SEEKMESH_UPSTREAM_UNSET_KEY"}})
     mesh.down()
     mesh.config_path.write_text(__import__("json").dumps(config))
     mesh.up()
