@@ -126,9 +126,12 @@ s_collect (connector_harness_t *self)
             if (msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR) {
                 self->last = msg->type;
                 self->status = msg->status;
-                self->prompt_tokens = msg->prompt_tokens;
-                snprintf (self->err_code, sizeof self->err_code, "%s", msg->err_code);
-                mesh_buf_append (&self->data, msg->data.data, msg->data.size);
+                if (msg->type == MESH_MSG_ERROR)
+                    snprintf (self->err_code, sizeof self->err_code, "%s", msg->err_code);
+                else {
+                    self->prompt_tokens = msg->prompt_tokens;
+                    mesh_buf_append (&self->data, msg->data.data, msg->data.size);
+                }
                 mesh_buf_append (&self->data, "", 1);
             }
         }
