@@ -24,7 +24,7 @@
 #include <zmq.h>
 
 #define MESH_PROTO_SIGNATURE "SM"
-#define MESH_PROTO_VERSION   3
+#define MESH_PROTO_VERSION   4
 #define MESH_MAX_BODY_BYTES  (64u * 1024 * 1024)
 
 typedef struct {

@@ -159,6 +159,8 @@ s_send_done (connector_req_t *req, uint32_t status, const char *outcome)
     snprintf (msg.outcome, sizeof msg.outcome, "%s", outcome);
     msg.prompt_tokens = req->prompt_tokens;
     msg.output_tokens = req->output_tokens;
+    if (msg.prompt_tokens == 0 && msg.output_tokens == 0)
+        msg.output_tokens = req->pieces;        //  counted; the router adds the prompt
     msg.cached_tokens = req->cached_tokens;
     msg.reason_tokens = req->reason_tokens;
     int64_t now = mesh_mono_us ();

@@ -91,6 +91,8 @@ struct connector_req_t {
     char key_id [65];
     bool client_stream;         //  what the client asked for
     bool upstream_stream;       //  what we ask upstream for
+    bool client_usage;          //  the client asked for the usage chunk
+                                //  (stream_options.include_usage)
     mesh_buf_t body;            //  the upstream request body
     connector_conn_t *conn;
     connector_req_t *wait_next;          //  in a pool's queue of requests waiting
@@ -106,6 +108,8 @@ struct connector_req_t {
     int stream_state;           //  STREAM_*: why the SSE parser stopped
     //  Gathered from the response
     uint64_t prompt_tokens, output_tokens, cached_tokens, reason_tokens;
+    uint64_t pieces;            //  data events received: the output tokens
+                                //  when the upstream reports no usage
     char finish [32];
     struct mesh_completion_t *assembly; //  a completion built from stream chunks
 };

@@ -391,10 +391,18 @@ connector_http_test (bool verbose)
     assert (h->accepted == 1);
 
     //  A chunked stream whose events are cut across chunks; a comment is
-    //  passed on as one, not as data; [DONE] ends it
+    //  passed on as one, not as data; [DONE] ends it.  The usage-only
+    //  chunk the connector asked for is kept from a client that did not
+    //  ask (its usage still counts) ...
     s_scenario = &s_chunked_sse;
     assert (connector_harness_request (h, true, body, 3000));
     assert (h->last == MESH_MSG_END && h->heads == 1);
+    assert (mesh_memeq (mesh_buf_head (&h->chunks), mesh_buf_size (&h->chunks),
+                        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n"));
+    assert (h->prompt_tokens == 3);
+    //  ... and passed to one that did
+    assert (connector_harness_request (h, true, "{\"model\":\"m\",\"messages\":[],"
+                                       "\"stream_options\":{\"include_usage\":true}}", 3000));
     assert (mesh_memeq (mesh_buf_head (&h->chunks), mesh_buf_size (&h->chunks),
                         "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n"
                         "{\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n"));

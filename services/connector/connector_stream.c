@@ -64,6 +64,22 @@ s_take_chunk (connector_req_t *req, json_t *chunk)
         s_take_finish (req, json_string_value (finish));
 }
 
+//  Whether an event has a usage object ("usage": null on every chunk, which
+//  upstreams send once usage was asked for, does not count)
+static bool
+s_has_usage (const char *data, size_t len)
+{
+    const char *end = data + len;
+    for (const char *at = data; (at = memmem (at, (size_t) (end - at), "\"usage\"", 7)); at += 7) {
+        const char *p = at + 7;
+        while (p < end && (*p == ' ' || *p == ':' || *p == '\t' || *p == '\n' || *p == '\r'))
+            p++;
+        if (p < end && *p == '{')
+            return true;
+    }
+    return false;
+}
+
 //  Assembly ---------------------------------------------------------------
 
 char *
@@ -123,15 +139,24 @@ s_on_event (void *arg, int kind, const char *data, size_t len)
         if (!req->assembly)
             req->assembly = mesh_completion_new (MAX_ASSEMBLED_BYTES);
         mesh_completion_add (req->assembly, data, len);
+        req->pieces++;
         return 0;
     }
     //  Only the final chunk carries usage or a finish reason: parse just it
-    if (memmem (data, len, "\"usage\"", 7) || memmem (data, len, "\"finish_reason\":\"", 17)) {
+    if (s_has_usage (data, len) || memmem (data, len, "\"finish_reason\":\"", 17)) {
         json_t *chunk = json_loadb (data, len, 0, NULL);
-        if (json_is_object (chunk))
+        bool usage_only = false;
+        if (json_is_object (chunk)) {
             s_take_chunk (req, chunk);
+            json_t *choices = json_object_get (chunk, "choices");
+            usage_only = json_is_array (choices) && json_array_size (choices) == 0;
+        }
         json_decref (chunk);
+        //  The usage chunk we asked for on the client's behalf: kept from it
+        if (usage_only && !req->client_usage)
+            return 0;
     }
+    req->pieces++;
     //  One event, one line: JSON whitespace may be a line break, a string
     //  may not, so spaces change nothing the client parses
     char *copy = NULL;
@@ -360,10 +385,30 @@ connector_stream_prepare_body (connector_req_t *req, const char *body, size_t le
     req->upstream_stream = req->client_stream || model->stream_only;
     bool rename = !mesh_streq (requested, model->upstream_model);
     bool force_stream = req->upstream_stream && !req->client_stream;
+    //  Streams always ask for usage (stream_options.include_usage): an
+    //  upstream that reports it only when asked would otherwise leave the
+    //  token limits unsettled.  A client that did not ask never sees the
+    //  extra usage-only chunk (s_on_event keeps it back).
+    bool ask_usage = req->upstream_stream;
+    bool has_options = ask_usage && memmem (body, len, "\"stream_options\"", 16);
+    req->client_usage = false;
     mesh_buf_reset (&req->body);
-    if (!rename && !force_stream) {
-        mesh_buf_append (&req->body, body, len);        //  the client's bytes, as sent
-        return 0;
+    if (!rename && !force_stream && !has_options) {
+        //  The client's bytes, as sent, the option spliced in before the
+        //  closing brace of the (validated) object
+        size_t end = len;
+        while (end > 0 && (body [end - 1] == ' ' || body [end - 1] == '\n'
+                        || body [end - 1] == '\r' || body [end - 1] == '\t'))
+            end--;
+        if (!ask_usage) {
+            mesh_buf_append (&req->body, body, len);
+            return 0;
+        }
+        if (end > 1 && body [end - 1] == '}') {
+            mesh_buf_append (&req->body, body, end - 1);
+            mesh_buf_append_str (&req->body, ",\"stream_options\":{\"include_usage\":true}}");
+            return 0;
+        }
     }
     json_t *json = json_loadb (body, len, 0, NULL);
     if (!json_is_object (json)) {
@@ -374,6 +419,15 @@ connector_stream_prepare_body (connector_req_t *req, const char *body, size_t le
         json_object_set_new (json, "model", json_string (model->upstream_model));
     if (force_stream)
         json_object_set_new (json, "stream", json_true ());
+    if (ask_usage) {
+        json_t *options = json_object_get (json, "stream_options");
+        if (json_is_object (options)) {
+            req->client_usage = json_is_true (json_object_get (options, "include_usage"));
+            json_object_set_new (options, "include_usage", json_true ());
+        }
+        else
+            json_object_set_new (json, "stream_options", json_pack ("{s:b}", "include_usage", 1));
+    }
     char *text = json_dumps (json, JSON_COMPACT);
     json_decref (json);
     if (!text)
@@ -462,4 +516,29 @@ connector_stream_test (bool verbose)
     assert (s_member (body, strlen (body), "\"missing\"", &value_len) == NULL);
     assert (s_member ("{\"usage\":{\"a\":1", 15, "\"usage\"", &value_len) == NULL);
     assert (!s_is_error_event ("{\"id\":1}", 8));
+    assert (s_has_usage ("{\"usage\" : {}}", 14) && !s_has_usage ("{\"usage\":null}", 15));
+
+    //  Streams ask upstream for usage: spliced into the client's bytes, or
+    //  set in the client's own stream_options (remembering what it asked)
+    mesh_model_t model;
+    memset (&model, 0, sizeof model);
+    model.upstream_model = "m";
+    memset (&req, 0, sizeof req);
+    req.model = &model;
+    mesh_buf_init (&req.body);
+    struct { bool stream; const char *in, *out; bool client_usage; } bodies [] = {
+        { false, "{\"model\":\"m\"}", "{\"model\":\"m\"}", false },
+        { true, "{\"model\":\"m\"} \n", "{\"model\":\"m\",\"stream_options\":{\"include_usage\":true}}", false },
+        { true, "{\"model\":\"m\",\"stream_options\":{}}",
+          "{\"model\":\"m\",\"stream_options\":{\"include_usage\":true}}", false },
+        { true, "{\"model\":\"m\",\"stream_options\":{\"include_usage\":true}}",
+          "{\"model\":\"m\",\"stream_options\":{\"include_usage\":true}}", true },
+    };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (bodies); i++) {
+        req.client_stream = bodies [i].stream;
+        assert (connector_stream_prepare_body (&req, bodies [i].in, strlen (bodies [i].in), "m") == 0);
+        assert (mesh_memeq (mesh_buf_head (&req.body), mesh_buf_size (&req.body), bodies [i].out));
+        assert (req.client_usage == bodies [i].client_usage);
+    }
+    mesh_buf_free (&req.body);
 }

@@ -58,6 +58,7 @@ typedef struct {
     char model [256];
     char user [128];
     uint32_t estimate;
+    uint32_t prompt_estimate;
     mesh_buf_t body;            //  kept until the end, for a retry
     int64_t content_length;     //  declared by the client, or -1
     int64_t received_us;

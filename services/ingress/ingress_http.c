@@ -474,6 +474,7 @@ s_on_body_complete (pss_t *pss)
     snprintf (pss->model, sizeof pss->model, "%s", check.model);
     memcpy (pss->user, check.user, sizeof pss->user);
     pss->estimate = check.estimate;
+    pss->prompt_estimate = check.prompt_estimate;
     pss->stream = check.stream;
     if (pss->audit_pending)
         pss->params = strdup (check.params);

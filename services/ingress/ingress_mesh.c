@@ -160,6 +160,7 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
     snprintf (msg.avoid, sizeof msg.avoid, "%s", avoid ? avoid : "");
     memcpy (msg.user, pss->user, sizeof msg.user);
     msg.estimate = pss->estimate;
+    msg.prompt_estimate = pss->prompt_estimate;
     //  Round robin over the routers we are connected to; a PUSH socket
     //  with ZMQ_IMMEDIATE refuses at once when its router is away
     for (size_t tried = 0; tried < mesh->router_count; tried++) {

@@ -382,8 +382,13 @@ ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ing
     if (!json_is_integer (max))
         max = json_object_get (root, "max_tokens");
     uint64_t completion = json_is_integer (max) ? (uint64_t) json_integer_value (max) : default_max_tokens;
+    //  n choices may each write max_tokens
+    json_t *n = json_object_get (root, "n");
+    if (json_is_integer (n))
+        completion *= (uint64_t) json_integer_value (n);
     uint64_t estimate = prompt + completion;
     check->estimate = estimate > UINT32_MAX ? UINT32_MAX : (uint32_t) estimate;
+    check->prompt_estimate = prompt > UINT32_MAX ? UINT32_MAX : (uint32_t) prompt;
     rc = 0;
 done:
     json_decref (root);
@@ -402,6 +407,9 @@ ingress_validate_test (bool verbose)
     assert (OK ("{\"model\":\"m\",\"user\":\"u-7\",\"max_tokens\":10,\"messages\":["
                 "{\"role\":\"user\",\"content\":\"0123456789abcdefghij\"}]}"));
     assert (mesh_streq (check.user, "u-7") && check.estimate == 4 + 5 + 10);
+    //  n choices may each write max_tokens
+    assert (OK ("{\"model\":\"m\",\"n\":3,\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"));
+    assert (check.estimate == 4 + 3 * 10 && check.prompt_estimate == 4);
     //  Everything clients send is accepted and left alone
     assert (OK ("{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
                 "\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"

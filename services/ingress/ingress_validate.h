@@ -23,7 +23,8 @@ typedef struct {
     char model [256];
     bool stream;
     char user [128];            //  the client's `user` (or user_id), for sticky A/B
-    uint32_t estimate;          //  tokens it may cost: prompt + max completion
+    uint32_t estimate;          //  tokens it may cost: prompt + n x max completion
+    uint32_t prompt_estimate;   //  of which the prompt
     //  For the audit record: a compact JSON object of the parameters the
     //  request has (temperature, top_p, max_tokens, max_completion_tokens,
     //  stream, n, stop: true, tools: a count, tool_choice, response_format:

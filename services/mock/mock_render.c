@@ -145,7 +145,23 @@ mock_render_final (mesh_buf_t *out, const mock_reply_t *reply)
     mesh_buf_append (out, mesh_buf_head (&reply->prefix), mesh_buf_size (&reply->prefix));
     LIT (out, "{\"content\":\"\"},\"logprobs\":null,\"finish_reason\":\"");
     mesh_buf_append_str (out, mock_reply_finish_reason (reply));
-    LIT (out, "\"}],");
+    if (!reply->usage_when_asked) {
+        LIT (out, "\"}],");          //  DeepSeek: usage on the last chunk, always
+        s_usage (out, reply);
+        LIT (out, "}\n\n");
+        return;
+    }
+    LIT (out, "\"}]}\n\n");
+    if (!reply->include_usage)
+        return;
+    //  OpenAI: one more chunk, with no choices, when asked
+    LIT (out, "data: {\"id\":\"");
+    mesh_buf_append_str (out, reply->id);
+    LIT (out, "\",\"object\":\"chat.completion.chunk\",\"created\":");
+    mock_render_int (out, reply->created);
+    LIT (out, ",\"model\":");
+    s_string (out, mesh_buf_head (&reply->model), mesh_buf_size (&reply->model));
+    LIT (out, ",\"choices\":[],");
     s_usage (out, reply);
     LIT (out, "}\n\n");
 }
@@ -340,6 +356,24 @@ mock_render_test (bool verbose)
     assert (strstr (mesh_buf_head (&out),
                     "\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"echo\"}}]}"));
     assert (strstr (mesh_buf_head (&out), "\"finish_reason\":\"tool_calls\"}],\"usage\":"));
+    mesh_buf_free (&out);
+
+    //  Usage the OpenAI way: none unless asked, then in a chunk of its own
+    out = s_test_stream (&reply, "{\"model\":\"m\",\"stream\":true,\"mock\":{\"usage\":\"when_asked\"},"
+                                 "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+    assert (!strstr (mesh_buf_head (&out), "\"usage\""));
+    assert (strstr (mesh_buf_head (&out), "\"finish_reason\":\"stop\"}]}\n\n"));
+    mesh_buf_free (&out);
+    out = s_test_stream (&reply, "{\"model\":\"m\",\"stream\":true,\"mock\":{\"usage\":\"when_asked\"},"
+                                 "\"stream_options\":{\"include_usage\":true},"
+                                 "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+    const char *last = strstr (mesh_buf_head (&out), "\"finish_reason\":\"stop\"}]}\n\n");
+    assert (last);
+    event = s_test_event (last + strlen ("\"finish_reason\":\"stop\"}]}\n\n"), &next);
+    assert (json_array_size (json_object_get (event, "choices")) == 0);
+    assert (json_integer_value (json_object_get (json_object_get (event, "usage"), "prompt_tokens")) == 1);
+    assert (*next == 0);
+    json_decref (event);
     mesh_buf_free (&out);
 
     //  Non-stream bodies parse and hold the joined texts

@@ -48,6 +48,7 @@ s_reset (mock_reply_t *self)
     self->retry_after = self->reset_after = self->stall_after = -1;
     self->status = 0;
     self->stall = MOCK_STALL_NONE;
+    self->usage_when_asked = self->include_usage = false;
     self->reasoning_deltas = self->content_deltas = 0;
     self->tool_call = self->cut = false;
     self->tool_args_cut = 0;
@@ -172,6 +173,7 @@ s_directives (mock_reply_t *self, json_t *mock)
         self->stall = MOCK_STALL_AFTER;
         self->stall_after = s_int (mock, "stall_after", 0, MAX_DIRECTIVE, 0);
     }
+    self->usage_when_asked = s_string_is (json_object_get (mock, "usage"), "when_asked");
 }
 
 //  Pieces of text when cut after each space (an empty tail is no piece).
@@ -310,6 +312,8 @@ mock_reply_parse (mock_reply_t *self, const char *body, size_t len, char *error,
                                                     "type"), "json_object");
 
     self->stream = json_is_true (json_object_get (root, "stream"));
+    self->include_usage = json_is_true (json_object_get (json_object_get (root, "stream_options"),
+                                                         "include_usage"));
     self->reasoning = strstr (model_name, "reasoner")
                    || s_string_is (json_object_get (json_object_get (root, "thinking"), "type"),
                                    "enabled");

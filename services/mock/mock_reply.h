@@ -61,6 +61,10 @@ typedef struct {
     int64_t reset_after;
     int stall;                  //  MOCK_STALL_*
     int64_t stall_after;
+    bool usage_when_asked;      //  "usage": "when_asked": streams report usage
+                                //  only with stream_options.include_usage, in an
+                                //  extra chunk (OpenAI's way), not DeepSeek's
+    bool include_usage;         //  the request's stream_options.include_usage
     //  Recordings to answer from, set by the owner (NULL: none); the one
     //  that answers this request, or NULL
     const mock_replay_t *replay;

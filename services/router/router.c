@@ -651,6 +651,7 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
     hold->budget_period_s = key->budget_period_s;
     hold->concurrency = model->max_concurrency;
     hold->estimate = msg->estimate;
+    hold->prompt_estimate = msg->prompt_estimate;
     request->series = s_series (self, key->id, model->name);
     mesh_map_put (self->requests, request->base.id, request);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
@@ -854,7 +855,7 @@ s_on_done (void *arg, mesh_inbox_t *inbox)
     else
         router_policy_success (self->policy, model, msg->endpoint, now);
     mesh_metric_inc (self->metric.done);
-    s_request_end (request, msg->prompt_tokens + msg->output_tokens);
+    s_request_end (request, router_quota_used (&request->hold, msg->prompt_tokens, msg->output_tokens));
     return 0;
 }
 

@@ -501,6 +501,15 @@ router_quota_settle (router_quota_t *self, router_hold_t *hold, const char *requ
     mesh_redis_eval (self->redis, &s_settle, s_on_settled, NULL, 3, (int) MESH_ARRAY_SIZE (argv), argv, NULL);
 }
 
+uint64_t
+router_quota_used (const router_hold_t *hold, uint64_t prompt_tokens, uint64_t output_tokens)
+{
+    if (prompt_tokens > 0)
+        return prompt_tokens + output_tokens;
+    uint64_t used = (uint64_t) hold->prompt_estimate + output_tokens;
+    return used > 0 ? used : 1;
+}
+
 void
 router_quota_renew (router_quota_t *self, const char *model, const char **ids, size_t count)
 {

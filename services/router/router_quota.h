@@ -40,6 +40,8 @@ typedef struct {
     int64_t budget;             //  tokens per budget period; 0: none
     int64_t budget_period_s;    //  3600, 86400 or 2678400 (a month)
     uint32_t estimate;          //  tokens reserved
+    uint32_t prompt_estimate;   //  of which the prompt: settled when the
+                                //  upstream reports no usage
     bool held;                  //  a reservation was taken (settle it)
     bool local;                 //  ... by the local limiter, Redis being away
 } router_hold_t;
@@ -70,6 +72,12 @@ void  router_quota_reserve (router_quota_t *self, router_hold_t *hold, const cha
 //  concurrency lease and corrects the token reservations.
 void  router_quota_settle (router_quota_t *self, router_hold_t *hold, const char *request_id,
                            uint64_t tokens);
+//  The tokens to settle a finished request at, from the usage its DONE
+//  reports.  An upstream that reported none (a client gone mid-stream, an
+//  upstream that reports usage only when asked) is charged the prompt's
+//  estimate plus the output the connector counted: never 0, so leaving
+//  early does not dodge a token limit.
+uint64_t router_quota_used (const router_hold_t *hold, uint64_t prompt_tokens, uint64_t output_tokens);
 //  Extends the leases of requests in flight (call every lease_ms / 3 with
 //  the ids held on each model).
 void  router_quota_renew (router_quota_t *self, const char *model, const char **ids, size_t count);

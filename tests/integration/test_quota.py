@@ -5,6 +5,10 @@
 - a model's max_concurrency holds across requests; leases of a router that
   dies expire
 - a spent budget is refused with 402 and x-should-retry: false
+- quotas cannot be dodged: an upstream that reports usage only when asked
+  is asked (and the extra chunk kept from a client that did not ask), a
+  client that leaves mid-stream is charged what was streamed, and the
+  estimate counts n
 - scenario 10 of RELIABILITY.md: Redis frozen or killed — no request waits
   on it for long, rates degrade to a local limiter (limit / routers) and
   say so in seekmesh_ratelimit_degraded, budgets fail closed, and exact
@@ -183,6 +187,72 @@ def test_budget_exhausted_is_402(make_mesh):
     (counter,) = mesh.redis_cli("KEYS", "seekmesh:b:{spender}:*").split()
     assert int(mesh.redis_cli("GET", counter)) == used
     assert 86400 < int(mesh.redis_cli("TTL", counter)) <= 86400 + 3600
+
+
+DODGER = "sk-dodger-00001"
+
+
+def _budget_used(mesh, key_id):
+    counters = mesh.redis_cli("KEYS", "seekmesh:b:{%s}:*" % key_id).split()
+    return int(mesh.redis_cli("GET", counters[0])) if counters else 0
+
+
+def test_quota_cannot_be_dodged(make_mesh):
+    mesh = make_mesh(keys({"id": "dodger", "key": DODGER, "tenant": "t", "budget": 10 ** 9,
+                           "budget_period": "day"}))
+    openai_way = {"usage": "when_asked", "tokens": 6}
+
+    # An upstream that reports usage only when asked, a client that did not
+    # ask: the connector asked, settled at the real usage, and the client
+    # sees no usage-only chunk
+    s = mesh.stream(user("not asking", stream=True, mock=openai_way), key=DODGER)
+    s.read_all()
+    s.close()
+    assert s.ended and s.content() == echo("not asking", 6)
+    assert all(c["choices"] for c in s.chunks()), s.chunks()
+    assert not any("usage" in c for c in s.chunks())
+    settled(mesh, "dodger")
+    first = _budget_used(mesh, "dodger")
+    # the mock's usage: a word a prompt token, a delta an output token
+    assert first == 2 + 6, first
+
+    # A client that asks gets the chunk, once, with the same usage
+    s = mesh.stream(user("now asking", stream=True, stream_options={"include_usage": True},
+                         mock=openai_way), key=DODGER)
+    s.read_all()
+    s.close()
+    usage_chunks = [c for c in s.chunks() if not c["choices"]]
+    assert len(usage_chunks) == 1 and usage_chunks[0]["usage"]["total_tokens"] == 8, s.chunks()
+    settled(mesh, "dodger")
+    assert _budget_used(mesh, "dodger") == first + 8
+
+    # A client that leaves mid-stream of an answer whose usage would come
+    # only at the end: charged the prompt's estimate and what was streamed,
+    # not 0 (and not the whole reservation of max_tokens either)
+    before = _budget_used(mesh, "dodger")
+    s = mesh.stream(user("leaving early", stream=True, max_tokens=5000,
+                         mock={"tokens": 400, "delay_ms": 20}), key=DODGER)
+    for _ in range(6):
+        assert s.next_event() is not None
+    s.close()
+    settled(mesh, "dodger", timeout=5)
+    charged = _budget_used(mesh, "dodger") - before
+    prompt_estimate = 4 + len("leaving early") // 4
+    assert prompt_estimate + 5 <= charged < prompt_estimate + 400, charged
+
+
+def test_estimate_counts_n(make_mesh):
+    mesh = make_mesh(keys({"id": "tokens", "key": TOKENS, "tenant": "t", "tpm": 1000}))
+    # n=2 with max_tokens 400 may write 800 tokens: with a stream of it in
+    # flight, another 400 does not fit in 1,000 (it would if n were ignored)
+    slow = user("two choices", n=2, max_tokens=400, stream=True, mock={"tokens": 20, "delay_ms": 50})
+    s = mesh.stream(slow, key=TOKENS)
+    assert s.next_event() is not None
+    status, headers, body = mesh.chat(user("one more", max_tokens=400), key=TOKENS)
+    assert status == 429, body
+    assert "tokens per minute" in body["error"]["message"]
+    s.read_all()
+    s.close()
 
 
 def _degraded(mesh, instance=0):
