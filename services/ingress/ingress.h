@@ -7,6 +7,7 @@
     ingress_admin.c     /healthz, /readyz, /metrics on the admin vhost
     ingress_validate.c  the request body validator
     ingress_audit.c     one audit record per request: what goes in it
+    ingress_guard.c     connection caps, the unauthenticated-request limiter
     ingress_audit_link.c  the spool of records and the DEALER link that
                         carries them to seekmesh-audit (AUDIT / ACK)
 
@@ -119,9 +120,15 @@ struct ingress_t {
     int64_t request_timeout_ms;
     uint32_t max_attempts;
     uint32_t default_max_tokens;
+    int64_t body_timeout_ms;
+    int header_timeout_s;
+    int idle_timeout_s;
 
     struct ingress_mesh_t *mesh;
     struct ingress_audit_t *audit;
+    struct ingress_guard_t *guard;          //  client connections (API vhosts)
+    struct ingress_guard_t *admin_guard;    //  admin connections
+    int64_t refusal_logged_ms;              //  connection refusals: a line a second
 
     struct {
         mesh_metric_t *by_class [6];        //  1xx .. 5xx, by first digit
@@ -130,6 +137,11 @@ struct ingress_t {
         mesh_metric_t *ttfb;
         mesh_metric_t *client_gone;
         mesh_metric_t *retries;
+        mesh_metric_t *connections;
+        mesh_metric_t *refused_full;        //  connections over the global cap
+        mesh_metric_t *refused_address;     //  ... over the cap of their address
+        mesh_metric_t *throttled;           //  requests of a throttled address
+        mesh_metric_t *body_timeouts;
     } metric;
     mesh_dispatch_counters_t bad_messages;
 };
@@ -149,6 +161,10 @@ void ingress_sse_end (pss_t *pss);
 //  An error after the response began: one error event, then the close.
 void ingress_sse_error (pss_t *pss, const char *type, const char *code, const char *message);
 void ingress_http_metrics (ingress_t *self);
+//  The request was refused before a router authenticated its key (no key,
+//  an unknown key, a body the validator refused): recorded without its
+//  body, and counted against its address's unauthenticated allowance.
+bool ingress_unauthenticated (const pss_t *pss);
 
 //  ingress_mesh.c -------------------------------------------------------------
 

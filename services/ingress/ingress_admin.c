@@ -2,6 +2,7 @@
     lws on its own vhost, answered by the shared mesh_admin.
     lws service thread only.                                                 */
 #include "ingress.h"
+#include "ingress_guard.h"
 #include "mesh_util.h"
 
 #include <stdlib.h>
@@ -65,6 +66,12 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
         }
         case LWS_CALLBACK_CLOSED_HTTP:
             mesh_buf_free (&pss->response.body);
+            return 0;
+        case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+            //  A few scrapers and probes at once; more is a flood
+            return ingress_guard_connect (self->admin_guard, wsi, "") == INGRESS_GUARD_OK ? 0 : -1;
+        case LWS_CALLBACK_WSI_DESTROY:
+            ingress_guard_disconnect (self->admin_guard, wsi);
             return 0;
         default:
             return lws_callback_http_dummy (wsi, reason, user, in, len);

@@ -123,7 +123,9 @@ s_fill (pss_t *pss, bool closed, int64_t now_us, mesh_audit_record_t *record)
     record->cached_tokens = pss->cached_tokens;
     record->reasoning_tokens = pss->reasoning_tokens;
     record->bytes_out = pss->bytes_out;
-    if (pss->body_complete)
+    //  A request refused before its key was authenticated is recorded
+    //  without its body: clients without a key cannot fill the spool
+    if (pss->body_complete && !ingress_unauthenticated (pss))
         record->prompt = (mesh_bytes_t) { mesh_buf_head (&pss->body), mesh_buf_size (&pss->body) };
     if (pss->reply) {
         mesh_completion_render (pss->reply, &pss->response);

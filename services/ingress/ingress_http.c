@@ -14,6 +14,7 @@
     (ingress_audit.c): made when its last byte is written, or when its
     connection closes first.  lws service thread only.                      */
 #include "ingress.h"
+#include "ingress_guard.h"
 #include "ingress_audit.h"
 #include "ingress_validate.h"
 
@@ -197,6 +198,22 @@ s_on_timeout (lws_sorted_usec_list_t *sul)
                            "The request timed out in the gateway.");
 }
 
+//  A body must arrive whole within ingress.body_timeout_ms of its head,
+//  however it trickles (lws' own timeout restarts with every piece)
+static void
+s_on_body_timeout (lws_sorted_usec_list_t *sul)
+{
+    pss_t *pss = lws_container_of (sul, pss_t, timeout_sul);
+    if (pss->state != RQ_BODY)
+        return;
+    mesh_metric_inc (pss->ingress->metric.body_timeouts);
+    char message [160];
+    snprintf (message, sizeof message, "The request body did not arrive within %lld ms.",
+              (long long) pss->ingress->body_timeout_ms);
+    pss->close_after = true;
+    ingress_respond_error (pss, 408, "invalid_request_error", "request_timeout", NULL, message);
+}
+
 //  Writing --------------------------------------------------------------------
 
 static int
@@ -322,11 +339,34 @@ s_write_headers (pss_t *pss)
 }
 
 //  Ends the transaction once the last byte is out.  Returns -1 to close.
+bool
+ingress_unauthenticated (const pss_t *pss)
+{
+    //  401 from the router, or a refusal before the request went to one
+    //  (429 and 503 there are the gateway's own limits, not the client's)
+    return pss->status == 401
+        || (pss->attempt == 0 && pss->status >= 400 && pss->status != 429 && pss->status != 503);
+}
+
+//  What the response says of the client's key, for the limiter of
+//  unauthenticated requests
+static void
+s_guard_note (pss_t *pss)
+{
+    ingress_t *self = pss->ingress;
+    if (ingress_unauthenticated (pss))
+        ingress_guard_unauthenticated (self->guard, lws_get_network_wsi (pss->wsi), mesh_mono_ms ());
+    else
+    if (*pss->tenant)
+        ingress_guard_key_accepted (self->guard, pss->key_hash, mesh_mono_ms ());
+}
+
 static int
 s_complete (pss_t *pss)
 {
     ingress_t *self = pss->ingress;
     int status = pss->status;
+    s_guard_note (pss);
     mesh_metric_inc (self->metric.by_class [status / 100 <= 5 ? status / 100 : 5]);
     mesh_metric_observe (self->metric.seconds, (double) (mesh_mono_us () - pss->received_us) / 1e6);
     mesh_debug ("%d %s req=%s", status, pss->sse ? "stream" : "body", pss->id);
@@ -455,6 +495,7 @@ s_submit (pss_t *pss)
 {
     pss->state = RQ_MESH;
     pss->attempt = 1;
+    lws_sul_cancel (&pss->timeout_sul);         //  the body's
     lws_sul_schedule (pss->ingress->context, 0, &pss->timeout_sul, s_on_timeout,
                       pss->ingress->request_timeout_ms * LWS_US_PER_MS);
     ingress_mesh_submit (pss);
@@ -503,6 +544,20 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
         }
     }
     char message [512];
+    bool has_key = s_api_key (pss) == 0;
+    if (!ingress_guard_admit (self->guard, lws_get_network_wsi (pss->wsi),
+                              has_key ? pss->key_hash : NULL, mesh_mono_ms ())) {
+        //  Not recorded either: a flood without a key must not fill the
+        //  audit spool (the metric counts these)
+        pss->audit_pending = false;
+        mesh_metric_inc (self->metric.throttled);
+        pss->retry_after_ms = 1000;
+        pss->close_after = chat;        //  an unread body may follow
+        ingress_respond_error (pss, 429, "rate_limit_error", "too_many_unauthenticated_requests", NULL,
+                               "Too many requests without a valid API key from this address; "
+                               "retry later.");
+        return 0;
+    }
     if (ingress_audit_refuse (pss)) {
         //  Nothing is served that cannot be recorded: no record for this one
         pss->retry_after_ms = 1000;
@@ -519,6 +574,13 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
         ingress_respond_error (pss, 404, "invalid_request_error", "unknown_url", NULL, message);
         return 0;
     }
+    if (model_id && !mesh_utf8_valid (model_id, model_id_len)) {
+        //  The bus carries text only: a model id that is not UTF-8 could
+        //  never reach the router
+        ingress_respond_error (pss, 400, "invalid_request_error", "invalid_model_id", "model",
+                               "The model id in the URL is not valid UTF-8.");
+        return 0;
+    }
     if ((chat && method != LWSHUMETH_POST) || (models && method != LWSHUMETH_GET)) {
         snprintf (message, sizeof message, "Method not allowed: %.200s accepts %s only.", uri,
                   chat ? "POST" : "GET");
@@ -533,7 +595,7 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
                                "This gateway instance is shutting down; retry shortly.");
         return 0;
     }
-    if (s_api_key (pss) < 0) {
+    if (!has_key) {
         pss->close_after = chat;
         ingress_respond_error (pss, 401, "invalid_request_error", "missing_api_key", NULL,
                                "You didn't provide an API key. You need to provide your API key "
@@ -561,6 +623,9 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
     pss->state = RQ_BODY;
     if (pss->content_length == 0)
         s_on_body_complete (pss);
+    else
+        lws_sul_schedule (self->context, 0, &pss->timeout_sul, s_on_body_timeout,
+                          self->body_timeout_ms * LWS_US_PER_MS);
     return 0;
 }
 
@@ -604,6 +669,29 @@ s_on_closed (pss_t *pss)
     pss->wsi = NULL;
 }
 
+//  A client connection was accepted: it stays if the caps allow
+static int
+s_on_connection (struct lws *wsi)
+{
+    ingress_t *self = lws_context_user (lws_get_context (wsi));
+    char address [64] = "";
+    lws_get_peer_simple (wsi, address, sizeof address);
+    int verdict = ingress_guard_connect (self->guard, wsi, address);
+    mesh_metric_set (self->metric.connections, (double) ingress_guard_connections (self->guard));
+    if (verdict == INGRESS_GUARD_OK)
+        return 0;
+    mesh_metric_inc (verdict == INGRESS_GUARD_FULL ? self->metric.refused_full : self->metric.refused_address);
+    int64_t now = mesh_mono_ms ();
+    if (now - self->refusal_logged_ms >= 1000) {
+        self->refusal_logged_ms = now;
+        mesh_warn ("refusing client connections: %s (%zu open)",
+                   verdict == INGRESS_GUARD_FULL ? "ingress.max_connections reached"
+                   : "ingress.max_connections_per_address reached by one address",
+                   ingress_guard_connections (self->guard));
+    }
+    return -1;
+}
+
 static int
 s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
@@ -628,6 +716,15 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
             return 0;
         case LWS_CALLBACK_HTTP_WRITEABLE:
             return s_on_writeable (pss);
+        case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+            return s_on_connection (wsi);
+        case LWS_CALLBACK_WSI_DESTROY: {
+            ingress_t *self = lws_context_user (lws_get_context (wsi));
+            if (self->guard)
+                ingress_guard_disconnect (self->guard, wsi);
+            mesh_metric_set (self->metric.connections, (double) ingress_guard_connections (self->guard));
+            return 0;
+        }
         case LWS_CALLBACK_CLOSED_HTTP:
         case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
             //  The connection closed, or lws is about to free pss between
@@ -665,5 +762,15 @@ ingress_http_metrics (ingress_t *self)
         "Clients that went away before their response ended.", NULL);
     self->metric.retries = mesh_metrics_counter (self->metrics, "seekmesh_ingress_retries_total",
         "Requests sent again after their connector was lost before answering.", NULL);
+    self->metric.connections = mesh_metrics_gauge (self->metrics, "seekmesh_ingress_connections",
+        "Client connections open.", NULL);
+    const char *refused = "seekmesh_ingress_connections_refused_total";
+    const char *refused_help = "Client connections closed at once, over a cap.";
+    self->metric.refused_full = mesh_metrics_counter (self->metrics, refused, refused_help, "cap=\"global\"");
+    self->metric.refused_address = mesh_metrics_counter (self->metrics, refused, refused_help, "cap=\"address\"");
+    self->metric.throttled = mesh_metrics_counter (self->metrics, "seekmesh_ingress_unauthenticated_throttled_total",
+        "Requests refused (429, not recorded) because their address sent too many without a valid key.", NULL);
+    self->metric.body_timeouts = mesh_metrics_counter (self->metrics, "seekmesh_ingress_body_timeouts_total",
+        "Requests whose body did not arrive within ingress.body_timeout_ms (408).", NULL);
     mesh_dispatch_counters (&self->bad_messages, self->metrics, "ingress");
 }

@@ -2,6 +2,7 @@
     vhosts), the mesh sockets and signals to the one lws service loop.     */
 #include "ingress.h"
 #include "ingress_audit.h"
+#include "ingress_guard.h"
 
 #include "mesh_conn.h"
 #include "mesh_log.h"
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static ingress_t s_ingress;
 
@@ -50,7 +52,9 @@ s_vhost (ingress_t *self, const char *name, const char *address,
     info.port = port;
     info.iface = *host && strcmp (host, "0.0.0.0") != 0 ? host : NULL;
     info.protocols = protocols;
-    info.keepalive_timeout = 60;
+    info.keepalive_timeout = self->idle_timeout_s;
+    //  A request head must be complete this long after its first byte
+    info.timeout_secs_ah_idle = self->header_timeout_s;
     info.server_string = "seekmesh";
     info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE | LWS_SERVER_OPTION_DISABLE_IPV6;
     if (cert) {
@@ -90,6 +94,33 @@ main (int argc, char *argv [])
     self->max_attempts = (uint32_t) mesh_setting_int (config, "ingress.max_attempts");
     self->default_max_tokens = (uint32_t) mesh_setting_int (config, "ingress.default_max_tokens");
     self->drain_ms = mesh_setting_int (config, "mesh.drain_ms");
+    self->body_timeout_ms = mesh_setting_int (config, "ingress.body_timeout_ms");
+    //  Whole seconds for lws, rounded up
+    self->header_timeout_s = (int) ((mesh_setting_int (config, "ingress.header_timeout_ms") + 999) / 1000);
+    self->idle_timeout_s = (int) ((mesh_setting_int (config, "ingress.idle_timeout_ms") + 999) / 1000);
+    ingress_guard_limits_t limits = {
+        .max_connections = mesh_setting_int (config, "ingress.max_connections"),
+        .max_per_address = mesh_setting_int (config, "ingress.max_connections_per_address"),
+        .unauth_per_second = (double) mesh_setting_int (config, "ingress.unauthenticated_per_second"),
+        .unauth_burst = (double) mesh_setting_int (config, "ingress.unauthenticated_burst")
+    };
+    //  Connections past the file limit would fail in accept() instead,
+    //  which lws answers by trying again at once
+    struct rlimit files;
+    if (getrlimit (RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+        int64_t room = (int64_t) files.rlim_cur - 256;
+        if (room < 16)
+            room = 16;
+        if (limits.max_connections == 0 || limits.max_connections > room) {
+            mesh_info ("ingress.max_connections %lld is over the file limit (%llu): %lld",
+                       (long long) limits.max_connections, (unsigned long long) files.rlim_cur,
+                       (long long) room);
+            limits.max_connections = room;
+        }
+    }
+    self->guard = ingress_guard_new (&limits);
+    ingress_guard_limits_t admin_limits = { .max_connections = 64 };
+    self->admin_guard = ingress_guard_new (&admin_limits);
     if (*tls_listen && (!*tls_cert || !*tls_key))
         mesh_config_invalid (config, "ingress.tls_listen", "needs ingress.tls_cert and ingress.tls_key");
     self->metrics = mesh_metrics_new ();
@@ -114,7 +145,9 @@ main (int argc, char *argv [])
     info.user = self;
     info.max_http_header_data = (unsigned short) max_header_bytes;
     info.max_http_header_pool = 0;         //  no limit: held streams keep theirs
-    info.timeout_secs = 30;             //  headers or a body trickling in
+    //  The first byte, and any gap in a body (the whole body has its own
+    //  deadline: ingress.body_timeout_ms)
+    info.timeout_secs = (unsigned int) self->header_timeout_s;
     self->context = lws_create_context (&info);
     if (!self->context)
         mesh_fatal ("cannot create the lws context");
@@ -146,6 +179,8 @@ main (int argc, char *argv [])
     ingress_audit_stop (self);
     ingress_mesh_stop (self);
     mesh_admin_destroy (&self->admin);
+    ingress_guard_destroy (&self->guard);
+    ingress_guard_destroy (&self->admin_guard);
     mesh_metrics_destroy (&self->metrics);
     mesh_config_destroy (&self->config);
     ev_loop_destroy (self->loop);

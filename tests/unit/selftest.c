@@ -31,6 +31,7 @@
 #include "audit/audit_writer.h"
 #include "ingress/ingress_audit.h"
 #include "ingress/ingress_audit_link.h"
+#include "ingress/ingress_guard.h"
 #include "mock/mock.h"
 #include "mock/mock_render.h"
 #include "connector/connector.h"
@@ -93,6 +94,7 @@ static const selftest_t s_tests [] = {
     { "ingress_validate", ingress_validate_test },
     { "ingress_audit", ingress_audit_test },
     { "ingress_audit_link", ingress_audit_link_test },
+    { "ingress_guard", ingress_guard_test },
     { "audit_writer", audit_writer_test },
     { "audit",       audit_test },
     { "ctl_http",    ctl_http_test },
