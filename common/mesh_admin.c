@@ -29,6 +29,10 @@ struct mesh_admin_t {
     size_t route_count;
     mesh_loop_t *loop;
     int listen_fd;
+    int64_t idle_ms;
+    size_t clients;
+    mesh_timer_t accept_timer;  //  accepting again after EMFILE
+    int64_t refusal_logged_ms;
 };
 
 typedef struct client_t client_t;
@@ -48,6 +52,7 @@ struct client_t {
     mesh_buf_t out;
     bool close_after;
     mesh_admin_pending_t *pending;      //  the response being waited for
+    mesh_timer_t idle_timer;
 };
 
 mesh_admin_t *
@@ -57,6 +62,7 @@ mesh_admin_new (mesh_metrics_t *metrics)
     assert (self);
     self->metrics = metrics;
     self->listen_fd = -1;
+    self->idle_ms = MESH_ADMIN_IDLE_MS;
     return self;
 }
 
@@ -68,6 +74,7 @@ mesh_admin_destroy (mesh_admin_t **self_p)
     if (!self)
         return;
     if (self->listen_fd >= 0) {
+        mesh_loop_timer_stop (self->loop, &self->accept_timer);
         mesh_loop_fd_remove (self->loop, self->listen_fd);
         close (self->listen_fd);
     }
@@ -145,11 +152,19 @@ mesh_admin_handle (mesh_admin_t *self, const mesh_admin_request_t *request,
 
 //  Transport on a mesh_loop -------------------------------------------------
 
+void
+mesh_admin_set_idle_ms (mesh_admin_t *self, int64_t idle_ms)
+{
+    self->idle_ms = idle_ms;
+}
+
 static void
 s_client_close (client_t *client)
 {
     if (client->pending)
         client->pending->client = NULL;
+    mesh_loop_timer_stop (client->admin->loop, &client->idle_timer);
+    client->admin->clients--;
     mesh_loop_fd_remove (client->admin->loop, client->fd);
     close (client->fd);
     mesh_buf_free (&client->in);
@@ -225,6 +240,7 @@ s_client_requests (client_t *client)
 }
 
 static int s_client_flush (client_t *client);
+static int s_on_idle (mesh_loop_t *loop, mesh_timer_t *timer, void *arg);
 
 static int
 s_on_client (mesh_loop_t *loop, int fd, int events, void *arg)
@@ -232,6 +248,8 @@ s_on_client (mesh_loop_t *loop, int fd, int events, void *arg)
     (void) loop;
     client_t *client = arg;
     if (events & (MESH_READ | MESH_HANGUP)) {
+        mesh_loop_timer_start (client->admin->loop, &client->idle_timer, client->admin->idle_ms,
+                               s_on_idle, client);
         while (true) {
             char *at = mesh_buf_reserve (&client->in, 4096);
             ssize_t n = recv (fd, at, 4096, 0);
@@ -308,6 +326,38 @@ mesh_admin_complete (mesh_admin_pending_t *pending, int status, const char *cont
     free (pending);
 }
 
+//  No request for the idle time: closed, unless a response is owed
+static int
+s_on_idle (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    (void) timer;
+    client_t *client = arg;
+    if (client->pending || mesh_buf_size (&client->out))
+        mesh_loop_timer_start (loop, &client->idle_timer, client->admin->idle_ms, s_on_idle, client);
+    else
+        s_client_close (client);
+    return 0;
+}
+
+static int
+s_on_accept_again (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    (void) timer;
+    mesh_admin_t *self = arg;
+    mesh_loop_fd_events (loop, self->listen_fd, MESH_READ);
+    return 0;
+}
+
+static void
+s_log_refusal (mesh_admin_t *self, const char *why)
+{
+    int64_t now = mesh_loop_now_ms (self->loop);
+    if (now - self->refusal_logged_ms >= 1000) {
+        self->refusal_logged_ms = now;
+        mesh_warn ("admin port: %s", why);
+    }
+}
+
 static int
 s_on_accept (mesh_loop_t *loop, int fd, int events, void *arg)
 {
@@ -315,8 +365,21 @@ s_on_accept (mesh_loop_t *loop, int fd, int events, void *arg)
     mesh_admin_t *self = arg;
     while (true) {
         int client_fd = accept4 (fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (client_fd < 0)
+        if (client_fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                //  The connection stays queued; waking again at once for
+                //  it would spin
+                s_log_refusal (self, "out of file descriptors: not accepting for 100 ms");
+                mesh_loop_fd_events (loop, fd, 0);
+                mesh_loop_timer_start (loop, &self->accept_timer, 100, s_on_accept_again, self);
+            }
             return 0;
+        }
+        if (self->clients >= MESH_ADMIN_MAX_CLIENTS) {
+            close (client_fd);
+            s_log_refusal (self, "too many connections: closing new ones");
+            continue;
+        }
         client_t *client = calloc (1, sizeof *client);
         assert (client);
         client->admin = self;
@@ -324,7 +387,10 @@ s_on_accept (mesh_loop_t *loop, int fd, int events, void *arg)
         if (mesh_loop_fd_add (loop, client_fd, MESH_READ, s_on_client, client) < 0) {
             close (client_fd);
             free (client);
+            continue;
         }
+        self->clients++;
+        mesh_loop_timer_start (loop, &client->idle_timer, self->idle_ms, s_on_idle, client);
     }
 }
 

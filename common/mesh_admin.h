@@ -7,7 +7,13 @@
 
     Served on a mesh_loop (mesh_admin_listen), or through another server's
     transport (the ingress serves it from libwebsockets) by calling
-    mesh_admin_handle.  Runs on the reactor thread.                         */
+    mesh_admin_handle.  Runs on the reactor thread.
+
+    On a mesh_loop the port defends itself: at most MESH_ADMIN_MAX_CLIENTS
+    connections (more are closed as soon as they are accepted), a
+    connection idle for the idle time with no response owed is closed, and
+    when accept() fails for want of file descriptors the port stops
+    accepting for 100 ms instead of being woken again at once.            */
 #ifndef MESH_ADMIN_H
 #define MESH_ADMIN_H
 
@@ -47,7 +53,12 @@ typedef int (mesh_admin_fn) (void *arg, const mesh_admin_request_t *request,
 //  Returns true when ready; otherwise appends the reason to why.
 typedef bool (mesh_admin_ready_fn) (void *arg, mesh_buf_t *why);
 
+#define MESH_ADMIN_MAX_CLIENTS 64
+#define MESH_ADMIN_IDLE_MS 10000
+
 mesh_admin_t *mesh_admin_new (mesh_metrics_t *metrics);
+//  How long a connection may sit idle (default MESH_ADMIN_IDLE_MS).
+void mesh_admin_set_idle_ms (mesh_admin_t *self, int64_t idle_ms);
 void mesh_admin_destroy (mesh_admin_t **self_p);
 void mesh_admin_set_ready (mesh_admin_t *self, mesh_admin_ready_fn *fn, void *arg);
 //  Routes requests whose path starts with prefix.

@@ -27,6 +27,7 @@
 static const mesh_setting_t s_settings [] = {
     INT ("mesh.port_stride", "10", 1, 1000, "instance i of a service binds its ports i x this higher"),
     INT ("mesh.drain_ms", "5000", 0, 600000, "SIGTERM: how long in-flight work may take to finish"),
+    INT ("mesh.admin_idle_ms", "10000", 100, 3600000, "an admin-port connection with no request for this long is closed"),
     BOOL ("mesh.curve", "true", "CURVE on every ZeroMQ link; false is allowed on loopback and ipc:// only"),
     STR ("mesh.curve_dir", "", "CURVE certificates (<role>.cert, <role>.cert_secret); \"\": <run dir>/curve"),
     STR ("mesh.curve_keys_env", "SEEKMESH_CURVE_KEYS", "environment variable that may hold the keys instead: lines \"<role> <public> [<secret>]\""),

@@ -50,6 +50,7 @@ main (int argc, char *argv [])
     mesh_service_drain (loop, drain_ms, s_drain, s_inflight, connector);
 
     mesh_admin_t *admin = mesh_admin_new (metrics);
+    mesh_admin_set_idle_ms (admin, mesh_setting_int (config, "mesh.admin_idle_ms"));
     mesh_admin_set_ready (admin, s_ready, connector);
     if (mesh_admin_listen (admin, loop, admin_address, why, sizeof why) < 0)
         mesh_fatal ("connector.admin_listen: %s", why);

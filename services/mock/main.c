@@ -148,6 +148,7 @@ main (int argc, char *argv [])
         s_listen (tls_listen, threads, tls_fds);
     mesh_loop_t *loop = mesh_loop_new ();
     mesh_admin_t *admin = mesh_admin_new (registry);
+    mesh_admin_set_idle_ms (admin, mesh_setting_int (config, "mesh.admin_idle_ms"));
     mesh_admin_route (admin, "/mock/", mock_fault_admin, settings.fault);
     char why [256];
     if (mesh_admin_listen (admin, loop, admin_listen, why, sizeof why) < 0)

@@ -66,6 +66,7 @@ main (int argc, char *argv [])
     mesh_loop_signal (loop, SIGHUP, s_on_hangup, router);
 
     mesh_admin_t *admin = mesh_admin_new (metrics);
+    mesh_admin_set_idle_ms (admin, mesh_setting_int (config, "mesh.admin_idle_ms"));
     mesh_admin_set_ready (admin, s_ready, router);
     router_routes (router, admin);
     if (mesh_admin_listen (admin, loop, admin_address, why, sizeof why) < 0)

@@ -14,6 +14,8 @@ client items of the authenticated-bus issue).
   audit spool while the audit service is away; a known key from the same
   address still passes
 """
+import os
+import resource
 import selectors
 import signal
 import socket
@@ -288,7 +290,6 @@ def test_unauthenticated_flood_cannot_fill_the_spool(make_mesh):
     assert len(stored["prompt"]) > 3000
 
     supervisor = int((mesh.run_dir / "supervisor.pid").read_text())
-    import os
     os.kill(supervisor, signal.SIGSTOP)
     try:
         mesh.kill("audit-0")
@@ -316,3 +317,50 @@ def test_unauthenticated_flood_cannot_fill_the_spool(make_mesh):
     finally:
         os.kill(supervisor, signal.SIGCONT)
     settle(mesh, timeout=15)
+
+
+def _cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_admin_port_defends_itself(make_mesh):
+    mesh = make_mesh({"mesh": {"admin_idle_ms": 500}})
+    host, port = mesh.admin_address("router")
+    # an idle connection is closed
+    idle = socket.create_connection((host, port))
+    deadline = time.time() + 3
+    while not closed_by_peer(idle):
+        assert time.time() < deadline, "an idle admin connection was kept"
+        time.sleep(0.05)
+    idle.close()
+
+    # at most 64 connections: the rest are closed at once
+    socks = [socket.create_connection((host, port)) for _ in range(80)]
+    deadline = time.time() + 3
+    while sum(closed_by_peer(s) for s in socks) < 16:
+        assert time.time() < deadline, "more than 64 admin connections were kept"
+        time.sleep(0.05)
+    time.sleep(0.1)
+    assert sum(closed_by_peer(s) for s in socks) == 16
+    for s in socks:
+        s.close()
+
+    # out of file descriptors: the port backs off instead of spinning, and
+    # serves again once descriptors are free
+    pid = mesh.pid("router-0")
+    limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    open_fds = len(os.listdir("/proc/%d/fd" % pid))
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_fds + 2, limits[1]))
+    try:
+        waiting = [socket.create_connection((host, port)) for _ in range(10)]
+        time.sleep(0.3)
+        before = _cpu_seconds(pid)
+        time.sleep(1.0)
+        spent = _cpu_seconds(pid) - before
+        assert spent < 0.3, "the router spent %.2f s of CPU in a second out of descriptors" % spent
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+    for s in waiting:
+        s.close()
+    assert mesh.admin_get("router", "/healthz")[0] == 200
