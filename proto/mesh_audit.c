@@ -2,10 +2,10 @@
 
     The field table below is the one place the wire order lives; the
     encoder, the decoder and the selftest walk it.  The reader follows
-    proto/mesh_msg.c: bounds checked before every read, nothing allocated,
-    every string's length and UTF-8 checked, trailing bytes refused (the
-    reader is proto/mesh_mp.h, shared with mesh_msg).  Any
-    thread.                                                                  */
+    mesh_msg.c, the other codec beside it: bounds checked before every
+    read, nothing allocated, every string's length and UTF-8 checked,
+    trailing bytes refused (the reader is mesh_mp.h, shared with
+    mesh_msg).  Any thread.                                                  */
 #include "mesh_audit.h"
 #include "mesh_id.h"
 #include "mesh_mp.h"
