@@ -465,31 +465,13 @@ s_test_days (const char *root)
     assert (mesh_audit_file_list (path, &list, why, sizeof why) == -1 && strstr (why, path));
 }
 
+//  A record's columns go in and come back as they were; their types are
+//  checked
 static void
-s_test_files (const char *root)
+s_test_columns (sqlite3 *db, const unsigned char *chain)
 {
-    char path [4096], why [256];
-    snprintf (path, sizeof path, "%s/audit-2026-03-01.db", root);
-    //  The writer's connection: WAL, every commit synced
-    sqlite3 *db = mesh_audit_file_open_write (path, why, sizeof why);
-    assert (db && mesh_audit_file_tables (db) == 0 && mesh_audit_file_empty (path));
+    char why [256];
     sqlite3_stmt *stmt = NULL;
-    assert (sqlite3_prepare_v2 (db, "PRAGMA journal_mode", -1, &stmt, NULL) == SQLITE_OK);
-    assert (sqlite3_step (stmt) == SQLITE_ROW);
-    assert (mesh_streq ((const char *) sqlite3_column_text (stmt, 0), "wal"));
-    sqlite3_finalize (stmt);
-    unsigned char chain [CHAIN_BYTES], back [CHAIN_BYTES];
-    memset (chain, 0x11, sizeof chain);
-    assert (mesh_audit_file_create (db, path, "2026-03-01", 5, chain, why, sizeof why) == 0);
-    assert (mesh_audit_file_tables (db) > 3 && !mesh_audit_file_empty (path));
-    uint64_t start_seq = 0;
-    assert (mesh_audit_file_read_meta (db, path, &start_seq, back, why, sizeof why) == 0);
-    assert (start_seq == 5 && memcmp (back, chain, CHAIN_BYTES) == 0);
-    //  A second create fails (the tables exist) and leaves no transaction
-    assert (mesh_audit_file_create (db, path, "2026-03-01", 5, chain, why, sizeof why) == -1);
-    assert (strstr (why, "already exists") && sqlite3_get_autocommit (db));
-
-    //  A record's columns go in and come back as they were
     mesh_audit_sample_t *data = calloc (1, sizeof *data);
     assert (data);
     mesh_audit_record_t *record = mesh_audit_sample_record (data, 0, 1772323200000LL);
@@ -540,13 +522,46 @@ s_test_files (const char *root)
     assert (mesh_audit_file_exec (db, "SELECT nothing FROM nowhere", "odd", why, sizeof why) == -1);
     assert (strncmp (why, "odd: ", 5) == 0);
 
+    mesh_buf_free (&sql);
+    mesh_buf_free (&in);
+    mesh_buf_free (&out);
+    free (data);
+}
+
+static void
+s_test_files (const char *root)
+{
+    char path [4096], why [256];
+    snprintf (path, sizeof path, "%s/audit-2026-03-01.db", root);
+    //  The writer's connection: WAL, every commit synced
+    sqlite3 *db = mesh_audit_file_open_write (path, why, sizeof why);
+    assert (db && mesh_audit_file_tables (db) == 0 && mesh_audit_file_empty (path));
+    sqlite3_stmt *stmt = NULL;
+    assert (sqlite3_prepare_v2 (db, "PRAGMA journal_mode", -1, &stmt, NULL) == SQLITE_OK);
+    assert (sqlite3_step (stmt) == SQLITE_ROW);
+    assert (mesh_streq ((const char *) sqlite3_column_text (stmt, 0), "wal"));
+    sqlite3_finalize (stmt);
+    unsigned char chain [CHAIN_BYTES], back [CHAIN_BYTES];
+    memset (chain, 0x11, sizeof chain);
+    assert (mesh_audit_file_create (db, path, "2026-03-01", 5, chain, why, sizeof why) == 0);
+    assert (mesh_audit_file_tables (db) > 3 && !mesh_audit_file_empty (path));
+    uint64_t start_seq = 0;
+    assert (mesh_audit_file_read_meta (db, path, &start_seq, back, why, sizeof why) == 0);
+    assert (start_seq == 5 && memcmp (back, chain, CHAIN_BYTES) == 0);
+    //  A second create fails (the tables exist) and leaves no transaction
+    assert (mesh_audit_file_create (db, path, "2026-03-01", 5, chain, why, sizeof why) == -1);
+    assert (strstr (why, "already exists") && sqlite3_get_autocommit (db));
+
+    s_test_columns (db, chain);
+
     //  The meta names what is wrong with it
     assert (mesh_audit_file_exec (db, "DELETE FROM meta WHERE name = 'start_chain'", "edit",
                                   why, sizeof why) == 0);
     assert (mesh_audit_file_read_meta (db, path, &start_seq, back, why, sizeof why) == -1);
     assert (strstr (why, "lacks the start"));
     sqlite3_close (db);
-    mesh_audit_file_reader_t reader = { .db = mesh_audit_file_open_read (root, path, why, sizeof why) };
+    mesh_audit_file_reader_t reader = { 0 };
+    reader.db = mesh_audit_file_open_read (root, path, why, sizeof why);
     assert (reader.db);
     assert (mesh_audit_file_read_meta (reader.db, path, &start_seq, back, why, sizeof why) == -1);
     mesh_audit_file_reader_close (&reader);
@@ -565,10 +580,6 @@ s_test_files (const char *root)
     assert (strstr (why, "no such column") || strstr (why, "not an audit store file"));
     sqlite3_close (db);
     unlink (path);
-    mesh_buf_free (&sql);
-    mesh_buf_free (&in);
-    mesh_buf_free (&out);
-    free (data);
 }
 
 void

@@ -116,7 +116,8 @@ s_keyring_parse (mesh_audit_keyring_t *self, const char *text, size_t size, cons
             }
             key.key [i] = (unsigned char) (hi << 4 | lo);
         }
-        const mesh_audit_keyring_key_t *known = mesh_audit_keyring_find (self, key.id, strlen (key.id));
+        const mesh_audit_keyring_key_t *known = mesh_audit_keyring_find (self, key.id,
+                                                                         strlen (key.id));
         if (known && memcmp (known->key, key.key, KEY_BYTES) != 0) {
             OPENSSL_cleanse (&key, sizeof key);
             return mesh_fail (why, why_size, "%s: %s %zu: key id '%s' is taken by another key",

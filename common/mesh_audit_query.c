@@ -285,9 +285,10 @@ mesh_audit_query_test (bool verbose)
     //  record's decryption cleanly; the others decrypt
     snprintf (dir, sizeof dir, "%s/flipped", root);
     mesh_audit_sample_store (dir, data, 20, keys, signer);
-    mesh_audit_sample_sql (dir, T_DAY1, "UPDATE records SET response = CAST (substr (response, 1, 40) || "
-                           "(CASE WHEN substr (response, 41, 1) = x'41' THEN x'40' ELSE x'41' END) || "
-                           "substr (response, 42) AS BLOB) WHERE seq = 12");
+    mesh_audit_sample_sql (dir, T_DAY1, "UPDATE records SET response = CAST ("
+                           "substr (response, 1, 40) || (CASE WHEN substr (response, 41, 1) = "
+                           "x'41' THEN x'40' ELSE x'41' END) || substr (response, 42) AS BLOB) "
+                           "WHERE seq = 12");
     mesh_audit_sample_seen_t *seen = mesh_audit_sample_query (dir, NULL, keys);
     assert (seen->rows == 20 && seen->decrypted == 19 && seen->failed == 1);
     assert (seen->seqs [11] == 12 && strstr (seen->errors [11], "authentication failed"));

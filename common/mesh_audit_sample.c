@@ -84,7 +84,8 @@ mesh_audit_sample_store (const char *dir, mesh_audit_sample_t *self, size_t coun
     assert (store);
     const char *day = MESH_AUDIT_SAMPLE_DAY1;
     for (size_t i = 0; i < count; i++) {
-        mesh_audit_sample_record (self, i, mesh_audit_sample_at (day, 3600000 + (int64_t) i * 1000));
+        mesh_audit_sample_record (self, i, mesh_audit_sample_at (day, 3600000
+                                                                      + (int64_t) i * 1000));
         assert (mesh_audit_store_append (store, &self->records [i], 1,
                                          mesh_audit_sample_at (day, 3600000 + (int64_t) i * 1000
                                                                + 500), why, sizeof why) == 1);
@@ -97,7 +98,8 @@ mesh_audit_sample_store (const char *dir, mesh_audit_sample_t *self, size_t coun
 }
 
 void
-mesh_audit_sample_bench (const char *dir, mesh_audit_keyring_t *keys, EVP_PKEY *signer, size_t total)
+mesh_audit_sample_bench (const char *dir, mesh_audit_keyring_t *keys, EVP_PKEY *signer,
+                         size_t total)
 {
     const char *batch_text = getenv ("SEEKMESH_AUDIT_BENCH_BATCH");
     size_t batch = batch_text && atoi (batch_text) > 0 ? (size_t) atoi (batch_text) : 4096;
@@ -121,12 +123,15 @@ mesh_audit_sample_bench (const char *dir, mesh_audit_keyring_t *keys, EVP_PKEY *
             mesh_id_new (ids [i]);
             records [i] = (mesh_audit_record_t) {
                 .id = { ids [i], MESH_ID_LEN }, .start_ms = (uint64_t) now - 200,
-                .end_ms = (uint64_t) now, .tenant = mesh_audit_sample_text (i % 2 ? "acme" : "globex"),
-                .key_id = mesh_audit_sample_text ("key-1"), .model_requested = mesh_audit_sample_text ("deepseek-chat"),
+                .end_ms = (uint64_t) now,
+                .tenant = mesh_audit_sample_text (i % 2 ? "acme" : "globex"),
+                .key_id = mesh_audit_sample_text ("key-1"),
+                .model_requested = mesh_audit_sample_text ("deepseek-chat"),
                 .model = mesh_audit_sample_text (i % 3 ? "deepseek-chat" : "deepseek-reasoner"),
                 .endpoint = mesh_audit_sample_text ("https://api.deepseek.com/v1/chat/completions"),
                 .region = mesh_audit_sample_text ("eu-west"),
-                .params = mesh_audit_sample_text ("{\"temperature\":0.7,\"stream\":true,\"max_tokens\":512}"),
+                .params = mesh_audit_sample_text ("{\"temperature\":0.7,\"stream\":true,"
+                                                  "\"max_tokens\":512}"),
                 .stream = true, .status = 200, .outcome = mesh_audit_sample_text (MESH_AUDIT_OK),
                 .error_code = mesh_audit_sample_text (""), .attempts = 1, .ttft_us = 80000,
                 .total_us = 200000, .prompt_tokens = 250, .completion_tokens = 250,
@@ -255,7 +260,8 @@ mesh_audit_sample_query (const char *dir, const mesh_audit_query_filter_t *filte
     memset (&seen, 0, sizeof seen);
     seen.ordered = true;
     char why [256];
-    int rc = mesh_audit_query (dir, filter, keys, mesh_audit_sample_collect, &seen, why, sizeof why);
+    int rc = mesh_audit_query (dir, filter, keys, mesh_audit_sample_collect, &seen,
+                               why, sizeof why);
     if (rc != 0)
         fprintf (stderr, "mesh_audit_sample: query: %d %s\n", rc, why);
     assert (rc == 0);

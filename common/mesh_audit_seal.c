@@ -223,7 +223,8 @@ mesh_audit_seal_open (mesh_audit_seal_t *self, const mesh_audit_keyring_t *keys,
     mesh_audit_seal_parts_t sealed;
     if (mesh_audit_seal_parse (blob, size, &sealed) < 0)
         return "not a sealed field";
-    const mesh_audit_keyring_key_t *key = mesh_audit_keyring_find (keys, sealed.key_id, sealed.key_id_len);
+    const mesh_audit_keyring_key_t *key = mesh_audit_keyring_find (keys, sealed.key_id,
+                                                                    sealed.key_id_len);
     if (!key)
         return "unknown key id (not in the key file)";
     if (!mesh_id_valid (id->data, id->size))
@@ -272,7 +273,7 @@ s_checkpoint_text (unsigned char *out, uint64_t seq, const unsigned char chain [
 
 int
 mesh_audit_seal_checkpoint_sign (EVP_PKEY *signer, uint64_t seq, const unsigned char *chain,
-                                 int64_t time_ms, unsigned char signature [SIGNATURE_BYTES],
+                                 int64_t time_ms, unsigned char *signature,
                                  size_t *signature_size, char *why, size_t why_size)
 {
     unsigned char text [CHECKPOINT_TEXT_MAX];

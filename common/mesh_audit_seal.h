@@ -102,12 +102,13 @@ void        mesh_audit_seal_chain (mesh_audit_seal_t *self,
 
 //  Checkpoints ----------------------------------------------------------------
 
-//  Signs a checkpoint of (seq, chain, time_ms) into signature, its size
-//  into *signature_size.  -1 with a reason.
+//  Signs a checkpoint of (seq, chain, time_ms) into signature (room for
+//  MESH_AUDIT_SEAL_SIGNATURE_BYTES), its size into *signature_size.  -1
+//  with a reason.
 int         mesh_audit_seal_checkpoint_sign (EVP_PKEY *signer, uint64_t seq,
                                              const unsigned char *chain, int64_t time_ms,
-                                             unsigned char signature [MESH_AUDIT_SEAL_SIGNATURE_BYTES],
-                                             size_t *signature_size, char *why, size_t why_size);
+                                             unsigned char *signature, size_t *signature_size,
+                                             char *why, size_t why_size);
 //  True when signature is public_key's over (seq, chain, time_ms)
 bool        mesh_audit_seal_checkpoint_valid (EVP_PKEY *public_key, uint64_t seq,
                                               const unsigned char *chain, int64_t time_ms,

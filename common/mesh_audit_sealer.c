@@ -230,7 +230,8 @@ s_test_job (mesh_audit_sealer_t *self, const mesh_audit_record_t *records, size_
             const mesh_audit_record_t *record = &records [chunk->first + i];
             mesh_audit_sealer_slot_t *slot = &chunk->slots [i];
             assert (mesh_audit_seal_plain (record, &body) == 0);
-            assert (body.len == slot->body.len && memcmp (body.data, slot->body.data, body.len) == 0);
+            assert (body.len == slot->body.len
+                    && memcmp (body.data, slot->body.data, body.len) == 0);
             assert (!mesh_audit_seal_open (seal, keys, &record->id, "prompt", slot->prompt.data,
                                            slot->prompt.len, &opened));
             assert (opened.len == record->prompt.size

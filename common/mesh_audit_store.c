@@ -494,7 +494,8 @@ mesh_audit_store_retain (mesh_audit_store_t *self, int64_t now_ms, int64_t days)
     for (int i = 0; i < count; i++) {
         const char *name = names [i]->d_name;
         //  Older than the cutoff day, and never the file being written
-        if (strncmp (name + 6, cutoff, 10) >= 0 || (self->db && strncmp (name + 6, self->day, 10) == 0))
+        if (strncmp (name + 6, cutoff, 10) >= 0
+        ||  (self->db && strncmp (name + 6, self->day, 10) == 0))
             continue;
         if (self->prev_db) {
             const char *prev = sqlite3_db_filename (self->prev_db, "main");
@@ -535,6 +536,13 @@ mesh_audit_store_retain (mesh_audit_store_t *self, int64_t now_ms, int64_t days)
 #define T_DAY2 MESH_AUDIT_SAMPLE_DAY2
 #define T_DAY3 MESH_AUDIT_SAMPLE_DAY3
 
+//  Wall-clock time offset_ms into day
+static int64_t
+s_at (const char *day, int64_t offset_ms)
+{
+    return mesh_audit_sample_at (day, offset_ms);
+}
+
 //  The keys of a test
 typedef struct {
     mesh_audit_keyring_t *keys;         //  k1
@@ -553,37 +561,37 @@ s_test_write (const char *dir, mesh_audit_sample_t *data, t_keys_t *t, bool verb
     EVP_PKEY *signer = t->signer, *public_key = t->public_key;
     mesh_audit_store_t *store = mesh_audit_store_open (dir, keys, signer, why, sizeof why);
     assert (store && mesh_audit_store_seq (store) == 0);
-    assert (mesh_audit_store_checkpoint (store, mesh_audit_sample_at (T_DAY1, 0), why, sizeof why) == 0);
-    assert (mesh_audit_store_append (store, NULL, 0, mesh_audit_sample_at (T_DAY1, 0), why, sizeof why) == 0);
+    assert (mesh_audit_store_checkpoint (store, s_at (T_DAY1, 0), why, sizeof why) == 0);
+    assert (mesh_audit_store_append (store, NULL, 0, s_at (T_DAY1, 0), why, sizeof why) == 0);
     for (size_t i = 0; i < 300; i++)
-        mesh_audit_sample_record (data, i, mesh_audit_sample_at (T_DAY1, 3600000 + (int64_t) i * 1000));
+        mesh_audit_sample_record (data, i, s_at (T_DAY1, 3600000 + (int64_t) i * 1000));
     //  One batch of 300 (several sealed chunks), then the same again: all resent
-    assert (mesh_audit_store_append (store, data->records, 300, mesh_audit_sample_at (T_DAY1, 7200000),
+    assert (mesh_audit_store_append (store, data->records, 300, s_at (T_DAY1, 7200000),
                                      why, sizeof why) == 300);
     assert (mesh_audit_store_seq (store) == 300);
-    assert (mesh_audit_store_append (store, data->records, 300, mesh_audit_sample_at (T_DAY1, 7300000),
+    assert (mesh_audit_store_append (store, data->records, 300, s_at (T_DAY1, 7300000),
                                      why, sizeof why) == 0);
     //  Duplicates within one batch: the first is kept
-    mesh_audit_sample_record (data, 300, mesh_audit_sample_at (T_DAY1, 7400000));
+    mesh_audit_sample_record (data, 300, s_at (T_DAY1, 7400000));
     mesh_audit_record_t pair [2] = { data->records [300], data->records [300] };
-    assert (mesh_audit_store_append (store, pair, 2, mesh_audit_sample_at (T_DAY1, 7400500), why, sizeof why) == 1);
-    assert (mesh_audit_store_checkpoint (store, mesh_audit_sample_at (T_DAY1, 7500000), why, sizeof why) == 0);
+    assert (mesh_audit_store_append (store, pair, 2, s_at (T_DAY1, 7400500), why, sizeof why) == 1);
+    assert (mesh_audit_store_checkpoint (store, s_at (T_DAY1, 7500000), why, sizeof why) == 0);
     //  A record that breaks the codec's limits fails its whole batch
-    mesh_audit_sample_record (data, 301, mesh_audit_sample_at (T_DAY1, 7600000));
-    mesh_audit_sample_record (data, 302, mesh_audit_sample_at (T_DAY1, 7600000));
+    mesh_audit_sample_record (data, 301, s_at (T_DAY1, 7600000));
+    mesh_audit_sample_record (data, 302, s_at (T_DAY1, 7600000));
     data->records [302].tenant = mesh_audit_sample_text ("bad\xff");
-    assert (mesh_audit_store_append (store, &data->records [301], 2, mesh_audit_sample_at (T_DAY1, 7600500),
+    assert (mesh_audit_store_append (store, &data->records [301], 2, s_at (T_DAY1, 7600500),
                                      why, sizeof why) == -1);
     assert (strstr (why, "record 1") && mesh_audit_store_seq (store) == 301);
     data->records [302].tenant = mesh_audit_sample_text ("t0");
     //  Day two: the chain goes on; a record of day one resent is skipped
-    assert (mesh_audit_store_append (store, &data->records [301], 2, mesh_audit_sample_at (T_DAY2, 1000),
+    assert (mesh_audit_store_append (store, &data->records [301], 2, s_at (T_DAY2, 1000),
                                      why, sizeof why) == 2);
-    assert (mesh_audit_store_append (store, &data->records [7], 1, mesh_audit_sample_at (T_DAY2, 2000),
+    assert (mesh_audit_store_append (store, &data->records [7], 1, s_at (T_DAY2, 2000),
                                      why, sizeof why) == 0);
     //  A clock that steps back keeps writing into the newest day
-    mesh_audit_sample_record (data, 303, mesh_audit_sample_at (T_DAY2, 3000));
-    assert (mesh_audit_store_append (store, &data->records [303], 1, mesh_audit_sample_at (T_DAY1, 9000),
+    mesh_audit_sample_record (data, 303, s_at (T_DAY2, 3000));
+    assert (mesh_audit_store_append (store, &data->records [303], 1, s_at (T_DAY1, 9000),
                                      why, sizeof why) == 1);
     assert (mesh_audit_store_seq (store) == 304);
     mesh_audit_store_close (&store);
@@ -603,22 +611,22 @@ s_test_write (const char *dir, mesh_audit_sample_t *data, t_keys_t *t, bool verb
     char *big = malloc (large);
     assert (big);
     memset (big, 'z', large);
-    mesh_audit_sample_record (data, 304, mesh_audit_sample_at (T_DAY2, 4000));
-    mesh_audit_sample_record (data, 305, mesh_audit_sample_at (T_DAY2, 4000));
+    mesh_audit_sample_record (data, 304, s_at (T_DAY2, 4000));
+    mesh_audit_sample_record (data, 305, s_at (T_DAY2, 4000));
     data->records [304].response = (mesh_bytes_t) { big, large };
     data->records [305].prompt = (mesh_bytes_t) { big, large };
-    assert (mesh_audit_store_append (store, &data->records [304], 2, mesh_audit_sample_at (T_DAY2, 5000),
+    assert (mesh_audit_store_append (store, &data->records [304], 2, s_at (T_DAY2, 5000),
                                      why, sizeof why) == 2);
-    assert (mesh_audit_store_checkpoint (store, mesh_audit_sample_at (T_DAY2, 6000), why, sizeof why) == 0);
-    assert (mesh_audit_store_checkpoint (store, mesh_audit_sample_at (T_DAY2, 6000), why, sizeof why) == 0);
+    assert (mesh_audit_store_checkpoint (store, s_at (T_DAY2, 6000), why, sizeof why) == 0);
+    assert (mesh_audit_store_checkpoint (store, s_at (T_DAY2, 6000), why, sizeof why) == 0);
     //  Day three
-    mesh_audit_sample_record (data, 306, mesh_audit_sample_at (T_DAY3, 1000));
-    assert (mesh_audit_store_append (store, &data->records [306], 1, mesh_audit_sample_at (T_DAY3, 1500),
+    mesh_audit_sample_record (data, 306, s_at (T_DAY3, 1000));
+    assert (mesh_audit_store_append (store, &data->records [306], 1, s_at (T_DAY3, 1500),
                                      why, sizeof why) == 1);
     assert (mesh_audit_store_seq (store) == 307);
     //  A writer's connection sees what a reader does not need to wait for
     mesh_audit_sample_verify (dir, NULL, public_key, 0, "307 records", verbose);
-    assert (mesh_audit_store_checkpoint (store, mesh_audit_sample_at (T_DAY3, 2000), why, sizeof why) == 0);
+    assert (mesh_audit_store_checkpoint (store, s_at (T_DAY3, 2000), why, sizeof why) == 0);
     mesh_audit_store_close (&store);
     free (big);
 }
@@ -639,22 +647,24 @@ s_test_read_back (const char *dir, t_keys_t *t, bool verbose)
     mesh_audit_sample_seen_t *seen = mesh_audit_sample_query (dir, NULL, NULL);
     assert (seen->rows == 307 && seen->ordered && seen->decrypted == 0 && seen->failed == 0);
     //  Filters
+    //  Tenant t1: odd i of 0..306, 7 resent once
     mesh_audit_query_filter_t filter = { .tenant = "t1" };
-    assert (mesh_audit_sample_query (dir, &filter, NULL)->rows == 153);     //  odd i of 0..306, 7 resent once
-    filter = (mesh_audit_query_filter_t) { .model = "m-b" };        //  i % 3 == 0: model m-b
+    assert (mesh_audit_sample_query (dir, &filter, NULL)->rows == 153);
+    //  i % 3 == 0: model m-b; the name asked for matches too
+    filter = (mesh_audit_query_filter_t) { .model = "m-b" };
     size_t m_b = mesh_audit_sample_query (dir, &filter, NULL)->rows;
-    filter = (mesh_audit_query_filter_t) { .model = "alias-b" };    //  the name asked for matches too
+    filter = (mesh_audit_query_filter_t) { .model = "alias-b" };
     assert (mesh_audit_sample_query (dir, &filter, NULL)->rows == m_b && m_b == 103);
     filter = (mesh_audit_query_filter_t) { .status = 429, .outcome = MESH_AUDIT_UPSTREAM_ERROR };
     assert (mesh_audit_sample_query (dir, &filter, NULL)->rows == 61);
-    filter = (mesh_audit_query_filter_t) { .since_ms = mesh_audit_sample_at (T_DAY1, 3600000 + 10 * 1000),
-                                     .until_ms = mesh_audit_sample_at (T_DAY1, 3600000 + 20 * 1000) };
+    filter = (mesh_audit_query_filter_t) { .since_ms = s_at (T_DAY1, 3600000 + 10 * 1000),
+                                           .until_ms = s_at (T_DAY1, 3600000 + 20 * 1000) };
     seen = mesh_audit_sample_query (dir, &filter, NULL);
     assert (seen->rows == 10 && seen->seqs [0] == 11);
     //  Records 301 and 302 started on day one, were stored on day two
-    filter = (mesh_audit_query_filter_t) { .since_ms = mesh_audit_sample_at (T_DAY2, 0) };
+    filter = (mesh_audit_query_filter_t) { .since_ms = s_at (T_DAY2, 0) };
     assert (mesh_audit_sample_query (dir, &filter, NULL)->rows == 4);
-    filter = (mesh_audit_query_filter_t) { .since_ms = mesh_audit_sample_at (T_DAY1, 7600000) };
+    filter = (mesh_audit_query_filter_t) { .since_ms = s_at (T_DAY1, 7600000) };
     assert (mesh_audit_sample_query (dir, &filter, NULL)->rows == 6);
     filter = (mesh_audit_query_filter_t) { .limit = 5 };
     assert (mesh_audit_sample_query (dir, &filter, NULL)->rows == 5);
@@ -685,14 +695,14 @@ s_test_retain (const char *dir, t_keys_t *t, bool verbose)
     assert (store && mesh_audit_store_seq (store) == 307);
     snprintf (path, sizeof path, "%s/audit-" T_DAY1 ".db-wal", dir);
     mesh_audit_sample_write (path, "");
-    assert (mesh_audit_store_retain (store, mesh_audit_sample_at (T_DAY3, 5000), 0) == 0);
-    assert (mesh_audit_store_retain (store, mesh_audit_sample_at (T_DAY3, 5000), 2) == 0);
-    assert (mesh_audit_store_retain (store, mesh_audit_sample_at (T_DAY3, 5000), 1) == 1);
+    assert (mesh_audit_store_retain (store, s_at (T_DAY3, 5000), 0) == 0);
+    assert (mesh_audit_store_retain (store, s_at (T_DAY3, 5000), 2) == 0);
+    assert (mesh_audit_store_retain (store, s_at (T_DAY3, 5000), 1) == 1);
     assert (access (path, F_OK) != 0);
     snprintf (path, sizeof path, "%s/audit-" T_DAY1 ".db", dir);
     assert (access (path, F_OK) != 0);
     //  The file written to is never deleted
-    assert (mesh_audit_store_retain (store, mesh_audit_sample_at ("2026-06-01", 0), 1) == 1);
+    assert (mesh_audit_store_retain (store, s_at ("2026-06-01", 0), 1) == 1);
     mesh_audit_store_close (&store);
     mesh_audit_sample_verify (dir, NULL, public_key, 0, "seq 307 to 307", verbose);
 }
@@ -714,8 +724,8 @@ s_test_odd_stores (const char *root, mesh_audit_sample_t *data, t_keys_t *t, boo
     mesh_audit_sample_write (path, "");
     store = mesh_audit_store_open (dir, keys, signer, why, sizeof why);
     assert (store && mesh_audit_store_seq (store) == 3 && access (path, F_OK) != 0);
-    mesh_audit_sample_record (data, 3, mesh_audit_sample_at (T_DAY2, 0));
-    assert (mesh_audit_store_append (store, &data->records [3], 1, mesh_audit_sample_at (T_DAY2, 10), why,
+    mesh_audit_sample_record (data, 3, s_at (T_DAY2, 0));
+    assert (mesh_audit_store_append (store, &data->records [3], 1, s_at (T_DAY2, 10), why,
                                      sizeof why) == 1);
     mesh_audit_store_close (&store);
     mesh_audit_sample_verify (dir, NULL, public_key, 0, "seq 1 to 4, 2 day files", verbose);
@@ -725,10 +735,10 @@ s_test_odd_stores (const char *root, mesh_audit_sample_t *data, t_keys_t *t, boo
     snprintf (dir, sizeof dir, "%s/unsigned", root);
     store = mesh_audit_store_open (dir, keys, NULL, why, sizeof why);
     assert (store);
-    mesh_audit_sample_record (data, 0, mesh_audit_sample_at (T_DAY1, 0));
-    assert (mesh_audit_store_append (store, data->records, 1, mesh_audit_sample_at (T_DAY1, 10), why,
+    mesh_audit_sample_record (data, 0, s_at (T_DAY1, 0));
+    assert (mesh_audit_store_append (store, data->records, 1, s_at (T_DAY1, 10), why,
                                      sizeof why) == 1);
-    assert (mesh_audit_store_checkpoint (store, mesh_audit_sample_at (T_DAY1, 20), why, sizeof why) == -1);
+    assert (mesh_audit_store_checkpoint (store, s_at (T_DAY1, 20), why, sizeof why) == -1);
     assert (strstr (why, "signing key"));
     mesh_audit_store_close (&store);
     mesh_audit_sample_rmtree (dir);

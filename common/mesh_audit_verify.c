@@ -317,7 +317,8 @@ s_check (verify_t *self, char *why, size_t why_size)
                          "checkpoints%s\n", (unsigned long long) self->records,
                          (unsigned long long) self->first_seq,
                          (unsigned long long) self->expected - 1, self->files,
-                         self->checkpoint_count, self->public_key ? "" : " (signatures not checked)");
+                         self->checkpoint_count,
+                         self->public_key ? "" : " (signatures not checked)");
     else
     if (rc == 0)
         mesh_buf_printf (self->report, "ok: no records in %zu day files\n", self->files);
@@ -418,7 +419,8 @@ s_test_rechain (const char *dir, const char *day, uint64_t from_seq)
         mesh_audit_file_row (select, &record);
         assert (mesh_audit_seal_plain (&record, &plain) == 0);
         unsigned char digest [CHAIN_BYTES];
-        mesh_audit_seal_digest (seal, plain.data, plain.len, sqlite3_column_blob (select, AT_PROMPT),
+        mesh_audit_seal_digest (seal, plain.data, plain.len,
+                                sqlite3_column_blob (select, AT_PROMPT),
                                 (size_t) sqlite3_column_bytes (select, AT_PROMPT),
                                 sqlite3_column_blob (select, AT_RESPONSE),
                                 (size_t) sqlite3_column_bytes (select, AT_RESPONSE), digest);
