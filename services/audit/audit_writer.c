@@ -21,6 +21,9 @@
 #include "audit_writer.h"
 #include "audit.h"                  //  audit_bench_record, for the selftest
 
+#include "mesh_audit_query.h"
+#include "mesh_audit_seal.h"
+#include "mesh_audit_verify.h"
 #include "mesh_log.h"
 #include "mesh_time.h"
 
@@ -711,7 +714,7 @@ typedef struct {
 } test_rows_t;
 
 static int
-s_test_row (void *arg, const mesh_audit_row_t *row)
+s_test_row (void *arg, const mesh_audit_query_row_t *row)
 {
     test_rows_t *rows = arg;
     rows->rows++;
@@ -737,7 +740,7 @@ audit_writer_test (bool verbose)
     assert (mesh_audit_keyring_rotate (key_file, key_id, sizeof key_id, why, sizeof why) == 0);
     mesh_audit_keyring_t *keys = mesh_audit_keyring_load (key_file, NULL, why, sizeof why);
     assert (keys);
-    EVP_PKEY *signer = mesh_audit_signer_load (signing_file, public_file, why, sizeof why);
+    EVP_PKEY *signer = mesh_audit_seal_signer_load (signing_file, public_file, why, sizeof why);
     assert (signer);
     mesh_metrics_t *metrics = mesh_metrics_new ();
     audit_writer_config_t config = {
@@ -794,12 +797,12 @@ audit_writer_test (bool verbose)
     //  the chain and its checkpoints verify
     mesh_audit_keyring_t *readers = mesh_audit_keyring_load (key_file, NULL, why, sizeof why);
     assert (readers);
-    mesh_audit_filter_t filter = { 0 };
+    mesh_audit_query_filter_t filter = { 0 };
     test_rows_t rows = { 0 };
     assert (mesh_audit_query (dir, &filter, readers, s_test_row, &rows, why, sizeof why) == 0);
     assert (rows.rows == 41);
     assert (strcmp (rows.last_key, new_key_id) == 0 && strcmp (rows.last_id, last_id) == 0);
-    EVP_PKEY *public_key = mesh_audit_public_key_load (public_file, why, sizeof why);
+    EVP_PKEY *public_key = mesh_audit_seal_public_key_load (public_file, why, sizeof why);
     assert (public_key);
     mesh_buf_t report;
     mesh_buf_init (&report);

@@ -7,6 +7,8 @@
         ctl_keys    keys list | add | set | remove
         ctl_audit   audit query | verify | export | rotate-key, on the audit
                     store's files (no admin API)
+        ctl_export  an audit record as an NDJSON line with Elastic Common
+                    Schema names (audit export)
         ctl_curve   curve keygen: the mesh's CURVE keys (no admin API)
         main        global options and the table of commands
 

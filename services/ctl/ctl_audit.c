@@ -12,7 +12,11 @@
     What the records hold is printed with control characters replaced, so
     a stored prompt cannot drive the terminal.                               */
 #include "ctl.h"
-#include "mesh_audit_store.h"
+#include "ctl_export.h"
+#include "mesh_audit_keyring.h"
+#include "mesh_audit_query.h"
+#include "mesh_audit_seal.h"
+#include "mesh_audit_verify.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
 
@@ -167,19 +171,9 @@ s_parse_time (const char *text, int64_t now_ms)
     return (int64_t) seconds * 1000 + millis - offset_ms;
 }
 
-static void
-s_iso_time (uint64_t ms, char out [32])
-{
-    time_t seconds = (time_t) (ms / 1000);
-    struct tm tm;
-    gmtime_r (&seconds, &tm);
-    size_t len = strftime (out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf (out + len, 32 - len, ".%03dZ", (int) (ms % 1000));
-}
-
 //  Reads the filter options; CTL_EXIT_OK or a usage error
 static int
-s_filter (ctl_t *ctl, json_t *fields, mesh_audit_filter_t *filter)
+s_filter (ctl_t *ctl, json_t *fields, mesh_audit_query_filter_t *filter)
 {
     memset (filter, 0, sizeof *filter);
     int64_t now_ms = mesh_wall_ms ();
@@ -369,12 +363,12 @@ s_json_bytes (const mesh_bytes_t *bytes)
 }
 
 static json_t *
-s_row_json (const mesh_audit_row_t *row, bool decrypt)
+s_row_json (const mesh_audit_query_row_t *row, bool decrypt)
 {
     const mesh_audit_record_t *r = &row->record;
     char start [32], end [32];
-    s_iso_time (r->start_ms, start);
-    s_iso_time (r->end_ms, end);
+    ctl_export_iso_time ((int64_t) r->start_ms, start);
+    ctl_export_iso_time ((int64_t) r->end_ms, end);
     json_t *object = json_pack ("{sI ss so ss ss so so so so so so sb sI so so sI sb"
                                 " sI sI sI sI sI sI sI sI sI sb ss}",
         "seq", (json_int_t) row->seq, "file", row->file, "id", s_json_bytes (&r->id), "start", start, "end", end,
@@ -445,7 +439,7 @@ s_print_row (const char *cells [])
 }
 
 static int
-s_on_query_row (void *arg, const mesh_audit_row_t *row)
+s_on_query_row (void *arg, const mesh_audit_query_row_t *row)
 {
     query_t *self = arg;
     const mesh_audit_record_t *r = &row->record;
@@ -462,7 +456,7 @@ s_on_query_row (void *arg, const mesh_audit_row_t *row)
         return 0;
     }
     char time [32], status [16], tokens [48], ttft [32], total [32];
-    s_iso_time (r->start_ms, time);
+    ctl_export_iso_time ((int64_t) r->start_ms, time);
     snprintf (status, sizeof status, r->status ? "%u" : "-", r->status);
     snprintf (tokens, sizeof tokens, "%llu/%llu", (unsigned long long) r->prompt_tokens,
               (unsigned long long) r->completion_tokens);
@@ -511,7 +505,7 @@ int
 ctl_audit_query (ctl_t *ctl, int argc, char **argv)
 {
     json_t *fields = json_object ();
-    mesh_audit_filter_t filter;
+    mesh_audit_query_filter_t filter;
     mesh_audit_keyring_t *keys = NULL;
     query_t query = { .json = ctl->json };
     int rc = ctl_parse (ctl, argc, argv, s_query_options, fields, NULL, 0);
@@ -543,14 +537,14 @@ done:
 //  Export ---------------------------------------------------------------------------
 
 static int
-s_on_export_row (void *arg, const mesh_audit_row_t *row)
+s_on_export_row (void *arg, const mesh_audit_query_row_t *row)
 {
     query_t *self = arg;
     self->rows++;
     if (self->decrypt && !row->decrypted)
         self->failed++;
     mesh_buf_reset (&self->line);
-    mesh_audit_row_ndjson (row, &self->line);
+    ctl_export_ndjson (row, &self->line);
     fwrite (mesh_buf_head (&self->line), 1, mesh_buf_size (&self->line), stdout);
     mesh_buf_trim (&self->line, 1 << 20);
     return ferror (stdout) ? -1 : 0;
@@ -560,7 +554,7 @@ int
 ctl_audit_export (ctl_t *ctl, int argc, char **argv)
 {
     json_t *fields = json_object ();
-    mesh_audit_filter_t filter;
+    mesh_audit_query_filter_t filter;
     mesh_audit_keyring_t *keys = NULL;
     query_t query = { .json = true };
     mesh_buf_init (&query.line);
@@ -615,7 +609,7 @@ ctl_audit_verify (ctl_t *ctl, int argc, char **argv)
         goto done;
     char path [4096], why [512];
     s_file (fields, "public_key", NULL, "signing.pub.pem", path, sizeof path);
-    if (!(public_key = mesh_audit_public_key_load (path, why, sizeof why))) {
+    if (!(public_key = mesh_audit_seal_public_key_load (path, why, sizeof why))) {
         fprintf (stderr, "seekmeshctl: cannot read the checkpoints' public key: %s\n"
                  "(give it with --public-key FILE)\n", why);
         rc = CTL_EXIT_UNREACHABLE;

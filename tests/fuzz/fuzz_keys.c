@@ -6,7 +6,7 @@
     ring has an active key whose id is one of the text's words, 1-32
     letters, digits, '.', '_' or '-'.                                      */
 #include "fuzz.h"
-#include "mesh_audit_store.h"
+#include "mesh_audit_keyring.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -503,10 +503,10 @@ def msg_seeds():
     put(t, "empty", b"")
 
 
-# --- Audit records (common/mesh_audit.h) -------------------------------------
+# --- Audit records (proto/mesh_audit.h) --------------------------------------
 
 AUDIT_VERSION = int(re.search(r"#define MESH_AUDIT_VERSION\s+(\d+)",
-                              open(os.path.join(ROOT, "common", "mesh_audit.h")).read()).group(1))
+                              open(os.path.join(ROOT, "proto", "mesh_audit.h")).read()).group(1))
 #  The record's fields in wire order: (member, kind, max); the order of
 #  mesh_audit_record_t, restated here so the seeds do not come from the codec
 AUDIT_FIELDS = [("id", "ID", 26), ("start_ms", "U64", 0), ("end_ms", "U64", 0),

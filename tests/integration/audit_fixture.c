@@ -13,6 +13,7 @@
     for as deepseek-v4-pro), the others deepseek-chat; every fifth failed
     with 429; even records are streams.  The prompt holds "secret prompt
     <i>", the response "Echo: secret prompt <i>".  Prints the store's seq.    */
+#include "mesh_audit_seal.h"
 #include "mesh_audit_store.h"
 #include "mesh_id.h"
 #include "mesh_time.h"
@@ -54,7 +55,7 @@ main (int argc, char *argv [])
     snprintf (private_path, sizeof private_path, "%s/signing.pem", dir);
     snprintf (public_path, sizeof public_path, "%s/signing.pub.pem", dir);
     mesh_audit_keyring_t *keys = mesh_audit_keyring_load (path, NULL, why, sizeof why);
-    EVP_PKEY *signer = keys ? mesh_audit_signer_load (private_path, public_path, why, sizeof why)
+    EVP_PKEY *signer = keys ? mesh_audit_seal_signer_load (private_path, public_path, why, sizeof why)
                             : NULL;
     mesh_audit_store_t *store = signer ? mesh_audit_store_open (dir, keys, signer, why, sizeof why)
                                        : NULL;

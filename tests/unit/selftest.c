@@ -5,7 +5,15 @@
     any failed.  With a name, runs only the tests whose name contains it.    */
 #include "mesh_admin.h"
 #include "mesh_audit.h"
+#include "mesh_audit_file.h"
+#include "mesh_audit_keyring.h"
+#include "mesh_audit_query.h"
+#include "mesh_audit_sample.h"
+#include "mesh_audit_seal.h"
+#include "mesh_audit_sealer.h"
 #include "mesh_audit_store.h"
+#include "mesh_audit_verify.h"
+#include "mesh_audit_wal.h"
 #include "mesh_buf.h"
 #include "mesh_completion.h"
 #include "mesh_config.h"
@@ -37,6 +45,7 @@
 #include "connector/connector.h"
 #include "ingress/ingress_validate.h"
 #include "ctl/ctl.h"
+#include "ctl/ctl_export.h"
 #include "ctl/ctl_http.h"
 #include "router/router.h"
 #include "router/router_connectors.h"
@@ -60,7 +69,15 @@ typedef struct {
 static const selftest_t s_tests [] = {
     { "mesh_buf",    mesh_buf_test },
     { "mesh_audit",  mesh_audit_test },
+    { "mesh_audit_keyring", mesh_audit_keyring_test },
+    { "mesh_audit_seal", mesh_audit_seal_test },
+    { "mesh_audit_sealer", mesh_audit_sealer_test },
+    { "mesh_audit_wal", mesh_audit_wal_test },
+    { "mesh_audit_file", mesh_audit_file_test },
     { "mesh_audit_store", mesh_audit_store_test },
+    { "mesh_audit_query", mesh_audit_query_test },
+    { "mesh_audit_verify", mesh_audit_verify_test },
+    { "mesh_audit_sample", mesh_audit_sample_test },
     { "mesh_admin",  mesh_admin_test },
     { "mesh_id",     mesh_id_test },
     { "mesh_jscan",  mesh_jscan_test },
@@ -100,6 +117,7 @@ static const selftest_t s_tests [] = {
     { "ctl_http",    ctl_http_test },
     { "ctl_api",     ctl_api_test },
     { "ctl_audit",   ctl_audit_test },
+    { "ctl_export",  ctl_export_test },
     { "router_keys", router_keys_test },
     { "router_policy", router_policy_test },
     { "router_quota", router_quota_test },

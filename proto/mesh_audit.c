@@ -2,10 +2,10 @@
 
     The field table below is the one place the wire order lives; the
     encoder, the decoder and the selftest walk it.  The reader follows
-    proto/mesh_msg.c: bounds checked before every read, nothing allocated,
-    every string's length and UTF-8 checked, trailing bytes refused (the
-    reader is proto/mesh_mp.h, shared with mesh_msg).  Any
-    thread.                                                                  */
+    mesh_msg.c, the other codec beside it: bounds checked before every
+    read, nothing allocated, every string's length and UTF-8 checked,
+    trailing bytes refused (the reader is mesh_mp.h, shared with
+    mesh_msg).  Any thread.                                                  */
 #include "mesh_audit.h"
 #include "mesh_id.h"
 #include "mesh_mp.h"
@@ -277,22 +277,14 @@ s_expect (const mesh_buf_t *buf, int want, const char *what)
     }
 }
 
-void
-mesh_audit_test (bool verbose)
+//  A record with every field set, id its request id
+static mesh_audit_record_t
+s_test_record (const char *id)
 {
-    (void) verbose;
-    char id [MESH_ID_LEN + 1];
-    mesh_id_new (id);
-    mesh_buf_t buf, again;
-    mesh_buf_init (&buf);
-    mesh_buf_init (&again);
-    char why [128];
-
-    //  A full record survives a round trip, field by field
     static const char prompt [] = "{\"model\":\"deepseek-chat\",\"messages\":[]}\0binary\xff";
     static const char response [] = "{\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n"
                                     "{\"choices\":[],\"usage\":{}}";
-    mesh_audit_record_t record = {
+    return (mesh_audit_record_t) {
         .id = s_text (id), .start_ms = 1780000000000ull, .end_ms = 1780000000250ull,
         .tenant = s_text ("acme"), .key_id = s_text ("key-1"),
         .model_requested = s_text ("deepseek-v4-flash"), .model = s_text ("deepseek-chat"),
@@ -306,37 +298,52 @@ mesh_audit_test (bool verbose)
         .prompt = { prompt, sizeof prompt - 1 }, .response = { response, sizeof response - 1 },
         .truncated = true
     };
+}
+
+//  A full record survives a round trip, field by field; truncated or
+//  trailed frames are refused
+static void
+s_test_round_trip (const mesh_audit_record_t *given, mesh_buf_t *buf, mesh_buf_t *again)
+{
+    mesh_audit_record_t record = *given;
+    char why [128];
     mesh_audit_record_t out;
-    assert (mesh_audit_encode (&record, &buf) == 0);
-    assert (mesh_audit_decode (&out, buf.data, buf.len, why, sizeof why) == 0);
+    assert (mesh_audit_encode (&record, buf) == 0);
+    assert (mesh_audit_decode (&out, buf->data, buf->len, why, sizeof why) == 0);
     assert (s_same (&record, &out));
-    assert (out.prompt.data >= buf.data && out.prompt.data < buf.data + buf.len);
+    assert (out.prompt.data >= buf->data && out.prompt.data < buf->data + buf->len);
     //  Decoding points into the frame; re-encoding gives the same bytes
-    assert (mesh_audit_encode (&out, &again) == 0);
-    assert (again.len == buf.len && memcmp (again.data, buf.data, buf.len) == 0);
+    assert (mesh_audit_encode (&out, again) == 0);
+    assert (again->len == buf->len && memcmp (again->data, buf->data, buf->len) == 0);
 
     //  Encoding appends; a refused record appends nothing
-    mesh_buf_reset (&again);
-    mesh_buf_append (&again, "xy", 2);
-    assert (mesh_audit_encode (&record, &again) == 0 && again.len == buf.len + 2);
+    mesh_buf_reset (again);
+    mesh_buf_append (again, "xy", 2);
+    assert (mesh_audit_encode (&record, again) == 0 && again->len == buf->len + 2);
     mesh_audit_record_t bad = record;
     bad.tenant = s_text ("\xc3\x28");
-    assert (mesh_audit_encode (&bad, &again) == -1 && again.len == buf.len + 2);
+    assert (mesh_audit_encode (&bad, again) == -1 && again->len == buf->len + 2);
 
     //  Every truncation is refused, never read past; so are trailing bytes
-    for (size_t cut = 0; cut < buf.len; cut++)
-        assert (mesh_audit_decode (&out, buf.data, cut, why, sizeof why) == -1);
-    mesh_buf_append (&buf, "\xc0", 1);
-    s_expect (&buf, -1, "trailing");
+    for (size_t cut = 0; cut < buf->len; cut++)
+        assert (mesh_audit_decode (&out, buf->data, cut, why, sizeof why) == -1);
+    mesh_buf_append (buf, "\xc0", 1);
+    s_expect (buf, -1, "trailing");
     assert (mesh_audit_decode (&out, NULL, 0, why, sizeof why) == -1);
 
     //  A minimal record: empty text, zero numbers, empty bytes from NULL
-    mesh_audit_record_t empty = { .id = s_text (id) };
-    mesh_buf_reset (&buf);
-    assert (mesh_audit_encode (&empty, &buf) == 0);
-    assert (mesh_audit_decode (&out, buf.data, buf.len, why, sizeof why) == 0);
+    mesh_audit_record_t empty = { .id = record.id };
+    mesh_buf_reset (buf);
+    assert (mesh_audit_encode (&empty, buf) == 0);
+    assert (mesh_audit_decode (&out, buf->data, buf->len, why, sizeof why) == 0);
     assert (s_same (&empty, &out) && out.prompt.size == 0 && out.tenant.size == 0);
+}
 
+//  The limits of every field, each way
+static void
+s_test_limits (const mesh_audit_record_t *given, mesh_buf_t *buf)
+{
+    mesh_audit_record_t record = *given;
     //  Every text limit: the maximum passes both ways, one more fails both;
     //  frames past it (made without the checks) are refused by name
     char *big = malloc (8192);
@@ -349,30 +356,30 @@ mesh_audit_test (bool verbose)
         mesh_audit_record_t edge = record;
         mesh_bytes_t *text = (mesh_bytes_t *) ((char *) &edge + field->offset);
         *text = (mesh_bytes_t) { big, field->max };
-        mesh_buf_reset (&buf);
-        assert (mesh_audit_encode (&edge, &buf) == 0);
-        s_expect (&buf, 0, NULL);
+        mesh_buf_reset (buf);
+        assert (mesh_audit_encode (&edge, buf) == 0);
+        s_expect (buf, 0, NULL);
         *text = (mesh_bytes_t) { big, field->max + 1 };
-        mesh_buf_reset (&buf);
-        assert (mesh_audit_encode (&edge, &buf) == -1 && buf.len == 0);
-        assert (s_encode (&edge, &buf, false) == 0);
-        s_expect (&buf, -1, field->name);
+        mesh_buf_reset (buf);
+        assert (mesh_audit_encode (&edge, buf) == -1 && buf->len == 0);
+        assert (s_encode (&edge, buf, false) == 0);
+        s_expect (buf, -1, field->name);
         //  Invalid UTF-8 and NUL, in every text field
         const char *hostile [] = { "\xc3\x28", "a\0b", "\xed\xa0\x80", "\xc0\xaf", "\xe2\x82",
                                    "\xf4\x90\x80\x80" };
         const size_t sizes [] = { 2, 3, 3, 2, 2, 4 };
         for (size_t h = 0; h < MESH_ARRAY_SIZE (hostile); h++) {
             *text = (mesh_bytes_t) { hostile [h], sizes [h] };
-            mesh_buf_reset (&buf);
-            assert (mesh_audit_encode (&edge, &buf) == -1);
-            assert (s_encode (&edge, &buf, false) == 0);
-            s_expect (&buf, -1, field->name);
+            mesh_buf_reset (buf);
+            assert (mesh_audit_encode (&edge, buf) == -1);
+            assert (s_encode (&edge, buf, false) == 0);
+            s_expect (buf, -1, field->name);
         }
         //  Multi-byte UTF-8 up to the limit
         *text = s_text ("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80");
-        mesh_buf_reset (&buf);
-        assert (mesh_audit_encode (&edge, &buf) == 0);
-        s_expect (&buf, 0, NULL);
+        mesh_buf_reset (buf);
+        assert (mesh_audit_encode (&edge, buf) == 0);
+        s_expect (buf, 0, NULL);
     }
     free (big);
 
@@ -382,10 +389,10 @@ mesh_audit_test (bool verbose)
     for (size_t i = 0; i < MESH_ARRAY_SIZE (ids); i++) {
         mesh_audit_record_t edge = record;
         edge.id = s_text (ids [i]);
-        mesh_buf_reset (&buf);
-        assert (mesh_audit_encode (&edge, &buf) == -1);
-        assert (s_encode (&edge, &buf, false) == 0);
-        s_expect (&buf, -1, "field id");
+        mesh_buf_reset (buf);
+        assert (mesh_audit_encode (&edge, buf) == -1);
+        assert (s_encode (&edge, buf, false) == 0);
+        s_expect (buf, -1, "field id");
     }
 
     //  The bytes limit: 64 MiB passes, one byte more does not
@@ -393,27 +400,33 @@ mesh_audit_test (bool verbose)
     assert (huge);
     mesh_audit_record_t edge = record;
     edge.response = (mesh_bytes_t) { huge, MESH_AUDIT_MAX_TEXT };
-    mesh_buf_reset (&buf);
-    assert (mesh_audit_encode (&edge, &buf) == 0);
-    s_expect (&buf, 0, NULL);
+    mesh_buf_reset (buf);
+    assert (mesh_audit_encode (&edge, buf) == 0);
+    s_expect (buf, 0, NULL);
     edge.response.size++;
-    mesh_buf_reset (&buf);
-    assert (mesh_audit_encode (&edge, &buf) == -1 && buf.len == 0);
-    assert (s_encode (&edge, &buf, false) == 0);
-    s_expect (&buf, -1, "field response");
+    mesh_buf_reset (buf);
+    assert (mesh_audit_encode (&edge, buf) == -1 && buf->len == 0);
+    assert (s_encode (&edge, buf, false) == 0);
+    s_expect (buf, -1, "field response");
     free (huge);
-    mesh_buf_free (&buf);
-    mesh_buf_init (&buf);
+    mesh_buf_free (buf);
+    mesh_buf_init (buf);
 
     //  Bytes with a size but no data are a caller's bug, refused
     edge = record;
     edge.prompt = (mesh_bytes_t) { NULL, 3 };
-    assert (mesh_audit_encode (&edge, &buf) == -1 && buf.len == 0);
+    assert (mesh_audit_encode (&edge, buf) == -1 && buf->len == 0);
+}
 
-    //  Hand-made frames: header, counts, kinds, sizes
-    mesh_buf_reset (&again);
-    assert (mesh_audit_encode (&record, &again) == 0);
-    const unsigned char *good = (const unsigned char *) again.data;
+//  Hand-made frames: header, counts, kinds, sizes
+static void
+s_test_frames (const mesh_audit_record_t *record, mesh_buf_t *buf, mesh_buf_t *again)
+{
+    mesh_audit_record_t out;
+    char why [128];
+    mesh_buf_reset (again);
+    assert (mesh_audit_encode (record, again) == 0);
+    const unsigned char *good = (const unsigned char *) again->data;
     assert (good [0] == 0xdc && good [1] == 0 && good [2] == 30);
     assert (good [3] == 0xa2 && good [4] == 'S' && good [5] == 'A' && good [6] == 1);
     struct { const char *name; size_t at; const char *bytes; size_t size; const char *why; }
@@ -426,12 +439,12 @@ mesh_audit_test (bool verbose)
         { "a map",            0, "\xde", 1, "array" },
     };
     for (size_t i = 0; i < MESH_ARRAY_SIZE (patches); i++) {
-        mesh_buf_reset (&buf);
-        mesh_buf_append (&buf, good, patches [i].at);
-        mesh_buf_append (&buf, patches [i].bytes, patches [i].size);
+        mesh_buf_reset (buf);
+        mesh_buf_append (buf, good, patches [i].at);
+        mesh_buf_append (buf, patches [i].bytes, patches [i].size);
         size_t skip = patches [i].at + 1;
-        mesh_buf_append (&buf, good + skip, again.len - skip);
-        s_expect (&buf, -1, patches [i].why);
+        mesh_buf_append (buf, good + skip, again->len - skip);
+        s_expect (buf, -1, patches [i].why);
     }
     //  An array of 4G elements, a str of 4 GB: refused without reading on
     const unsigned char huge_array [] = { 0xdd, 0xff, 0xff, 0xff, 0xff };
@@ -453,27 +466,31 @@ mesh_audit_test (bool verbose)
         //  [header][id][start_ms ...]: replace start_ms (uint64 0xcf + 8)
         size_t at = start_at + 1 + MESH_ID_LEN;
         assert (good [at] == 0xcf);
-        mesh_buf_reset (&buf);
-        mesh_buf_append (&buf, good, at);
-        mesh_buf_append (&buf, kinds [i].bytes, kinds [i].size);
-        mesh_buf_append (&buf, good + at + 9, again.len - at - 9);
-        s_expect (&buf, -1, kinds [i].field);
+        mesh_buf_reset (buf);
+        mesh_buf_append (buf, good, at);
+        mesh_buf_append (buf, kinds [i].bytes, kinds [i].size);
+        mesh_buf_append (buf, good + at + 9, again->len - at - 9);
+        s_expect (buf, -1, kinds [i].field);
     }
     //  The id as bin
-    mesh_buf_reset (&buf);
-    mesh_buf_append (&buf, good, start_at);
-    mesh_buf_append (&buf, "\xc4\x1a", 2);
-    mesh_buf_append (&buf, good + start_at + 1, again.len - start_at - 1);
-    s_expect (&buf, -1, "field id");
+    mesh_buf_reset (buf);
+    mesh_buf_append (buf, good, start_at);
+    mesh_buf_append (buf, "\xc4\x1a", 2);
+    mesh_buf_append (buf, good + start_at + 1, again->len - start_at - 1);
+    s_expect (buf, -1, "field id");
+}
 
-    //  Field by field through a record made of hand-picked kinds: status
-    //  past u32, bool as 1, prompt as str
+//  Field by field through a record made of hand-picked kinds
+static void
+s_test_fields (const char *id, mesh_buf_t *buf, mesh_buf_t *again)
+{
+    //  Status past u32, bool as 1, prompt as str
     mesh_audit_record_t small = { .id = s_text (id) };
-    mesh_buf_reset (&again);
-    assert (mesh_audit_encode (&small, &again) == 0);
+    mesh_buf_reset (again);
+    assert (mesh_audit_encode (&small, again) == 0);
     //  Minimal record layout: header 7, id 27, start 1, end 1, 7 empty strs,
     //  stream 1, status 1, ...
-    good = (const unsigned char *) again.data;
+    const unsigned char *good = (const unsigned char *) again->data;
     size_t stream_at = 7 + 27 + 2 + 7;
     assert (good [stream_at] == 0xc2 && good [stream_at + 1] == 0x00);
     struct { size_t at; const char *bytes; size_t size; const char *field; } swaps [] = {
@@ -485,30 +502,45 @@ mesh_audit_test (bool verbose)
         { 7 + 27 + 2, "\xc4\x00", 2, "field tenant" },               //  bin for a str
     };
     for (size_t i = 0; i < MESH_ARRAY_SIZE (swaps); i++) {
-        mesh_buf_reset (&buf);
-        mesh_buf_append (&buf, good, swaps [i].at);
-        mesh_buf_append (&buf, swaps [i].bytes, swaps [i].size);
-        mesh_buf_append (&buf, good + swaps [i].at + 1, again.len - swaps [i].at - 1);
-        s_expect (&buf, swaps [i].field ? -1 : 0, swaps [i].field);
+        mesh_buf_reset (buf);
+        mesh_buf_append (buf, good, swaps [i].at);
+        mesh_buf_append (buf, swaps [i].bytes, swaps [i].size);
+        mesh_buf_append (buf, good + swaps [i].at + 1, again->len - swaps [i].at - 1);
+        s_expect (buf, swaps [i].field ? -1 : 0, swaps [i].field);
     }
     //  The prompt (bin) sent as a str: the last three fields are c4 00 c4 00 c2
-    size_t tail = again.len - 5;
+    size_t tail = again->len - 5;
     assert (memcmp (good + tail, "\xc4\x00\xc4\x00\xc2", 5) == 0);
-    mesh_buf_reset (&buf);
-    mesh_buf_append (&buf, good, tail);
-    mesh_buf_append (&buf, "\xa0\xc4\x00\xc2", 4);
-    s_expect (&buf, -1, "field prompt");
+    mesh_buf_reset (buf);
+    mesh_buf_append (buf, good, tail);
+    mesh_buf_append (buf, "\xa0\xc4\x00\xc2", 4);
+    s_expect (buf, -1, "field prompt");
     //  A bin that declares more than the frame holds
-    mesh_buf_reset (&buf);
-    mesh_buf_append (&buf, good, tail);
-    mesh_buf_append (&buf, "\xc6\x7f\xff\xff\xff", 5);
-    s_expect (&buf, -1, "field prompt");
+    mesh_buf_reset (buf);
+    mesh_buf_append (buf, good, tail);
+    mesh_buf_append (buf, "\xc6\x7f\xff\xff\xff", 5);
+    s_expect (buf, -1, "field prompt");
     //  The truncated flag as nil
-    mesh_buf_reset (&buf);
-    mesh_buf_append (&buf, good, again.len - 1);
-    mesh_buf_append (&buf, "\xc0", 1);
-    s_expect (&buf, -1, "field truncated");
+    mesh_buf_reset (buf);
+    mesh_buf_append (buf, good, again->len - 1);
+    mesh_buf_append (buf, "\xc0", 1);
+    s_expect (buf, -1, "field truncated");
+}
 
+void
+mesh_audit_test (bool verbose)
+{
+    (void) verbose;
+    char id [MESH_ID_LEN + 1];
+    mesh_id_new (id);
+    mesh_buf_t buf, again;
+    mesh_buf_init (&buf);
+    mesh_buf_init (&again);
+    mesh_audit_record_t record = s_test_record (id);
+    s_test_round_trip (&record, &buf, &again);
+    s_test_limits (&record, &buf);
+    s_test_frames (&record, &buf, &again);
+    s_test_fields (id, &buf, &again);
     mesh_buf_free (&buf);
     mesh_buf_free (&again);
 }
