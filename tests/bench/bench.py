@@ -434,7 +434,13 @@ http {
         directory.mkdir()
         port, admin = free_port(), free_port()
         config = directory / "audit.json"
-        config.write_text(json.dumps({"audit": {"listen": "tcp://127.0.0.1:%d" % port,
+        #  CURVE on, as in a mesh: a key set made for this run; the bench
+        #  client speaks as an ingress from the same config
+        keys = directory / "curve"
+        subprocess.run([str(BIN / "seekmeshctl"), "curve", "keygen", "--dir", str(keys)],
+                       check=True, capture_output=True, timeout=30)
+        config.write_text(json.dumps({"mesh": {"curve_dir": str(keys)},
+                                      "audit": {"listen": "tcp://127.0.0.1:%d" % port,
                                                 "admin_listen": "127.0.0.1:%d" % admin,
                                                 "dir": str(directory / "store")}}))
         proc = subprocess.Popen([str(BIN / "seekmesh-audit"), "-c", str(config)],
@@ -445,7 +451,7 @@ http {
         for size in (512, 2048):
             rates = []
             for _ in range(self.args.audit_rounds):
-                result = subprocess.run([str(BIN / "seekmesh-audit"), "bench", "-e", "tcp://127.0.0.1:%d" % port,
+                result = subprocess.run([str(BIN / "seekmesh-audit"), "bench", "-c", str(config),
                                          "-n", str(self.args.audit_records), "-s", str(size), "-p"],
                                         capture_output=True, text=True, timeout=600)
                 m = re.search(r"([\d.]+) durable records/s", result.stdout)
