@@ -14,20 +14,24 @@ client items of the authenticated-bus issue).
   audit spool while the audit service is away; a known key from the same
   address still passes
 """
+import hashlib
+import json
 import os
+import random
 import resource
 import selectors
 import signal
 import socket
+import string
 import threading
 import time
 
-from meshlib import CHAT, KEY, parallel
+from meshlib import ADMIN_TOKEN, CHAT, KEY, parallel
 from test_audit import record, rows, settle
 
 
-def user(text, **extra):
-    return dict({"model": "deepseek-chat", "messages": [{"role": "user", "content": text}]}, **extra)
+def user(text, model="deepseek-chat", **extra):
+    return dict({"model": model, "messages": [{"role": "user", "content": text}]}, **extra)
 
 
 def connect(mesh, source="127.0.0.1", timeout=10):
@@ -364,3 +368,40 @@ def test_admin_port_defends_itself(make_mesh):
     for s in waiting:
         s.close()
     assert mesh.admin_get("router", "/healthz")[0] == 200
+
+
+def test_long_credential_and_logs_without_secrets(make_mesh):
+    # A 6 KB upstream credential goes upstream whole (the mock checks it),
+    # never into a log, at the most verbose level, nor any key or hash
+    credential = "ck-" + "".join(random.choice(string.ascii_letters + string.digits) for _ in range(6000))
+    mesh = make_mesh({}, env={"SEEKMESH_MOCK_API_KEY": credential, "SEEKMESH_LOG_LEVEL": "debug"})
+    assert mesh.chat(user("with a long key"))[0] == 200
+    s = mesh.stream(user("streamed with it", stream=True))
+    s.read_all()
+    s.close()
+    assert s.status == 200 and s.ended
+    status, made = mesh.admin_call("POST", "/admin/keys", {"tenant": "t9"})
+    assert status == 201, made
+    assert mesh.chat(user("with a new key"), key=made["key"])[0] == 200
+    wrong = "sk-wrong-secret-" + "z" * 20
+    assert mesh.chat(user("with a wrong key"), key=wrong)[0] == 401
+    secrets = {"upstream credential": credential[:40], "admin token": ADMIN_TOKEN,
+               "client key": KEY, "new key": made["key"], "wrong key": wrong}
+    for name, secret in list(secrets.items()):
+        secrets[name + " sha256"] = hashlib.sha256(secret.encode()).hexdigest()
+    secrets["new key sha256"] = hashlib.sha256(made["key"].encode()).hexdigest()
+    logs = "".join(p.read_text(errors="replace") for p in (mesh.run_dir / "logs").glob("*.log"))
+    assert "req=" in logs          # debug lines were written
+    for name, secret in secrets.items():
+        assert secret not in logs, "the %s is in a log" % name
+
+
+def test_admin_cannot_name_a_forbidden_key_env(mesh):
+    # auth.key_env may name only SEEKMESH_UPSTREAM_* or connector.key_envs,
+    # so an admin cannot make the connector send the admin token upstream
+    entry = {"type": "llm", "endpoint": mesh.shift_url("http://127.0.0.1:9100/v1/chat/completions"),
+             "auth": {"type": "api_key", "key_env": "SEEKMESH_ADMIN_TOKEN"}}
+    status, reply = mesh.admin_call("PUT", "/admin/models/exfiltrate", entry)
+    assert status == 400, reply
+    assert "SEEKMESH_ADMIN_TOKEN may not be sent upstream" in json.dumps(reply)
+    assert mesh.chat(user("x", model="exfiltrate"))[0] == 404
