@@ -70,18 +70,18 @@ export async function collect (stream) {
 }
 
 //  A counter's value from a Prometheus text page, or null.
+//  A metric's value from a service's admin port; 0 for a series not made
+//  yet.  An admin port that cannot be read fails the test: a check that
+//  quietly skips itself would pass on a broken mesh.
 export async function metric (adminUrl, line) {
-    try {
-        const response = await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(1000) });
-        const text = await response.text();
-        for (const row of text.split('\n'))
-            if (row.startsWith(line + ' '))
-                return Number(row.slice(line.length + 1));
-    }
-    catch {
-        //  unreachable: the caller skips
-    }
-    return null;
+    const response = await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(2000) });
+    if (response.status !== 200)
+        throw new Error(`${adminUrl}/metrics answered ${response.status}`);
+    const text = await response.text();
+    for (const row of text.split('\n'))
+        if (row.startsWith(line + ' '))
+            return Number(row.slice(line.length + 1));
+    return 0;
 }
 
 //  Waits until the ingress answers GET /models (it may be restarting after
