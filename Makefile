@@ -42,7 +42,7 @@ LWSCLIENT  := $(BUILD)/bin/mesh-lws-client
 CTL        := $(BUILD)/bin/seekmeshctl
 
 .PHONY: all run test unit fuzz integration sdk asan clean deps bench bench-smoke \
-        analyst analyst-eval analyst-load analyst-test
+        analyst analyst-eval analyst-load analyst-test compose-deps compose-test deploy-check
 all: $(BINS) $(TEST_BIN) $(LOADGEN) $(LWSCLIENT) $(ASSEMBLE) $(CTL)
 
 $(BUILD)/obj/%.o: %.c
@@ -138,6 +138,17 @@ asan:
 	build-asan/bin/mesh-selftest
 	SEEKMESH_BIN=$(CURDIR)/build-asan/bin MOCK_BINARY=$(CURDIR)/build-asan/bin/seekmesh-mock \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(PYTEST) tests/integration
+
+# The compose file for real (tests/compose): podman builds the image (from a
+# debootstrapped base unless SEEKMESH_BASE_IMAGE names one), Debian's
+# docker-compose runs the mesh through podman's API, clients load it while
+# services are scaled, restarted and killed, then `down -v`
+compose-deps:
+	scripts/deps --compose
+
+compose-test: compose-deps
+	$(MAKE) tests/sdk/node_modules
+	$(PYTEST) -s tests/compose
 
 run:
 	scripts/run
