@@ -65,7 +65,10 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
             return lws_http_transaction_completed (wsi) ? -1 : 0;
         }
         case LWS_CALLBACK_CLOSED_HTTP:
-            mesh_buf_free (&pss->response.body);
+            //  A connection closed before it sent a request (a TCP probe,
+            //  a scraper's idle connection) has no session data
+            if (pss)
+                mesh_buf_free (&pss->response.body);
             return 0;
         case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
             //  A few scrapers and probes at once; more is a flood
