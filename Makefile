@@ -116,7 +116,21 @@ deps:
 
 test: deps
 	$(MAKE) all
-	$(MAKE) unit fuzz integration analyst-test bench-smoke
+	$(MAKE) unit fuzz integration analyst-test deploy-check bench-smoke
+
+# The Helm chart's renderer (tests/deploy/helm-render), Go in GOPATH mode on
+# Debian's packages: text/template, sprig, yaml
+HELM_RENDER := $(BUILD)/bin/helm-render
+$(HELM_RENDER): tests/deploy/helm-render/main.go
+	@mkdir -p $(dir $@) $(BUILD)/gopath
+	GO111MODULE=off GOPATH=$(CURDIR)/$(BUILD)/gopath:/usr/share/gocode GOCACHE=$(CURDIR)/$(BUILD)/gocache \
+	  go build -o $@ ./tests/deploy/helm-render
+
+# The deployment files without a cluster (tests/deploy): the chart rendered
+# and validated, its workloads run; promtool on the alert rules; the
+# dashboard's metrics against a running mesh
+deploy-check: all $(HELM_RENDER)
+	$(PYTEST) tests/deploy
 
 # The benchmark (BENCH.md): make bench writes tests/bench/results/<date>.md
 # and .json; bench-smoke runs every step briefly into build/bench-smoke

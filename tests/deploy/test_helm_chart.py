@@ -1,0 +1,384 @@
+"""The Helm chart deploy/helm/seekmesh, checked without a cluster.
+
+1. It renders with the Helm template language (helm-render: text/template,
+   sprig and Helm's own functions; `helm template` where helm is installed)
+   for the default values and variations (tests/deploy/values: external
+   Redis, KEDA and monitoring on, one replica, production secrets, an
+   existing Secret); values that cannot work fail with a message.
+2. Every object validates against the Kubernetes API schema (k8s_schema.py)
+   and the objects agree with each other: selectors, Service ports and their
+   container ports, the StatefulSets' governing Services, HPA / KEDA / PDB
+   targets, probes, drain budget, rolling update without unavailability.
+3. The config.json the chart writes names only settings the binaries read,
+   every address in it is a Service of the chart with that port, every
+   SEEKMESH_* variable is one the binaries or the image read, and each
+   secret reaches only the service that needs it.
+4. The workloads run: chart_run.py starts them all with the real binaries,
+   their config, env and mounts, in a network namespace where the Service
+   names resolve; every readiness and liveness probe answers, every
+   declared port listens, a chat and a stream go through, SIGTERM drains.
+"""
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+import k8s_schema
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "seekmesh"
+VALUES = Path(__file__).resolve().parent / "values"
+RENDERER = Path(os.environ.get("SEEKMESH_HELM_RENDER", REPO / "build" / "bin" / "helm-render"))
+VARIATIONS = ["default", "external-redis", "keda", "single", "production", "existing-secret"]
+STAGES = ("ingress", "router", "connector")
+
+
+def render(variation, extra=()):
+    args = []
+    if variation != "default":
+        args += ["-f", str(VALUES / (variation + ".yaml"))]
+    if shutil.which("helm"):
+        cmd = ["helm", "template", "seekmesh", str(CHART), "--namespace", "default", *args, *extra]
+    else:
+        assert RENDERER.exists(), "build the renderer: make build/bin/helm-render"
+        cmd = [str(RENDERER), "--name", "seekmesh", "--namespace", "default", *args, *extra, str(CHART)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def objects(variation):
+    result = render(variation)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert docs, "nothing rendered"
+    return docs, result.stdout
+
+
+def values_of(variation):
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    if variation != "default":
+        def merge(a, b):
+            for k, v in b.items():
+                if isinstance(v, dict) and isinstance(a.get(k), dict):
+                    merge(a[k], v)
+                elif v is None:
+                    a.pop(k, None)
+                else:
+                    a[k] = v
+        merge(values, yaml.safe_load((VALUES / (variation + ".yaml")).read_text()))
+    return values
+
+
+def by_kind(docs, kind):
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def component(d):
+    return d["metadata"]["labels"].get("app.kubernetes.io/component")
+
+
+def workloads(docs):
+    return {n: d for n, d in {**by_kind(docs, "Deployment"), **by_kind(docs, "StatefulSet")}.items()}
+
+
+def the_config(docs):
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and "config.json" in d.get("data", {}))
+    return json.loads(cm["data"]["config.json"])
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+# --- what the binaries read, from their sources --------------------------------
+
+SOURCES = [p for p in list((REPO / "services").rglob("*.c")) + list((REPO / "common").glob("*.c"))]
+SECTIONS = ("mesh", "redis", "ingress", "router", "connector", "audit", "mock")
+
+
+def read_paths():
+    """Every config path a binary or scripts/mesh reads, as string literals in
+    their sources ("router.retry.max_tries"), and the fields of a model and a
+    key (the AT ("...") macros and the endpoint/variant paths)."""
+    text = "".join(p.read_text() for p in SOURCES)
+    paths = set(re.findall(r'"((?:%s)\.[a-z0-9_.]+)"' % "|".join(SECTIONS), text))
+    paths |= set(re.findall(r"\.((?:mesh|redis)\.[a-z0-9_.]+)", (REPO / "scripts" / "mesh").read_text()))
+    models = (REPO / "common" / "mesh_models.c").read_text()
+    model_fields = set(re.findall(r'AT \("([a-z0-9_.]+)"\)', models))
+    model_fields |= set(re.findall(r'"%s\.([a-z_]+)[".]', models))
+    keys = "".join(p.read_text() for p in (REPO / "services" / "router").glob("router_keys.c"))
+    key_fields = set(re.findall(r'AT \("([a-z0-9_.]+)"\)', keys))
+    return paths, model_fields, key_fields
+
+
+def direct_env():
+    """SEEKMESH_* variables read by name: getenv in the C sources, and the
+    image's entry point and healthcheck."""
+    names = set()
+    for p in SOURCES:
+        names |= set(re.findall(r'getenv \("(SEEKMESH_[A-Z0-9_]+)"\)', p.read_text()))
+    for script in ("seekmesh", "seekmesh-healthcheck"):
+        names |= set(re.findall(r"\$\{?(SEEKMESH_[A-Z0-9_]+)", (REPO / "deploy" / "image" / script).read_text()))
+    return names
+
+
+def env_name(path):
+    return "SEEKMESH_" + re.sub(r"[.-]", "_", path).upper()
+
+
+def leaves(node, prefix):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from leaves(v, prefix + "." + k)
+    else:
+        yield prefix, node
+
+
+# --- the tests -------------------------------------------------------------------
+
+def test_the_schema_check_refuses_what_an_api_server_would():
+    """The validator itself: a wrong field name, a wrong type, a missing
+    required field and a label that is not a string are each refused."""
+    good = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x", "labels": {"a": "b"}},
+            "spec": {"ports": [{"port": 80, "targetPort": "http"}], "selector": {"a": "b"}}}
+    assert k8s_schema.validate(good) == []
+    assert k8s_schema.validate(dict(good, spec=dict(good["spec"], prots=[])))
+    assert k8s_schema.validate(dict(good, spec={"ports": [{"port": "80"}]}))
+    assert k8s_schema.validate(dict(good, spec={"ports": [{"name": "x"}]}))
+    assert k8s_schema.validate(dict(good, metadata={"name": "x", "labels": {"version": 1.0}}))
+    assert k8s_schema.validate(dict(good, metadata={"name": "Bad_Name"}))
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                  "spec": {"selector": {"matchLabels": {"a": "b"}},
+                           "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": []}}}}
+    assert k8s_schema.validate(deployment) == []
+    deployment["spec"]["template"]["spec"]["containers"] = [{"name": "c", "image": "i", "ports": [{"port": 1}]}]
+    assert any("containerPort" in e or "port" in e for e in k8s_schema.validate(deployment))
+
+
+@pytest.mark.parametrize("variation", VARIATIONS)
+def test_renders_and_validates(variation):
+    docs, _ = objects(variation)
+    errors = []
+    for d in docs:
+        errors += k8s_schema.validate(d, variation)
+    assert not errors, "\n".join(errors)
+    keys = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert len(keys) == len(set(keys)), "duplicate objects"
+
+
+@pytest.mark.parametrize("variation,message", [
+    ("grace-too-short", "terminationGracePeriodSeconds (20) must exceed preStopSeconds + drainSeconds"),
+    ("no-redis", "redis: set redis.enabled or redis.external.url"),
+])
+def test_values_that_cannot_work_do_not_render(variation, message):
+    result = render(variation)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+
+
+def test_default_values_make_the_whole_mesh():
+    docs, _ = objects("default")
+    kinds = {(d["kind"], component(d)) for d in docs}
+    for stage in STAGES:
+        assert ("Deployment", stage) in kinds and ("HorizontalPodAutoscaler", stage) in kinds
+        assert ("PodDisruptionBudget", stage) in kinds
+    assert ("StatefulSet", "audit") in kinds and ("StatefulSet", "redis") in kinds
+    assert ("Deployment", "mock") in kinds
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    assert all(h["spec"]["minReplicas"] == 3 for h in hpas.values()), "3 replicas of each scalable stage"
+    audit = by_kind(docs, "StatefulSet")["seekmesh-audit"]
+    assert audit["spec"]["replicas"] == 1
+    assert audit["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    router = by_kind(docs, "Service")["seekmesh-router"]
+    assert router["spec"]["clusterIP"] == "None", "the routers are discovered through a headless Service"
+
+
+@pytest.mark.parametrize("variation", VARIATIONS)
+def test_objects_agree_with_each_other(variation):
+    docs, _ = objects(variation)
+    values = values_of(variation)
+    loads = workloads(docs)
+    services = by_kind(docs, "Service")
+    for name, w in loads.items():
+        spec = w["spec"]
+        pod = spec["template"]
+        assert selects(spec["selector"]["matchLabels"], pod["metadata"]["labels"]), name
+        podspec = pod["spec"]
+        assert podspec["securityContext"]["runAsNonRoot"] is True, name
+        for c in podspec["containers"]:
+            ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True, name
+            for probe in ("livenessProbe", "readinessProbe"):
+                assert probe in c, (name, probe)
+                port = c[probe].get("httpGet", {}).get("port")
+                assert port is None or port in ports, (name, probe, port)
+            if component(w) != "redis" and component(w) != "mock":
+                pause = int(c["lifecycle"]["preStop"]["exec"]["command"][1])
+                drain = the_config(docs)["mesh"]["drain_ms"] / 1000
+                assert pause + drain < podspec["terminationGracePeriodSeconds"], name
+        if w["kind"] == "Deployment" and component(w) in STAGES:
+            assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, name
+        if w["kind"] == "StatefulSet":
+            governing = services[spec["serviceName"]]
+            assert governing["spec"].get("clusterIP") == "None", name
+            assert selects(governing["spec"]["selector"], pod["metadata"]["labels"]), name
+    for name, s in services.items():
+        matched = [w for w in loads.values() if selects(s["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"])]
+        assert len(matched) == 1, "Service %s selects %d workloads" % (name, len(matched))
+        ports = {p["name"]: p["containerPort"] for c in matched[0]["spec"]["template"]["spec"]["containers"]
+                 for p in c.get("ports", [])}
+        for p in s["spec"]["ports"]:
+            assert p["targetPort"] in ports, (name, p)
+            if s["spec"].get("clusterIP") == "None":
+                assert p["port"] == ports[p["targetPort"]], "headless %s: port %s" % (name, p)
+    scaled = {}
+    for kind in ("HorizontalPodAutoscaler", "ScaledObject"):
+        for name, h in by_kind(docs, kind).items():
+            target = h["spec"]["scaleTargetRef"]["name"]
+            assert target in by_kind(docs, "Deployment"), (kind, name)
+            assert target not in scaled, "%s is scaled by both %s and %s" % (target, scaled[target], kind)
+            scaled[target] = kind
+            stage = component(h)
+            low = h["spec"].get("minReplicas", h["spec"].get("minReplicaCount"))
+            assert low == values[stage]["replicas"], (kind, name)
+    for name, d in by_kind(docs, "Deployment").items():
+        assert ("replicas" in d["spec"]) == (name not in scaled), "%s: replicas and an autoscaler" % name
+        if name not in scaled and component(d) in STAGES:
+            assert d["spec"]["replicas"] == values[component(d)]["replicas"], name
+    for name, p in by_kind(docs, "PodDisruptionBudget").items():
+        assert any(selects(p["spec"]["selector"]["matchLabels"], w["spec"]["template"]["metadata"]["labels"])
+                   for w in loads.values()), name
+    for name, m in by_kind(docs, "ServiceMonitor").items():
+        selected = [s for s in services.values() if selects(m["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
+        assert {component(s) for s in selected} >= {"ingress", "router", "connector", "audit"}, name
+        assert all(any(p["name"] == "metrics" for p in s["spec"]["ports"]) for s in selected), name
+    for name, so in by_kind(docs, "ScaledObject").items():
+        for t in so["spec"]["triggers"]:
+            assert "seekmesh_router_queue_depth" in t["metadata"]["query"], name
+
+
+@pytest.mark.parametrize("variation", VARIATIONS)
+def test_config_env_and_secrets_are_what_the_binaries_read(variation):
+    docs, _ = objects(variation)
+    config = the_config(docs)
+    paths, model_fields, key_fields = read_paths()
+    unknown = []
+    for section in SECTIONS:
+        for path, _ in leaves(config.get(section, {}), section):
+            if path not in paths:
+                unknown.append(path)
+    for i, model in enumerate(config["models"]):
+        for path, _ in leaves(model, ""):
+            field = path[1:]
+            if field not in model_fields and field.split(".")[0] not in ("endpoints", "variants", "aliases"):
+                unknown.append("models.%d.%s" % (i, field))
+    for i, key in enumerate(config["keys"]):
+        for field in key:
+            if field not in key_fields:
+                unknown.append("keys.%d.%s" % (i, field))
+        assert "key" not in key, "a plain key in the ConfigMap"
+    assert not unknown, "settings no binary reads: %s" % unknown
+
+    # Every address of the mesh is a Service of the chart with that port
+    services = by_kind(docs, "Service")
+    def strings(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from strings(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from strings(v)
+        elif isinstance(node, str):
+            yield node
+    for url in (s for s in strings(config) if "://" in s):
+        m = re.match(r"^[a-z]+://([a-z0-9.-]+):(\d+)", url)
+        if not m or m.group(1) in ("0.0.0.0",) or "." in m.group(1):
+            continue                    # a wildcard bind or an outside host
+        name, port = m.group(1), int(m.group(2))
+        assert name in services, "%s: no Service %s" % (url, name)
+        assert port in [p["port"] for p in services[name]["spec"]["ports"]], "%s: Service %s has no port %d" % (url, name, port)
+
+    # The ports each workload declares are the ones its config listens on
+    listen = {"ingress": ["listen", "admin_listen", "reply_endpoint"], "router": ["listen", "connector_listen", "admin_listen"],
+              "connector": ["admin_listen"], "audit": ["listen", "admin_listen"], "mock": ["listen", "admin_listen"]}
+    for w in workloads(docs).values():
+        stage = component(w)
+        declared = sorted(p["containerPort"] for c in w["spec"]["template"]["spec"]["containers"] for p in c.get("ports", []))
+        if stage in listen:
+            wanted = sorted(int(config[stage][k].rsplit(":", 1)[1]) for k in listen[stage])
+            assert declared == wanted, (stage, declared, wanted)
+
+    # SEEKMESH_* variables: overrides of settings the binaries read, or read by name
+    known_env = direct_env() | {env_name(p) for p in paths}
+    secret_holders = {}
+    for w in workloads(docs).values():
+        for c in w["spec"]["template"]["spec"]["containers"]:
+            for e in c.get("env", []):
+                if e["name"].startswith("SEEKMESH_"):
+                    assert e["name"] in known_env, "%s: %s is read by nothing" % (component(w), e["name"])
+                assert "secretKeyRef" not in e.get("valueFrom", {}), "secrets come as files, not env"
+        for v in w["spec"]["template"]["spec"].get("volumes", []):
+            for item in v.get("secret", {}).get("items", []):
+                secret_holders.setdefault(item["key"], set()).add(component(w))
+    assert secret_holders.get("UPSTREAM_API_KEY", set()) <= {"connector", "mock"}
+    assert "connector" in secret_holders.get("UPSTREAM_API_KEY", set())
+    assert secret_holders.get("SEEKMESH_ADMIN_TOKEN") == {"router"}
+    assert secret_holders.get("audit_keys") == {"audit"}
+    secret = by_kind(docs, "Secret")
+    if variation == "production":
+        data = {k: base64.b64decode(v).decode() for k, v in secret["seekmesh"]["data"].items()}
+        assert set(data) == {"UPSTREAM_API_KEY", "SEEKMESH_ADMIN_TOKEN", "audit_keys"}
+        assert config["audit"]["key_file"] == "/etc/seekmesh/secrets/audit_keys"
+    if variation == "existing-secret":
+        assert not secret
+        volumes = [v for w in workloads(docs).values() for v in w["spec"]["template"]["spec"].get("volumes", [])
+                   if "secret" in v]
+        assert volumes and all(v["secret"]["secretName"] == "seekmesh-keys" for v in volumes)
+
+
+def run_chart(variation, tmp_path, chat=None):
+    _, text = objects(variation)
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(text)
+    cmd = ["unshare", "--net", "--mount", "--fork", "/usr/bin/python3",
+           str(Path(__file__).resolve().parent / "chart_run.py"), str(rendered), str(tmp_path)]
+    if chat:
+        cmd += ["--chat", chat]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace (unshare)")
+@pytest.mark.parametrize("variation", ["default", "production"])
+def test_the_rendered_workloads_run(variation, tmp_path):
+    report = run_chart(variation, tmp_path, chat="sk-seekmesh-dev" if variation == "default" else None)
+    pods = report["pods"]
+    expected = {"default": {"ingress", "router", "connector", "audit", "redis", "mock"},
+                "production": {"ingress", "router", "connector", "audit", "redis"}}[variation]
+    assert {p["component"] for p in pods.values()} == expected
+    for name, p in pods.items():
+        assert p["running"], "%s exited:\n%s" % (name, p["log"])
+        assert p["ready"], "%s not ready: %s\n%s" % (name, p["readiness"], p["log"])
+        assert p["live"], "%s not live: %s" % (name, p["liveness"])
+        assert all(p["ports"].values()), "%s: ports not listening: %s" % (name, p["ports"])
+        assert p["exit"] == 0, "%s did not stop cleanly on SIGTERM: %s\n%s" % (name, p["exit"], p["log"])
+    held = {p["component"]: set(p["secrets"]) for p in pods.values()}
+    if variation == "production":
+        assert held["connector"] == {"UPSTREAM_API_KEY"}
+        assert held["router"] == {"SEEKMESH_ADMIN_TOKEN"}
+        assert held["audit"] == {"audit_keys"}
+        assert held["ingress"] == held["redis"] == set()
+        audit = next(p for p in pods.values() if p["component"] == "audit")
+        assert "key k1 encrypts" in audit["log"]
+        assert report["admin_models_status"] == 200
+    else:
+        assert all(not s for s in held.values()), held
+        assert report["admin_models_status"] == 403, "no token: the admin API is off"
+        chat, stream = report["chat"]
+        assert chat["status"] == 200 and '"content":"Echo: hello from the chart"' in chat["body"]
+        assert stream["status"] == 200 and stream["body"].rstrip().endswith("data: [DONE]")
