@@ -9,10 +9,13 @@
    and the objects agree with each other: selectors, Service ports and their
    container ports, the StatefulSets' governing Services, HPA / KEDA / PDB
    targets, probes, drain budget, rolling update without unavailability.
-3. The config.json the chart writes names only settings the binaries read,
-   every address in it is a Service of the chart with that port, every
-   SEEKMESH_* variable is one the binaries or the image read, and each
-   secret reaches only the service that needs it.
+3. The config.json the chart writes names only settings the binaries read
+   (their own table, `--settings`), each service takes it with its
+   container's environment (`--print-config`) and binds the ports its
+   container declares on every interface, every address in it is a Service
+   of the chart with that port, every SEEKMESH_* variable is one the
+   binaries or the image read, and each secret reaches only the service
+   that needs it.
 4. The workloads run: chart_run.py starts them all with the real binaries,
    their config, env and mounts, in a network namespace where the Service
    names resolve; every readiness and liveness probe answers, every
@@ -95,40 +98,44 @@ def selects(selector, labels):
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-# --- what the binaries read, from their sources --------------------------------
+# --- what the binaries read ------------------------------------------------------
 
 SOURCES = [p for p in list((REPO / "services").rglob("*.c")) + list((REPO / "common").glob("*.c"))]
 SECTIONS = ("mesh", "redis", "ingress", "router", "connector", "audit", "mock")
+BIN = Path(os.environ.get("SEEKMESH_BIN") or REPO / "build" / "bin")
+
+
+def settings():
+    """The settings table every service reads its config through, as the
+    binaries print it (`--settings`): name, kind, default, environment variable."""
+    result = subprocess.run([str(BIN / "seekmesh-router"), "--settings"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def read_paths():
-    """Every config path a binary or scripts/mesh reads, as string literals in
-    their sources ("router.retry.max_tries"), and the fields of a model and a
-    key (the AT ("...") macros and the endpoint/variant paths)."""
-    text = "".join(p.read_text() for p in SOURCES)
-    paths = set(re.findall(r'"((?:%s)\.[a-z0-9_.]+)"' % "|".join(SECTIONS), text))
-    paths |= set(re.findall(r"\.((?:mesh|redis)\.[a-z0-9_.]+)", (REPO / "scripts" / "mesh").read_text()))
+    """Every config path the services read (their settings table), and the
+    fields of a model and of a key, which the table leaves to the model and
+    key loaders (their AT ("...") field names and endpoint/variant paths)."""
+    paths = {s["name"] for s in settings()}
     models = (REPO / "common" / "mesh_models.c").read_text()
     model_fields = set(re.findall(r'AT \("([a-z0-9_.]+)"\)', models))
     model_fields |= set(re.findall(r'"%s\.([a-z_]+)[".]', models))
-    keys = "".join(p.read_text() for p in (REPO / "services" / "router").glob("router_keys.c"))
+    keys = (REPO / "services" / "router" / "router_keys.c").read_text()
     key_fields = set(re.findall(r'AT \("([a-z0-9_.]+)"\)', keys))
     return paths, model_fields, key_fields
 
 
 def direct_env():
-    """SEEKMESH_* variables read by name: getenv in the C sources, and the
-    image's entry point and healthcheck."""
-    names = set()
+    """SEEKMESH_* variables read by name: the settings' overrides, getenv in
+    the C sources, and the image's entry point and healthcheck."""
+    names = {s["env"] for s in settings()}
     for p in SOURCES:
         names |= set(re.findall(r'getenv \("(SEEKMESH_[A-Z0-9_]+)"\)', p.read_text()))
     for script in ("seekmesh", "seekmesh-healthcheck"):
         names |= set(re.findall(r"\$\{?(SEEKMESH_[A-Z0-9_]+)", (REPO / "deploy" / "image" / script).read_text()))
     return names
-
-
-def env_name(path):
-    return "SEEKMESH_" + re.sub(r"[.-]", "_", path).upper()
 
 
 def leaves(node, prefix):
@@ -302,18 +309,8 @@ def test_config_env_and_secrets_are_what_the_binaries_read(variation):
         assert name in services, "%s: no Service %s" % (url, name)
         assert port in [p["port"] for p in services[name]["spec"]["ports"]], "%s: Service %s has no port %d" % (url, name, port)
 
-    # The ports each workload declares are the ones its config listens on
-    listen = {"ingress": ["listen", "admin_listen", "reply_endpoint"], "router": ["listen", "connector_listen", "admin_listen"],
-              "connector": ["admin_listen"], "audit": ["listen", "admin_listen"], "mock": ["listen", "admin_listen"]}
-    for w in workloads(docs).values():
-        stage = component(w)
-        declared = sorted(p["containerPort"] for c in w["spec"]["template"]["spec"]["containers"] for p in c.get("ports", []))
-        if stage in listen:
-            wanted = sorted(int(config[stage][k].rsplit(":", 1)[1]) for k in listen[stage])
-            assert declared == wanted, (stage, declared, wanted)
-
     # SEEKMESH_* variables: overrides of settings the binaries read, or read by name
-    known_env = direct_env() | {env_name(p) for p in paths}
+    known_env = direct_env()
     secret_holders = {}
     for w in workloads(docs).values():
         for c in w["spec"]["template"]["spec"]["containers"]:
@@ -338,6 +335,50 @@ def test_config_env_and_secrets_are_what_the_binaries_read(variation):
         volumes = [v for w in workloads(docs).values() for v in w["spec"]["template"]["spec"].get("volumes", [])
                    if "secret" in v]
         assert volumes and all(v["secret"]["secretName"] == "seekmesh-keys" for v in volumes)
+
+
+LISTEN = {"ingress": ["listen", "admin_listen", "reply_endpoint"],
+          "router": ["listen", "connector_listen", "admin_listen"],
+          "connector": ["admin_listen"], "audit": ["listen", "admin_listen"], "mock": ["listen", "admin_listen"]}
+
+
+@pytest.mark.parametrize("variation", VARIATIONS)
+def test_each_service_takes_its_config_and_env(variation, tmp_path):
+    """Each workload's binary reads the ConfigMap's config.json with its
+    container's environment: `seekmesh-<service> --print-config` exits 0 (an
+    unknown setting, a bad value or a bad override stops it, naming the
+    field), binds every address on all interfaces (kubelet probes and peers
+    come from other pods) at the ports its container declares, and takes
+    the pod IP as the ingress's reply address."""
+    docs, _ = objects(variation)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(the_config(docs)))
+    for w in workloads(docs).values():
+        stage = component(w)
+        if stage == "redis":
+            continue
+        container = w["spec"]["template"]["spec"]["containers"][0]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for e in container.get("env", []):
+            if "valueFrom" in e:
+                value = {"status.podIP": "10.1.2.3"}[e["valueFrom"]["fieldRef"]["fieldPath"]]
+            else:
+                value = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), e["value"])
+            env[e["name"]] = value
+        env["SEEKMESH_CONFIG"] = str(config_file)          # where the ConfigMap is mounted
+        result = subprocess.run([str(BIN / ("seekmesh-" + stage)), "--print-config"], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, "%s: %s" % (stage, result.stderr)
+        printed = json.loads(result.stdout)
+        declared = sorted(p["containerPort"] for p in container.get("ports", []))
+        addresses = [printed[stage][k] for k in LISTEN[stage]]
+        assert sorted(int(a.rsplit(":", 1)[1]) for a in addresses) == declared, (stage, addresses, declared)
+        for a in addresses:
+            assert re.match(r"^(tcp://)?0\.0\.0\.0:", a), "%s binds %s: not reachable from other pods" % (stage, a)
+        if stage == "ingress":
+            assert printed["ingress"]["reply_advertise"] == "tcp://10.1.2.3:5559"
+        if stage == "router":
+            assert printed["router"]["replicas"] == values_of(variation)["router"]["replicas"]
 
 
 def run_chart(variation, tmp_path, chat=None):
