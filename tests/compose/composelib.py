@@ -120,6 +120,20 @@ class Project:
             self.health = HealthChecks(self.name)
             self.health.start()
 
+    def pin_bridge_mac(self):
+        """Gives the project network's bridge a fixed MAC address.  A Linux
+        bridge without one takes the lowest MAC of its ports, so it changes
+        when containers come and go (netavark 1.4 leaves it so); containers
+        that reach the gateway (the published port's traffic, DNS) keep
+        sending to the old address until their ARP entry expires, up to
+        ~45 s of lost packets after any restart.  Docker sets the bridge's
+        MAC itself."""
+        name = "%s_mesh" % self.name
+        iface = podman("network", "inspect", name, "--format", "{{.NetworkInterface}}").stdout.strip()
+        mac = Path("/sys/class/net/%s/address" % iface).read_text().strip()
+        subprocess.run(["ip", "link", "set", "dev", iface, "address", mac], check=True)
+        assert Path("/sys/class/net/%s/addr_assign_type" % iface).read_text().strip() == "3"
+
     def compose(self, *args, check=True, timeout=600):
         result = subprocess.run(["docker-compose", "-p", self.name, "-f", str(COMPOSE_FILE), *args],
                                 env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -361,7 +375,9 @@ class Load:
         n = 0
         while not self.stop_event.is_set():
             model, stream, tokens, delay = self.KINDS[(client + n) % len(self.KINDS)]
+            began = time.monotonic() - self.started
             outcome = sdk_request(self.port, model, stream, "c%d n%d" % (client, n), tokens, delay)
+            outcome.began = began
             outcome.at = time.monotonic() - self.started
             with self.lock:
                 self.outcomes.append(outcome)

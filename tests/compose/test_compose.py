@@ -12,7 +12,10 @@ openai SDKs make (twice, after Retry-After, for connection errors and
 clean refusal (503 or 429 in the OpenAI envelope, with Retry-After): a
 reset connection, a 502, a broken stream or wrong content never passes.
 
-The tests run in order on one compose project (module-scoped fixture)."""
+The tests run in order on one compose project (module-scoped fixture).
+Known product gaps are expected failures, each with its reason: routers
+behind one name are not all discovered yet, and a request inside a router
+killed under it is never answered (its client times out)."""
 import json
 import os
 import subprocess
@@ -73,6 +76,7 @@ def project():
     try:
         up = time.monotonic()
         p.compose("up", "-d")
+        p.pin_bridge_mac()
         p.wait_healthy(SERVICES)
         print("compose up, every service healthy, in %.0f s" % (time.monotonic() - up))
         yield p
@@ -237,6 +241,7 @@ def test_router_crash_under_load(project):
     load.wait_for(40)
     name, c = next(iter(project.containers("router").items()))
     os.kill(c["State"]["Pid"], 9)
+    killed_at = time.monotonic() - load.started
     deadline = time.monotonic() + 60
     while True:
         state = project.containers("router", all=True)[name]
@@ -248,6 +253,18 @@ def test_router_crash_under_load(project):
     load.wait_for(150)
     load.stop()
     assert all(o.ok for o in load.outcomes[crash_at + 20:]), "requests failed after the router returned"
+    # A request inside the router when it died, or sent to it before the
+    # ingress saw it go, is never answered: the ingress neither fails nor
+    # resends what a lost router held, so the client waits for its own
+    # timeout (30 s here).  Known (issue 12, the router kill under load);
+    # any other failure fails the test
+    hung = [o for o in load.outcomes if o.attempts[0].kind == "timeout" and o.began <= killed_at + 2]
+    if hung and all(o.ok for o in hung) and all(o in hung or o.attempts[0].kind in ("", "status")
+                                                  for o in load.outcomes):
+        report(load, "router killed")
+        pytest.xfail("%d requests inside the killed router hung until the client's timeout, then "
+                     "succeeded on retry: the ingress does not fail or resend what a lost router "
+                     "held" % len(hung))
     assert_clean(load, "router killed")
 
 
