@@ -11,7 +11,7 @@
 # mounted at /var/lib/seekmesh/audit and /var/lib/seekmesh/redis (compose's
 # volumes; no VOLUME here, which would give every other service an anonymous
 # one), so the root file system can be read-only.  Docker secrets named like environment variables
-# (/run/secrets/UPSTREAM_API_KEY) become those variables for the service
+# (/run/secrets/SEEKMESH_UPSTREAM_API_KEY) become those variables for the service
 # (deploy/image/seekmesh).  HEALTHCHECK asks /healthz on the service's
 # admin port (deploy/image/seekmesh-healthcheck); podman keeps it only in
 # the docker image format (--format docker).

@@ -132,7 +132,8 @@ def test_containers_are_locked_down(project):
 
 
 def test_secrets_reach_only_their_services(project):
-    expected = {"UPSTREAM_API_KEY": {"connector", "mock"}, "SEEKMESH_ADMIN_TOKEN": {"router"}}
+    expected = {"SEEKMESH_UPSTREAM_API_KEY": {"connector", "mock"}, "SEEKMESH_ADMIN_TOKEN": {"router"},
+                "SEEKMESH_CURVE_KEYS": {"ingress", "router", "connector", "audit"}}
     for name, c in project.containers().items():
         service = c["Config"]["Labels"]["com.docker.compose.service"]
         #  Never given through the container's environment
@@ -143,6 +144,10 @@ def test_secrets_reach_only_their_services(project):
         have = {e.split("=", 1)[0] for e in environ if e}
         for secret, readers in expected.items():
             assert (secret in have) == (service in readers), (name, secret)
+        # The bus keys: its own secret key, no other role's
+        curve = next((e.split("=", 1)[1] for e in environ if e.startswith("SEEKMESH_CURVE_KEYS=")), "")
+        own = [line.split()[0] for line in curve.splitlines() if len(line.split()) == 3]
+        assert own == ([service] if service in expected["SEEKMESH_CURVE_KEYS"] else []), (name, own)
         has_audit_keys = podman("exec", name, "test", "-r", "/run/secrets/audit_keys", check=False).returncode == 0
         assert has_audit_keys == (service == "audit"), name
     #  The router's admin API takes the token from the secret

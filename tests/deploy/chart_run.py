@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SECRET_NAMES = ("UPSTREAM_API_KEY", "SEEKMESH_ADMIN_TOKEN", "audit_keys")
+SECRET_NAMES = ("SEEKMESH_UPSTREAM_API_KEY", "SEEKMESH_ADMIN_TOKEN", "SEEKMESH_CURVE_KEYS", "audit_keys")
 
 
 def http_get(port, path, headers=None, timeout=2):
@@ -89,16 +89,24 @@ class Pod:
                 data = objects[("ConfigMap", volume["configMap"]["name"])]["data"]
                 for key, text in data.items():
                     (host / key).write_text(text)
-            elif "secret" in volume:
-                secret = objects.get(("Secret", volume["secret"]["secretName"]))
-                if secret is None and not volume["secret"].get("optional"):
-                    raise AssertionError("%s: Secret %s is not in the chart and not optional"
-                                         % (self.name, volume["secret"]["secretName"]))
-                data = (secret or {}).get("data", {})
-                items = volume["secret"].get("items") or [{"key": k, "path": k} for k in data]
-                for item in items:
-                    if item["key"] in data:
-                        (host / item["path"]).write_bytes(base64.b64decode(data[item["key"]]))
+            else:
+                sources = []
+                if "secret" in volume:
+                    sources.append((volume["secret"]["secretName"], volume["secret"]))
+                for source in volume.get("projected", {}).get("sources", []):
+                    sources.append((source["secret"]["name"], source["secret"]))
+                for name, source in sources:
+                    secret = objects.get(("Secret", name))
+                    if secret is None and not source.get("optional"):
+                        raise AssertionError("%s: Secret %s is not in the chart and not optional"
+                                             % (self.name, name))
+                    data = (secret or {}).get("data", {})
+                    items = source.get("items") or [{"key": k, "path": k} for k in data]
+                    for item in items:
+                        if item["key"] in data:
+                            (host / item["path"]).write_bytes(base64.b64decode(data[item["key"]]))
+                        elif secret is not None and not source.get("optional"):
+                            raise AssertionError("%s: Secret %s has no %s" % (self.name, name, item["key"]))
             self.mounts[mount["mountPath"].rstrip("/")] = str(host)
 
     def host_path(self, value):

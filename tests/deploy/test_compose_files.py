@@ -53,13 +53,19 @@ def test_secrets_go_only_where_they_are_read():
             target = source if isinstance(secret, str) else secret.get("target", source)
             holders.setdefault(source, set()).add((name, target))
         env = s.get("environment", {})
-        assert not any(k in env for k in ("UPSTREAM_API_KEY", "SEEKMESH_ADMIN_TOKEN", "SEEKMESH_AUDIT_KEYS")), name
-    assert holders["upstream_key"] == {("connector", "UPSTREAM_API_KEY"), ("mock", "UPSTREAM_API_KEY")}
+        assert not any(k in env for k in ("SEEKMESH_UPSTREAM_API_KEY", "SEEKMESH_ADMIN_TOKEN", "SEEKMESH_AUDIT_KEYS",
+                                          "SEEKMESH_CURVE_KEYS")), name
+    assert holders["upstream_key"] == {("connector", "SEEKMESH_UPSTREAM_API_KEY"), ("mock", "SEEKMESH_UPSTREAM_API_KEY")}
     assert holders["admin_token"] == {("router", "SEEKMESH_ADMIN_TOKEN")}
     assert holders["audit_keys"] == {("audit", "audit_keys")}
+    for role in ("ingress", "router", "connector", "audit"):
+        assert holders["curve_" + role] == {(role, "SEEKMESH_CURVE_KEYS")}, role
+        lines = [l.split() for l in (COMPOSE / "secrets" / ("curve_" + role)).read_text().splitlines()]
+        assert {l[0] for l in lines} == {"ingress", "router", "connector", "audit"}, role
+        assert [l[0] for l in lines if len(l) == 3] == [role], "%s holds another role's secret key" % role
     # ... under the names the config reads them by
-    assert all(m["auth"]["key_env"] == "UPSTREAM_API_KEY" for m in config["models"])
-    assert config["mock"]["api_key_env"] == "UPSTREAM_API_KEY"
+    assert all(m["auth"]["key_env"] == "SEEKMESH_UPSTREAM_API_KEY" for m in config["models"])
+    assert config["mock"]["api_key_env"] == "SEEKMESH_UPSTREAM_API_KEY"
     assert config["router"]["admin_token_env"] == "SEEKMESH_ADMIN_TOKEN"
     assert config["audit"]["key_file"] == "/run/secrets/audit_keys"
     for secret in doc["secrets"].values():

@@ -319,22 +319,36 @@ def test_config_env_and_secrets_are_what_the_binaries_read(variation):
                     assert e["name"] in known_env, "%s: %s is read by nothing" % (component(w), e["name"])
                 assert "secretKeyRef" not in e.get("valueFrom", {}), "secrets come as files, not env"
         for v in w["spec"]["template"]["spec"].get("volumes", []):
-            for item in v.get("secret", {}).get("items", []):
-                secret_holders.setdefault(item["key"], set()).add(component(w))
-    assert secret_holders.get("UPSTREAM_API_KEY", set()) <= {"connector", "mock"}
-    assert "connector" in secret_holders.get("UPSTREAM_API_KEY", set())
+            sources = [v["secret"]] if "secret" in v else [s["secret"] for s in v.get("projected", {}).get("sources", [])]
+            for source in sources:
+                for item in source.get("items", []):
+                    secret_holders.setdefault(item["key"], set()).add(component(w))
+    assert secret_holders.get("SEEKMESH_UPSTREAM_API_KEY", set()) <= {"connector", "mock"}
+    assert "connector" in secret_holders.get("SEEKMESH_UPSTREAM_API_KEY", set())
     assert secret_holders.get("SEEKMESH_ADMIN_TOKEN") == {"router"}
     assert secret_holders.get("audit_keys") == {"audit"}
+    for role in ("ingress", "router", "connector", "audit"):
+        assert secret_holders.get("curve_" + role) == {role}, "curve_%s: %s" % (role, secret_holders.get("curve_" + role))
+    # Each role's CURVE item: its own secret key, the others' public keys only
+    curve = by_kind(docs, "Secret").get("seekmesh-curve")
+    if curve:
+        for role in ("ingress", "router", "connector", "audit"):
+            lines = [l.split() for l in base64.b64decode(curve["data"]["curve_" + role]).decode().splitlines()]
+            assert {l[0] for l in lines} >= {"ingress", "router", "connector", "audit"}
+            assert [l[0] for l in lines if len(l) == 3] == [role], role
     secret = by_kind(docs, "Secret")
     if variation == "production":
         data = {k: base64.b64decode(v).decode() for k, v in secret["seekmesh"]["data"].items()}
-        assert set(data) == {"UPSTREAM_API_KEY", "SEEKMESH_ADMIN_TOKEN", "audit_keys"}
+        own = base64.b64decode(secret["seekmesh-curve"]["data"]["curve_router"]).decode()
+        given = next(l for l in values_of(variation)["curve"]["keys"].splitlines() if l.startswith("router "))
+        assert given in own.splitlines(), "the router gets the key set of the values, not the development one"
+        assert set(data) == {"SEEKMESH_UPSTREAM_API_KEY", "SEEKMESH_ADMIN_TOKEN", "audit_keys"}
         assert config["audit"]["key_file"] == "/etc/seekmesh/secrets/audit_keys"
     if variation == "existing-secret":
-        assert not secret
-        volumes = [v for w in workloads(docs).values() for v in w["spec"]["template"]["spec"].get("volumes", [])
-                   if "secret" in v]
-        assert volumes and all(v["secret"]["secretName"] == "seekmesh-keys" for v in volumes)
+        assert set(secret) == {"seekmesh-curve"}
+        sources = [s["secret"] for w in workloads(docs).values() for v in w["spec"]["template"]["spec"].get("volumes", [])
+                   for s in v.get("projected", {}).get("sources", []) if not s["secret"]["items"][0]["key"].startswith("curve_")]
+        assert sources and all(s["name"] == "seekmesh-keys" for s in sources)
 
 
 LISTEN = {"ingress": ["listen", "admin_listen", "reply_endpoint"],
@@ -410,15 +424,17 @@ def test_the_rendered_workloads_run(variation, tmp_path):
         assert p["exit"] == 0, "%s did not stop cleanly on SIGTERM: %s\n%s" % (name, p["exit"], p["log"])
     held = {p["component"]: set(p["secrets"]) for p in pods.values()}
     if variation == "production":
-        assert held["connector"] == {"UPSTREAM_API_KEY"}
-        assert held["router"] == {"SEEKMESH_ADMIN_TOKEN"}
-        assert held["audit"] == {"audit_keys"}
-        assert held["ingress"] == held["redis"] == set()
+        assert held["connector"] == {"SEEKMESH_UPSTREAM_API_KEY", "SEEKMESH_CURVE_KEYS"}
+        assert held["router"] == {"SEEKMESH_ADMIN_TOKEN", "SEEKMESH_CURVE_KEYS"}
+        assert held["audit"] == {"audit_keys", "SEEKMESH_CURVE_KEYS"}
+        assert held["ingress"] == {"SEEKMESH_CURVE_KEYS"}
+        assert held["redis"] == set()
         audit = next(p for p in pods.values() if p["component"] == "audit")
         assert "key k1 encrypts" in audit["log"]
         assert report["admin_models_status"] == 200
     else:
-        assert all(not s for s in held.values()), held
+        assert {c: s for c, s in held.items() if s} == {c: {"SEEKMESH_CURVE_KEYS"} for c in
+                                                         ("ingress", "router", "connector", "audit")}, held
         assert report["admin_models_status"] == 403, "no token: the admin API is off"
         chat, stream = report["chat"]
         assert chat["status"] == 200 and '"content":"Echo: hello from the chart"' in chat["body"]

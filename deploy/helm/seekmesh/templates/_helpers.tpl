@@ -43,6 +43,35 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* Where each service's admin port (/healthz, /readyz, /metrics) is */}}
+{{/* The CURVE key lines one role gets: its own line whole, the other roles'
+     public keys only: (dict "root" $ "role" "router") */}}
+{{- define "seekmesh.curveFor" -}}
+{{- $text := .root.Values.curve.keys | default (.root.Files.Get "files/dev-curve-keys") -}}
+{{- $role := .role -}}
+{{- $own := false -}}
+{{- range $line := splitList "\n" $text -}}
+{{- $f := regexSplit "\\s+" (trim $line) -1 -}}
+{{- if and (ge (len $f) 2) (not (hasPrefix "#" (first $f))) -}}
+{{- if eq (first $f) $role -}}
+{{- if lt (len $f) 3 -}}
+{{- fail (printf "curve.keys: the %s line has no secret key" $role) -}}
+{{- end -}}
+{{- $own = true -}}
+{{ join " " (slice $f 0 3) }}
+{{ else -}}
+{{ first $f }} {{ index $f 1 }}
+{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $own -}}
+{{- fail (printf "curve.keys: no line for %s" $role) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "seekmesh.curveSecretName" -}}
+{{- default (printf "%s-curve" (include "seekmesh.fullname" .)) .Values.curve.existingSecret -}}
+{{- end -}}
+
 {{- define "seekmesh.adminPort" -}}
 {{- get (dict "ingress" 9080 "router" 9081 "connector" 9082 "audit" 9084 "mock" 9109) . -}}
 {{- end -}}
@@ -61,7 +90,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "seekmesh.models" -}}
 {{- $models := .Values.models -}}
 {{- if not $models -}}
-{{- $auth := dict "type" "api_key" "key_name" "Authorization" "key_env" "UPSTREAM_API_KEY" -}}
+{{- $auth := dict "type" "api_key" "key_name" "Authorization" "key_env" "SEEKMESH_UPSTREAM_API_KEY" -}}
 {{- if .Values.mock.enabled -}}
 {{- $mock := printf "%s-mock:9100/v1/chat/completions" (include "seekmesh.fullname" .) -}}
 {{- $models = list
@@ -129,7 +158,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $config.audit "key_file" "/etc/seekmesh/secrets/audit_keys" -}}
 {{- end -}}
 {{- if .Values.mock.enabled -}}
-{{- $_ := set $config "mock" (dict "listen" "0.0.0.0:9100" "admin_listen" "0.0.0.0:9109" "api_key_env" "UPSTREAM_API_KEY") -}}
+{{- $_ := set $config "mock" (dict "listen" "0.0.0.0:9100" "admin_listen" "0.0.0.0:9109" "api_key_env" "SEEKMESH_UPSTREAM_API_KEY") -}}
 {{- end -}}
 {{- toPrettyJson (mergeOverwrite $config (deepCopy .Values.config)) -}}
 {{- end -}}
@@ -152,13 +181,17 @@ app.kubernetes.io/component: {{ .component }}
   readOnly: true
 - name: tmp
   mountPath: /tmp
-{{- if .secrets }}
+{{- if or .secrets .curve }}
 - name: secrets
   mountPath: /etc/seekmesh/secrets
   readOnly: true
 {{- end }}
 {{- end -}}
 
+{{/* Volumes: the config, /tmp, and the secrets this service reads, from
+     the chart's (or your) Secret, and its CURVE keys from the curve Secret,
+     together in /etc/seekmesh/secrets.  (dict "root" $ "component" C
+     "secrets" (list KEY...) "curve" true) */}}
 {{- define "seekmesh.volumes" -}}
 - name: config
   configMap:
@@ -167,16 +200,27 @@ app.kubernetes.io/component: {{ .component }}
   emptyDir:
     medium: Memory
     sizeLimit: 16Mi
-{{- if .secrets }}
+{{- if or .secrets .curve }}
 - name: secrets
-  secret:
-    secretName: {{ include "seekmesh.secretName" .root }}
-    optional: true
+  projected:
     defaultMode: 288    # 0440
-    items:
-    {{- range .secrets }}
-      - key: {{ . }}
-        path: {{ . }}
+    sources:
+    {{- if .secrets }}
+      - secret:
+          name: {{ include "seekmesh.secretName" .root }}
+          optional: true
+          items:
+          {{- range .secrets }}
+            - key: {{ . }}
+              path: {{ . }}
+          {{- end }}
+    {{- end }}
+    {{- if .curve }}
+      - secret:
+          name: {{ include "seekmesh.curveSecretName" .root }}
+          items:
+            - key: curve_{{ .component }}
+              path: SEEKMESH_CURVE_KEYS
     {{- end }}
 {{- end }}
 {{- end -}}
