@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "compose" / "docker-compose.yml"
+TEST_OVERRIDE = Path(__file__).resolve().parent / "docker-compose.test.yml"
 CONTAINERS_CONF = Path(__file__).resolve().parent / "containers.conf"
 KEY = "sk-seekmesh-dev"
 BASE_IMAGE = "localhost/seekmesh-base:bookworm"
@@ -135,7 +136,8 @@ class Project:
         assert Path("/sys/class/net/%s/addr_assign_type" % iface).read_text().strip() == "3"
 
     def compose(self, *args, check=True, timeout=600):
-        result = subprocess.run(["docker-compose", "-p", self.name, "-f", str(COMPOSE_FILE), *args],
+        result = subprocess.run(["docker-compose", "-p", self.name, "-f", str(COMPOSE_FILE),
+                                 "-f", str(TEST_OVERRIDE), *args],
                                 env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError("docker-compose %s: exit %d\n%s%s" % (
