@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -256,7 +257,8 @@ s_create_tables (sqlite3 *db, const char *path, char *why, size_t why_size)
         "CREATE INDEX records_tenant ON records (tenant, start_ms);"
         "CREATE INDEX records_model ON records (model, start_ms);"
         "CREATE TABLE checkpoints (seq INTEGER PRIMARY KEY, chain BLOB NOT NULL,"
-        " time_ms INTEGER NOT NULL, signature BLOB NOT NULL);"
+        " time_ms INTEGER NOT NULL, prev_seq INTEGER NOT NULL, prev_digest BLOB NOT NULL,"
+        " signature BLOB NOT NULL);"
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value);");
     mesh_buf_append (&sql, "", 1);
     int rc = mesh_audit_file_exec (db, mesh_buf_head (&sql), path, why, why_size);
@@ -265,22 +267,25 @@ s_create_tables (sqlite3 *db, const char *path, char *why, size_t why_size)
 }
 
 int
-mesh_audit_file_create (sqlite3 *db, const char *path, const char *day, uint64_t start_seq,
-                        const unsigned char *start_chain, char *why, size_t why_size)
+mesh_audit_file_create (sqlite3 *db, const char *path, const char *day,
+                        const mesh_audit_file_meta_t *meta, char *why, size_t why_size)
 {
     if (s_create_tables (db, path, why, why_size) < 0)
         goto failed;
     sqlite3_stmt *stmt = NULL;
     if (sqlite3_prepare_v2 (db, "INSERT INTO meta (name, value) VALUES ('format', ?),"
-                            " ('day', ?), ('start_seq', ?), ('start_chain', ?)", -1, &stmt,
+                            " ('day', ?), ('start_seq', ?), ('start_chain', ?),"
+                            " ('checkpoint_seq', ?), ('checkpoint_digest', ?)", -1, &stmt,
                             NULL) != SQLITE_OK) {
         mesh_audit_file_fail (db, path, why, why_size);
         goto failed;
     }
     sqlite3_bind_int (stmt, 1, MESH_AUDIT_FILE_FORMAT);
     sqlite3_bind_text (stmt, 2, day, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (stmt, 3, (int64_t) start_seq);
-    sqlite3_bind_blob (stmt, 4, start_chain, CHAIN_BYTES, SQLITE_TRANSIENT);
+    sqlite3_bind_int64 (stmt, 3, (int64_t) meta->start_seq);
+    sqlite3_bind_blob (stmt, 4, meta->start_chain, CHAIN_BYTES, SQLITE_TRANSIENT);
+    sqlite3_bind_int64 (stmt, 5, (int64_t) meta->checkpoint_seq);
+    sqlite3_bind_blob (stmt, 6, meta->checkpoint_digest, CHAIN_BYTES, SQLITE_TRANSIENT);
     int rc = sqlite3_step (stmt);
     sqlite3_finalize (stmt);
     if (rc != SQLITE_DONE || mesh_audit_file_exec (db, "COMMIT", path, why, why_size) < 0) {
@@ -296,39 +301,220 @@ failed:
     return -1;
 }
 
+//  Why a file of another format is not read, and what to do about it
+static int
+s_wrong_format (const char *path, int format, char *why, size_t why_size)
+{
+    if (format == 1)
+        return mesh_fail (why, why_size, "%s: a day file of format 1, from an earlier seekmesh; "
+                          "this one writes and verifies format %d, whose checkpoints name the "
+                          "one before.  Its records still read with seekmeshctl audit query and "
+                          "export.  Verify the old day files with the seekmeshctl that wrote "
+                          "them, then move them out of this directory (keep them as an "
+                          "archive): the store starts a new chain where there are none",
+                          path, MESH_AUDIT_FILE_FORMAT);
+    if (format > MESH_AUDIT_FILE_FORMAT)
+        return mesh_fail (why, why_size, "%s: a day file of format %d, from a later seekmesh "
+                          "(this one knows format %d): read it with that version", path, format,
+                          MESH_AUDIT_FILE_FORMAT);
+    return mesh_fail (why, why_size, "%s: not an audit store file (no format %d in its meta "
+                      "table)", path, MESH_AUDIT_FILE_FORMAT);
+}
+
+//  Reads a meta value that is a chain value or digest into out
+static bool
+s_meta_blob (sqlite3_stmt *stmt, unsigned char *out)
+{
+    if (sqlite3_column_type (stmt, 1) != SQLITE_BLOB || sqlite3_column_bytes (stmt, 1) != CHAIN_BYTES)
+        return false;
+    memcpy (out, sqlite3_column_blob (stmt, 1), CHAIN_BYTES);
+    return true;
+}
+
 int
-mesh_audit_file_read_meta (sqlite3 *db, const char *path, uint64_t *start_seq,
-                           unsigned char *start_chain, char *why, size_t why_size)
+mesh_audit_file_read_meta (sqlite3 *db, const char *path, mesh_audit_file_meta_t *meta,
+                           char *why, size_t why_size)
 {
     sqlite3_stmt *stmt = NULL;
     int found = 0, format = 0;
+    memset (meta, 0, sizeof *meta);
     if (sqlite3_prepare_v2 (db, "SELECT name, value FROM meta", -1, &stmt, NULL) != SQLITE_OK)
         return mesh_audit_file_fail (db, path, why, why_size);
     while (sqlite3_step (stmt) == SQLITE_ROW) {
         const char *name = (const char *) sqlite3_column_text (stmt, 0);
-        if (mesh_streq (name, "format"))
-            format = sqlite3_column_int (stmt, 1);
+        bool integer = sqlite3_column_type (stmt, 1) == SQLITE_INTEGER;
+        int64_t value = sqlite3_column_int64 (stmt, 1);
+        if (mesh_streq (name, "format") && integer)
+            format = (int) MESH_MIN (value, 1000000);
         else
-        if (mesh_streq (name, "start_seq") && sqlite3_column_type (stmt, 1) == SQLITE_INTEGER
-        &&  sqlite3_column_int64 (stmt, 1) > 0) {
-            *start_seq = (uint64_t) sqlite3_column_int64 (stmt, 1);
+        if (mesh_streq (name, "start_seq") && integer && value > 0) {
+            meta->start_seq = (uint64_t) value;
             found |= 1;
         }
         else
-        if (mesh_streq (name, "start_chain") && sqlite3_column_type (stmt, 1) == SQLITE_BLOB
-        &&  sqlite3_column_bytes (stmt, 1) == CHAIN_BYTES) {
-            memcpy (start_chain, sqlite3_column_blob (stmt, 1), CHAIN_BYTES);
+        if (mesh_streq (name, "start_chain") && s_meta_blob (stmt, meta->start_chain))
             found |= 2;
+        else
+        if (mesh_streq (name, "checkpoint_seq") && integer && value >= 0) {
+            meta->checkpoint_seq = (uint64_t) value;
+            found |= 4;
         }
+        else
+        if (mesh_streq (name, "checkpoint_digest") && s_meta_blob (stmt, meta->checkpoint_digest))
+            found |= 8;
     }
     sqlite3_finalize (stmt);
     if (format != MESH_AUDIT_FILE_FORMAT)
-        return mesh_fail (why, why_size, "%s: not an audit store file of format %d", path,
-                          MESH_AUDIT_FILE_FORMAT);
-    if (found != 3)
+        return s_wrong_format (path, format, why, why_size);
+    if ((found & 3) != 3)
         return mesh_fail (why, why_size, "%s: its meta table lacks the start seq or chain", path);
+    if ((found & 12) != 12)
+        return mesh_fail (why, why_size, "%s: its meta table lacks the checkpoint before it", path);
     return 0;
 }
+
+int
+mesh_audit_file_read_ends (sqlite3 *db, const char *path, mesh_audit_file_ends_t *ends,
+                           char *why, size_t why_size)
+{
+    memset (ends, 0, sizeof *ends);
+    if (mesh_audit_file_read_meta (db, path, &ends->meta, why, why_size) < 0)
+        return -1;
+    ends->last_seq = ends->meta.start_seq - 1;
+    memcpy (ends->last_chain, ends->meta.start_chain, CHAIN_BYTES);
+    ends->checkpoint_seq = ends->meta.checkpoint_seq;
+    memcpy (ends->checkpoint_digest, ends->meta.checkpoint_digest, CHAIN_BYTES);
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2 (db, "SELECT seq, chain FROM records ORDER BY seq DESC LIMIT 1", -1,
+                            &stmt, NULL) != SQLITE_OK)
+        return mesh_audit_file_fail (db, path, why, why_size);
+    int step = sqlite3_step (stmt);
+    if (step == SQLITE_ROW) {
+        ends->has_records = true;
+        ends->last_seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
+        if (sqlite3_column_bytes (stmt, 1) != CHAIN_BYTES) {
+            sqlite3_finalize (stmt);
+            return mesh_fail (why, why_size, "%s: seq %llu has no chain value", path,
+                              (unsigned long long) ends->last_seq);
+        }
+        memcpy (ends->last_chain, sqlite3_column_blob (stmt, 1), CHAIN_BYTES);
+    }
+    sqlite3_finalize (stmt);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return mesh_audit_file_fail (db, path, why, why_size);
+    if (sqlite3_prepare_v2 (db, "SELECT seq, signature FROM checkpoints ORDER BY seq DESC LIMIT 1",
+                            -1, &stmt, NULL) != SQLITE_OK)
+        return mesh_audit_file_fail (db, path, why, why_size);
+    step = sqlite3_step (stmt);
+    if (step == SQLITE_ROW) {
+        ends->has_checkpoints = true;
+        ends->checkpoint_seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
+        mesh_audit_seal_signature_digest (sqlite3_column_blob (stmt, 1),
+                                          (size_t) sqlite3_column_bytes (stmt, 1),
+                                          ends->checkpoint_digest);
+    }
+    sqlite3_finalize (stmt);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return mesh_audit_file_fail (db, path, why, why_size);
+    return 0;
+}
+
+//  Checkpoints ------------------------------------------------------------------
+
+bool
+mesh_audit_file_checkpoint_row (sqlite3_stmt *stmt, mesh_audit_seal_checkpoint_t *checkpoint,
+                                const void **signature, size_t *signature_size)
+{
+    memset (checkpoint, 0, sizeof *checkpoint);
+    bool well_formed = true;
+    for (int at = 0; at < 6; at++) {
+        bool blob = at == 1 || at == 4 || at == 5;
+        if (sqlite3_column_type (stmt, at) != (blob ? SQLITE_BLOB : SQLITE_INTEGER))
+            well_formed = false;
+    }
+    checkpoint->seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
+    checkpoint->time_ms = sqlite3_column_int64 (stmt, 2);
+    checkpoint->prev_seq = (uint64_t) sqlite3_column_int64 (stmt, 3);
+    const int digests [] = { 1, 4 };
+    unsigned char *into [] = { checkpoint->chain, checkpoint->prev_digest };
+    for (int i = 0; i < 2; i++) {
+        if (sqlite3_column_bytes (stmt, digests [i]) == CHAIN_BYTES)
+            memcpy (into [i], sqlite3_column_blob (stmt, digests [i]), CHAIN_BYTES);
+        else
+            well_formed = false;
+    }
+    *signature = sqlite3_column_blob (stmt, 5);
+    *signature_size = (size_t) sqlite3_column_bytes (stmt, 5);
+    return well_formed;
+}
+
+int
+mesh_audit_file_checkpoint_insert (sqlite3 *db, const mesh_audit_seal_checkpoint_t *checkpoint,
+                                   const void *signature, size_t signature_size,
+                                   char *why, size_t why_size)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2 (db, "INSERT INTO checkpoints (seq, chain, time_ms, prev_seq, "
+                            "prev_digest, signature) VALUES (?, ?, ?, ?, ?, ?)", -1, &stmt,
+                            NULL) != SQLITE_OK)
+        return mesh_audit_file_fail (db, "checkpoint", why, why_size);
+    sqlite3_bind_int64 (stmt, 1, (int64_t) checkpoint->seq);
+    sqlite3_bind_blob (stmt, 2, checkpoint->chain, CHAIN_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 3, checkpoint->time_ms);
+    sqlite3_bind_int64 (stmt, 4, (int64_t) checkpoint->prev_seq);
+    sqlite3_bind_blob (stmt, 5, checkpoint->prev_digest, CHAIN_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob (stmt, 6, signature, (int) signature_size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_finalize (stmt);
+    if (rc != SQLITE_DONE)
+        return mesh_audit_file_fail (db, "checkpoint", why, why_size);
+    return 0;
+}
+
+//  The writer ---------------------------------------------------------------------
+
+//  An open-file-description lock (not flock, not a POSIX record lock): it
+//  belongs to the fd that took it, so another fd of the same process
+//  neither drops it by closing nor takes it again, and F_OFD_GETLK shows
+//  it to a reader without taking anything (a probe that took the lock,
+//  even for a moment, could make a starting writer fail)
+int
+mesh_audit_file_lock (const char *dir, char *why, size_t why_size)
+{
+    if (mkdir (dir, 0700) < 0 && errno != EEXIST)
+        return mesh_fail (why, why_size, "%s: %s", dir, strerror (errno));
+    if (access (dir, W_OK | X_OK) != 0)
+        return mesh_fail (why, why_size, "%s: %s", dir, strerror (errno));
+    char path [4096];
+    snprintf (path, sizeof path, "%s/writer.lock", dir);
+    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    struct flock lock = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+    if (fd < 0 || fcntl (fd, F_OFD_SETLK, &lock) < 0) {
+        int error = errno;
+        mesh_fail (why, why_size, "%s: %s", path, error == EAGAIN || error == EACCES
+                   ? "another process writes to this audit store" : strerror (error));
+        if (fd >= 0)
+            close (fd);
+        return -1;
+    }
+    return fd;
+}
+
+bool
+mesh_audit_file_writer_running (const char *dir)
+{
+    char path [4096];
+    snprintf (path, sizeof path, "%s/writer.lock", dir);
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct flock lock = { .l_type = F_RDLCK, .l_whence = SEEK_SET };
+    bool held = fcntl (fd, F_OFD_GETLK, &lock) == 0 && lock.l_type != F_UNLCK;
+    close (fd);
+    return held;
+}
+
+//  Connections ------------------------------------------------------------------
 
 int
 mesh_audit_file_tables (sqlite3 *db)
@@ -528,10 +714,63 @@ s_test_columns (sqlite3 *db, const unsigned char *chain)
     free (data);
 }
 
+//  Checkpoints go in and come back; their columns are checked; the ends
+//  of a file name its last record and checkpoint
+static void
+s_test_checkpoints (sqlite3 *db, const char *path, const mesh_audit_file_meta_t *meta)
+{
+    char why [256];
+    mesh_audit_file_ends_t ends;
+    //  Only the record of s_test_columns (seq 5): the checkpoint is the meta's
+    assert (mesh_audit_file_read_ends (db, path, &ends, why, sizeof why) == 0);
+    assert (ends.has_records && ends.last_seq == 5 && !ends.has_checkpoints);
+    assert (ends.checkpoint_seq == meta->checkpoint_seq
+            && memcmp (ends.checkpoint_digest, meta->checkpoint_digest, CHAIN_BYTES) == 0);
+    mesh_audit_seal_checkpoint_t checkpoint = { .seq = 5, .time_ms = 1772323200000LL,
+                                                .prev_seq = meta->checkpoint_seq }, back;
+    memset (checkpoint.chain, 0x11, CHAIN_BYTES);
+    memcpy (checkpoint.prev_digest, meta->checkpoint_digest, CHAIN_BYTES);
+    unsigned char signature [MESH_AUDIT_SEAL_SIGNATURE_BYTES], digest [CHAIN_BYTES];
+    memset (signature, 0x5a, sizeof signature);
+    assert (mesh_audit_file_checkpoint_insert (db, &checkpoint, signature, sizeof signature,
+                                               why, sizeof why) == 0);
+    //  One checkpoint a seq
+    assert (mesh_audit_file_checkpoint_insert (db, &checkpoint, signature, sizeof signature,
+                                               why, sizeof why) == -1);
+    assert (strstr (why, "checkpoint: UNIQUE"));
+    assert (mesh_audit_file_read_ends (db, path, &ends, why, sizeof why) == 0);
+    mesh_audit_seal_signature_digest (signature, sizeof signature, digest);
+    assert (ends.has_checkpoints && ends.checkpoint_seq == 5
+            && memcmp (ends.checkpoint_digest, digest, CHAIN_BYTES) == 0);
+    sqlite3_stmt *stmt = NULL;
+    assert (sqlite3_prepare_v2 (db, MESH_AUDIT_FILE_CHECKPOINTS, -1, &stmt, NULL) == SQLITE_OK);
+    assert (sqlite3_step (stmt) == SQLITE_ROW);
+    const void *read_signature;
+    size_t size;
+    assert (mesh_audit_file_checkpoint_row (stmt, &back, &read_signature, &size));
+    assert (memcmp (&back, &checkpoint, sizeof back) == 0);
+    assert (size == sizeof signature && memcmp (read_signature, signature, size) == 0);
+    sqlite3_finalize (stmt);
+    //  A column of another type or size is not a checkpoint's
+    const char *edits [] = { "UPDATE checkpoints SET prev_digest = x'00'",
+                             "UPDATE checkpoints SET chain = CAST (chain AS TEXT)",
+                             "UPDATE checkpoints SET prev_seq = 'four'" };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (edits); i++) {
+        assert (mesh_audit_file_exec (db, "SAVEPOINT edit", "edit", why, sizeof why) == 0);
+        assert (mesh_audit_file_exec (db, edits [i], "edit", why, sizeof why) == 0);
+        assert (sqlite3_prepare_v2 (db, MESH_AUDIT_FILE_CHECKPOINTS, -1, &stmt, NULL) == SQLITE_OK);
+        assert (sqlite3_step (stmt) == SQLITE_ROW);
+        assert (!mesh_audit_file_checkpoint_row (stmt, &back, &read_signature, &size));
+        sqlite3_finalize (stmt);
+        assert (mesh_audit_file_exec (db, "ROLLBACK TO edit; RELEASE edit", "edit", why,
+                                      sizeof why) == 0);
+    }
+}
+
 static void
 s_test_files (const char *root)
 {
-    char path [4096], why [256];
+    char path [4096], why [1024];
     snprintf (path, sizeof path, "%s/audit-2026-03-01.db", root);
     //  The writer's connection: WAL, every commit synced
     sqlite3 *db = mesh_audit_file_open_write (path, why, sizeof why);
@@ -541,29 +780,50 @@ s_test_files (const char *root)
     assert (sqlite3_step (stmt) == SQLITE_ROW);
     assert (mesh_streq ((const char *) sqlite3_column_text (stmt, 0), "wal"));
     sqlite3_finalize (stmt);
-    unsigned char chain [CHAIN_BYTES], back [CHAIN_BYTES];
-    memset (chain, 0x11, sizeof chain);
-    assert (mesh_audit_file_create (db, path, "2026-03-01", 5, chain, why, sizeof why) == 0);
+    mesh_audit_file_meta_t meta = { .start_seq = 5, .checkpoint_seq = 3 }, back;
+    memset (meta.start_chain, 0x11, CHAIN_BYTES);
+    memset (meta.checkpoint_digest, 0x22, CHAIN_BYTES);
+    assert (mesh_audit_file_create (db, path, "2026-03-01", &meta, why, sizeof why) == 0);
     assert (mesh_audit_file_tables (db) > 3 && !mesh_audit_file_empty (path));
-    uint64_t start_seq = 0;
-    assert (mesh_audit_file_read_meta (db, path, &start_seq, back, why, sizeof why) == 0);
-    assert (start_seq == 5 && memcmp (back, chain, CHAIN_BYTES) == 0);
+    assert (mesh_audit_file_read_meta (db, path, &back, why, sizeof why) == 0);
+    assert (memcmp (&back, &meta, sizeof meta) == 0);
+    //  A file without records ends where it starts, after the meta's checkpoint
+    mesh_audit_file_ends_t ends;
+    assert (mesh_audit_file_read_ends (db, path, &ends, why, sizeof why) == 0);
+    assert (!ends.has_records && ends.last_seq == 4 && !ends.has_checkpoints);
+    assert (memcmp (ends.last_chain, meta.start_chain, CHAIN_BYTES) == 0);
+    assert (ends.checkpoint_seq == 3 && ends.checkpoint_digest [0] == 0x22);
     //  A second create fails (the tables exist) and leaves no transaction
-    assert (mesh_audit_file_create (db, path, "2026-03-01", 5, chain, why, sizeof why) == -1);
+    assert (mesh_audit_file_create (db, path, "2026-03-01", &meta, why, sizeof why) == -1);
     assert (strstr (why, "already exists") && sqlite3_get_autocommit (db));
 
-    s_test_columns (db, chain);
+    s_test_columns (db, meta.start_chain);
+    s_test_checkpoints (db, path, &meta);
 
     //  The meta names what is wrong with it
+    assert (mesh_audit_file_exec (db, "DELETE FROM meta WHERE name = 'checkpoint_digest'", "edit",
+                                  why, sizeof why) == 0);
+    assert (mesh_audit_file_read_meta (db, path, &back, why, sizeof why) == -1);
+    assert (strstr (why, "lacks the checkpoint before it"));
     assert (mesh_audit_file_exec (db, "DELETE FROM meta WHERE name = 'start_chain'", "edit",
                                   why, sizeof why) == 0);
-    assert (mesh_audit_file_read_meta (db, path, &start_seq, back, why, sizeof why) == -1);
+    assert (mesh_audit_file_read_meta (db, path, &back, why, sizeof why) == -1);
     assert (strstr (why, "lacks the start"));
+    //  A file of format 1 is refused with what to do; a later one too
+    assert (mesh_audit_file_exec (db, "UPDATE meta SET value = 1 WHERE name = 'format'", "edit",
+                                  why, sizeof why) == 0);
+    assert (mesh_audit_file_read_ends (db, path, &ends, why, sizeof why) == -1);
+    assert (strstr (why, path) && strstr (why, "format 1, from an earlier seekmesh")
+            && strstr (why, "move them out of this directory"));
+    assert (mesh_audit_file_exec (db, "UPDATE meta SET value = 3 WHERE name = 'format'", "edit",
+                                  why, sizeof why) == 0);
+    assert (mesh_audit_file_read_meta (db, path, &back, why, sizeof why) == -1);
+    assert (strstr (why, "format 3, from a later seekmesh"));
     sqlite3_close (db);
     mesh_audit_file_reader_t reader = { 0 };
     reader.db = mesh_audit_file_open_read (root, path, why, sizeof why);
     assert (reader.db);
-    assert (mesh_audit_file_read_meta (reader.db, path, &start_seq, back, why, sizeof why) == -1);
+    assert (mesh_audit_file_read_meta (reader.db, path, &back, why, sizeof why) == -1);
     mesh_audit_file_reader_close (&reader);
     assert (reader.db == NULL);
     char wal [4200];
@@ -576,10 +836,38 @@ s_test_files (const char *root)
     assert (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL)
             == SQLITE_OK);
     assert (mesh_audit_file_exec (db, "CREATE TABLE meta (x)", "make", why, sizeof why) == 0);
-    assert (mesh_audit_file_read_meta (db, path, &start_seq, back, why, sizeof why) == -1);
-    assert (strstr (why, "no such column") || strstr (why, "not an audit store file"));
+    assert (mesh_audit_file_read_meta (db, path, &back, why, sizeof why) == -1);
+    assert (strstr (why, "no such column"));
+    assert (mesh_audit_file_exec (db, "DROP TABLE meta; CREATE TABLE meta (name, value)", "make",
+                                  why, sizeof why) == 0);
+    assert (mesh_audit_file_read_meta (db, path, &back, why, sizeof why) == -1);
+    assert (strstr (why, "not an audit store file"));
     sqlite3_close (db);
     unlink (path);
+}
+
+//  One writer at a time; readers see it without taking the lock
+static void
+s_test_lock (const char *root)
+{
+    char dir [2048], why [256];
+    snprintf (dir, sizeof dir, "%s/locked", root);
+    assert (!mesh_audit_file_writer_running (dir));         //  not even made
+    int fd = mesh_audit_file_lock (dir, why, sizeof why);
+    assert (fd >= 0 && mesh_audit_file_writer_running (dir));
+    //  Looking does not take it, and another fd of this process does not get it
+    assert (mesh_audit_file_writer_running (dir));
+    assert (mesh_audit_file_lock (dir, why, sizeof why) == -1);
+    assert (strstr (why, "another process writes to this audit store"));
+    close (fd);
+    assert (!mesh_audit_file_writer_running (dir));
+    fd = mesh_audit_file_lock (dir, why, sizeof why);
+    assert (fd >= 0);
+    close (fd);
+    //  A directory that cannot be made
+    char file [4096];
+    snprintf (file, sizeof file, "%s/writer.lock/below", dir);
+    assert (mesh_audit_file_lock (file, why, sizeof why) == -1 && strstr (why, file));
 }
 
 void
@@ -590,6 +878,7 @@ mesh_audit_file_test (bool verbose)
     mesh_audit_sample_tmpdir (root, sizeof root);
     s_test_days (root);
     s_test_files (root);
+    s_test_lock (root);
     mesh_audit_sample_rmtree (root);
     assert (access (root, F_OK) != 0);
 }

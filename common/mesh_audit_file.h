@@ -10,10 +10,20 @@
                      bytes), enc_key_id, prompt and response sealed
                      (mesh_audit_seal.h), chain; indexed by time
                      (start_ms), tenant and model
-        checkpoints  seq, chain, time_ms, signature
+        checkpoints  seq, chain, time_ms, prev_seq, prev_digest, signature
+                     (what they sign: mesh_audit_seal.h); a checkpoint sits
+                     in the file that holds the record it signs, and a day
+                     file the writer has left ends with a checkpoint of its
+                     last record
         meta         format, day, start_seq, start_chain: the seq and chain
-                     value the file starts from
+                     value the file starts from; checkpoint_seq and
+                     checkpoint_digest: the last checkpoint before it
     Anyone can read the plain columns with sqlite3.
+
+    Format 2 (checkpoints that name the one before) replaced format 1; a
+    file of format 1 is refused with what to do about it.  One process
+    writes a store at a time: it holds an open-file-description write lock
+    on writer.lock, which readers can see without taking it.
 
     A statement that selects mesh_audit_file_columns () has the seq at
     MESH_AUDIT_FILE_AT_SEQ, the record's columns from 1 in their table
@@ -34,7 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MESH_AUDIT_FILE_FORMAT      1
+#define MESH_AUDIT_FILE_FORMAT      2
 #define MESH_AUDIT_FILE_NAME_LEN    19          //  audit-YYYY-MM-DD.db
 #define MESH_AUDIT_FILE_DAY_MS      86400000LL
 #define MESH_AUDIT_FILE_SKEW_MS     3600000LL   //  clocks of ingress and audit may differ this much
@@ -81,18 +91,72 @@ void     mesh_audit_file_row (sqlite3_stmt *stmt, mesh_audit_record_t *record);
 //  wrong, written into what
 const char *mesh_audit_file_check_types (sqlite3_stmt *stmt, char *what, size_t what_size);
 
+//  Meta and ends ---------------------------------------------------------------
+
+//  A day file's meta: where its records start, and the checkpoint before them
+typedef struct {
+    uint64_t start_seq;                                 //  its first record's seq
+    unsigned char start_chain [MESH_AUDIT_SEAL_CHAIN_BYTES];    //  the chain before it
+    uint64_t checkpoint_seq;                            //  the last checkpoint before it (0: none)
+    unsigned char checkpoint_digest [MESH_AUDIT_SEAL_CHAIN_BYTES];  //  its signature's SHA-256
+} mesh_audit_file_meta_t;
+
+//  Makes the tables of a new day file in db with meta; one transaction.
+//  -1 with a reason.
+int      mesh_audit_file_create (sqlite3 *db, const char *path, const char *day,
+                                 const mesh_audit_file_meta_t *meta, char *why, size_t why_size);
+//  Reads a day file's meta.  -1 with a reason if it is not a day file of
+//  this format (a file of an older format: with what to do about it).
+int      mesh_audit_file_read_meta (sqlite3 *db, const char *path, mesh_audit_file_meta_t *meta,
+                                    char *why, size_t why_size);
+
+//  Where a day file ends
+typedef struct {
+    mesh_audit_file_meta_t meta;
+    bool has_records;
+    uint64_t last_seq;                  //  its last record's seq, else start_seq - 1
+    unsigned char last_chain [MESH_AUDIT_SEAL_CHAIN_BYTES];     //  and chain value
+    bool has_checkpoints;
+    uint64_t checkpoint_seq;            //  its last checkpoint's seq, else the meta's
+    unsigned char checkpoint_digest [MESH_AUDIT_SEAL_CHAIN_BYTES];  //  and signature digest
+} mesh_audit_file_ends_t;
+
+//  Reads meta, last record and last checkpoint of the day file in db.  -1
+//  with a reason.
+int      mesh_audit_file_read_ends (sqlite3 *db, const char *path, mesh_audit_file_ends_t *ends,
+                                    char *why, size_t why_size);
+
+//  Checkpoints ---------------------------------------------------------------
+
+//  The select of a file's checkpoints; a statement of it (with ORDER BY
+//  or WHERE appended) gives rows for mesh_audit_file_checkpoint_row
+#define MESH_AUDIT_FILE_CHECKPOINTS \
+    "SELECT seq, chain, time_ms, prev_seq, prev_digest, signature FROM checkpoints"
+//  Reads a row of MESH_AUDIT_FILE_CHECKPOINTS into checkpoint, its
+//  signature pointed at (the row owns it); false when a column has not
+//  its type or size (checkpoint then holds what could be read)
+bool     mesh_audit_file_checkpoint_row (sqlite3_stmt *stmt,
+                                         mesh_audit_seal_checkpoint_t *checkpoint,
+                                         const void **signature, size_t *signature_size);
+//  Stores a signed checkpoint in db (its own transaction, or the open
+//  one).  -1 with a reason.
+int      mesh_audit_file_checkpoint_insert (sqlite3 *db,
+                                            const mesh_audit_seal_checkpoint_t *checkpoint,
+                                            const void *signature, size_t signature_size,
+                                            char *why, size_t why_size);
+
+//  The writer -----------------------------------------------------------------
+
+//  Takes the store's writer lock (dir/writer.lock, made with dir if
+//  missing): its fd, held while open, or -1 with a reason (another
+//  process writes, or dir is not writable)
+int      mesh_audit_file_lock (const char *dir, char *why, size_t why_size);
+//  True when a process holds the writer lock of the store in dir (this
+//  one too, on another fd); the lock is only looked at, not taken
+bool     mesh_audit_file_writer_running (const char *dir);
+
 //  Files ---------------------------------------------------------------------
 
-//  Makes the tables of a new day file in db, whose first record will be
-//  start_seq after chain value start_chain; one transaction.  -1 with a
-//  reason.
-int      mesh_audit_file_create (sqlite3 *db, const char *path, const char *day,
-                                 uint64_t start_seq, const unsigned char *start_chain,
-                                 char *why, size_t why_size);
-//  Reads a day file's meta: the seq and chain value it starts from.  -1
-//  with a reason if it is not a day file of this format.
-int      mesh_audit_file_read_meta (sqlite3 *db, const char *path, uint64_t *start_seq,
-                                    unsigned char *start_chain, char *why, size_t why_size);
 //  The number of tables in db; -1 if it cannot say
 int      mesh_audit_file_tables (sqlite3 *db);
 //  The writer's connection to the day file at path (made if missing), in

@@ -212,7 +212,7 @@ mesh_audit_sample_verify (const char *dir, const char *from, EVP_PKEY *public_ke
     mesh_buf_t report;
     mesh_buf_init (&report);
     char why [256] = "";
-    int rc = mesh_audit_verify (dir, from, public_key, &report, why, sizeof why);
+    int rc = mesh_audit_verify (dir, from, public_key, 0, &report, why, sizeof why);
     mesh_buf_append (&report, "", 1);
     if (verbose)
         printf ("    verify: %d %s%s", rc, report.data, rc < 0 ? why : "");
@@ -290,8 +290,9 @@ mesh_audit_sample_test (bool verbose)
     EVP_PKEY *signer = mesh_audit_sample_signer (root, "signing", &public_key);
     snprintf (dir, sizeof dir, "%s/store", root);
     mesh_audit_sample_store (dir, data, 25, keys, signer);
+    //  (checkpoints after the 10th and 20th record, and the close's)
     mesh_audit_sample_verify (dir, NULL, public_key, 0, "25 records, seq 1 to 25, 1 day files, "
-                              "2 checkpoints", verbose);
+                              "3 checkpoints", verbose);
     mesh_audit_sample_seen_t *seen = mesh_audit_sample_query (dir, NULL, keys);
     assert (seen->rows == 25 && seen->decrypted == 25 && seen->ordered);
     assert (strstr (seen->first_prompt, "\"secret 0\""));

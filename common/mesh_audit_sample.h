@@ -49,7 +49,7 @@ int64_t  mesh_audit_sample_at (const char *day, int64_t offset_ms);
 EVP_PKEY *mesh_audit_sample_signer (const char *dir, const char *name, EVP_PKEY **public_key);
 //  A fresh store in dir of count records (records 0 .. count - 1 of self,
 //  one an append) on MESH_AUDIT_SAMPLE_DAY1, checkpointed after every
-//  10th record
+//  10th record and at the close
 void     mesh_audit_sample_store (const char *dir, mesh_audit_sample_t *self, size_t count,
                                   mesh_audit_keyring_t *keys, EVP_PKEY *signer);
 //  The writer's bench (mesh_audit_store_test runs it when

@@ -23,7 +23,7 @@
 #define CHAIN_BYTES     MESH_AUDIT_SEAL_CHAIN_BYTES
 #define SIGNATURE_BYTES MESH_AUDIT_SEAL_SIGNATURE_BYTES
 #define SEAL_FORMAT     1
-#define CHECKPOINT_TEXT "seekmesh-audit-checkpoint/1"
+#define CHECKPOINT_TEXT "seekmesh-audit-checkpoint/2"
 
 //  Sealing and hashing ----------------------------------------------------------
 
@@ -255,29 +255,36 @@ mesh_audit_seal_open (mesh_audit_seal_t *self, const mesh_audit_keyring_t *keys,
 //  Checkpoints ------------------------------------------------------------------
 
 static size_t
-s_checkpoint_text (unsigned char *out, uint64_t seq, const unsigned char chain [CHAIN_BYTES],
-                   int64_t time_ms)
+s_put_u64 (unsigned char *out, uint64_t value)
+{
+    for (int i = 0; i < 8; i++)
+        out [i] = (unsigned char) (value >> (56 - 8 * i));
+    return 8;
+}
+
+static size_t
+s_checkpoint_text (unsigned char *out, const mesh_audit_seal_checkpoint_t *checkpoint)
 {
     size_t len = sizeof CHECKPOINT_TEXT;             //  with its NUL
     memcpy (out, CHECKPOINT_TEXT, len);
-    for (int i = 0; i < 8; i++)
-        out [len++] = (unsigned char) (seq >> (56 - 8 * i));
-    memcpy (out + len, chain, CHAIN_BYTES);
+    len += s_put_u64 (out + len, checkpoint->seq);
+    memcpy (out + len, checkpoint->chain, CHAIN_BYTES);
     len += CHAIN_BYTES;
-    for (int i = 0; i < 8; i++)
-        out [len++] = (unsigned char) ((uint64_t) time_ms >> (56 - 8 * i));
-    return len;
+    len += s_put_u64 (out + len, (uint64_t) checkpoint->time_ms);
+    len += s_put_u64 (out + len, checkpoint->prev_seq);
+    memcpy (out + len, checkpoint->prev_digest, CHAIN_BYTES);
+    return len + CHAIN_BYTES;
 }
 
-#define CHECKPOINT_TEXT_MAX (sizeof CHECKPOINT_TEXT + 8 + CHAIN_BYTES + 8)
+#define CHECKPOINT_TEXT_MAX (sizeof CHECKPOINT_TEXT + 3 * 8 + 2 * CHAIN_BYTES)
 
 int
-mesh_audit_seal_checkpoint_sign (EVP_PKEY *signer, uint64_t seq, const unsigned char *chain,
-                                 int64_t time_ms, unsigned char *signature,
-                                 size_t *signature_size, char *why, size_t why_size)
+mesh_audit_seal_checkpoint_sign (EVP_PKEY *signer, const mesh_audit_seal_checkpoint_t *checkpoint,
+                                 unsigned char *signature, size_t *signature_size,
+                                 char *why, size_t why_size)
 {
     unsigned char text [CHECKPOINT_TEXT_MAX];
-    size_t len = s_checkpoint_text (text, seq, chain, time_ms);
+    size_t len = s_checkpoint_text (text, checkpoint);
     *signature_size = SIGNATURE_BYTES;
     EVP_MD_CTX *md = EVP_MD_CTX_new ();
     bool signed_ok = md && EVP_DigestSignInit (md, NULL, NULL, NULL, signer) == 1
@@ -289,16 +296,26 @@ mesh_audit_seal_checkpoint_sign (EVP_PKEY *signer, uint64_t seq, const unsigned 
 }
 
 bool
-mesh_audit_seal_checkpoint_valid (EVP_PKEY *public_key, uint64_t seq, const unsigned char *chain,
-                                  int64_t time_ms, const void *signature, size_t signature_size)
+mesh_audit_seal_checkpoint_valid (EVP_PKEY *public_key,
+                                  const mesh_audit_seal_checkpoint_t *checkpoint,
+                                  const void *signature, size_t signature_size)
 {
     unsigned char text [CHECKPOINT_TEXT_MAX];
-    size_t len = s_checkpoint_text (text, seq, chain, time_ms);
+    size_t len = s_checkpoint_text (text, checkpoint);
     EVP_MD_CTX *md = EVP_MD_CTX_new ();
     bool valid = md && EVP_DigestVerifyInit (md, NULL, NULL, NULL, public_key) == 1
               && EVP_DigestVerify (md, signature, signature_size, text, len) == 1;
     EVP_MD_CTX_free (md);
     return valid;
+}
+
+void
+mesh_audit_seal_signature_digest (const void *signature, size_t size,
+                                  unsigned char digest [CHAIN_BYTES])
+{
+    unsigned int out = 0;
+    bool ok = EVP_Digest (signature, size, digest, &out, EVP_sha256 (), NULL) == 1;
+    assert (ok && out == CHAIN_BYTES);
 }
 
 //  The signing key --------------------------------------------------------------
@@ -435,21 +452,36 @@ s_test_signer (const char *root)
     EVP_PKEY_free (ec);
     assert (!mesh_audit_seal_signer_load (path, NULL, why, sizeof why) && strstr (why, "Ed25519"));
 
-    //  A checkpoint's signature covers its seq, chain value and time
-    unsigned char chain [CHAIN_BYTES], signature [SIGNATURE_BYTES];
-    memset (chain, 7, sizeof chain);
+    //  A checkpoint's signature covers its seq, chain value, time and the
+    //  checkpoint before it (seq and signature digest)
+    mesh_audit_seal_checkpoint_t checkpoint = { .seq = 10, .time_ms = 1000, .prev_seq = 5 };
+    memset (checkpoint.chain, 7, CHAIN_BYTES);
+    memset (checkpoint.prev_digest, 9, CHAIN_BYTES);
+    unsigned char signature [SIGNATURE_BYTES];
     size_t size = 0;
-    assert (mesh_audit_seal_checkpoint_sign (signer, 10, chain, 1000, signature, &size,
+    assert (mesh_audit_seal_checkpoint_sign (signer, &checkpoint, signature, &size,
                                              why, sizeof why) == 0);
     assert (size == SIGNATURE_BYTES);
-    assert (mesh_audit_seal_checkpoint_valid (public_key, 10, chain, 1000, signature, size));
-    assert (!mesh_audit_seal_checkpoint_valid (public_key, 11, chain, 1000, signature, size));
-    assert (!mesh_audit_seal_checkpoint_valid (public_key, 10, chain, 1001, signature, size));
-    assert (!mesh_audit_seal_checkpoint_valid (stranger_public, 10, chain, 1000, signature, size));
-    assert (!mesh_audit_seal_checkpoint_valid (public_key, 10, chain, 1000, signature, size - 1));
-    chain [31] ^= 1;
-    assert (!mesh_audit_seal_checkpoint_valid (public_key, 10, chain, 1000, signature, size));
-    assert (mesh_audit_seal_checkpoint_sign (public_key, 10, chain, 1000, signature, &size,
+    assert (mesh_audit_seal_checkpoint_valid (public_key, &checkpoint, signature, size));
+    assert (!mesh_audit_seal_checkpoint_valid (stranger_public, &checkpoint, signature, size));
+    assert (!mesh_audit_seal_checkpoint_valid (public_key, &checkpoint, signature, size - 1));
+    for (int part = 0; part < 5; part++) {
+        mesh_audit_seal_checkpoint_t changed = checkpoint;
+        switch (part) {
+            case 0: changed.seq++; break;
+            case 1: changed.chain [31] ^= 1; break;
+            case 2: changed.time_ms++; break;
+            case 3: changed.prev_seq++; break;
+            default: changed.prev_digest [0] ^= 0x80; break;
+        }
+        assert (!mesh_audit_seal_checkpoint_valid (public_key, &changed, signature, size));
+    }
+    //  The digest the next checkpoint names: SHA-256 of the signature
+    unsigned char digest [CHAIN_BYTES], want [CHAIN_BYTES];
+    mesh_audit_seal_signature_digest (signature, size, digest);
+    assert (EVP_Digest (signature, size, want, NULL, EVP_sha256 (), NULL) == 1);
+    assert (memcmp (digest, want, CHAIN_BYTES) == 0);
+    assert (mesh_audit_seal_checkpoint_sign (public_key, &checkpoint, signature, &size,
                                              why, sizeof why) == -1);
     assert (strstr (why, "cannot sign"));
     EVP_PKEY_free (signer);

@@ -24,9 +24,17 @@
     The canonical bytes are not stored: they are a function of the columns
     (the encoder is deterministic), and storing them would add a tenth to
     what every record costs the disk, which is what bounds the store's rate.
-    The chain starts from 32 zero bytes and continues across days.  A
-    checkpoint signs "seekmesh-audit-checkpoint/1" | seq | chain | time_ms
-    (Ed25519), with a key made once and kept in a PEM file.
+    The chain starts from 32 zero bytes and continues across days.
+
+    A checkpoint signs (Ed25519, with a key made once and kept in a PEM
+    file) the chain head and the checkpoint before it:
+        "seekmesh-audit-checkpoint/2" 0 | seq | chain | time_ms |
+        prev_seq | prev_digest
+    (numbers 8 bytes, big-endian), where prev_seq is the previous
+    checkpoint's seq and prev_digest SHA-256 of its signature (0 and 32
+    zero bytes for the store's first).  So the checkpoints are a chain of
+    their own: one removed, or put in another's place, breaks the link of
+    the one after it.
 
     A mesh_audit_seal_t holds OpenSSL contexts: one per thread (the
     writer's, the sealer's, a reader's).  The rest is any thread.            */
@@ -102,17 +110,28 @@ void        mesh_audit_seal_chain (mesh_audit_seal_t *self,
 
 //  Checkpoints ----------------------------------------------------------------
 
-//  Signs a checkpoint of (seq, chain, time_ms) into signature (room for
-//  MESH_AUDIT_SEAL_SIGNATURE_BYTES), its size into *signature_size.  -1
-//  with a reason.
-int         mesh_audit_seal_checkpoint_sign (EVP_PKEY *signer, uint64_t seq,
-                                             const unsigned char *chain, int64_t time_ms,
+//  What a checkpoint signs
+typedef struct {
+    uint64_t seq;                                       //  the record it signs
+    unsigned char chain [MESH_AUDIT_SEAL_CHAIN_BYTES];  //  the chain value at seq
+    int64_t time_ms;                                    //  when it was signed
+    uint64_t prev_seq;                                  //  the checkpoint before (0: none)
+    unsigned char prev_digest [MESH_AUDIT_SEAL_CHAIN_BYTES];    //  SHA-256 of its signature
+} mesh_audit_seal_checkpoint_t;
+
+//  Signs checkpoint into signature (room for MESH_AUDIT_SEAL_SIGNATURE_BYTES),
+//  its size into *signature_size.  -1 with a reason.
+int         mesh_audit_seal_checkpoint_sign (EVP_PKEY *signer,
+                                             const mesh_audit_seal_checkpoint_t *checkpoint,
                                              unsigned char *signature, size_t *signature_size,
                                              char *why, size_t why_size);
-//  True when signature is public_key's over (seq, chain, time_ms)
-bool        mesh_audit_seal_checkpoint_valid (EVP_PKEY *public_key, uint64_t seq,
-                                              const unsigned char *chain, int64_t time_ms,
+//  True when signature is public_key's over checkpoint
+bool        mesh_audit_seal_checkpoint_valid (EVP_PKEY *public_key,
+                                              const mesh_audit_seal_checkpoint_t *checkpoint,
                                               const void *signature, size_t signature_size);
+//  digest = SHA-256 (signature): what the next checkpoint names as prev_digest
+void        mesh_audit_seal_signature_digest (const void *signature, size_t size,
+                                              unsigned char digest [MESH_AUDIT_SEAL_CHAIN_BYTES]);
 //  The Ed25519 key that signs checkpoints: read from private_path (PEM),
 //  or made there (mode 0600) if the file does not exist, with its public
 //  key written to public_path (PEM; NULL: none).  NULL with a reason.

@@ -10,6 +10,7 @@
 #include "mesh_audit_sealer.h"
 #include "mesh_audit_wal.h"
 #include "mesh_log.h"
+#include "mesh_time.h"
 #include "mesh_util.h"
 
 #include <assert.h>
@@ -19,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,7 +34,6 @@ struct mesh_audit_store_t {
     char day [11];
     int64_t day_start_ms;
     sqlite3_stmt *insert;
-    sqlite3_stmt *insert_checkpoint;
     //  The day file before it, for finding records resent across midnight
     sqlite3 *prev_db;
     sqlite3_stmt *prev_lookup;
@@ -42,6 +41,7 @@ struct mesh_audit_store_t {
     uint64_t seq;
     unsigned char chain [CHAIN_BYTES];
     uint64_t checkpoint_seq;            //  the last checkpoint's
+    unsigned char checkpoint_digest [CHAIN_BYTES];  //  its signature's SHA-256
     mesh_audit_seal_t *seal;            //  the chain's steps
     mesh_buf_t sql;
     mesh_audit_sealer_t *sealer;
@@ -66,7 +66,7 @@ s_close_db (sqlite3 **db_p, sqlite3_stmt **stmts [], size_t count)
 static void
 s_close_day (mesh_audit_store_t *self)
 {
-    sqlite3_stmt **stmts [] = { &self->insert, &self->insert_checkpoint };
+    sqlite3_stmt **stmts [] = { &self->insert };
     s_close_db (&self->db, stmts, MESH_ARRAY_SIZE (stmts));
 }
 
@@ -83,10 +83,7 @@ s_prepare_day (mesh_audit_store_t *self, const char *path, char *why, size_t why
     mesh_buf_reset (&self->sql);
     mesh_audit_file_insert_sql (&self->sql);
     if (sqlite3_prepare_v3 (self->db, mesh_buf_head (&self->sql), -1, SQLITE_PREPARE_PERSISTENT,
-                            &self->insert, NULL) != SQLITE_OK
-    ||  sqlite3_prepare_v3 (self->db, "INSERT OR IGNORE INTO checkpoints (seq, chain, time_ms, "
-                            "signature) VALUES (?, ?, ?, ?)", -1, SQLITE_PREPARE_PERSISTENT,
-                            &self->insert_checkpoint, NULL) != SQLITE_OK)
+                            &self->insert, NULL) != SQLITE_OK)
         return mesh_audit_file_fail (self->db, path, why, why_size);
     return 0;
 }
@@ -114,51 +111,41 @@ s_open_prev (mesh_audit_store_t *self, const char *name, char *why, size_t why_s
     return 0;
 }
 
-//  A day file without its meta: a new one starts where the chain is now;
-//  one with tables (not_ours says why it is not a day file) is refused
+//  A day file without its meta: a new one starts where the chain is now,
+//  after the last checkpoint; one with tables (not_ours says why it is not
+//  a day file) is refused
 static int
 s_start_day (mesh_audit_store_t *self, const char *path, const char *day, bool existed,
              const char *not_ours, char *why, size_t why_size)
 {
     if (existed && mesh_audit_file_tables (self->db) > 0)
         return mesh_fail (why, why_size, "%s: %s", path, not_ours);
-    return mesh_audit_file_create (self->db, path, day, self->seq + 1, self->chain, why, why_size);
+    mesh_audit_file_meta_t meta = { .start_seq = self->seq + 1,
+                                    .checkpoint_seq = self->checkpoint_seq };
+    memcpy (meta.start_chain, self->chain, CHAIN_BYTES);
+    memcpy (meta.checkpoint_digest, self->checkpoint_digest, CHAIN_BYTES);
+    return mesh_audit_file_create (self->db, path, day, &meta, why, why_size);
 }
 
-//  A day file that starts at start_seq, start_chain: its head (its last
-//  record, else where it starts) becomes the store's, if it continues
+//  A day file that ends as ends says: its head (its last record, else where
+//  it starts) and its last checkpoint become the store's, if it continues
 //  the chain of the day before (when the store has one)
 static int
-s_continue_day (mesh_audit_store_t *self, const char *path, uint64_t start_seq,
-                const unsigned char *start_chain, char *why, size_t why_size)
+s_continue_day (mesh_audit_store_t *self, const char *path, const mesh_audit_file_ends_t *ends,
+                char *why, size_t why_size)
 {
-    sqlite3_stmt *stmt = NULL;
-    uint64_t seq = start_seq - 1;
-    unsigned char chain [CHAIN_BYTES];
-    memcpy (chain, start_chain, CHAIN_BYTES);
-    if (sqlite3_prepare_v2 (self->db, "SELECT seq, chain FROM records ORDER BY seq DESC "
-                            "LIMIT 1", -1, &stmt, NULL) != SQLITE_OK)
-        return mesh_audit_file_fail (self->db, path, why, why_size);
-    if (sqlite3_step (stmt) == SQLITE_ROW) {
-        seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
-        if (sqlite3_column_bytes (stmt, 1) != CHAIN_BYTES) {
-            sqlite3_finalize (stmt);
-            return mesh_fail (why, why_size, "%s: seq %llu has no chain value", path,
-                              (unsigned long long) seq);
-        }
-        memcpy (chain, sqlite3_column_blob (stmt, 1), CHAIN_BYTES);
-    }
-    sqlite3_finalize (stmt);
-    if (self->seq && (seq < self->seq || start_seq != self->seq + 1
-                      || memcmp (start_chain, self->chain, CHAIN_BYTES) != 0))
+    const mesh_audit_file_meta_t *meta = &ends->meta;
+    if (self->seq && (ends->last_seq < self->seq || meta->start_seq != self->seq + 1
+                      || memcmp (meta->start_chain, self->chain, CHAIN_BYTES) != 0
+                      || meta->checkpoint_seq != self->checkpoint_seq
+                      || memcmp (meta->checkpoint_digest, self->checkpoint_digest,
+                                 CHAIN_BYTES) != 0))
         return mesh_fail (why, why_size, "%s: does not continue the chain of the day before",
                           path);
-    self->seq = seq;
-    memcpy (self->chain, chain, CHAIN_BYTES);
-    if (sqlite3_prepare_v2 (self->db, "SELECT max(seq) FROM checkpoints", -1, &stmt,
-                            NULL) == SQLITE_OK && sqlite3_step (stmt) == SQLITE_ROW)
-        self->checkpoint_seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
-    sqlite3_finalize (stmt);
+    self->seq = ends->last_seq;
+    memcpy (self->chain, ends->last_chain, CHAIN_BYTES);
+    self->checkpoint_seq = ends->checkpoint_seq;
+    memcpy (self->checkpoint_digest, ends->checkpoint_digest, CHAIN_BYTES);
     return 0;
 }
 
@@ -172,17 +159,15 @@ s_open_day (mesh_audit_store_t *self, const char *day, char *why, size_t why_siz
     bool existed = access (path, F_OK) == 0;
     if (!(self->db = mesh_audit_file_open_write (path, why, why_size)))
         return -1;
-    uint64_t start_seq = 0;
-    unsigned char start_chain [CHAIN_BYTES];
-    char not_ours [256];
+    mesh_audit_file_ends_t ends;
+    char not_ours [1024];
     if (!existed
-    ||  mesh_audit_file_read_meta (self->db, path, &start_seq, start_chain, not_ours,
-                                   sizeof not_ours) < 0) {
+    ||  mesh_audit_file_read_ends (self->db, path, &ends, not_ours, sizeof not_ours) < 0) {
         if (s_start_day (self, path, day, existed, not_ours, why, why_size) < 0)
             goto failed;
     }
     else
-    if (s_continue_day (self, path, start_seq, start_chain, why, why_size) < 0)
+    if (s_continue_day (self, path, &ends, why, why_size) < 0)
         goto failed;
     if (s_prepare_day (self, path, why, why_size) < 0)
         goto failed;
@@ -197,28 +182,87 @@ failed:
     return -1;
 }
 
+//  Signs the head, naming the last checkpoint, into the open day file
+//  (outside any transaction of ours: SQLite makes the insert its own)
+static int
+s_write_checkpoint (mesh_audit_store_t *self, int64_t now_ms, char *why, size_t why_size)
+{
+    if (!self->signer)
+        return mesh_fail (why, why_size, "no signing key");
+    mesh_audit_seal_checkpoint_t checkpoint = { .seq = self->seq, .time_ms = now_ms,
+                                                .prev_seq = self->checkpoint_seq };
+    memcpy (checkpoint.chain, self->chain, CHAIN_BYTES);
+    memcpy (checkpoint.prev_digest, self->checkpoint_digest, CHAIN_BYTES);
+    unsigned char signature [MESH_AUDIT_SEAL_SIGNATURE_BYTES];
+    size_t signature_size = 0;
+    if (mesh_audit_seal_checkpoint_sign (self->signer, &checkpoint, signature, &signature_size,
+                                         why, why_size) < 0
+    ||  mesh_audit_file_checkpoint_insert (self->db, &checkpoint, signature, signature_size,
+                                           why, why_size) < 0)
+        return -1;
+    self->checkpoint_seq = self->seq;
+    mesh_audit_seal_signature_digest (signature, signature_size, self->checkpoint_digest);
+    return 0;
+}
+
 //  Opening and closing ------------------------------------------------------------
 
-//  One writer a store: two would fork the chain.  The lock's fd, or -1
-//  with a reason.
+//  The day files join: each starts where the one before ends (seq and
+//  chain value) and, when the store signs, names the last checkpoint of
+//  the one before, which is a checkpoint of that one's last record.  A
+//  store that does not join is not appended to: records added to a broken
+//  chain would bury the break under a sound-looking head.  -1 with a
+//  reason.
 static int
-s_lock (const char *dir, char *why, size_t why_size)
+s_check_joins (mesh_audit_store_t *self, struct dirent **names, int count, char *why,
+               size_t why_size)
 {
-    if (mkdir (dir, 0700) < 0 && errno != EEXIST)
-        return mesh_fail (why, why_size, "%s: %s", dir, strerror (errno));
-    if (access (dir, W_OK | X_OK) != 0)
-        return mesh_fail (why, why_size, "%s: %s", dir, strerror (errno));
-    char path [4096];
-    snprintf (path, sizeof path, "%s/writer.lock", dir);
-    int lock_fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_fd < 0 || flock (lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        mesh_fail (why, why_size, "%s: %s", path, errno == EWOULDBLOCK
-                   ? "another process writes to this audit store" : strerror (errno));
-        if (lock_fd >= 0)
-            close (lock_fd);
-        return -1;
+    mesh_audit_file_ends_t before, ends;
+    char path [4096], name [MESH_AUDIT_FILE_NAME_LEN + 1] = "";
+    for (int i = 0; i < count; i++) {
+        snprintf (path, sizeof path, "%s/%s", self->dir, names [i]->d_name);
+        //  Read-write: a WAL left by a crash is recovered
+        sqlite3 *db = NULL;
+        int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_busy_timeout (db, 5000);
+            rc = mesh_audit_file_read_ends (db, path, &ends, why, why_size);
+        }
+        else
+            mesh_audit_file_fail (db, path, why, why_size);
+        sqlite3_close (db);
+        if (rc != SQLITE_OK)
+            return -1;
+        char broken [512] = "";
+        if (i == 0)
+            ;
+        else
+        if (ends.meta.start_seq != before.last_seq + 1
+        ||  memcmp (ends.meta.start_chain, before.last_chain, CHAIN_BYTES) != 0)
+            snprintf (broken, sizeof broken, "it does not start where %s ends (after seq %llu): "
+                      "a day file between them is missing, or one of them was changed", name,
+                      (unsigned long long) before.last_seq);
+        else
+        if (self->signer && before.has_records && before.checkpoint_seq != before.last_seq)
+            snprintf (broken, sizeof broken, "%s does not end with a checkpoint of its last "
+                      "record (seq %llu): the checkpoint was deleted", name,
+                      (unsigned long long) before.last_seq);
+        else
+        if (self->signer && (ends.meta.checkpoint_seq != before.checkpoint_seq
+                             || memcmp (ends.meta.checkpoint_digest, before.checkpoint_digest,
+                                        CHAIN_BYTES) != 0))
+            snprintf (broken, sizeof broken, "it does not name the last checkpoint of %s (of "
+                      "seq %llu): a checkpoint was changed", name,
+                      (unsigned long long) before.checkpoint_seq);
+        if (*broken)
+            return mesh_fail (why, why_size, "%s: %s.  The store does not append to a broken "
+                              "chain: run seekmeshctl audit verify to see what is wrong, then "
+                              "restore what is missing, or move the day files aside to start "
+                              "a new store", path, broken);
+        before = ends;
+        snprintf (name, sizeof name, "%.*s", MESH_AUDIT_FILE_NAME_LEN, names [i]->d_name);
     }
-    return lock_fd;
+    return 0;
 }
 
 //  The newest day file holds the head; the one before it, ids that may be
@@ -240,8 +284,8 @@ s_open_newest (mesh_audit_store_t *self, char *why, size_t why_size)
         mesh_audit_file_unlink (path);
         free (names [--count]);
     }
-    int rc = 0;
-    if (count > 0) {
+    int rc = s_check_joins (self, names, count, why, why_size);
+    if (rc == 0 && count > 0) {
         char day [11];
         memcpy (day, names [count - 1]->d_name + 6, 10);
         day [10] = 0;
@@ -261,7 +305,7 @@ mesh_audit_store_open (const char *dir, mesh_audit_keyring_t *keys, EVP_PKEY *si
         mesh_fail (why, why_size, "no key ring: the audit store encrypts every record");
         return NULL;
     }
-    int lock_fd = s_lock (dir, why, why_size);
+    int lock_fd = mesh_audit_file_lock (dir, why, why_size);
     if (lock_fd < 0)
         return NULL;
     mesh_audit_store_t *self = calloc (1, sizeof *self);
@@ -274,8 +318,24 @@ mesh_audit_store_open (const char *dir, mesh_audit_keyring_t *keys, EVP_PKEY *si
     mesh_buf_init (&self->sql);
     self->sealer = mesh_audit_sealer_new ();
     self->wal = mesh_audit_wal_new ();
-    if (s_open_newest (self, why, why_size) < 0)
+    if (s_open_newest (self, why, why_size) < 0) {
         mesh_audit_store_close (&self);
+        return NULL;
+    }
+    //  A writer that stopped without signing its head (a crash) left
+    //  records no checkpoint signs: sign them now, so that the store's
+    //  every record but the live tail is signed
+    if (self->signer && self->db && self->seq != self->checkpoint_seq) {
+        char reason [256];
+        uint64_t unsigned_from = self->checkpoint_seq + 1;
+        if (s_write_checkpoint (self, mesh_wall_ms (), reason, sizeof reason) == 0)
+            mesh_warn ("%s: records %llu to %llu were signed by no checkpoint (the last writer "
+                       "stopped without signing: a crash?); signed now", dir,
+                       (unsigned long long) unsigned_from, (unsigned long long) self->seq);
+        else
+            mesh_warn ("%s: cannot sign records up to %llu: %s", dir,
+                       (unsigned long long) self->seq, reason);
+    }
     return self;
 }
 
@@ -286,6 +346,12 @@ mesh_audit_store_close (mesh_audit_store_t **self_p)
     mesh_audit_store_t *self = *self_p;
     if (!self)
         return;
+    //  A clean close leaves every record signed
+    char why [256];
+    if (self->signer && self->db && self->seq != self->checkpoint_seq
+    &&  s_write_checkpoint (self, mesh_wall_ms (), why, sizeof why) < 0)
+        mesh_warn ("%s closed without a checkpoint of seq %llu: %s", self->dir,
+                   (unsigned long long) self->seq, why);
     //  The WAL copier's connection first, so that closing the writer's
     //  (the last) copies the WAL back and removes it
     mesh_audit_wal_destroy (&self->wal);
@@ -315,32 +381,6 @@ mesh_audit_store_seq (mesh_audit_store_t *self)
 
 //  Checkpoints ------------------------------------------------------------------
 
-//  Writes a checkpoint of the head into the open day file, outside any
-//  transaction of ours (SQLite makes the insert its own).
-static int
-s_write_checkpoint (mesh_audit_store_t *self, int64_t now_ms, char *why, size_t why_size)
-{
-    if (!self->signer)
-        return mesh_fail (why, why_size, "no signing key");
-    unsigned char signature [MESH_AUDIT_SEAL_SIGNATURE_BYTES];
-    size_t signature_size = 0;
-    if (mesh_audit_seal_checkpoint_sign (self->signer, self->seq, self->chain, now_ms, signature,
-                                         &signature_size, why, why_size) < 0)
-        return -1;
-    sqlite3_stmt *stmt = self->insert_checkpoint;
-    sqlite3_bind_int64 (stmt, 1, (int64_t) self->seq);
-    sqlite3_bind_blob (stmt, 2, self->chain, CHAIN_BYTES, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 3, now_ms);
-    sqlite3_bind_blob (stmt, 4, signature, (int) signature_size, SQLITE_STATIC);
-    int rc = sqlite3_step (stmt);
-    sqlite3_reset (stmt);
-    sqlite3_clear_bindings (stmt);
-    if (rc != SQLITE_DONE)
-        return mesh_audit_file_fail (self->db, "checkpoint", why, why_size);
-    self->checkpoint_seq = self->seq;
-    return 0;
-}
-
 int
 mesh_audit_store_checkpoint (mesh_audit_store_t *self, int64_t now_ms, char *why, size_t why_size)
 {
@@ -362,11 +402,14 @@ s_roll (mesh_audit_store_t *self, int64_t now_ms, char *why, size_t why_size)
     if (self->db && strcmp (day, self->day) <= 0)
         return 0;
     if (self->db) {
-        //  Close the day with a checkpoint of its last record
+        //  A day is closed with a checkpoint of its last record, or not at
+        //  all (the append fails and is retried): the verifier and the
+        //  next open take a day file without one for a deleted checkpoint
         char reason [256];
         if (self->signer && self->seq != self->checkpoint_seq
         &&  s_write_checkpoint (self, now_ms, reason, sizeof reason) < 0)
-            mesh_warn ("day %s closed without a checkpoint: %s", self->day, reason);
+            return mesh_fail (why, why_size, "day %s cannot be closed without a checkpoint of "
+                              "its last record: %s", self->day, reason);
         char name [32];
         snprintf (name, sizeof name, "audit-%s.db", self->day);
         mesh_audit_wal_release (self->wal);
@@ -528,7 +571,6 @@ mesh_audit_store_retain (mesh_audit_store_t *self, int64_t now_ms, int64_t days)
 #include "mesh_audit_sample.h"
 #include "mesh_audit_verify.h"
 #include "mesh_id.h"
-#include "mesh_time.h"
 
 #define T_KEY1 MESH_AUDIT_SAMPLE_KEY1
 #define T_KEY2 MESH_AUDIT_SAMPLE_KEY2
@@ -624,9 +666,12 @@ s_test_write (const char *dir, mesh_audit_sample_t *data, t_keys_t *t, bool verb
     assert (mesh_audit_store_append (store, &data->records [306], 1, s_at (T_DAY3, 1500),
                                      why, sizeof why) == 1);
     assert (mesh_audit_store_seq (store) == 307);
-    //  A writer's connection sees what a reader does not need to wait for
-    mesh_audit_sample_verify (dir, NULL, public_key, 0, "307 records", verbose);
+    //  A reader sees every commit while the writer has the store open: the
+    //  newest record, not signed yet, is the running writer's tail
+    mesh_audit_sample_verify (dir, NULL, public_key, 1, "audit-" T_DAY3 ".db seq 307 to 307: "
+                              "signed by no checkpoint yet; a writer is running", verbose);
     assert (mesh_audit_store_checkpoint (store, s_at (T_DAY3, 2000), why, sizeof why) == 0);
+    mesh_audit_sample_verify (dir, NULL, public_key, 0, "307 records", verbose);
     mesh_audit_store_close (&store);
     free (big);
 }
@@ -729,6 +774,32 @@ s_test_odd_stores (const char *root, mesh_audit_sample_t *data, t_keys_t *t, boo
                                      sizeof why) == 1);
     mesh_audit_store_close (&store);
     mesh_audit_sample_verify (dir, NULL, public_key, 0, "seq 1 to 4, 2 day files", verbose);
+    mesh_audit_sample_rmtree (dir);
+
+    //  A day is not left without a checkpoint of its last record: while
+    //  none can be written the next day's append fails (and is retried)
+    snprintf (dir, sizeof dir, "%s/closing", root);
+    mesh_audit_sample_store (dir, data, 3, keys, signer);
+    store = mesh_audit_store_open (dir, keys, signer, why, sizeof why);
+    assert (store);
+    mesh_audit_sample_record (data, 3, s_at (T_DAY1, 5000000));
+    assert (mesh_audit_store_append (store, &data->records [3], 1, s_at (T_DAY1, 5000100), why,
+                                     sizeof why) == 1);
+    mesh_audit_sample_sql (dir, T_DAY1, "CREATE TRIGGER refuse BEFORE INSERT ON checkpoints "
+                           "BEGIN SELECT RAISE (ABORT, 'no checkpoint today'); END");
+    mesh_audit_sample_record (data, 4, s_at (T_DAY2, 0));
+    assert (mesh_audit_store_append (store, &data->records [4], 1, s_at (T_DAY2, 100), why,
+                                     sizeof why) == -1);
+    assert (strstr (why, "day " T_DAY1 " cannot be closed without a checkpoint of its last record")
+            && strstr (why, "no checkpoint today"));
+    snprintf (path, sizeof path, "%s/audit-" T_DAY2 ".db", dir);
+    assert (mesh_audit_store_seq (store) == 4 && access (path, F_OK) != 0);
+    mesh_audit_sample_sql (dir, T_DAY1, "DROP TRIGGER refuse");
+    assert (mesh_audit_store_append (store, &data->records [4], 1, s_at (T_DAY2, 200), why,
+                                     sizeof why) == 1);
+    mesh_audit_store_close (&store);
+    mesh_audit_sample_verify (dir, NULL, public_key, 0, "ok: 5 records, seq 1 to 5, 2 day files, "
+                              "3 checkpoints\n", verbose);
     mesh_audit_sample_rmtree (dir);
 
     //  A store made with no signer writes no checkpoint

@@ -3,17 +3,23 @@
     The store is a directory of SQLite day files (mesh_audit_file.h): each
     record stored once (by request id), its prompt and response sealed
     under the key ring's active key, chained to the record before it, and
-    the chain head signed at checkpoints (mesh_audit_seal.h), so that
-    editing, deleting or reordering records, or cutting the tail before
-    the last checkpoint, is found by mesh_audit_verify.  (A tail cut
-    together with the checkpoints after it is only found against a copy of
-    the last checkpoint kept elsewhere.)  The readers are mesh_audit_query
-    and mesh_audit_verify; they may run while this writes.
+    the chain head signed at checkpoints that each name the checkpoint
+    before (mesh_audit_seal.h), so that editing, deleting or reordering
+    records or checkpoints, or cutting the tail before the last
+    checkpoint, is found by mesh_audit_verify.  (A tail cut together with
+    the checkpoints after it is only found against a copy of the last
+    checkpoint kept elsewhere.)  The readers are mesh_audit_query and
+    mesh_audit_verify; they may run while this writes.
 
     The writer appends batches to the day file of the time of commit (a
-    new day starts a new file, never an older one), syncs each commit,
+    new day starts a new file, never an older one, and the day before is
+    closed with a checkpoint of its last record first), syncs each commit,
     skips records already stored (in this day file or, near midnight, the
-    one before), and deletes day files past their retention.
+    one before), and deletes day files past their retention.  Opening
+    checks that the day files join (each starts where the one before ends
+    and names its last checkpoint) and refuses to append to a broken
+    chain; it signs records a crashed writer left unsigned.  A clean close
+    signs the head.
 
     Threads: one thread owns a store (SQLite connections are not shared)
     and calls every function here.  The store runs two threads of its own,
@@ -34,11 +40,15 @@
 
 typedef struct mesh_audit_store_t mesh_audit_store_t;
 
-//  Opens (creating) the store in dir; finds the last seq and chain head in
-//  the newest day file.  keys and signer are borrowed (signer may be NULL:
-//  no checkpoints).  NULL with a reason.
+//  Opens (creating) the store in dir; finds the last seq, chain head and
+//  checkpoint in the newest day file, after checking that the day files
+//  join (a broken chain is refused, with what to do).  keys and signer are
+//  borrowed (signer may be NULL: no checkpoints, and none is looked for).
+//  NULL with a reason.
 mesh_audit_store_t *mesh_audit_store_open (const char *dir, mesh_audit_keyring_t *keys,
                                            EVP_PKEY *signer, char *why, size_t why_size);
+//  Signs the head (when records came since the last checkpoint), then
+//  closes
 void        mesh_audit_store_close (mesh_audit_store_t **self_p);
 //  Swaps the key ring (rotation); the old one is the caller's to free.
 void        mesh_audit_store_set_keys (mesh_audit_store_t *self, mesh_audit_keyring_t *keys);

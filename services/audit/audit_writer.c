@@ -806,7 +806,7 @@ audit_writer_test (bool verbose)
     assert (public_key);
     mesh_buf_t report;
     mesh_buf_init (&report);
-    assert (mesh_audit_verify (dir, NULL, public_key, &report, why, sizeof why) == 0);
+    assert (mesh_audit_verify (dir, NULL, public_key, 0, &report, why, sizeof why) == 0);
     mesh_buf_free (&report);
 
     EVP_PKEY_free (public_key);

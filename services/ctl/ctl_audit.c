@@ -1,7 +1,8 @@
 /*  ctl_audit: the audit store's tools, on its files (no admin API, no token).
 
         audit query [FILTERS] [--decrypt]     a table, or --json: one object a line
-        audit verify [--from DATE]            0 sound, 1 the first bad record, 2 unreadable
+        audit verify [--from DATE] [--tail-wait MS]
+                                              0 sound, 1 the first bad record, 2 unreadable
         audit export [--format ndjson]        Elastic Common Schema, one record a line
         audit rotate-key                      a new key in the key file; prints its id
 
@@ -28,6 +29,9 @@
 #include <time.h>
 
 #define DEFAULT_DIR "run/audit"
+//  How long verify waits for a running service to sign the records after
+//  its last checkpoint: five times audit.checkpoint_ms's default
+#define DEFAULT_TAIL_WAIT_MS 5000
 
 //  The options every reading command shares, then each command's
 #define FILTER_OPTIONS                                   \
@@ -57,6 +61,7 @@ static const ctl_option_t s_verify_options [] = {
     { "dir",        CTL_STRING, "dir" },
     { "from",       CTL_STRING, "from" },
     { "public-key", CTL_STRING, "public_key" },
+    { "tail-wait",  CTL_LIMIT,  "tail_wait" },
     { NULL, 0, NULL }
 };
 
@@ -345,21 +350,7 @@ typedef struct {
 static json_t *
 s_json_bytes (const mesh_bytes_t *bytes)
 {
-    json_t *value = json_stringn (bytes->size ? bytes->data : "", bytes->size);
-    if (!value) {                       //  not UTF-8: with the bad bytes replaced
-        mesh_buf_t clean;
-        mesh_buf_init (&clean);
-        for (size_t i = 0; i < bytes->size; i++) {
-            unsigned char c = (unsigned char) bytes->data [i];
-            if (c < 0x80)
-                mesh_buf_append (&clean, &bytes->data [i], 1);
-            else
-                mesh_buf_append_str (&clean, "\xef\xbf\xbd");
-        }
-        value = json_stringn (clean.data ? clean.data : "", clean.len);
-        mesh_buf_free (&clean);
-    }
-    return value;
+    return ctl_export_json_text (bytes->data, bytes->size);
 }
 
 static json_t *
@@ -615,7 +606,11 @@ ctl_audit_verify (ctl_t *ctl, int argc, char **argv)
         rc = CTL_EXIT_UNREACHABLE;
         goto done;
     }
-    int result = mesh_audit_verify (s_dir (fields), from, public_key, &report, why, sizeof why);
+    json_t *tail_wait = json_object_get (fields, "tail_wait");
+    int64_t tail_wait_ms = tail_wait ? (int64_t) json_integer_value (tail_wait)
+                                     : DEFAULT_TAIL_WAIT_MS;
+    int result = mesh_audit_verify (s_dir (fields), from, public_key, tail_wait_ms, &report,
+                                    why, sizeof why);
     if (result < 0) {
         fprintf (stderr, "seekmeshctl: cannot verify the audit store: %s\n", why);
         rc = CTL_EXIT_UNREACHABLE;
@@ -623,8 +618,13 @@ ctl_audit_verify (ctl_t *ctl, int argc, char **argv)
     }
     mesh_buf_append (&report, "", 1);
     if (ctl->json) {
+        //  The verdict's line, then the notes
         char *line = strtok (report.data, "\n");
         json_t *object = json_pack ("{sb ss}", "ok", result == 0, "report", line ? line : "");
+        json_t *notes = json_array ();
+        for (char *note; (note = strtok (NULL, "\n")); )
+            json_array_append_new (notes, ctl_export_json_text (note, strlen (note)));
+        json_object_set_new (object, "notes", notes);
         ctl_print_json (object);
         json_decref (object);
     }
@@ -732,4 +732,22 @@ ctl_audit_test (bool verbose)
     assert (text.len == 0);
     mesh_buf_free (&text);
     mesh_buf_free (&reasoning);
+
+    //  query --json keeps UTF-8 text (it replaced every byte >= 0x80 once)
+    //  and replaces only the bytes that are not UTF-8, as the export does
+    mesh_audit_query_row_t row = {
+        .seq = 1, .file = "audit-2026-05-28.db", .enc_key_id = "k1", .decrypted = true,
+        .record = { .id = { "0123456789abcdefghijklmnop", 26 },
+                    .tenant = { "\xc3\xa9quipe", 7 },
+                    .prompt = { "{\"content\":\"\xe4\xbd\xa0\xe5\xa5\xbd \xff\"}", 22 },
+                    .response = { "caf\xc3\xa9", 5 }, .params = { "{}", 2 } } };
+    json_t *object = s_row_json (&row, true);
+    assert (mesh_streq (json_string_value (json_object_get (object, "tenant")), "\xc3\xa9quipe"));
+    assert (mesh_streq (json_string_value (json_object_get (object, "prompt")),
+                        "{\"content\":\"\xe4\xbd\xa0\xe5\xa5\xbd \xef\xbf\xbd\"}"));
+    assert (mesh_streq (json_string_value (json_object_get (object, "response")), "caf\xc3\xa9"));
+    json_t *same = ctl_export_json_text (row.record.prompt.data, row.record.prompt.size);
+    assert (json_equal (same, json_object_get (object, "prompt")));
+    json_decref (same);
+    json_decref (object);
 }

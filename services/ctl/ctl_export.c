@@ -11,24 +11,23 @@
 #include <string.h>
 #include <time.h>
 
-//  A JSON string of bytes that should be UTF-8: invalid bytes become U+FFFD
-static json_t *
-s_json_text (const char *data, size_t size)
+json_t *
+ctl_export_json_text (const char *data, size_t size)
 {
     json_t *text = json_stringn (data ? data : "", size);
     if (text)
         return text;
+    //  Not UTF-8 as jansson takes it: each sequence that is kept, each
+    //  byte that is not one's start replaced
     mesh_buf_t clean;
     mesh_buf_init (&clean);
     const unsigned char *p = (const unsigned char *) data;
     for (size_t i = 0; i < size; ) {
-        //  The longest prefix that is valid, one sequence at a time
         size_t n = p [i] < 0x80 ? 1 : (p [i] & 0xe0) == 0xc0 ? 2 : (p [i] & 0xf0) == 0xe0 ? 3
                  : (p [i] & 0xf8) == 0xf0 ? 4 : 0;
-        json_t *one = n && i + n <= size ? json_stringn ((const char *) p + i, n) : NULL;
-        if (one) {
+        //  NUL is a character here (json_stringn keeps it as \u0000)
+        if (n == 1 || (n && i + n <= size && mesh_utf8_valid ((const char *) p + i, n))) {
             mesh_buf_append (&clean, p + i, n);
-            json_decref (one);
             i += n;
         }
         else {
@@ -38,6 +37,7 @@ s_json_text (const char *data, size_t size)
     }
     text = json_stringn (clean.data ? clean.data : "", clean.len);
     mesh_buf_free (&clean);
+    assert (text);
     return text;
 }
 
@@ -71,7 +71,7 @@ s_set (json_t *object, const char *path, json_t *value)
 static json_t *
 s_json_bytes (const mesh_bytes_t *bytes)
 {
-    return s_json_text (bytes->data, bytes->size);
+    return ctl_export_json_text (bytes->data, bytes->size);
 }
 
 void
@@ -269,6 +269,29 @@ ctl_export_test (bool verbose)
     assert (mesh_streq (json_string_value (json_object_get (json_object_get (doc, "gen_ai"),
             "prompt")), "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd"));
     json_decref (doc);
+
+    //  Valid UTF-8 is kept as it is; each byte that starts no valid
+    //  sequence becomes U+FFFD, and the bytes after it are read again
+    struct { const char *in; size_t size; const char *out; size_t out_size; } texts [] = {
+        { "plain", 5, "plain", 5 },
+        { "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14,
+          "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14 },
+        { "\xc3\xa9\xff", 3, "\xc3\xa9\xef\xbf\xbd", 5 },               //  one bad byte after
+        { "a\xe2\x82", 3, "a\xef\xbf\xbd\xef\xbf\xbd", 7 },             //  cut short
+        { "\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd", 6 },                //  overlong '/'
+        { "\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 9 },  //  a surrogate
+        { "\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 12 },
+        { "\xe2\x82\xac\x80\xe2\x82\xac", 7, "\xe2\x82\xac\xef\xbf\xbd\xe2\x82\xac", 9 },
+        { "x\0\xffy", 4, "x\0\xef\xbf\xbdy", 6 },                        //  NUL is kept
+        { NULL, 0, "", 0 },
+    };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (texts); i++) {
+        json_t *text = ctl_export_json_text (texts [i].in, texts [i].size);
+        assert (json_is_string (text));
+        assert (json_string_length (text) == texts [i].out_size);
+        assert (memcmp (json_string_value (text), texts [i].out, texts [i].out_size) == 0);
+        json_decref (text);
+    }
 
     mesh_audit_keyring_destroy (&keys);
     EVP_PKEY_free (signer);

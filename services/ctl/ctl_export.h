@@ -16,9 +16,15 @@
 #include "mesh_audit_query.h"
 #include "mesh_buf.h"
 
+#include <jansson.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 
+//  A JSON string of bytes that should be UTF-8: valid sequences kept as
+//  they are (NUL too), each byte that does not start one replaced by
+//  U+FFFD.  What query --json and the export both write.
+json_t *ctl_export_json_text (const char *data, size_t size);
 //  Appends row as one JSON object and a newline to out
 void ctl_export_ndjson (const mesh_audit_query_row_t *row, mesh_buf_t *out);
 //  Writes ms (wall clock) as "YYYY-MM-DDTHH:MM:SS.mmmZ"

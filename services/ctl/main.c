@@ -54,9 +54,11 @@ static const command_t s_commands [] = {
       "the audit records, oldest first (--json: one object a line); --decrypt adds the\n"
       "      prompt and the response text (needs the key file)" },
     { "audit",  "verify", ctl_audit_verify,
-      "audit verify [--from YYYY-MM-DD] [--dir DIR] [--public-key FILE]",
-      "check the records' hash chain and signed checkpoints: exit 0 sound, 1 with the\n"
-      "      first bad record named, 2 unreadable" },
+      "audit verify [--from YYYY-MM-DD] [--tail-wait MS] [--dir DIR] [--public-key FILE]",
+      "check the records' hash chain and the signed checkpoints, each naming the one\n"
+      "      before: exit 0 sound, 1 with the first bad thing named, 2 unreadable.  Records\n"
+      "      after the last checkpoint pass only while the service runs and signs them\n"
+      "      within MS (default 5000; 0: never wait)" },
     { "audit",  "export", ctl_audit_export,
       "audit export [--format ndjson] [QUERY OPTIONS]",
       "the records as NDJSON with Elastic Common Schema names, for Filebeat or Loki" },
