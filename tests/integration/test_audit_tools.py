@@ -1,18 +1,26 @@
 """seekmeshctl audit query | verify | export | rotate-key on a store on disk.
 
-The store is written by audit_fixture.c (compiled here against
+Most stores here are written by audit_fixture.c (compiled here against
 build/libmesh.a) exactly as seekmesh-audit writes it: mesh_audit_store,
 the key file made by `seekmeshctl audit rotate-key`, an Ed25519 signing key,
-a checkpoint every five records.  The tools read the files directly (no
-service, no admin API).  Tampering is done with the sqlite3 command line, as
-someone with access to the disk would."""
+a checkpoint every five records.  The checkpoint tests take a store of three
+day files written by the real seekmesh-audit, fed by its own bench client
+(speaking as an ingress over CURVE), stopped, crashed and restarted, its
+wall clock set to chosen days with libfaketime.  The tools read the files
+directly (no service, no admin API).  Tampering is done with the sqlite3
+command line, as someone with access to the disk would."""
 import glob
 import json
 import os
 import re
 import shlex
+import shutil
+import signal
+import socket
 import stat
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -404,3 +412,346 @@ def test_usage_errors_exit_64(args):
 def test_an_unreadable_store_exits_2(tmp_path):
     r = ctl("audit", "query", "--dir", tmp_path / "nowhere")
     assert r.returncode == 2 and "cannot read the audit store" in r.stderr
+
+
+# --- checkpoints on a store the service wrote (issue 11) ------------------------------
+
+FAKETIME_LIB = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
+DAYS = ("2026-03-01", "2026-03-02", "2026-03-03")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AuditService:
+    """seekmesh-audit on a store directory, started with its wall clock at a
+    chosen time (libfaketime, LD_PRELOAD; the clock runs from there, its
+    monotonic clock with it, and never jumps while the process runs), fed
+    records by `seekmesh-audit bench` as an ingress would send them."""
+
+    def __init__(self, tmp, store, checkpoint_ms=3600000):
+        self.tmp, self.store = Path(tmp), Path(store)
+        keys = self.tmp / "curve"
+        if not keys.exists():
+            subprocess.run([str(CTL), "curve", "keygen", "--dir", str(keys)], check=True,
+                           capture_output=True, timeout=30)
+        port, self.admin = _free_port(), _free_port()
+        self.config = self.tmp / ("audit-%d.json" % port)
+        self.config.write_text(json.dumps({
+            "mesh": {"curve_dir": str(keys)},
+            "audit": {"listen": "tcp://127.0.0.1:%d" % port,
+                      "admin_listen": "127.0.0.1:%d" % self.admin,
+                      "dir": str(self.store), "checkpoint_ms": checkpoint_ms}}))
+        self.log_path = self.tmp / ("audit-%d.log" % port)
+        self.proc = None
+
+    def _popen(self, clock):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_")}
+        env.update({"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": "@" + clock})
+        # an ASan build's runtime would insist on coming before libfaketime
+        env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"),
+                                                     "verify_asan_link_order=0"]))
+        log = open(self.log_path, "a")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([str(BIN / "seekmesh-audit"), "-c", str(self.config)],
+                                     stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+
+    def start(self, clock):
+        """Starts it at clock ("2026-03-01 12:00:00") and waits until it is ready."""
+        self._popen(clock)
+        deadline = time.monotonic() + 20
+        while True:
+            assert self.proc.poll() is None, "seekmesh-audit exited %s:\n%s" % (
+                self.proc.returncode, self.log())
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % self.admin,
+                                            timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "seekmesh-audit not ready:\n" + self.log()
+            time.sleep(0.05)
+
+    def refused(self, clock):
+        """Starts it and expects it to refuse to run: its exit status and log."""
+        self._popen(clock)
+        try:
+            rc = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError("seekmesh-audit runs on this store:\n" + self.log())
+        assert "Sanitizer" not in self.log(), self.log()
+        return rc, self.log()
+
+    def send(self, count):
+        """count records, acknowledged (committed and synced) before it returns"""
+        r = subprocess.run([str(BIN / "seekmesh-audit"), "bench", "-c", str(self.config),
+                            "-n", str(count), "-s", "300"], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0 and ("acked up to seq %d " % count) in r.stdout, (r.stdout, r.stderr)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=30) == 0, self.log()
+        assert "Sanitizer" not in self.log() and "runtime error" not in self.log(), self.log()
+
+    def crash(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def checkpoints(store, day):
+    """(seq, prev_seq, time) of a day file's checkpoints"""
+    out = subprocess.run(["sqlite3", str(store / ("audit-%s.db" % day)),
+                          "SELECT seq, prev_seq, time_ms FROM checkpoints ORDER BY seq"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return [tuple(int(x) for x in line.split("|")) for line in out.split()]
+
+
+def day_sql(store, day, statement):
+    r = subprocess.run(["sqlite3", str(store / ("audit-%s.db" % day)), statement],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def service_store(tmp_path_factory):
+    """Thirty records in three day files, as the service wrote them:
+    2026-03-01  seq 1-15   checkpoints 5, 10 (at stops), 15 (the day closed
+                           by the running service when its clock passed
+                           midnight)
+    2026-03-02  seq 16-25  checkpoints 20 (at a stop), 25 (signed when the
+                           service started again after a crash had left
+                           21-25 unsigned)
+    2026-03-03  seq 26-30  checkpoint 30 (at a stop)"""
+    assert FAKETIME_LIB, "libfaketime is not installed (scripts/deps --test installs it)"
+    tmp = tmp_path_factory.mktemp("service")
+    store = tmp / "store"
+    service = AuditService(tmp, store)
+    service.start("2026-03-01 12:00:00").send(5)
+    service.stop()
+    service.start("2026-03-01 13:00:00").send(5)
+    service.stop()
+    # Started 6 s before midnight: records 11-15 on the first day, then, once
+    # its clock has passed midnight, five more: it closes the first day with a
+    # checkpoint of seq 15 before it writes them into the second day's file
+    service.start("2026-03-01 23:59:54").send(5)
+    assert not (store / ("audit-%s.db" % DAYS[1])).exists(), \
+        "the service took 6 s to start and store five records:\n" + service.log()
+    time.sleep(max(0.0, service.started + 7.0 - time.monotonic()))
+    service.send(5)
+    service.stop()
+    service.start("2026-03-02 12:00:00").send(5)
+    service.crash()
+    service.start("2026-03-03 12:00:00")
+    assert "records 21 to 25 were signed by no checkpoint (the last writer stopped without " \
+           "signing: a crash?); signed now" in service.log()
+    service.send(5)
+    service.stop()
+    assert sorted(os.path.basename(p) for p in glob.glob(str(store / "audit-*.db"))) == \
+        ["audit-%s.db" % day for day in DAYS]
+    first, second, third = (checkpoints(store, day) for day in DAYS)
+    assert [(seq, prev) for seq, prev, _ in first] == [(5, 0), (10, 5), (15, 10)]
+    assert [(seq, prev) for seq, prev, _ in second] == [(20, 15), (25, 20)]
+    assert [(seq, prev) for seq, prev, _ in third] == [(30, 25)]
+    # the first day's last checkpoint was signed after its midnight: by the
+    # running service closing the day, not at a stop
+    assert first[-1][2] >= 1772409600000, first      # 2026-03-02T00:00:00Z
+    return store
+
+
+@pytest.fixture
+def served(service_store, tmp_path):
+    """A copy of the service's store, to tamper with"""
+    copy = tmp_path / "audit"
+    shutil.copytree(service_store, copy)
+    return copy
+
+
+def verify(store, *args):
+    return ctl("audit", "verify", "--dir", store, *args)
+
+
+def test_verify_the_store_the_service_wrote(served):
+    r = verify(served)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert r.stdout == "ok: 30 records, seq 1 to 30, 3 day files, 6 checkpoints\n"
+    r = ctl("--json", "audit", "verify", "--dir", served)
+    assert json.loads(r.stdout) == {"ok": True, "notes": [],
+                                    "report": "ok: 30 records, seq 1 to 30, 3 day files, "
+                                              "6 checkpoints"}
+
+
+CHECKPOINT_TAMPERS = {
+    # (a) one checkpoint row deleted in the middle
+    "middle_checkpoint_deleted": (
+        [(0, "DELETE FROM checkpoints WHERE seq = 10")],
+        "audit-2026-03-01.db checkpoint of seq 15: the checkpoint it follows, of seq 10, is "
+        "missing (deleted)"),
+    "a_day_closing_checkpoint_deleted": (
+        [(0, "DELETE FROM checkpoints WHERE seq = 15")],
+        "audit-2026-03-01.db seq 11 to 15: signed by no checkpoint: a day file ends with a "
+        "checkpoint of its last record, and this one's is missing (deleted)"),
+    # (b) the last checkpoints deleted
+    "last_checkpoint_deleted": (
+        [(2, "DELETE FROM checkpoints WHERE seq = 30")],
+        "audit-2026-03-03.db seq 26 to 30: signed by no checkpoint, and no writer is running: "
+        "the checkpoints after seq 25 were deleted (the service signs its records every "
+        "audit.checkpoint_ms, when it stops, and when it starts again after a crash)"),
+    "last_checkpoints_of_two_days_deleted": (
+        [(1, "DELETE FROM checkpoints WHERE seq = 25"), (2, "DELETE FROM checkpoints")],
+        "audit-2026-03-02.db seq 21 to 25: signed by no checkpoint: a day file ends with a "
+        "checkpoint of its last record, and this one's is missing (deleted)"),
+    # (c) two checkpoints swapped, or moved to another day file
+    "two_checkpoints_swapped": (
+        [(0, "UPDATE checkpoints SET seq = -1 WHERE seq = 5; "
+             "UPDATE checkpoints SET seq = 5 WHERE seq = 10; "
+             "UPDATE checkpoints SET seq = 10 WHERE seq = -1")],
+        "audit-2026-03-01.db checkpoint of seq 5: bad signature"),
+    "checkpoint_moved_to_another_day": (
+        [(0, "ATTACH 'audit-2026-03-02.db' AS two; "
+             "INSERT INTO checkpoints SELECT * FROM two.checkpoints WHERE seq = 20; "
+             "DELETE FROM two.checkpoints WHERE seq = 20")],
+        "audit-2026-03-01.db checkpoint of seq 20: seq 20 is a record of audit-2026-03-02.db: "
+        "the checkpoint was moved (a checkpoint is kept with the record it signs)"),
+    "two_days_closing_checkpoints_swapped": (
+        [(0, "ATTACH 'audit-2026-03-02.db' AS two; "
+             "CREATE TEMP TABLE kept AS SELECT * FROM checkpoints WHERE seq = 15; "
+             "DELETE FROM checkpoints WHERE seq = 15; "
+             "INSERT INTO checkpoints SELECT * FROM two.checkpoints WHERE seq = 25; "
+             "DELETE FROM two.checkpoints WHERE seq = 25; "
+             "INSERT INTO two.checkpoints SELECT * FROM kept")],
+        "audit-2026-03-02.db checkpoint of seq 15: seq 15 is a record of audit-2026-03-01.db: "
+        "the checkpoint was moved (a checkpoint is kept with the record it signs)"),
+    "checkpoint_names_another_before_it": (
+        [(1, "UPDATE checkpoints SET prev_seq = 10 WHERE seq = 20")],
+        "audit-2026-03-02.db checkpoint of seq 20: bad signature"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_TAMPERS))
+def test_verify_names_a_missing_swapped_or_moved_checkpoint(served, name):
+    edits, wrong = CHECKPOINT_TAMPERS[name]
+    for day, statement in edits:
+        # relative ATTACH paths: run in the store's directory
+        r = subprocess.run(["sqlite3", "audit-%s.db" % DAYS[day], statement], cwd=served,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+    r = verify(served)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stdout == wrong + "\n", r.stdout
+
+
+def test_verify_finds_a_middle_day_file_deleted_and_the_service_refuses_it(served, tmp_path):
+    # (d) a whole day file deleted between two others
+    os.unlink(served / "audit-2026-03-02.db")
+    r = verify(served)
+    assert r.returncode == 1
+    assert r.stdout == ("audit-2026-03-03.db seq 16: missing (this file starts at seq 26; a day "
+                        "file or the end of the one before was deleted)\n")
+    # The service does not append to the broken chain: it does not start,
+    # and says which file breaks it and what to do
+    rc, log = AuditService(tmp_path, served).refused("2026-03-03 18:00:00")
+    assert rc != 0
+    assert ("audit-2026-03-03.db: it does not start where audit-2026-03-01.db ends (after seq "
+            "15): a day file between them is missing, or one of them was changed") in log, log
+    assert "does not append to a broken chain: run seekmeshctl audit verify" in log
+    # nothing was added to the newest file
+    assert [c[:2] for c in checkpoints(served, DAYS[2])] == [(30, 25)]
+    assert day_sql(served, DAYS[2], "SELECT count(*), max(seq) FROM records").strip() == "5|30"
+    assert verify(served).stdout.startswith("audit-2026-03-03.db seq 16: missing")
+
+
+def test_verify_accepts_the_oldest_day_deleted_by_retention_and_says_so(served, tmp_path):
+    os.unlink(served / "audit-2026-03-01.db")
+    r = verify(served)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout == (
+        "ok: 15 records, seq 16 to 30, 2 day files, 3 checkpoints\n"
+        "note: the first checkpoint (of seq 20, audit-2026-03-02.db) follows that of seq 15, in "
+        "a day file no longer here (deleted by retention, audit.retention_days): that link is "
+        "not checked\n")
+    r = ctl("--json", "audit", "verify", "--dir", served)
+    assert json.loads(r.stdout)["notes"][0].startswith("note: the first checkpoint (of seq 20")
+    # A checkpoint deleted after the boundary is still found
+    day_sql(served, DAYS[1], "DELETE FROM checkpoints WHERE seq = 20")
+    r = verify(served)
+    assert r.returncode == 1 and r.stdout == (
+        "audit-2026-03-02.db checkpoint of seq 25: the checkpoint it follows, of seq 20, is "
+        "missing (deleted)\n")
+
+
+def test_verify_from_a_day_notes_the_link_it_does_not_check(served):
+    r = verify(served, "--from", DAYS[1])
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.splitlines() == [
+        "ok: 15 records, seq 16 to 30, 2 day files, 3 checkpoints",
+        "note: the first checkpoint (of seq 20, audit-2026-03-02.db) follows that of seq 15, in "
+        "a day file before --from, not verified: that link is not checked"]
+
+
+def test_a_store_of_the_earlier_format_is_refused_with_what_to_do(served, tmp_path):
+    for day in DAYS:
+        day_sql(served, day, "UPDATE meta SET value = 1 WHERE name = 'format'")
+    r = verify(served)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "audit-2026-03-01.db: a day file of format 1, from an earlier seekmesh" in r.stderr
+    assert "Verify the old day files with the seekmeshctl that wrote them, then move them out " \
+           "of this directory" in r.stderr
+    # the records still read
+    assert len(rows(ctl("audit", "query", "--dir", served, "--json"))) == 30
+    rc, log = AuditService(tmp_path, served).refused("2026-03-03 18:00:00")
+    assert rc != 0 and "a day file of format 1, from an earlier seekmesh" in log, log
+
+
+def test_the_running_service_s_unsigned_tail(served, tmp_path):
+    """Records the running service has not signed yet fail at once without
+    --tail-wait, and after it when it does not sign them; checkpoints
+    deleted under a running service are found at its next checkpoint."""
+    service = AuditService(tmp_path, served).start("2026-03-03 13:00:00")
+    try:
+        service.send(5)
+        r = verify(served, "--tail-wait", "0")
+        assert r.returncode == 1 and r.stdout == (
+            "audit-2026-03-03.db seq 31 to 35: signed by no checkpoint yet; a writer is running, "
+            "which signs them within audit.checkpoint_ms (--tail-wait MS waits for it)\n")
+        began = time.monotonic()
+        r = verify(served, "--tail-wait", "400")
+        assert time.monotonic() - began >= 0.4
+        assert r.returncode == 1 and r.stdout.startswith(
+            "audit-2026-03-03.db seq 31 to 35: signed by no checkpoint within 400 ms, although a "
+            "writer is running: the checkpoints after seq 30 were deleted")
+        # The last checkpoint deleted while it runs
+        day_sql(served, DAYS[2], "DELETE FROM checkpoints WHERE seq = 30")
+        r = verify(served, "--tail-wait", "300")
+        assert r.returncode == 1 and "seq 26 to 35: signed by no checkpoint within 300 ms" in r.stdout
+    finally:
+        service.stop()
+    # At its stop it signed seq 35, naming the checkpoint it had written
+    assert checkpoints(served, DAYS[2])[-1][:2] == (35, 30)
+    r = verify(served)
+    assert r.returncode == 1 and r.stdout == (
+        "audit-2026-03-03.db checkpoint of seq 35: the checkpoint it follows, of seq 30, is "
+        "missing (deleted)\n")
+
+
+def test_verify_waits_for_the_running_service_to_sign(served, tmp_path):
+    service = AuditService(tmp_path, served, checkpoint_ms=1500).start("2026-03-03 13:00:00")
+    try:
+        service.send(5)
+        began = time.monotonic()
+        r = verify(served)                       # the default wait, 5 s
+        assert r.returncode == 0, r.stdout
+        assert r.stdout.startswith("ok: 35 records, seq 1 to 35, 3 day files, 7 checkpoints")
+        assert time.monotonic() - began < 5
+    finally:
+        service.stop()
