@@ -49,6 +49,20 @@ s_hex_value (char c)
     return -1;
 }
 
+size_t
+mesh_audit_keyring_count (const mesh_audit_keyring_t *self)
+{
+    assert (self);
+    return self->count;
+}
+
+const mesh_audit_keyring_key_t *
+mesh_audit_keyring_key (const mesh_audit_keyring_t *self, size_t i)
+{
+    assert (self && i < self->count);
+    return &self->keys [i];
+}
+
 const mesh_audit_keyring_key_t *
 mesh_audit_keyring_find (const mesh_audit_keyring_t *self, const char *id, size_t len)
 {
@@ -64,11 +78,13 @@ static int
 s_keyring_parse (mesh_audit_keyring_t *self, const char *text, size_t size, const char *seps,
                  const char *source, const char *unit, char *why, size_t why_size)
 {
-    size_t number = 0;
+    size_t number = 0, seps_len = strlen (seps);
     const char *at = text, *end = text + size;
     while (at < end) {
+        //  (memchr, not strchr: strchr finds a NUL byte in seps' end, and a
+        //  NUL in a key file would cut its line in two)
         size_t line_len = 0;
-        while (at + line_len < end && !strchr (seps, at [line_len]))
+        while (at + line_len < end && !memchr (seps, at [line_len], seps_len))
             line_len++;
         const char *line = at;
         at += line_len + 1;
@@ -332,6 +348,9 @@ s_test_load (const char *root)
     //  The same lines in an environment variable, ';'-separated
     keys = mesh_audit_keyring_load (NULL, T_KEY2 ";" T_KEY1 ";", why, sizeof why);
     assert (keys && mesh_streq (mesh_audit_keyring_active (keys), "k1"));
+    assert (mesh_audit_keyring_count (keys) == 2
+            && mesh_streq (mesh_audit_keyring_key (keys, 0)->id, "k2")
+            && mesh_audit_keyring_key (keys, 1) == mesh_audit_keyring_active_key (keys));
     mesh_audit_keyring_destroy (&keys);
     //  File then text: the text's last key is active; a repeated id is
     //  fine with its own key, refused with another
@@ -353,6 +372,16 @@ s_test_load (const char *root)
         assert (!mesh_audit_keyring_load (path, NULL, why, sizeof why));
         assert (strstr (why, "line 2"));
     }
+    //  A NUL byte is not a line's end (it was, and two keys on one line
+    //  loaded): the line is refused
+    FILE *file = fopen (path, "w");
+    assert (file);
+    fputs (T_KEY1, file);
+    fputc (0, file);
+    fputs (T_KEY2 "\n", file);
+    fclose (file);
+    assert (!mesh_audit_keyring_load (path, NULL, why, sizeof why));
+    assert (strstr (why, "line 1: expected"));
     mesh_audit_sample_write (path, "# nothing\n\n");
     assert (!mesh_audit_keyring_load (path, NULL, why, sizeof why) && strstr (why, "no key"));
     assert (!mesh_audit_keyring_load (NULL, "", why, sizeof why) && strstr (why, "no key"));

@@ -4,9 +4,12 @@
     A key file holds lines "<key id> <64 hex digits>" (id: 1-32 letters,
     digits, . _ -; # starts a comment); the same lines, ';'-separated, may
     come from an environment variable.  The last key encrypts; every key
-    decrypts what it encrypted.  Rotation appends a key to the file.  The
-    parser takes text from outside the process: it refuses a bad line with
-    its number and never asserts on it (tests/fuzz/fuzz_keys.c drives it).
+    decrypts what it encrypted; a line that repeats a key (its id and its
+    bytes) adds nothing, one that gives a known id another key is refused.
+    Rotation appends a key to the file.  The parser takes text from
+    outside the process: it refuses a bad line with its number and never
+    asserts on it (tests/fuzz/fuzz_keys.c drives it and compares it with a
+    second, simple implementation).
 
     A ring is read-only once loaded: the audit service's writer thread and
     the store's sealer thread read it at once, the reader tools on their
@@ -38,6 +41,11 @@ void        mesh_audit_keyring_destroy (mesh_audit_keyring_t **self_p);
 const char *mesh_audit_keyring_active (mesh_audit_keyring_t *self);
 //  The key that encrypts
 const mesh_audit_keyring_key_t *mesh_audit_keyring_active_key (const mesh_audit_keyring_t *self);
+//  The number of keys, and key i of them (0 .. count - 1) in the order
+//  they were first read (the last one encrypts)
+size_t      mesh_audit_keyring_count (const mesh_audit_keyring_t *self);
+const mesh_audit_keyring_key_t *mesh_audit_keyring_key (const mesh_audit_keyring_t *self,
+                                                        size_t i);
 //  The key of id [0, len), or NULL (self may be NULL: no key)
 const mesh_audit_keyring_key_t *mesh_audit_keyring_find (const mesh_audit_keyring_t *self,
                                                          const char *id, size_t len);
