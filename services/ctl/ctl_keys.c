@@ -44,7 +44,8 @@ s_check_period (ctl_t *ctl, json_t *fields)
     return CTL_EXIT_OK;
 }
 
-//  The BUDGET cell: "1000/day", "1000", or null
+//  The BUDGET cell: "1000/day" (the router names the period, the default
+//  one too), "1000", or null
 static json_t *
 s_budget_cell (json_t *key)
 {
@@ -107,6 +108,10 @@ ctl_keys_add (ctl_t *ctl, int argc, char **argv)
         const char *id = json_string_value (json_object_get (reply, "id"));
         const char *secret = json_string_value (json_object_get (reply, "key"));
         printf ("id: %s\n", id ? id : "-");
+        json_t *budget = s_budget_cell (reply);
+        if (json_is_string (budget))
+            printf ("budget: %s tokens\n", json_string_value (budget));
+        json_decref (budget);
         if (secret)
             printf ("key: %s (shown once; store it now)\n", secret);
     }

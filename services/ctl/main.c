@@ -96,7 +96,7 @@ s_help (FILE *out)
            "  --tenant T            who the key belongs to (add: required)\n"
            "  --rpm N, --tpm N      requests, tokens per minute at most\n"
            "  --budget N            tokens per budget period at most\n"
-           "  --budget-period P     hour, day or month\n"
+           "  --budget-period P     hour, day or month (default: day)\n"
            "  --model M             a model the key may use; repeat (default: every model)\n"
            "  --id ID, --key SECRET add only; by default the router makes both\n"
            "\nglobal options (anywhere on the line):\n"

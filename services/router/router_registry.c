@@ -539,6 +539,10 @@ s_key_view (router_registry_t *self, json_t *entry)
     json_object_del (view, "key");
     json_object_del (view, "key_sha256");
     json_object_set_new (view, "fingerprint", json_string (fingerprint));
+    //  A budget always with its period, the default one too
+    if (json_integer_value (json_object_get (view, "budget")) > 0
+    &&  !json_is_string (json_object_get (view, "budget_period")))
+        json_object_set_new (view, "budget_period", json_string (ROUTER_KEYS_DEFAULT_PERIOD));
     const char *id = json_string_value (json_object_get (entry, "id"));
     json_object_set_new (view, "source", json_string (s_source (self, true, id ? id : "")));
     return view;
