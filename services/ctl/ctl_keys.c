@@ -4,6 +4,7 @@
         keys add OPTIONS            POST   /admin/keys        201 with the key, once
         keys set ID OPTIONS         PATCH  /admin/keys/ID     only the fields given
         keys remove ID              DELETE /admin/keys/ID
+        keys reset ID               POST   /admin/keys/ID/reset   the file's entry back
 
     The options' fields are the API's, so they are the request body as
     they are.  The router generates the secret unless --key gives one.      */
@@ -31,6 +32,12 @@ static const ctl_option_t s_set_options [] = {
     { "budget",        CTL_LIMIT,  "budget" },
     { "budget-period", CTL_STRING, "budget_period" },
     { "model",         CTL_LIST,   "models" },
+    //  The way back from each optional setting (a merge patch's null)
+    { "no-rpm",           CTL_UNSET, "rpm" },
+    { "no-tpm",           CTL_UNSET, "tpm" },
+    { "no-budget",        CTL_UNSET, "budget" },
+    { "no-budget-period", CTL_UNSET, "budget_period" },
+    { "no-model",         CTL_UNSET, "models" },
     { NULL, 0, NULL }
 };
 
@@ -88,6 +95,7 @@ ctl_keys_list (ctl_t *ctl, int argc, char **argv)
             json_object_get (key, "tpm"), s_budget_cell (key), s_models_cell (key)));
     ctl_table_print (rows);
     json_decref (rows);
+    ctl_print_removed ("keys", json_object_get (reply, "removed"));
     json_decref (reply);
     return CTL_EXIT_OK;
 }
@@ -150,6 +158,24 @@ ctl_keys_remove (ctl_t *ctl, int argc, char **argv)
         rc = ctl_call (ctl, "DELETE", "/admin/keys/", id, NULL, &reply);
     if (rc == CTL_EXIT_OK && reply)
         printf ("key %s removed\n", id);
+    json_decref (reply);
+    return rc;
+}
+
+int
+ctl_keys_reset (ctl_t *ctl, int argc, char **argv)
+{
+    const char *id;
+    json_t *reply = NULL;
+    int rc = ctl_parse (ctl, argc, argv, NULL, NULL, &id, 1);
+    if (rc == CTL_EXIT_OK)
+        rc = ctl_call_at (ctl, "POST", "/admin/keys/", id, "/reset", NULL, &reply);
+    if (rc == CTL_EXIT_OK && reply) {
+        if (json_is_true (json_object_get (reply, "removed")))
+            printf ("key %s reset: removed (it was made at run time)\n", id);
+        else
+            printf ("key %s reset: the config file's entry is back\n", id);
+    }
     json_decref (reply);
     return rc;
 }
