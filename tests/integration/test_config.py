@@ -1,5 +1,7 @@
 """Cannot start: one clear line naming the file and the field (or the port),
-exit status 1, for every service."""
+for every service; exit status 78 (EX_CONFIG) for a configuration error, so
+that scripts/mesh waits for the file to change instead of restarting it, and
+1 for anything else (a port in use)."""
 import json
 import os
 import socket
@@ -24,7 +26,7 @@ def test_wrong_type_names_file_and_field(tmp_path):
         path = tmp_path / ("%s.json" % service)
         path.write_text(json.dumps({service: {field: "lots"}}))
         status, lines = run(service, path)
-        assert status == 1, lines
+        assert status == 78, lines
         assert len(lines) == 1, lines
         assert str(path) in lines[0] and "%s.%s" % (service, field) in lines[0], lines[0]
         assert "expected an integer" in lines[0]
@@ -35,13 +37,13 @@ def test_malformed_json_names_line(tmp_path):
     path.write_text('{\n  "router": {\n    "listen": \n}\n')
     for service in SERVICES:
         status, lines = run(service, path)
-        assert status == 1 and len(lines) == 1, lines
+        assert status == 78 and len(lines) == 1, lines
         assert "%s:4:" % path in lines[0], lines[0]
 
 
 def test_missing_file(tmp_path):
     status, lines = run("router", tmp_path / "nowhere.json")
-    assert status == 1 and "nowhere.json" in lines[0]
+    assert status == 78 and "nowhere.json" in lines[0]
 
 
 def test_bad_model_entry(tmp_path):
@@ -49,7 +51,7 @@ def test_bad_model_entry(tmp_path):
     path.write_text(json.dumps({"models": [{"name": "m", "endpoint": "ftp://x/"}]}))
     for service in ("router", "connector"):
         status, lines = run(service, path)
-        assert status == 1 and "models.0.endpoint" in lines[0] and "scheme" in lines[0], lines
+        assert status == 78 and "models.0.endpoint" in lines[0] and "scheme" in lines[0], lines
 
 
 def test_environment_override_is_named(tmp_path):
@@ -57,7 +59,7 @@ def test_environment_override_is_named(tmp_path):
     path.write_text("{}")
     env = {"SEEKMESH_ROUTER_HEARTBEAT_MS": "soon", "PATH": "/usr/bin:/bin"}
     status, lines = run("router", path, env)
-    assert status == 1 and "SEEKMESH_ROUTER_HEARTBEAT_MS" in lines[0], lines
+    assert status == 78 and "SEEKMESH_ROUTER_HEARTBEAT_MS" in lines[0], lines
 
 
 def test_port_in_use(tmp_path):
@@ -153,3 +155,29 @@ def test_settings_lists_every_setting_with_its_environment_name():
                 else:
                     assert path in table, (name, path)
         walk("", {k: v for k, v in config.items() if k not in ("models", "keys", "aliases")})
+
+
+def test_mesh_up_with_a_bad_value_fails_fast_saying_it_once(tmp_path):
+    """The real services under scripts/mesh: a bad value is not restarted
+    every few seconds into the same error; `up` prints its line once and
+    stops what it started."""
+    from meshlib import Mesh
+    import time
+    mesh = Mesh(tmp_path, {"router": {"heartbeat_ms": "lots"}})
+    started = time.time()
+    result = mesh.mesh("up", "-c", str(mesh.config_path), check=False)
+    took = time.time() - started
+    try:
+        assert result.returncode == 1, result.stderr
+        assert took < 8, took                       # not the 10 s health timeout
+        assert result.stderr.count("router.heartbeat_ms: expected an integer") == 1, result.stderr
+        # (the connector reads router.heartbeat_ms too: when it has failed as
+        # well by then, the one line names both)
+        assert "configuration error (router-0" in result.stderr, result.stderr
+        assert str(mesh.config_path) in result.stderr
+        status = mesh.mesh("status", check=False)
+        assert status.returncode == 3 and " running " not in status.stdout, status.stdout
+        log = (mesh.run_dir / "logs" / "router-0.log").read_text()
+        assert log.count("router.heartbeat_ms") == 1, log
+    finally:
+        mesh.mesh("down", check=False)
