@@ -8,7 +8,6 @@
   `scripts/mesh up` from another shell then takes the admin token make run
   printed (kept in the run directory, mode 0600), which seekmeshctl finds
   there by itself."""
-import json
 import os
 import signal
 import stat
@@ -16,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from meshlib import BIN, KEY, REPO, Mesh
+from meshlib import BIN, REPO, Mesh
 
 UP_TIMEOUT = 120        # make run installs nothing here, but builds (a no-op) first
 
