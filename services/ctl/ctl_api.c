@@ -8,10 +8,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_ERROR_CHARS 300             //  of a reply that is not an envelope
 #define MAX_COLUMNS     16
@@ -397,6 +399,11 @@ ctl_api_test (bool verbose)
     json_decref (fields);
     char *both [] = { "--id", "x", "--no-id" };
     fields = json_object ();
+    int saved = dup (STDERR_FILENO), quiet = open ("/dev/null", O_WRONLY);
+    dup2 (quiet, STDERR_FILENO);            //  the usage message it prints
     assert (ctl_parse (&ctl, 3, both, options, fields, NULL, 0) == CTL_EXIT_USAGE);
+    dup2 (saved, STDERR_FILENO);
+    close (saved);
+    close (quiet);
     json_decref (fields);
 }
