@@ -4,7 +4,8 @@ then one verdict for the whole run as the last line:
 
     N passed, N failed
 
-counting each selftest (mesh-selftest's modules), each fuzz target's corpus
+counting each selftest (mesh-selftest's modules, and tests/unit's checks
+of the documents against the code), each fuzz target's corpus
 replay, each integration test (pytest), each test of the openai SDK
 (tests/sdk, run by test_sdk.py), each test of examples/analyst
 (tests/analyst) and the benchmark smoke run as one.  A
@@ -54,14 +55,23 @@ def pytest_counts(output):
 
 
 def stage_unit():
+    """mesh-selftest's modules, then tests/unit's checks of the documents
+    against the code (pytest)."""
     status, output = run([BIN / "mesh-selftest"])
     m = re.search(r"^(\d+) passed, (\d+) failed$", output, re.M)
     if not m:
-        return 0, 1, 0, "no summary line (exit %d)" % status
-    passed, failed = int(m.group(1)), int(m.group(2))
-    if status != 0 and failed == 0:
-        failed = 1
-    return passed, failed, 0, ""
+        passed, failed, note = 0, 1, "mesh-selftest: no summary line (exit %d)" % status
+    else:
+        passed, failed, note = int(m.group(1)), int(m.group(2)), ""
+        if status != 0 and failed == 0:
+            failed = 1
+    status, output = run(PYTEST + ["tests/unit"])
+    counts = pytest_counts(output)
+    if counts is None:
+        return passed, failed + 1, 0, "tests/unit: no pytest summary (exit %d)" % status
+    if status != 0 and counts[1] == 0:
+        counts = (counts[0], 1, counts[2])
+    return passed + counts[0], failed + counts[1], counts[2], note
 
 
 def stage_fuzz():
