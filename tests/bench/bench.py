@@ -466,10 +466,14 @@ http {
                                       "audit": {"listen": "tcp://127.0.0.1:%d" % port,
                                                 "admin_listen": "127.0.0.1:%d" % admin,
                                                 "dir": str(directory / "store")}}))
+        log = directory / "audit.log"
         proc = subprocess.Popen([str(BIN / "seekmesh-audit"), "-c", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=open(log, "w"))
         self.procs.append(proc)
-        self.wait_port(admin)
+        try:
+            self.wait_port(admin)
+        except RuntimeError as e:
+            raise RuntimeError("%s: seekmesh-audit said: %s" % (e, log.read_text()[-2000:]))
         runs = []
         for size in (512, 2048):
             rates = []
