@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,16 +31,27 @@ MAKE = os.environ.get("MAKE", "make")
 
 
 def run(command, env=None):
-    """Runs command with its output passed through; returns (status, output)."""
+    """Runs command with its output passed through; returns (status, output).
+    Its output is read until it exits (and a moment more): a process it left
+    behind that still holds the pipe must not hold the whole run."""
     print("$ " + " ".join(str(c) for c in command), flush=True)
     proc = subprocess.Popen([str(c) for c in command], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace")
     lines = []
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        lines.append(line)
-    return proc.wait(), "".join(lines)
+
+    def read():
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    status = proc.wait()
+    reader.join(5)
+    if reader.is_alive():
+        print("tests/run.py: %s exited, but something it started still holds its output"
+              % command[0], flush=True)
+    return status, "".join(lines)
 
 
 def pytest_counts(output):

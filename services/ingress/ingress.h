@@ -79,6 +79,7 @@ typedef struct {
     char refusal_code [48];
     char refusal_param [96];
     char refusal_message [512];
+    bool guard_noted;           //  the refusal drew from the address's bucket
     bool sse;
     bool headers_written;
     bool finished;              //  everything is in out

@@ -392,8 +392,10 @@ static void
 s_guard_note (pss_t *pss)
 {
     ingress_t *self = pss->ingress;
-    if (ingress_unauthenticated (pss))
-        ingress_guard_unauthenticated (self->guard, lws_get_network_wsi (pss->wsi), mesh_mono_ms ());
+    if (ingress_unauthenticated (pss)) {
+        if (!pss->guard_noted)
+            ingress_guard_unauthenticated (self->guard, lws_get_network_wsi (pss->wsi), mesh_mono_ms ());
+    }
     else
     if (*pss->tenant)
         ingress_guard_key_accepted (self->guard, pss->key_hash, mesh_mono_ms ());
@@ -546,6 +548,11 @@ static void
 s_refuse (pss_t *pss, int status, const char *type, const char *code, const char *param,
           const char *message)
 {
+    //  A refusal before the key is known draws from the address's bucket at
+    //  once, as it did when it was answered here: a flood of them must not
+    //  get past the limiter while their router trips are in flight
+    ingress_guard_unauthenticated (pss->ingress->guard, lws_get_network_wsi (pss->wsi), mesh_mono_ms ());
+    pss->guard_noted = true;
     pss->kind = MESH_KIND_INVALID;
     pss->refusal_status = status;
     snprintf (pss->refusal_type, sizeof pss->refusal_type, "%s", type);

@@ -216,8 +216,8 @@ http {
             model.update(overlay["model"])
         mesh.config["models"] = [m for m in mesh.config["models"] if not m["endpoint"].startswith("ws")]
         mesh.config_path.write_text(json.dumps(mesh.config))
+        self.meshes.append(mesh)        #  before up: teardown stops it however up ends
         mesh.up()
-        self.meshes.append(mesh)
 
         services = overlay["services"].split()
 
@@ -274,8 +274,14 @@ http {
             % json.dumps(json.dumps(BODY))
 
     def teardown(self):
+        #  Everything started is stopped, whatever a mesh's stop says (its
+        #  complaint is raised once the rest is down)
+        problems = []
         for mesh in self.meshes:
-            mesh.down()
+            try:
+                mesh.down()
+            except AssertionError as e:
+                problems.append(str(e))
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -285,6 +291,8 @@ http {
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if problems:
+            raise AssertionError("\n".join(problems))
 
     # --- load ---------------------------------------------------------------
     def loadgen(self, arm, mode, *args, body=None, timeout=600):
@@ -517,8 +525,8 @@ http {
     # --- run ----------------------------------------------------------------
     def run(self):
         started = time.time()
-        self.setup()
         try:
+            self.setup()        #  inside: what a failed setup started is stopped too
             #  The audit's own throughput first, while the disk is quiet
             steps = [("audit throughput", self.audit_throughput),
                      ("latency at c=1", self.latency), ("max throughput (wrk)", self.throughput),
