@@ -8,12 +8,13 @@ counting each selftest (mesh-selftest's modules, and tests/unit's checks
 of the documents against the code), each fuzz target's corpus
 replay, each integration test (pytest), each test of the openai SDK
 (tests/sdk, run by test_sdk.py), each test of examples/analyst
-(tests/analyst) and the benchmark smoke run as one.  A
+(tests/analyst), each check of the deployment files (tests/deploy) and the
+benchmark smoke run as one.  A
 stage that cannot report its counts (it crashed, or its output has no
 summary) counts as one failure.  Skipped tests count as neither and are
 named on their stage's line.  Exit status 0 only when nothing failed.
 
-    tests/run.py [STAGE ...]     stages: unit fuzz integration sdk analyst bench
+    tests/run.py [STAGE ...]     stages: unit fuzz integration sdk analyst deploy bench
 """
 import json
 import os
@@ -106,6 +107,21 @@ def stage_integration():
     return passed, failed, skipped, ""
 
 
+def stage_pytest(directory):
+    status, output = run(PYTEST + [directory])
+    counts = pytest_counts(output)
+    if counts is None:
+        return 0, 1, 0, "no pytest summary (exit %d)" % status
+    passed, failed, skipped = counts
+    if status != 0 and failed == 0:
+        failed = 1
+    return passed, failed, skipped, ""
+
+
+def stage_deploy():
+    return stage_pytest("tests/deploy")
+
+
 def stage_analyst():
     status, output = run(PYTEST + ["tests/analyst"])
     counts = pytest_counts(output)
@@ -139,7 +155,8 @@ def stage_bench():
 
 STAGES = [("selftests", "unit", stage_unit), ("fuzz replays", "fuzz", stage_fuzz),
           ("integration tests", "integration", stage_integration), ("SDK tests", "sdk", stage_sdk),
-          ("analyst tests", "analyst", stage_analyst), ("bench smoke", "bench", stage_bench)]
+          ("analyst tests", "analyst", stage_analyst), ("deploy checks", "deploy", stage_deploy),
+          ("bench smoke", "bench", stage_bench)]
 
 
 def main():
