@@ -370,6 +370,22 @@ mesh_http_reason (int status)
     }
 }
 
+bool
+mesh_http_should_retry (int status, const char *code)
+{
+    //  The same request would meet the same refusal: these need a person
+    //  (a budget raised, a balance topped up, an upstream key, model name,
+    //  certificate or size limit fixed), not a client's retry
+    static const char *settled [] = {
+        "budget_exhausted", "insufficient_balance", "upstream_auth_failed",
+        "upstream_not_found", "upstream_tls", "upstream_response_too_large"
+    };
+    for (size_t i = 0; code && i < MESH_ARRAY_SIZE (settled); i++)
+        if (mesh_streq (code, settled [i]))
+            return false;
+    return status == 408 || status == 409 || status == 429 || (status >= 500 && status != 501);
+}
+
 //  Selftest -----------------------------------------------------------------
 
 void
@@ -465,4 +481,18 @@ mesh_http_test (bool verbose)
     assert (mesh_http_has_token ("a, Close ,b", 11, "close"));
     assert (!mesh_http_has_token ("closed", 6, "close"));
     assert (mesh_streq (mesh_http_reason (429), "Too Many Requests"));
+    assert (mesh_streq (mesh_http_reason (422), "Unprocessable Entity"));
+
+    //  x-should-retry: what can change by itself, not what needs a person
+    assert (mesh_http_should_retry (429, "rate_limit_exceeded"));
+    assert (mesh_http_should_retry (503, "upstream_overloaded"));
+    assert (mesh_http_should_retry (502, "upstream_error"));
+    assert (mesh_http_should_retry (504, "upstream_timeout"));
+    assert (mesh_http_should_retry (500, NULL));
+    assert (!mesh_http_should_retry (502, "upstream_not_found"));
+    assert (!mesh_http_should_retry (502, "upstream_auth_failed"));
+    assert (!mesh_http_should_retry (402, "budget_exhausted"));
+    assert (!mesh_http_should_retry (400, "invalid_json"));
+    assert (!mesh_http_should_retry (404, "model_not_found"));
+    assert (!mesh_http_should_retry (501, ""));
 }

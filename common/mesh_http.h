@@ -73,6 +73,13 @@ int64_t mesh_http_chunked_decode (mesh_http_chunked_t *self, char *buf, size_t l
 
 //  Reason phrase for a status code ("Too Many Requests").
 const char *mesh_http_reason (int status);
+//  Whether sending the same request again can succeed, for x-should-retry
+//  on an error answer with this status and error code: true for 408, 409,
+//  429 and 5xx (what the openai SDKs retry by default), except the codes
+//  whose cause a retry does not change (a spent budget or balance, an
+//  upstream that refuses our credentials, does not know the model, fails
+//  TLS, or sends an answer over the limit; 501).
+bool mesh_http_should_retry (int status, const char *code);
 
 void mesh_http_test (bool verbose);
 

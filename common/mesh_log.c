@@ -3,6 +3,7 @@
 #include "mesh_util.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,9 +92,14 @@ mesh_log_at (int level, const char *func, const char *fmt, ...)
 void
 mesh_die (const char *func, const char *fmt, ...)
 {
-    va_list args;
+    va_list args, copy;
     va_start (args, fmt);
+    va_copy (copy, args);
+    char head [8];
+    vsnprintf (head, sizeof head, fmt, copy);
+    va_end (copy);
     s_vlog (MESH_LOG_FATAL, func, fmt, args);
     va_end (args);
-    exit (1);
+    bool config = strncmp (head, "config", 6) == 0 && (head [6] == ' ' || head [6] == ':');
+    exit (config ? MESH_EXIT_CONFIG : 1);
 }

@@ -26,7 +26,13 @@ void mesh_log_at (int level, const char *func, const char *fmt, ...)
 #define mesh_warn(...)  mesh_log_at (MESH_LOG_WARN, __func__, __VA_ARGS__)
 #define mesh_error(...) mesh_log_at (MESH_LOG_ERROR, __func__, __VA_ARGS__)
 
-//  Cannot start: logs one line and exits 1 (tier 2 of STYLE.md).
+//  Cannot start: logs one line and exits 1 (tier 2 of STYLE.md); a line
+//  that begins "config " or "config:" (how mesh_config words every error of
+//  the file, its fields and their environment overrides) exits
+//  MESH_EXIT_CONFIG instead,
+//  so that a supervisor waits for the file to change rather than start the
+//  service again into the same error.
+#define MESH_EXIT_CONFIG 78     //  sysexits.h's EX_CONFIG
 void mesh_die (const char *func, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3), noreturn));
 #define mesh_fatal(...) mesh_die (__func__, __VA_ARGS__)

@@ -43,7 +43,9 @@ enum {
 };
 
 //  REQUEST.kind
-enum { MESH_KIND_CHAT = 1, MESH_KIND_MODELS = 2 };
+//  INVALID: a request the ingress refused; the router answers its body's
+//  verdict once it knows whose key it is (or 401), for the audit record
+enum { MESH_KIND_CHAT = 1, MESH_KIND_MODELS = 2, MESH_KIND_INVALID = 3 };
 //  CHUNK.flags
 enum { MESH_CHUNK_COMMENT = 1 };
 //  ERROR.flags and FAIL.flags: whether a client retry can help

@@ -15,6 +15,7 @@
 
 #include "mesh_curve.h"
 #include "mesh_dispatch.h"
+#include "mesh_http.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_msg.h"
@@ -302,8 +303,7 @@ connector_request_finish (connector_req_t *req, const char *data, size_t len)
 static uint32_t
 s_fail_flags (int status, const char *code)
 {
-    uint32_t flags = (status == 429 || status >= 500) && status != 501
-                   ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
+    uint32_t flags = mesh_http_should_retry (status, code) ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
     bool retryable = status == 429 || status == 502 || status == 503 || status == 504;
     if (mesh_streq (code, "upstream_auth_failed") || mesh_streq (code, "upstream_not_found")
     ||  mesh_streq (code, "upstream_response_too_large") || mesh_streq (code, "upstream_tls")

@@ -3,8 +3,8 @@
         ctl_http    one blocking HTTP/1.1 exchange over TCP
         ctl_api     a call as the commands see it (token, status, error
                     envelope, --json), option parsing, tables; reload
-        ctl_models  models list | get | add | set | remove
-        ctl_keys    keys list | add | set | remove
+        ctl_models  models list | get | add | set | remove | reset
+        ctl_keys    keys list | add | set | remove | reset
         ctl_audit   audit query | verify | export | rotate-key, on the audit
                     store's files (no admin API)
         ctl_export  an audit record as an NDJSON line with Elastic Common
@@ -46,9 +46,10 @@ typedef int (ctl_fn) (ctl_t *ctl, int argc, char **argv);
 
 //  The options of a command.  Each one given sets `field` of a JSON object:
 //  a string, a positive integer, a limit (0 or more: 0 lifts it), an
-//  array of strings (the option may be repeated), or true.  A list ends
-//  with an entry whose name is NULL.
-typedef enum { CTL_STRING, CTL_COUNT, CTL_LIMIT, CTL_LIST, CTL_FLAG } ctl_kind_t;
+//  array of strings (the option may be repeated), true, or null (UNSET:
+//  "--no-X" takes the setting X away; with X on the same line it is a
+//  usage error).  A list ends with an entry whose name is NULL.
+typedef enum { CTL_STRING, CTL_COUNT, CTL_LIMIT, CTL_LIST, CTL_FLAG, CTL_UNSET } ctl_kind_t;
 typedef struct {
     const char *name;           //  without the leading "--"
     ctl_kind_t kind;
@@ -74,6 +75,9 @@ bool ctl_parse_count (const char *text, long long *value);
 //  decrefs).  On failure: the message printed, *reply NULL, the exit code.
 int  ctl_call (ctl_t *ctl, const char *method, const char *prefix, const char *segment,
                json_t *body, json_t **reply);
+//  The same on prefix + segment + suffix ("/admin/models/" NAME "/reset").
+int  ctl_call_at (ctl_t *ctl, const char *method, const char *prefix, const char *segment,
+                  const char *suffix, json_t *body, json_t **reply);
 
 //  Prints rows (an array of arrays, the first the header) in aligned
 //  columns on stdout.  A cell is a string, a number, an array of strings
@@ -82,6 +86,9 @@ int  ctl_call (ctl_t *ctl, const char *method, const char *prefix, const char *s
 void ctl_table_print (json_t *rows);
 //  Prints value on stdout, indented.
 void ctl_print_json (json_t *value);
+//  After a list: the config file's entries removed at run time (names, a
+//  JSON array), with the command that brings one back; nothing if none.
+void ctl_print_removed (const char *group, json_t *names);
 
 //  Commands (the table is in main.c)
 int  ctl_models_list (ctl_t *ctl, int argc, char **argv);
@@ -89,10 +96,13 @@ int  ctl_models_get (ctl_t *ctl, int argc, char **argv);
 int  ctl_models_add (ctl_t *ctl, int argc, char **argv);
 int  ctl_models_set (ctl_t *ctl, int argc, char **argv);
 int  ctl_models_remove (ctl_t *ctl, int argc, char **argv);
+int  ctl_models_reset (ctl_t *ctl, int argc, char **argv);
 int  ctl_keys_list (ctl_t *ctl, int argc, char **argv);
 int  ctl_keys_add (ctl_t *ctl, int argc, char **argv);
 int  ctl_keys_set (ctl_t *ctl, int argc, char **argv);
 int  ctl_keys_remove (ctl_t *ctl, int argc, char **argv);
+int  ctl_keys_reset (ctl_t *ctl, int argc, char **argv);
+int  ctl_registry_reset (ctl_t *ctl, int argc, char **argv);
 int  ctl_reload (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_query (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_verify (ctl_t *ctl, int argc, char **argv);

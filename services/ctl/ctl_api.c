@@ -8,10 +8,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_ERROR_CHARS 300             //  of a reply that is not an envelope
 #define MAX_COLUMNS     16
@@ -79,16 +81,30 @@ ctl_parse (ctl_t *ctl, int argc, char **argv, const ctl_option_t *options,
         const ctl_option_t *option = arg [1] == '-' ? s_option (options, name, name_len) : NULL;
         if (!option)
             return ctl_usage (ctl, "unknown option '%.*s'", (int) (name - arg + name_len), arg);
-        if (option->kind == CTL_FLAG) {
+        //  "--fallback F --no-fallback": which one was meant?
+        json_t *before = json_object_get (fields, option->field);
+        if (before && json_is_null (before) != (option->kind == CTL_UNSET)) {
+            if (option->kind == CTL_UNSET)
+                return ctl_usage (ctl, "--%s and --%s exclude each other", option->name + 3,
+                                  option->name);
+            return ctl_usage (ctl, "--%s and --no-%s exclude each other", option->name, option->name);
+        }
+        if (option->kind == CTL_FLAG || option->kind == CTL_UNSET) {
             if (equals)
                 return ctl_usage (ctl, "--%s takes no value", option->name);
-            json_object_set_new (fields, option->field, json_true ());
+            json_object_set_new (fields, option->field,
+                                 option->kind == CTL_FLAG ? json_true () : json_null ());
             continue;
         }
         //  "--tenant --rpm 5" is a forgotten value, not a tenant "--rpm"
         const char *value = equals ? equals + 1 : i + 1 < argc ? argv [++i] : NULL;
-        if (!value || !*value || (!equals && strncmp (value, "--", 2) == 0))
+        if (!value || !*value || (!equals && strncmp (value, "--", 2) == 0)) {
+            char unset [64];
+            snprintf (unset, sizeof unset, "no-%s", option->name);
+            if (s_option (options, unset, strlen (unset)))
+                return ctl_usage (ctl, "--%s needs a value (--%s removes it)", option->name, unset);
             return ctl_usage (ctl, "--%s needs a value", option->name);
+        }
         long long number;
         json_t *item = NULL;
         if (option->kind == CTL_COUNT || option->kind == CTL_LIMIT) {
@@ -152,7 +168,8 @@ s_check_token (const char *token)
 {
     if (!token || !*token) {
         fputs ("seekmeshctl: no admin token: pass --token TOKEN or set SEEKMESH_ADMIN_TOKEN\n"
-               "(the router's admin token; the environment keeps it out of ps and shell history)\n",
+               "(the router's admin token; the environment keeps it out of ps and shell history),\n"
+               "or run from where make run keeps it (run/admin-token, or set SEEKMESH_RUN_DIR)\n",
                stderr);
         return CTL_EXIT_USAGE;
     }
@@ -168,6 +185,13 @@ int
 ctl_call (ctl_t *ctl, const char *method, const char *prefix, const char *segment,
           json_t *body, json_t **reply)
 {
+    return ctl_call_at (ctl, method, prefix, segment, NULL, body, reply);
+}
+
+int
+ctl_call_at (ctl_t *ctl, const char *method, const char *prefix, const char *segment,
+             const char *suffix, json_t *body, json_t **reply)
+{
     *reply = NULL;
     int rc = s_check_token (ctl->token);
     if (rc != CTL_EXIT_OK)
@@ -178,6 +202,8 @@ ctl_call (ctl_t *ctl, const char *method, const char *prefix, const char *segmen
     mesh_buf_append_str (&path, prefix);
     if (segment)
         ctl_http_escape (&path, segment);
+    if (suffix)
+        mesh_buf_append_str (&path, suffix);
     mesh_buf_append (&path, "", 1);
     mesh_buf_printf (&headers, "Authorization: Bearer %s\r\n", ctl->token);
     mesh_buf_append (&headers, "", 1);
@@ -301,6 +327,21 @@ ctl_print_json (json_t *value)
     free (text);
 }
 
+void
+ctl_print_removed (const char *group, json_t *names)
+{
+    if (json_array_size (names) == 0)
+        return;
+    mesh_buf_t text;
+    mesh_buf_init (&text);
+    s_cell_text (names, &text);
+    printf ("removed at run time from the config file's %s: ", group);
+    s_put_clean (stdout, mesh_buf_size (&text) ? mesh_buf_head (&text) : "", mesh_buf_size (&text));
+    printf ("  (seekmeshctl %s reset %s brings one back)\n", group,
+            mesh_streq (group, "keys") ? "ID" : "NAME");
+    mesh_buf_free (&text);
+}
+
 //  reload: the router re-reads its config file (a command of its own)
 int
 ctl_reload (ctl_t *ctl, int argc, char **argv)
@@ -334,6 +375,7 @@ ctl_api_test (bool verbose)
         { "model", CTL_LIST,   "models" },
         { "id",    CTL_STRING, "id" },
         { "yes",   CTL_FLAG,   "yes" },
+        { "no-id", CTL_UNSET,  "id" },
         { NULL, 0, NULL }
     };
     char *argv [] = { "--rpm", "60", "k1", "--model=a", "--model", "b", "--yes", "--", "--id" };
@@ -347,5 +389,21 @@ ctl_api_test (bool verbose)
                                   "yes", 1);
     assert (json_equal (fields, expected));
     json_decref (expected);
+    json_decref (fields);
+
+    //  --no-id sets null; with --id on the same line it is refused
+    char *unset [] = { "--no-id" };
+    fields = json_object ();
+    assert (ctl_parse (&ctl, 1, unset, options, fields, NULL, 0) == CTL_EXIT_OK);
+    assert (json_is_null (json_object_get (fields, "id")));
+    json_decref (fields);
+    char *both [] = { "--id", "x", "--no-id" };
+    fields = json_object ();
+    int saved = dup (STDERR_FILENO), quiet = open ("/dev/null", O_WRONLY);
+    dup2 (quiet, STDERR_FILENO);            //  the usage message it prints
+    assert (ctl_parse (&ctl, 3, both, options, fields, NULL, 0) == CTL_EXIT_USAGE);
+    dup2 (saved, STDERR_FILENO);
+    close (saved);
+    close (quiet);
     json_decref (fields);
 }

@@ -4,6 +4,7 @@
         keys add OPTIONS            POST   /admin/keys        201 with the key, once
         keys set ID OPTIONS         PATCH  /admin/keys/ID     only the fields given
         keys remove ID              DELETE /admin/keys/ID
+        keys reset ID               POST   /admin/keys/ID/reset   the file's entry back
 
     The options' fields are the API's, so they are the request body as
     they are.  The router generates the secret unless --key gives one.      */
@@ -31,6 +32,12 @@ static const ctl_option_t s_set_options [] = {
     { "budget",        CTL_LIMIT,  "budget" },
     { "budget-period", CTL_STRING, "budget_period" },
     { "model",         CTL_LIST,   "models" },
+    //  The way back from each optional setting (a merge patch's null)
+    { "no-rpm",           CTL_UNSET, "rpm" },
+    { "no-tpm",           CTL_UNSET, "tpm" },
+    { "no-budget",        CTL_UNSET, "budget" },
+    { "no-budget-period", CTL_UNSET, "budget_period" },
+    { "no-model",         CTL_UNSET, "models" },
     { NULL, 0, NULL }
 };
 
@@ -44,7 +51,8 @@ s_check_period (ctl_t *ctl, json_t *fields)
     return CTL_EXIT_OK;
 }
 
-//  The BUDGET cell: "1000/day", "1000", or null
+//  The BUDGET cell: "1000/day" (the router names the period, the default
+//  one too), "1000", or null
 static json_t *
 s_budget_cell (json_t *key)
 {
@@ -87,6 +95,7 @@ ctl_keys_list (ctl_t *ctl, int argc, char **argv)
             json_object_get (key, "tpm"), s_budget_cell (key), s_models_cell (key)));
     ctl_table_print (rows);
     json_decref (rows);
+    ctl_print_removed ("keys", json_object_get (reply, "removed"));
     json_decref (reply);
     return CTL_EXIT_OK;
 }
@@ -107,6 +116,10 @@ ctl_keys_add (ctl_t *ctl, int argc, char **argv)
         const char *id = json_string_value (json_object_get (reply, "id"));
         const char *secret = json_string_value (json_object_get (reply, "key"));
         printf ("id: %s\n", id ? id : "-");
+        json_t *budget = s_budget_cell (reply);
+        if (json_is_string (budget))
+            printf ("budget: %s tokens\n", json_string_value (budget));
+        json_decref (budget);
         if (secret)
             printf ("key: %s (shown once; store it now)\n", secret);
     }
@@ -145,6 +158,24 @@ ctl_keys_remove (ctl_t *ctl, int argc, char **argv)
         rc = ctl_call (ctl, "DELETE", "/admin/keys/", id, NULL, &reply);
     if (rc == CTL_EXIT_OK && reply)
         printf ("key %s removed\n", id);
+    json_decref (reply);
+    return rc;
+}
+
+int
+ctl_keys_reset (ctl_t *ctl, int argc, char **argv)
+{
+    const char *id;
+    json_t *reply = NULL;
+    int rc = ctl_parse (ctl, argc, argv, NULL, NULL, &id, 1);
+    if (rc == CTL_EXIT_OK)
+        rc = ctl_call_at (ctl, "POST", "/admin/keys/", id, "/reset", NULL, &reply);
+    if (rc == CTL_EXIT_OK && reply) {
+        if (json_is_true (json_object_get (reply, "removed")))
+            printf ("key %s reset: removed (it was made at run time)\n", id);
+        else
+            printf ("key %s reset: the config file's entry is back\n", id);
+    }
     json_decref (reply);
     return rc;
 }

@@ -5,10 +5,13 @@
         models add NAME OPTIONS     PUT    /admin/models/NAME   the whole entry
         models set NAME OPTIONS     PATCH  /admin/models/NAME   a JSON merge patch
         models remove NAME          DELETE /admin/models/NAME
+        models reset NAME           POST   /admin/models/NAME/reset
 
     add and set take the same options and build the same fields; set sends
     only those given, with null for a field an option replaces (a single
-    --endpoint removes "endpoints", and the reverse), as RFC 7396 merges.   */
+    --endpoint removes "endpoints", and the reverse) or takes away
+    (--no-fallback ...), as RFC 7396 merges.  reset drops what was changed
+    at run time: the config file's entry is back.                          */
 #include "ctl.h"
 #include "mesh_util.h"
 
@@ -23,6 +26,11 @@ static const ctl_option_t s_options [] = {
     { "no-auth",         CTL_FLAG,   "no_auth" },
     { "alias",           CTL_LIST,   "aliases" },
     { "file",            CTL_STRING, "file" },
+    //  The way back from each optional setting
+    { "no-upstream-model",  CTL_UNSET, "upstream_model" },
+    { "no-fallback",        CTL_UNSET, "fallback" },
+    { "no-max-concurrency", CTL_UNSET, "max_concurrency" },
+    { "no-alias",           CTL_UNSET, "aliases" },
     { NULL, 0, NULL }
 };
 
@@ -95,6 +103,9 @@ s_body (ctl_t *ctl, const char *name, json_t *fields, bool patch, json_t **body_
             : json_pack ("{ss}", "type", "none"));
     for (size_t i = 0; i < MESH_ARRAY_SIZE (s_plain_fields); i++) {
         json_t *value = json_object_get (fields, s_plain_fields [i]);
+        if (json_is_null (value))
+            s_remove (body, s_plain_fields [i], patch);
+        else
         if (value)
             json_object_set (body, s_plain_fields [i], value);
     }
@@ -189,6 +200,7 @@ ctl_models_list (ctl_t *ctl, int argc, char **argv)
     }
     ctl_table_print (rows);
     json_decref (rows);
+    ctl_print_removed ("models", json_object_get (reply, "removed"));
     json_decref (reply);
     return CTL_EXIT_OK;
 }
@@ -238,6 +250,46 @@ int
 ctl_models_set (ctl_t *ctl, int argc, char **argv)
 {
     return s_models_write (ctl, argc, argv, true);
+}
+
+//  Prints what a reset did: the file's entry back, or a run-time one gone
+static void
+s_print_reset (const char *what, const char *id, json_t *reply)
+{
+    if (json_is_true (json_object_get (reply, "removed")))
+        printf ("%s %s reset: removed (it was made at run time)\n", what, id);
+    else
+        printf ("%s %s reset: the config file's entry is back\n", what, id);
+}
+
+int
+ctl_models_reset (ctl_t *ctl, int argc, char **argv)
+{
+    const char *name;
+    json_t *reply = NULL;
+    int rc = ctl_parse (ctl, argc, argv, NULL, NULL, &name, 1);
+    if (rc == CTL_EXIT_OK)
+        rc = ctl_call_at (ctl, "POST", "/admin/models/", name, "/reset", NULL, &reply);
+    if (rc == CTL_EXIT_OK && reply)
+        s_print_reset ("model", name, reply);
+    json_decref (reply);
+    return rc;
+}
+
+int
+ctl_registry_reset (ctl_t *ctl, int argc, char **argv)
+{
+    json_t *reply = NULL;
+    int rc = ctl_parse (ctl, argc, argv, NULL, NULL, NULL, 0);
+    if (rc == CTL_EXIT_OK)
+        rc = ctl_call (ctl, "POST", "/admin/registry/reset", NULL, NULL, &reply);
+    if (rc == CTL_EXIT_OK && reply)
+        printf ("registry reset: %" JSON_INTEGER_FORMAT " model and %" JSON_INTEGER_FORMAT
+                " key changes dropped; the config file's models and keys are back\n",
+                json_integer_value (json_object_get (reply, "models_reset")),
+                json_integer_value (json_object_get (reply, "keys_reset")));
+    json_decref (reply);
+    return rc;
 }
 
 int

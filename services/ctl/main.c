@@ -37,6 +37,9 @@ static const command_t s_commands [] = {
       "change only the fields given (PATCH)" },
     { "models", "remove", ctl_models_remove, "models remove NAME",
       "remove a model" },
+    { "models", "reset",  ctl_models_reset,  "models reset NAME",
+      "undo every run-time change of NAME: the config file's entry is back (a model\n"
+      "      made at run time is removed)" },
     { "keys",   "list",   ctl_keys_list,     "keys list",
       "the API keys (never their secrets)" },
     { "keys",   "add",    ctl_keys_add,
@@ -46,6 +49,11 @@ static const command_t s_commands [] = {
       "change only the fields given (PATCH)" },
     { "keys",   "remove", ctl_keys_remove,   "keys remove ID",
       "revoke a key" },
+    { "keys",   "reset",  ctl_keys_reset,    "keys reset ID",
+      "undo every run-time change of ID: the config file's entry is back (a key\n"
+      "      made at run time is revoked)" },
+    { "registry", "reset", ctl_registry_reset, "registry reset",
+      "undo every run-time change of models and keys: the config file's registry" },
     { "reload", NULL,     ctl_reload,        "reload",
       "have the router re-read its config file" },
     { "audit",  "query",  ctl_audit_query,
@@ -94,18 +102,24 @@ s_help (FILE *out)
            "  --no-auth             send no upstream credentials\n"
            "  --alias A             another name for the model; repeat for several\n"
            "  --file ENTRY.json     start from this entry; the options override it\n"
+           "  --no-fallback, --no-upstream-model, --no-max-concurrency, --no-alias\n"
+           "                        set: take that setting away\n"
            "\nkey options (add, set):\n"
            "  --tenant T            who the key belongs to (add: required)\n"
            "  --rpm N, --tpm N      requests, tokens per minute at most\n"
            "  --budget N            tokens per budget period at most\n"
-           "  --budget-period P     hour, day or month\n"
+           "  --budget-period P     hour, day or month (default: day)\n"
            "  --model M             a model the key may use; repeat (default: every model)\n"
+           "  --no-rpm, --no-tpm, --no-budget, --no-budget-period, --no-model\n"
+           "                        set: take that limit or list away\n"
            "  --id ID, --key SECRET add only; by default the router makes both\n"
            "\nglobal options (anywhere on the line):\n"
            "  --admin HOST:PORT     the router's admin address, also http://HOST:PORT\n"
            "                        (default: $SEEKMESH_ADMIN_URL, else " DEFAULT_ADMIN ")\n"
            "  --token TOKEN         the admin token (default: $SEEKMESH_ADMIN_TOKEN, which\n"
-           "                        keeps it out of ps and shell history)\n"
+           "                        keeps it out of ps and shell history, else the one\n"
+           "                        make run keeps in $SEEKMESH_RUN_DIR/admin-token, by\n"
+           "                        default run/admin-token)\n"
            "  --json                print the API's JSON instead of tables and messages\n"
            "  -h, --help            this text\n"
            "\nNumbers are positive integers.  Exit status: 0 done, 1 the API refused (its\n"
@@ -130,6 +144,25 @@ s_global_value (const char *name, int argc, char **argv, int *i, bool *missing)
         return argv [++*i];
     *missing = true;
     return NULL;
+}
+
+//  The token make run keeps in the run directory ($SEEKMESH_RUN_DIR, else
+//  run/ of the current directory): its first line.  0, or -1 if none.
+static int
+s_kept_token (char *token, size_t size)
+{
+    const char *dir = getenv ("SEEKMESH_RUN_DIR");
+    char path [4096];
+    snprintf (path, sizeof path, "%s/admin-token", dir && *dir ? dir : "run");
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    bool got = fgets (token, (int) size, file) != NULL;
+    fclose (file);
+    if (!got)
+        return -1;
+    token [strcspn (token, "\r\n")] = 0;
+    return *token ? 0 : -1;
 }
 
 int
@@ -202,6 +235,9 @@ main (int argc, char *argv [])
                                 why, sizeof why) < 0)
         return ctl_usage (&ctl, "%s: %s", source, why);
     ctl.token = token ? token : getenv ("SEEKMESH_ADMIN_TOKEN");
+    static char kept [256];
+    if ((!ctl.token || !*ctl.token) && s_kept_token (kept, sizeof kept) == 0)
+        ctl.token = kept;
 
     int words = command->command ? 2 : 1;
     return command->fn (&ctl, count - words, argv + words);

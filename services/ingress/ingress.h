@@ -52,7 +52,7 @@ typedef struct {
     uint64_t token;
     int router;                 //  the router the request went to
     uint32_t attempt;
-    int kind;                   //  MESH_KIND_CHAT or MESH_KIND_MODELS
+    int kind;                   //  MESH_KIND_CHAT, _MODELS or _INVALID
     bool stream;
     bool h2;
     unsigned char key_hash [32];
@@ -72,6 +72,14 @@ typedef struct {
     char limits [128];          //  x-ratelimit-* values from the router
     int retry_after_ms;
     int should_retry;           //  MESH_ERROR_RETRY_YES / _NO, or 0
+    //  A refusal of the ingress's own (kind MESH_KIND_INVALID), sent to a
+    //  router to learn whose key it is; answered as it is if none can
+    int refusal_status;
+    char refusal_type [32];
+    char refusal_code [48];
+    char refusal_param [96];
+    char refusal_message [512];
+    bool guard_noted;           //  the refusal drew from the address's bucket
     bool sse;
     bool headers_written;
     bool finished;              //  everything is in out
@@ -150,6 +158,8 @@ struct ingress_t {
 
 extern const struct lws_protocols ingress_http_protocol;
 //  Queues a complete JSON response (the error envelope when type is set).
+//  Answers the refusal of a MESH_KIND_INVALID request as it is.
+void ingress_respond_refusal (pss_t *pss);
 void ingress_respond_error (pss_t *pss, int status, const char *type, const char *code,
                             const char *param, const char *message);
 void ingress_respond_body (pss_t *pss, int status, const char *content_type,

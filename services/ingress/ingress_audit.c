@@ -538,13 +538,14 @@ s_test_records (void)
     pss.first_write_us = pss.received_us + 3000;
     //  The chunks of a stream: kept as the answer, its text cut at the
     //  20th byte, before the o-umlaut whose two bytes it would split
+    //  (Parentheses: one chunk split over lines, not a missing comma)
     const char *chunks [] = {
-        "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"deepseek-chat\","
-        "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hello!\"},"
-        "\"finish_reason\":null}]}",
+        ("{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"deepseek-chat\","
+         "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hello!\"},"
+         "\"finish_reason\":null}]}"),
         "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world, this \u00f6k\"}}]}",
-        "{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],"
-        "\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":22}}"
+        ("{\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],"
+         "\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":22}}")
     };
     for (size_t i = 0; i < MESH_ARRAY_SIZE (chunks); i++)
         ingress_audit_capture (&pss, chunks [i], strlen (chunks [i]), true);

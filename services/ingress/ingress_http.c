@@ -19,6 +19,7 @@
 #include "ingress_validate.h"
 
 #include "mesh_audit.h"
+#include "mesh_http.h"
 #include "mesh_log.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
@@ -87,13 +88,21 @@ ingress_respond_error (pss_t *pss, int status, const char *type, const char *cod
     if (!text)                          //  a message that is not UTF-8
         text = s_error_json (type, code, param, "The request failed.");
     if (!pss->should_retry)
-        pss->should_retry = (status == 429 || status >= 500) ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
+        pss->should_retry = mesh_http_should_retry (status, code) ? MESH_ERROR_RETRY_YES
+                                                                  : MESH_ERROR_RETRY_NO;
     if ((status == 429 || status == 503) && !pss->retry_after_ms)
         pss->retry_after_ms = 1000;
     if (pss->state != RQ_RESPONDING)
         snprintf (pss->error_code, sizeof pss->error_code, "%s", code ? code : "");
     ingress_respond_body (pss, status, "application/json", text, strlen (text));
     free (text);
+}
+
+void
+ingress_respond_refusal (pss_t *pss)
+{
+    ingress_respond_error (pss, pss->refusal_status, pss->refusal_type, pss->refusal_code,
+                           pss->refusal_param, pss->refusal_message);
 }
 
 static void
@@ -192,6 +201,12 @@ s_on_timeout (lws_sorted_usec_list_t *sul)
     if (pss->state != RQ_MESH)
         return;
     mesh_warn ("no response within %lld ms req=%s", (long long) pss->ingress->request_timeout_ms, pss->id);
+    if (pss->kind == MESH_KIND_INVALID) {
+        //  No router named the key: the refusal stands as it is
+        ingress_mesh_release (pss);
+        ingress_respond_refusal (pss);
+        return;
+    }
     ingress_audit_outcome (pss, MESH_AUDIT_TIMEOUT);
     ingress_mesh_cancel (pss, "timeout");
     ingress_respond_error (pss, 504, "server_error", "gateway_timeout", NULL,
@@ -268,6 +283,27 @@ s_ratelimit_headers (pss_t *pss, unsigned char **p, unsigned char *end)
     return 0;
 }
 
+//  lws 4.1 knows reason phrases up to 417 only, so its status line for
+//  422 or 429 is "HTTP/1.1 429 ": put mesh_http_reason's phrase into the
+//  line it wrote at start (HTTP/1.1 only: h2 has no phrase)
+static int
+s_status_reason (pss_t *pss, unsigned char *start, unsigned char **p, unsigned char *end)
+{
+    if (pss->h2)
+        return 0;
+    unsigned char *eol = memmem (start, (size_t) (*p - start), "\r\n", 2);
+    if (!eol || eol == start || eol [-1] != ' ')
+        return 0;
+    const char *reason = mesh_http_reason (pss->status);
+    size_t len = strlen (reason);
+    if ((size_t) (end - *p) < len)
+        return -1;
+    memmove (eol + len, eol, (size_t) (*p - eol));
+    memcpy (eol, reason, len);
+    *p += len;
+    return 0;
+}
+
 static int
 s_write_headers (pss_t *pss)
 {
@@ -285,6 +321,8 @@ s_write_headers (pss_t *pss)
     else
     if (lws_add_http_common_headers (wsi, (unsigned int) pss->status, pss->content_type,
                                      (lws_filepos_t) mesh_buf_size (&pss->out), &p, end))
+        return -1;
+    if (s_status_reason (pss, start, &p, end) < 0)
         return -1;
     if (s_add_header (wsi, "x-request-id:", pss->id, &p, end))
         return -1;
@@ -354,8 +392,10 @@ static void
 s_guard_note (pss_t *pss)
 {
     ingress_t *self = pss->ingress;
-    if (ingress_unauthenticated (pss))
-        ingress_guard_unauthenticated (self->guard, lws_get_network_wsi (pss->wsi), mesh_mono_ms ());
+    if (ingress_unauthenticated (pss)) {
+        if (!pss->guard_noted)
+            ingress_guard_unauthenticated (self->guard, lws_get_network_wsi (pss->wsi), mesh_mono_ms ());
+    }
     else
     if (*pss->tenant)
         ingress_guard_key_accepted (self->guard, pss->key_hash, mesh_mono_ms ());
@@ -501,6 +541,27 @@ s_submit (pss_t *pss)
     ingress_mesh_submit (pss);
 }
 
+//  Refuses a request that carries an API key: a router answers with this
+//  verdict once it has looked the key up, so that the audit record names
+//  the tenant and key (or it answers 401 for a key it does not know)
+static void
+s_refuse (pss_t *pss, int status, const char *type, const char *code, const char *param,
+          const char *message)
+{
+    //  A refusal before the key is known draws from the address's bucket at
+    //  once, as it did when it was answered here: a flood of them must not
+    //  get past the limiter while their router trips are in flight
+    ingress_guard_unauthenticated (pss->ingress->guard, lws_get_network_wsi (pss->wsi), mesh_mono_ms ());
+    pss->guard_noted = true;
+    pss->kind = MESH_KIND_INVALID;
+    pss->refusal_status = status;
+    snprintf (pss->refusal_type, sizeof pss->refusal_type, "%s", type);
+    snprintf (pss->refusal_code, sizeof pss->refusal_code, "%s", code);
+    snprintf (pss->refusal_param, sizeof pss->refusal_param, "%s", param ? param : "");
+    snprintf (pss->refusal_message, sizeof pss->refusal_message, "%s", message);
+    s_submit (pss);
+}
+
 static void
 s_on_body_complete (pss_t *pss)
 {
@@ -508,8 +569,8 @@ s_on_body_complete (pss_t *pss)
     ingress_check_t check;
     if (ingress_validate (mesh_buf_head (&pss->body), mesh_buf_size (&pss->body),
                           pss->ingress->default_max_tokens, &check) < 0) {
-        ingress_respond_error (pss, check.status, "invalid_request_error", check.code, check.param,
-                               check.message);
+        snprintf (pss->model, sizeof pss->model, "%s", check.model);
+        s_refuse (pss, check.status, "invalid_request_error", check.code, check.param, check.message);
         return;
     }
     snprintf (pss->model, sizeof pss->model, "%s", check.model);
@@ -520,6 +581,19 @@ s_on_body_complete (pss_t *pss)
     if (pss->audit_pending)
         pss->params = strdup (check.params);
     s_submit (pss);
+}
+
+//  An h2 POST without content-length whose HEADERS ended the stream has no
+//  body, but lws 4.1 says so neither by BODY_COMPLETION nor by any API: a
+//  body that has not begun this long after the headers is taken as none
+#define H2_BODY_WAIT_MS 1500
+
+static void
+s_on_body_wait (lws_sorted_usec_list_t *sul)
+{
+    pss_t *pss = lws_container_of (sul, pss_t, timeout_sul);
+    if (pss->state == RQ_BODY && mesh_buf_size (&pss->body) == 0)
+        s_on_body_complete (pss);
 }
 
 static int
@@ -544,6 +618,8 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
         }
     }
     char message [512];
+    //  With a key, a refusal goes by a router, which names the key's tenant
+    //  for the audit record (s_refuse)
     bool has_key = s_api_key (pss) == 0;
     if (!ingress_guard_admit (self->guard, lws_get_network_wsi (pss->wsi),
                               has_key ? pss->key_hash : NULL, mesh_mono_ms ())) {
@@ -571,7 +647,10 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
     if (!chat && !models) {
         snprintf (message, sizeof message, "Unknown request URL: %.200s. Please check the URL for "
                   "typos; the API serves /v1/chat/completions and /v1/models.", uri);
-        ingress_respond_error (pss, 404, "invalid_request_error", "unknown_url", NULL, message);
+        if (has_key)
+            s_refuse (pss, 404, "invalid_request_error", "unknown_url", NULL, message);
+        else
+            ingress_respond_error (pss, 404, "invalid_request_error", "unknown_url", NULL, message);
         return 0;
     }
     if (model_id && !mesh_utf8_valid (model_id, model_id_len)) {
@@ -584,8 +663,11 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
     if ((chat && method != LWSHUMETH_POST) || (models && method != LWSHUMETH_GET)) {
         snprintf (message, sizeof message, "Method not allowed: %.200s accepts %s only.", uri,
                   chat ? "POST" : "GET");
-        ingress_respond_error (pss, 405, "invalid_request_error", "method_not_allowed", NULL, message);
         pss->close_after = chat;        //  an unread body may follow
+        if (has_key)
+            s_refuse (pss, 405, "invalid_request_error", "method_not_allowed", NULL, message);
+        else
+            ingress_respond_error (pss, 405, "invalid_request_error", "method_not_allowed", NULL, message);
         return 0;
     }
     if (self->draining) {
@@ -617,12 +699,21 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
         snprintf (message, sizeof message, "The request body is %lld bytes; the limit is %lld bytes.",
                   (long long) pss->content_length, (long long) self->max_body_bytes);
         pss->close_after = true;
-        ingress_respond_error (pss, 413, "invalid_request_error", "request_too_large", NULL, message);
+        s_refuse (pss, 413, "invalid_request_error", "request_too_large", NULL, message);
         return 0;
     }
     pss->state = RQ_BODY;
+    //  An HTTP/1.1 request without Content-Length or Transfer-Encoding has
+    //  no body (RFC 9112 6.3): lws would wait for one until the timeout
+    if (pss->content_length == -1 && !pss->h2
+    &&  lws_hdr_total_length (pss->wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0)
+        pss->content_length = 0;
     if (pss->content_length == 0)
         s_on_body_complete (pss);
+    else
+    if (pss->content_length == -1 && pss->h2)
+        lws_sul_schedule (self->context, 0, &pss->timeout_sul, s_on_body_wait,
+                          H2_BODY_WAIT_MS * LWS_US_PER_MS);
     else
         lws_sul_schedule (self->context, 0, &pss->timeout_sul, s_on_body_timeout,
                           self->body_timeout_ms * LWS_US_PER_MS);
@@ -634,12 +725,18 @@ s_on_body (pss_t *pss, const char *data, size_t len)
 {
     if (pss->state != RQ_BODY)
         return 0;                       //  refused already: discard
+    if (len && pss->h2 && pss->content_length == -1 && mesh_buf_size (&pss->body) == 0) {
+        //  The body has begun (s_on_body_wait): the rest of body_timeout_ms
+        int64_t left_us = pss->ingress->body_timeout_ms * 1000 - (mesh_mono_us () - pss->received_us);
+        lws_sul_schedule (pss->ingress->context, 0, &pss->timeout_sul, s_on_body_timeout,
+                          left_us > 0 ? left_us : 1);
+    }
     if ((int64_t) (mesh_buf_size (&pss->body) + len) > pss->ingress->max_body_bytes) {
         char message [256];
         snprintf (message, sizeof message, "The request body is larger than the limit of %lld bytes.",
                   (long long) pss->ingress->max_body_bytes);
         pss->close_after = true;
-        ingress_respond_error (pss, 413, "invalid_request_error", "request_too_large", NULL, message);
+        s_refuse (pss, 413, "invalid_request_error", "request_too_large", NULL, message);
         return 0;
     }
     mesh_buf_append (&pss->body, data, len);

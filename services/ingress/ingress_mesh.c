@@ -1,9 +1,10 @@
 /*  ingress_mesh: the ingress's side of the ZeroMQ mesh.
 
     It sends REQUEST (ingress_mesh_submit: to a router with a live link,
-    round robin; 503 if none) and CANCEL (ingress_mesh_cancel: to the
-    router that has the request); what it hears back, on its PULL socket,
-    is the table s_from_mesh below.
+    round robin; 503 if none, or for a refusal of the ingress's own, that
+    refusal) and CANCEL (ingress_mesh_cancel: to the router that has the
+    request); what it hears back, on its PULL socket, is the table
+    s_from_mesh below.
 
     Events find their request through its token: a slot index and a
     generation, so an event for a request that has ended (and whose slot was
@@ -26,6 +27,7 @@
 #include "mesh_zmq.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <ev.h>
 #include <errno.h>
 #include <signal.h>
@@ -157,6 +159,18 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
     snprintf (msg.model, sizeof msg.model, "%s", pss->model);
     msg.stream = pss->stream;
     msg.body = (mesh_bytes_t) { mesh_buf_head (&pss->body), mesh_buf_size (&pss->body) };
+    char *verdict = NULL;
+    if (pss->kind == MESH_KIND_INVALID) {
+        //  Not the client's body: the refusal the router is to answer with
+        json_t *refusal = json_pack ("{s:i, s:s, s:s, s:s, s:s}", "status", pss->refusal_status,
+                                     "type", pss->refusal_type, "code", pss->refusal_code,
+                                     "param", pss->refusal_param, "message", pss->refusal_message);
+        verdict = refusal ? json_dumps (refusal, JSON_COMPACT) : NULL;
+        json_decref (refusal);
+        if (!verdict)
+            return -1;
+        msg.body = (mesh_bytes_t) { verdict, strlen (verdict) };
+    }
     snprintf (msg.avoid, sizeof msg.avoid, "%s", avoid ? avoid : "");
     memcpy (msg.user, pss->user, sizeof msg.user);
     msg.estimate = pss->estimate;
@@ -168,9 +182,11 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
         router_t *router = &mesh->routers [at];
         if (mesh_msg_send (router->socket, &msg, NULL, 0, ZMQ_DONTWAIT) == 0) {
             pss->router = (int) at;
+            free (verdict);
             return 0;
         }
     }
+    free (verdict);
     return -1;
 }
 
@@ -187,6 +203,12 @@ ingress_mesh_submit (pss_t *pss)
     s_slot_take (self->mesh, pss);
     mesh_metric_set (self->metric.active, (double) self->mesh->active);
     if (s_send_request (self, pss, NULL) < 0) {
+        if (pss->kind == MESH_KIND_INVALID) {
+            //  Whose key it was stays unknown; the answer does not change
+            ingress_mesh_release (pss);
+            ingress_respond_refusal (pss);
+            return;
+        }
         mesh_warn ("no router can take the request req=%s", pss->id);
         pss->retry_after_ms = 1000;
         ingress_respond_error (pss, 503, "server_error", "no_router", NULL,
@@ -290,7 +312,9 @@ s_on_error (void *arg, mesh_inbox_t *inbox)
     if (!pss)
         return 0;
     if (pss->state == RQ_MESH) {
-        ingress_audit_outcome (pss, ingress_audit_error_outcome (msg->err_code));
+        bool invalid = pss->kind == MESH_KIND_INVALID && !mesh_streq (msg->err_code, "invalid_api_key");
+        ingress_audit_outcome (pss, invalid ? MESH_AUDIT_INVALID
+                                            : ingress_audit_error_outcome (msg->err_code));
         pss->retry_after_ms = (int) msg->retry_after_ms;
         pss->should_retry = (int) (msg->flags & (MESH_ERROR_RETRY_YES | MESH_ERROR_RETRY_NO));
         memcpy (pss->limits, msg->limits, sizeof pss->limits);

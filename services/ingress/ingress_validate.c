@@ -286,6 +286,14 @@ int
 ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ingress_check_t *check)
 {
     memset (check, 0, sizeof *check);
+    //  jansson would say "wrong arguments" (no bytes) or "'[' or '{'
+    //  expected": say what is wrong in a user's words
+    size_t blank = 0;
+    while (blank < len && strchr (" \t\r\n", body [blank]) && body [blank])
+        blank++;
+    if (blank == len)
+        return s_fail (check, 400, "invalid_json", NULL,
+                       "the request body is empty; send a JSON object with \"model\" and \"messages\"");
     json_error_t error;
     json_t *root = json_loadb (body, len, JSON_REJECT_DUPLICATES, &error);
     if (!root) {
@@ -313,6 +321,8 @@ ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ing
                 sizeof check->model - 1);
         goto done;
     }
+    //  Named in the audit record even if something else is wrong
+    snprintf (check->model, sizeof check->model, "%s", json_string_value (model));
     json_t *messages = json_object_get (root, "messages");
     if (!messages || json_is_null (messages)) {
         s_fail (check, 400, "missing_required_parameter", "messages",
@@ -360,7 +370,6 @@ ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ing
     ||  s_response_format (root, check) < 0)
         goto done;
 
-    snprintf (check->model, sizeof check->model, "%s", json_string_value (model));
     check->stream = json_is_true (stream);
     json_t *user = json_object_get (root, "user");
     if (!json_is_string (user))
@@ -425,6 +434,8 @@ ingress_validate_test (bool verbose)
     assert (check.stream);
 
     struct { const char *body; int status; const char *param; const char *fragment; } bad [] = {
+        { "", 400, "", "the request body is empty; send a JSON object with \"model\" and \"messages\"" },
+        { " \r\n", 400, "", "the request body is empty" },
         { "{", 400, "", "could not parse" },
         { "[1]", 400, "", "must be a JSON object" },
         { "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 400, "model", "provide a model" },
@@ -453,4 +464,11 @@ ingress_validate_test (bool verbose)
         assert (mesh_streq (check.param, bad [i].param));
         assert (strstr (check.message, bad [i].fragment));
     }
+    //  No bytes at all (curl -X POST without -d): not jansson's "wrong arguments"
+    assert (ingress_validate (NULL, 0, 1000, &check) == -1 && check.status == 400);
+    assert (strstr (check.message, "the request body is empty") && !strstr (check.message, "line"));
+    //  A bad request still names its model, for the audit record
+    const char *bad_temperature = "{\"model\":\"m-1\",\"messages\":[],\"temperature\":9}";
+    assert (ingress_validate (bad_temperature, strlen (bad_temperature), 1000, &check) == -1);
+    assert (mesh_streq (check.model, "m-1"));
 }

@@ -19,7 +19,7 @@
 #define INGRESS_PARAMS_MAX 2048
 
 typedef struct {
-    //  When valid
+    //  When valid (model also when it is the only thing that is)
     char model [256];
     bool stream;
     char user [128];            //  the client's `user` (or user_id), for sticky A/B

@@ -25,6 +25,7 @@
 
 #include "mesh_curve.h"
 #include "mesh_dispatch.h"
+#include "mesh_http.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_models.h"
@@ -186,7 +187,7 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
     if (retry_after_ms > 60000)
         retry_after_ms = 60000;
     msg.retry_after_ms = (uint32_t) (retry_after_ms > 0 ? retry_after_ms : 0);
-    msg.flags = retry_after_ms > 0 ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
+    msg.flags = mesh_http_should_retry (status, code) ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
     va_list args;
     va_start (args, fmt);
     vsnprintf (msg.message, sizeof msg.message, fmt, args);
@@ -248,9 +249,9 @@ s_series (router_t *self, const char *key_id, const char *model)
     return series;
 }
 
-//  reason: auth, unknown_model, forbidden, rate_limit, concurrency, budget,
-//  budget_unverifiable, circuit_open, no_endpoint, no_capacity, upstream,
-//  draining
+//  reason: auth, invalid, unknown_model, forbidden, rate_limit, concurrency,
+//  budget, budget_unverifiable, circuit_open, no_endpoint, no_capacity,
+//  upstream, draining
 static void
 s_count_refusal (router_t *self, series_t *series, const char *reason)
 {
@@ -558,6 +559,36 @@ s_reply_to_ok (mesh_inbox_t *inbox)
     return !peer || strcmp (peer, address) == 0;
 }
 
+//  A request the ingress refused (MESH_KIND_INVALID): its verdict, in the
+//  body, is answered once the key is known, so that the audit record names
+//  the tenant; an unknown key is a 401 first, as OpenAI answers
+static void
+s_on_invalid (router_t *self, router_gen_t *gen, const mesh_msg_t *msg, target_t *to)
+{
+    const router_key_t *key = router_keys_find (gen->keys, msg->key_hash.data, msg->key_hash.size);
+    if (!key) {
+        s_count_refusal (self, NULL, "auth");
+        s_error (self, to, 401, "authentication_error", "invalid_api_key", NULL, 0,
+                 "Incorrect API key provided.");
+        return;
+    }
+    to->tenant = key->tenant;
+    to->key_id = key->id;
+    json_t *verdict = json_loadb (msg->body.data, msg->body.size, 0, NULL);
+    int status = (int) json_integer_value (json_object_get (verdict, "status"));
+    const char *type = json_string_value (json_object_get (verdict, "type"));
+    const char *code = json_string_value (json_object_get (verdict, "code"));
+    const char *param = json_string_value (json_object_get (verdict, "param"));
+    const char *message = json_string_value (json_object_get (verdict, "message"));
+    if (status < 400 || status > 499 || !type || !code || !message) {
+        mesh_warn ("a refused request without a usable verdict req=%s", msg->id);
+        status = 400, type = "invalid_request_error", code = "invalid_request", message = "Invalid request.";
+    }
+    s_count_refusal (self, NULL, "invalid");
+    s_error (self, to, status, type, code, param, 0, "%s", message);
+    json_decref (verdict);
+}
+
 static int
 s_on_request (void *arg, mesh_inbox_t *inbox)
 {
@@ -571,6 +602,10 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
         return 0;
     }
     target_t to = s_target_of_msg (msg);
+    if (msg->kind == MESH_KIND_INVALID) {
+        s_on_invalid (self, router_registry_current (self->registry), msg, &to);
+        return 0;
+    }
     if (self->draining) {
         s_count_refusal (self, NULL, "draining");
         s_error (self, &to, 503, "server_error", "draining", NULL, 1000,

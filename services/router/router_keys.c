@@ -44,6 +44,12 @@ router_keys_period (const char *name)
          : mesh_streq (name, "month") ? 31 * 86400 : 0;
 }
 
+const char *
+router_keys_period_name (int64_t period_s)
+{
+    return period_s == 3600 ? "hour" : period_s == 86400 ? "day" : "month";
+}
+
 router_keys_t *
 router_keys_load (mesh_config_t *config, mesh_models_t *models)
 {
@@ -92,7 +98,7 @@ router_keys_load (mesh_config_t *config, mesh_models_t *models)
         key->rpm = mesh_config_int (config, AT ("rpm"), 0);
         key->tpm = mesh_config_int (config, AT ("tpm"), 0);
         key->budget = mesh_config_int (config, AT ("budget"), 0);
-        const char *period = mesh_config_str (config, AT ("budget_period"), "day");
+        const char *period = mesh_config_str (config, AT ("budget_period"), ROUTER_KEYS_DEFAULT_PERIOD);
         key->budget_period_s = router_keys_period (period);
         if (key->rpm < 0 || key->tpm < 0 || key->budget < 0) {
             mesh_config_invalid (config, path, "rpm, tpm and budget are 0 (no limit) or more");

@@ -27,9 +27,14 @@ typedef struct {
     int64_t budget_period_s;
 } router_key_t;
 
+//  A budget's period when a key names none
+#define ROUTER_KEYS_DEFAULT_PERIOD "day"
+
 //  "hour", "day", "month" as seconds (a month is counted per calendar
 //  month; its length here only marks it); 0 for anything else.
 int64_t router_keys_period (const char *name);
+//  The name of a period in seconds: "hour", "day" or "month".
+const char *router_keys_period_name (int64_t period_s);
 
 typedef struct router_keys_t router_keys_t;
 

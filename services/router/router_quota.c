@@ -1,6 +1,7 @@
 /*  router_quota: reservation and settlement scripts, and the local limiter
     that stands in while Redis is away.                                     */
 #include "router_quota.h"
+#include "router_keys.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_redis.h"
@@ -245,7 +246,8 @@ s_refuse (router_decision_t *decision, const router_hold_t *hold, const char *re
         decision->type = "insufficient_quota";
         decision->code = "budget_exhausted";
         snprintf (decision->message, sizeof decision->message,
-                  "This key has used its budget of %lld tokens for the period.", (long long) hold->budget);
+                  "This key has used its budget of %lld tokens per %s.", (long long) hold->budget,
+                  router_keys_period_name (hold->budget_period_s > 0 ? hold->budget_period_s : 86400));
     }
     else
     if (mesh_streq (reason, "concurrency")) {

@@ -33,6 +33,16 @@ static mesh_redis_script_t s_write_script = { .body =
     "return 1\n"
 };
 
+//  Drops both hashes (registry reset).  ARGV: the channel.  Returns the
+//  number of models and of keys dropped.
+static mesh_redis_script_t s_reset_script = { .body =
+    "local models = redis.call('HLEN', KEYS[1])\n"
+    "local keys = redis.call('HLEN', KEYS[2])\n"
+    "redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "redis.call('PUBLISH', ARGV[1], '*')\n"
+    "return { models, keys }\n"
+};
+
 struct router_registry_t {
     mesh_config_t *config;      //  the service's: file name and settings
     mesh_redis_t *redis;
@@ -539,6 +549,10 @@ s_key_view (router_registry_t *self, json_t *entry)
     json_object_del (view, "key");
     json_object_del (view, "key_sha256");
     json_object_set_new (view, "fingerprint", json_string (fingerprint));
+    //  A budget always with its period, the default one too
+    if (json_integer_value (json_object_get (view, "budget")) > 0
+    &&  !json_is_string (json_object_get (view, "budget_period")))
+        json_object_set_new (view, "budget_period", json_string (ROUTER_KEYS_DEFAULT_PERIOD));
     const char *id = json_string_value (json_object_get (entry, "id"));
     json_object_set_new (view, "source", json_string (s_source (self, true, id ? id : "")));
     return view;
@@ -562,8 +576,15 @@ s_list (router_registry_t *self, bool is_key)
     json_t *entry;
     json_array_foreach (list, index, entry)
         json_array_append_new (data, is_key ? s_key_view (self, entry) : s_model_view (self, entry));
-    json_t *reply = json_pack ("{s:s, s:s, s:o}", "object", "list", "version", self->gen->digest,
-                               "data", data);
+    //  The file's entries removed at run time: a reset brings them back
+    json_t *removed = json_array ();
+    const char *id;
+    json_t *change;
+    json_object_foreach (is_key ? self->keys : self->models, id, change)
+        if (json_is_null (change))
+            json_array_append_new (removed, json_string (id));
+    json_t *reply = json_pack ("{s:s, s:s, s:o, s:o}", "object", "list", "version", self->gen->digest,
+                               "data", data, "removed", removed);
     if (!is_key)
         json_object_set (reply, "aliases", mesh_config_node (self->gen->doc, "aliases"));
     return reply;
@@ -624,11 +645,12 @@ s_on_written (void *arg, redisReply *reply)
 
 //  Checks the change against everything else, then writes it to Redis.
 //  value NULL removes id; stored is what the hash gets ("null" for a
-//  tombstone over the file's entry, "" to delete the field).
+//  tombstone over the file's entry, "" to delete the field).  reset drops
+//  the overlay's field whatever the file has (value must be NULL).
 static int
 s_write (router_registry_t *self, const mesh_admin_request_t *request,
          mesh_admin_response_t *response, bool is_key, const char *id, json_t *value,
-         bool only_new, json_t *reply, int status)
+         bool only_new, bool reset, json_t *reply, int status)
 {
     json_t *models = json_deep_copy (self->models);
     json_t *keys = json_deep_copy (self->keys);
@@ -640,7 +662,7 @@ s_write (router_registry_t *self, const mesh_admin_request_t *request,
     json_array_foreach (base_list, index, entry)
         if (mesh_streq (json_string_value (json_object_get (entry, is_key ? "id" : "name")), id))
             in_file = entry;
-    json_t *stored = value ? json_incref (value) : in_file ? json_null () : NULL;
+    json_t *stored = value ? json_incref (value) : in_file && !reset ? json_null () : NULL;
     if (stored)
         json_object_set (overlay, id, stored);
     else
@@ -724,7 +746,7 @@ s_models (router_registry_t *self, const mesh_admin_request_t *request,
     if (mesh_streq (method, "DELETE")) {
         if (!current)
             return s_fail (response, 404, "model_not_found", "No model \"%s\".", name);
-        return s_write (self, request, response, false, name, NULL, false,
+        return s_write (self, request, response, false, name, NULL, false, false,
                         json_pack ("{s:s, s:b}", "name", name, "deleted", 1), 200);
     }
     if (!mesh_streq (method, "POST") && !mesh_streq (method, "PUT") && !mesh_streq (method, "PATCH"))
@@ -770,8 +792,8 @@ s_models (router_registry_t *self, const mesh_admin_request_t *request,
     json_object_set_new (entry, "name", json_string (name));
     json_t *reply = json_deep_copy (entry);
     json_object_set_new (reply, "source", json_string ("admin"));
-    int rc = s_write (self, request, response, false, name, entry, mesh_streq (method, "POST"), reply,
-                      current ? 200 : 201);
+    int rc = s_write (self, request, response, false, name, entry, mesh_streq (method, "POST"), false,
+                      reply, current ? 200 : 201);
     json_decref (entry);
     return rc;
 }
@@ -801,7 +823,7 @@ s_keys (router_registry_t *self, const mesh_admin_request_t *request,
     if (mesh_streq (method, "DELETE")) {
         if (!current)
             return s_fail (response, 404, "key_not_found", "No key \"%s\".", id);
-        return s_write (self, request, response, true, id, NULL, false,
+        return s_write (self, request, response, true, id, NULL, false, false,
                         json_pack ("{s:s, s:b}", "id", id, "deleted", 1), 200);
     }
     bool create = mesh_streq (method, "POST");
@@ -901,9 +923,112 @@ s_keys (router_registry_t *self, const mesh_admin_request_t *request,
         json_object_set_new (reply, "key", json_string (secret));
     char key_id [80];
     snprintf (key_id, sizeof key_id, "%.64s", id);
-    int rc = s_write (self, request, response, true, key_id, entry, create, reply, create ? 201 : 200);
+    int rc = s_write (self, request, response, true, key_id, entry, create, false, reply,
+                      create ? 201 : 200);
     json_decref (entry);
     return rc;
+}
+
+//  The config file's entry with this id, or NULL
+static json_t *
+s_file_entry (router_registry_t *self, bool is_key, const char *id)
+{
+    json_t *list = json_object_get (self->base, is_key ? "keys" : "models");
+    size_t index;
+    json_t *entry;
+    json_array_foreach (list, index, entry)
+        if (mesh_streq (json_string_value (json_object_get (entry, is_key ? "id" : "name")), id))
+            return entry;
+    return NULL;
+}
+
+//  POST /admin/models/NAME/reset, /admin/keys/ID/reset: drops the run-time
+//  change of one entry, so the config file's entry is back (an entry made
+//  only at run time goes); validated like any other change
+static int
+s_reset_entry (router_registry_t *self, const mesh_admin_request_t *request,
+               mesh_admin_response_t *response, const char *method, bool is_key, const char *id)
+{
+    const char *what = is_key ? "key" : "model";
+    if (!mesh_streq (method, "POST"))
+        return s_fail (response, 405, "method_not_allowed", "Use POST to reset a %s.", what);
+    if (!s_valid_name (id, is_key ? 64 : 128))
+        return s_fail (response, 400, is_key ? "invalid_id" : "invalid_name", "No %s \"%.128s\".",
+                       what, id);
+    json_t *in_file = s_file_entry (self, is_key, id);
+    json_t *change = json_object_get (is_key ? self->keys : self->models, id);
+    if (!in_file && !change)
+        return s_fail (response, 404, is_key ? "key_not_found" : "model_not_found",
+                       "No %s \"%s\" in the config file or changed at run time.", what, id);
+    json_t *reply;
+    if (in_file) {
+        reply = is_key ? s_key_view (self, in_file) : json_deep_copy (in_file);
+        json_object_set_new (reply, "source", json_string ("config"));
+    }
+    else
+        reply = json_pack ("{s:s, s:b}", is_key ? "id" : "name", id, "removed", 1);
+    json_object_set_new (reply, "reset", json_true ());
+    char copy [160];
+    snprintf (copy, sizeof copy, "%s", id);
+    return s_write (self, request, response, is_key, copy, NULL, false, true, reply, 200);
+}
+
+typedef struct {
+    router_registry_t *registry;
+    mesh_admin_pending_t *pending;
+} reset_t;
+
+static void
+s_on_reset (void *arg, redisReply *reply)
+{
+    reset_t *reset = arg;
+    router_registry_t *self = reset->registry;
+    mesh_admin_response_t response = { 0 };
+    mesh_buf_init (&response.body);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+    ||  reply->element [0]->type != REDIS_REPLY_INTEGER || reply->element [1]->type != REDIS_REPLY_INTEGER)
+        s_fail (&response, 503, "registry_unavailable", "The registry store (Redis) did not answer; "
+                "nothing was changed.");
+    else {
+        json_decref (self->models);
+        json_decref (self->keys);
+        self->models = json_object ();
+        self->keys = json_object ();
+        char why [512];
+        if (s_rebuild (self, why, sizeof why) < 0)
+            mesh_warn ("registry: reset, but the config file's registry does not build: %s", why);
+        mesh_info ("admin: registry reset: %lld model and %lld key changes dropped",
+                   reply->element [0]->integer, reply->element [1]->integer);
+        s_json (&response, 200, json_pack ("{s:I, s:I, s:s}",
+                "models_reset", (json_int_t) reply->element [0]->integer,
+                "keys_reset", (json_int_t) reply->element [1]->integer,
+                "version", self->gen->digest));
+    }
+    mesh_admin_complete (reset->pending, response.status, response.content_type, &response.body);
+    free (reset);
+}
+
+//  POST /admin/registry/reset: every run-time change dropped; the config
+//  file's models and keys are the registry again
+static int
+s_reset_registry (router_registry_t *self, const mesh_admin_request_t *request,
+                  mesh_admin_response_t *response, const char *method)
+{
+    if (!mesh_streq (method, "POST"))
+        return s_fail (response, 405, "method_not_allowed", "Use POST on /admin/registry/reset.");
+    if (!self->redis || !mesh_redis_ready (self->redis))
+        return s_fail (response, 503, "registry_unavailable",
+                       "The registry store (Redis) is unavailable; nothing was changed.");
+    mesh_admin_pending_t *pending = mesh_admin_defer (request);
+    if (!pending)
+        return s_fail (response, 500, "cannot_wait", "This transport cannot serve admin writes.");
+    reset_t *reset = calloc (1, sizeof *reset);
+    assert (reset);
+    *reset = (reset_t) { self, pending };
+    const char *argv [] = { MODELS_HASH, KEYS_HASH, CHANNEL };
+    if (mesh_redis_eval (self->redis, &s_reset_script, s_on_reset, reset, 2, 3, argv, NULL) < 0)
+        s_on_reset (reset, NULL);
+    return 0;
 }
 
 static int
@@ -938,6 +1063,18 @@ s_on_admin (void *arg, const mesh_admin_request_t *request, mesh_admin_response_
             return s_fail (response, 400, "invalid_config", "%s", why);
         s_json (response, 200, json_pack ("{s:s}", "version", self->gen->digest));
         return 0;
+    }
+    if (mesh_streq (path, "/admin/registry/reset"))
+        return s_reset_registry (self, request, response, method);
+    //  NAME/reset and ID/reset: names and ids have no '/'
+    size_t path_len = strlen (path);
+    if (path_len > 6 && mesh_streq (path + path_len - 6, "/reset")) {
+        path [path_len - 6] = 0;
+        if (strncmp (path, "/admin/models/", 14) == 0)
+            return s_reset_entry (self, request, response, method, false, path + 14);
+        if (strncmp (path, "/admin/keys/", 12) == 0)
+            return s_reset_entry (self, request, response, method, true, path + 12);
+        path [path_len - 6] = '/';
     }
     if (strncmp (path, "/admin/models", 13) == 0 && (path [13] == 0 || path [13] == '/'))
         return s_models (self, request, response, method, path [13] ? path + 14 : "");
@@ -1054,6 +1191,31 @@ router_registry_test (bool verbose)
     response = s_test_call (registry, "DELETE", "/admin/keys/bad%2Fid", NULL, "Bearer admin-secret");
     assert (response.status == 400);
     mesh_buf_free (&response.body);
+    //  Resets: validated first, then written (here: no Redis, so 503)
+    response = s_test_call (registry, "POST", "/admin/models/c/reset", NULL, "Bearer admin-secret");
+    assert (response.status == 503 && strstr (response.body.data, "registry_unavailable"));
+    mesh_buf_free (&response.body);
+    response = s_test_call (registry, "POST", "/admin/models/zzz/reset", NULL, "Bearer admin-secret");
+    assert (response.status == 404 && strstr (response.body.data, "model_not_found"));
+    mesh_buf_free (&response.body);
+    response = s_test_call (registry, "GET", "/admin/keys/k1/reset", NULL, "Bearer admin-secret");
+    assert (response.status == 405);
+    mesh_buf_free (&response.body);
+    response = s_test_call (registry, "POST", "/admin/registry/reset", NULL, "Bearer admin-secret");
+    assert (response.status == 503);
+    mesh_buf_free (&response.body);
+    //  a's fallback moved to c (made at run time): c cannot go back to nothing
+    json_object_set_new (registry->models, "a", json_pack ("{s:s, s:s, s:{s:s}, s:s}", "name", "a",
+                         "endpoint", "http://x/", "auth", "type", "none", "fallback", "c"));
+    json_object_set_new (registry->models, "b", json_null ());
+    assert (s_rebuild (registry, why, sizeof why) == 0);
+    response = s_test_call (registry, "GET", "/admin/models", NULL, "Bearer admin-secret");
+    assert (response.status == 200 && strstr (response.body.data, "\"removed\":[\"b\"]"));
+    mesh_buf_free (&response.body);
+    response = s_test_call (registry, "POST", "/admin/models/c/reset", NULL, "Bearer admin-secret");
+    assert (response.status == 400 && strstr (response.body.data, "fallback"));
+    mesh_buf_free (&response.body);
+
     unsetenv ("SEEKMESH_ADMIN_TOKEN");
     response = s_test_call (registry, "GET", "/admin/models", NULL, "Bearer admin-secret");
     assert (response.status == 403 && strstr (response.body.data, "SEEKMESH_ADMIN_TOKEN"));

@@ -34,6 +34,10 @@
                                         given and shows it this once
         PATCH  /admin/keys/ID           change limits, models, tenant, key
         DELETE /admin/keys/ID
+        POST   /admin/models/NAME/reset drop the run-time change of NAME: the
+        POST   /admin/keys/ID/reset     file's entry is back (an entry only
+                                        made at run time is removed)
+        POST   /admin/registry/reset    drop every run-time change
         POST   /admin/reload            re-read the config file (= SIGHUP)
     Errors use the OpenAI envelope; writes answer 503 while Redis is away.
     Reactor thread only.                                                     */

@@ -127,11 +127,46 @@ def test_failures_and_refusals_are_recorded(mesh):
     status, headers, _ = mesh.chat(user("what", "no-such-model"))
     cases.append((headers["x-request-id"], status, "refused", "dev"))
     status, headers, _ = mesh.request("POST", "/v1/chat/completions", "{not json")
-    cases.append((headers["x-request-id"], status, "invalid", ""))
+    cases.append((headers["x-request-id"], status, "invalid", "dev"))
     for request_id, status, outcome, tenant in cases:
         r = record(mesh, request_id)
         assert (r["status"], r["outcome"], r["tenant"]) == (status, outcome, tenant), r
         assert r["error_code"], r
+
+
+def test_invalid_requests_of_a_valid_key_name_its_tenant(mesh):
+    """A request the ingress refuses (bad values, no body, an unknown URL)
+    is recorded under the key's tenant and id, with the model it named, so
+    `audit query --tenant` finds it; with an unknown key it is a 401."""
+    status, headers, data = mesh.request("POST", "/v1/chat/completions",
+                                         user("hot", "deepseek-chat", temperature=9))
+    assert status == 422 and json.loads(data)["error"]["param"] == "temperature"
+    hot = headers["x-request-id"]
+    status, headers, data = mesh.request("POST", "/v1/chat/completions", b"")
+    assert status == 400 and "the request body is empty" in json.loads(data)["error"]["message"]
+    empty = headers["x-request-id"]
+    status, headers, _ = mesh.request("GET", "/v1/embeddings", key=KEY)
+    assert status == 404
+    unknown_url = headers["x-request-id"]
+    status, headers, data = mesh.request("POST", "/v1/chat/completions", user("x", temperature=9),
+                                         key="sk-not-a-key-at-all")
+    assert status == 401 and json.loads(data)["error"]["code"] == "invalid_api_key", data
+    stranger = headers["x-request-id"]
+
+    r = record(mesh, hot)
+    assert (r["tenant"], r["key_id"], r["model_requested"], r["status"], r["outcome"],
+            r["error_code"]) == ("dev", "dev", "deepseek-chat", 422, "invalid", "invalid_value"), r
+    r = record(mesh, empty)
+    assert (r["tenant"], r["key_id"], r["status"], r["outcome"]) == ("dev", "dev", 400, "invalid"), r
+    r = record(mesh, unknown_url)
+    assert (r["tenant"], r["status"], r["error_code"]) == ("dev", 404, "unknown_url"), r
+    r = record(mesh, stranger)
+    assert (r["tenant"], r["key_id"], r["status"], r["outcome"]) == ("", "", 401, "refused"), r
+
+    settle(mesh)
+    found = [json.loads(line) for line in ctl(mesh, "query", "--since", "1h", "--tenant", "dev",
+                                              "--status", "422", "--json").stdout.splitlines()]
+    assert hot in [f["id"] for f in found], found
 
 
 def test_timeouts_and_rate_limits_are_recorded(make_mesh):

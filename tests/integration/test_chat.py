@@ -177,6 +177,63 @@ def test_errors_in_openai_envelope(mesh):
         assert headers.get("x-should-retry") == "false"
 
 
+def raw_exchange(mesh, head, timeout=5):
+    """Sends head (bytes) on a new connection; returns (seconds, the status
+    line, the parsed JSON body) of the answer, or fails after timeout."""
+    started = time.time()
+    with socket.create_connection((mesh.host, mesh.port), timeout) as sock:
+        sock.sendall(head)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            more = sock.recv(65536)
+            assert more, "closed without an answer after %.1f s: %r" % (time.time() - started, data)
+            data += more
+        top, rest = data.split(b"\r\n\r\n", 1)
+        lines = top.decode().split("\r\n")
+        length = int(next(l.split(":", 1)[1] for l in lines if l.lower().startswith("content-length:")))
+        while len(rest) < length:
+            more = sock.recv(65536)
+            assert more
+            rest += more
+    return time.time() - started, lines[0], json.loads(rest[:length])
+
+
+def test_post_without_a_body_is_answered_at_once(mesh):
+    """curl -X POST with no -d sends neither Content-Length nor a body:
+    answered at once (not after the 30 s request timeout), and -d '' (a
+    Content-Length of 0) gets the same words, not the JSON parser's."""
+    message = 'the request body is empty; send a JSON object with "model" and "messages"'
+    for head in (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                 b"Accept: */*\r\n\r\n" % KEY.encode(),
+                 b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                 b"Content-Length: 0\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n"
+                 % KEY.encode()):
+        seconds, status_line, body = raw_exchange(mesh, head)
+        assert status_line == "HTTP/1.1 400 Bad Request", status_line
+        assert seconds < 2, seconds
+        assert body["error"]["message"] == message, body
+        assert body["error"]["type"] == "invalid_request_error"
+        assert "line -1" not in body["error"]["message"]
+
+
+def test_status_lines_have_reason_phrases(mesh):
+    """HTTP/1.1 status lines say why: 422 and 429 included, which the HTTP
+    library knows no phrase for."""
+    cases = [(user("x", temperature=9), "422 Unprocessable Entity"),
+             (user("x", mock={"status": 429, "retry_after": 1}), "429 Too Many Requests"),
+             (user("x", mock={"status": 402}), "402 Payment Required"),
+             (user("x", mock={"status": 503, "retry_after": 1}), "503 Service Unavailable"),
+             (user("x", mock={"status": 500}), "502 Bad Gateway"),
+             (user("x", "no-such-model"), "404 Not Found"),
+             (user("x"), "200 OK")]
+    for body, expected in cases:
+        payload = json.dumps(body).encode()
+        _, status_line, _ = raw_exchange(mesh, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                                         b"Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                                         b"Content-Length: %d\r\n\r\n%s" % (KEY.encode(), len(payload), payload))
+        assert status_line == "HTTP/1.1 " + expected, (body, status_line)
+
+
 def test_upstream_errors_are_mapped(mesh):
     # (mock status, status the client gets, retry-after expected)
     for upstream, expect, retry in [(429, 429, True), (503, 503, True), (500, 502, False),

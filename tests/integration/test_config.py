@@ -1,7 +1,10 @@
 """Cannot start: one clear line naming the file and the field (or the port),
-exit status 1, for every service."""
+for every service; exit status 78 (EX_CONFIG) for a configuration error, so
+that scripts/mesh waits for the file to change instead of restarting it, and
+1 for anything else (a port in use)."""
 import json
 import os
+import re
 import socket
 import subprocess
 
@@ -24,7 +27,7 @@ def test_wrong_type_names_file_and_field(tmp_path):
         path = tmp_path / ("%s.json" % service)
         path.write_text(json.dumps({service: {field: "lots"}}))
         status, lines = run(service, path)
-        assert status == 1, lines
+        assert status == 78, lines
         assert len(lines) == 1, lines
         assert str(path) in lines[0] and "%s.%s" % (service, field) in lines[0], lines[0]
         assert "expected an integer" in lines[0]
@@ -35,13 +38,13 @@ def test_malformed_json_names_line(tmp_path):
     path.write_text('{\n  "router": {\n    "listen": \n}\n')
     for service in SERVICES:
         status, lines = run(service, path)
-        assert status == 1 and len(lines) == 1, lines
+        assert status == 78 and len(lines) == 1, lines
         assert "%s:4:" % path in lines[0], lines[0]
 
 
 def test_missing_file(tmp_path):
     status, lines = run("router", tmp_path / "nowhere.json")
-    assert status == 1 and "nowhere.json" in lines[0]
+    assert status == 78 and "nowhere.json" in lines[0]
 
 
 def test_bad_model_entry(tmp_path):
@@ -49,7 +52,7 @@ def test_bad_model_entry(tmp_path):
     path.write_text(json.dumps({"models": [{"name": "m", "endpoint": "ftp://x/"}]}))
     for service in ("router", "connector"):
         status, lines = run(service, path)
-        assert status == 1 and "models.0.endpoint" in lines[0] and "scheme" in lines[0], lines
+        assert status == 78 and "models.0.endpoint" in lines[0] and "scheme" in lines[0], lines
 
 
 def test_environment_override_is_named(tmp_path):
@@ -57,7 +60,7 @@ def test_environment_override_is_named(tmp_path):
     path.write_text("{}")
     env = {"SEEKMESH_ROUTER_HEARTBEAT_MS": "soon", "PATH": "/usr/bin:/bin"}
     status, lines = run("router", path, env)
-    assert status == 1 and "SEEKMESH_ROUTER_HEARTBEAT_MS" in lines[0], lines
+    assert status == 78 and "SEEKMESH_ROUTER_HEARTBEAT_MS" in lines[0], lines
 
 
 def test_port_in_use(tmp_path):
@@ -95,7 +98,7 @@ def test_unknown_keys_are_named(tmp_path):
         path.write_text(json.dumps(config))
         for service in services:
             status, lines = run(service, path)
-            assert status == 1 and len(lines) == 1, (service, lines)
+            assert status == 78 and len(lines) == 1, (service, lines)
             assert str(path) in lines[0] and field in lines[0] and "unknown" in lines[0], lines[0]
 
 
@@ -106,7 +109,7 @@ def test_out_of_range_and_choices_are_named(tmp_path):
         path = tmp_path / "range.json"
         path.write_text(json.dumps(config))
         status, lines = run("connector", path)
-        assert status == 1 and len(lines) == 1 and words in lines[0], lines
+        assert status == 78 and len(lines) == 1 and words in lines[0], lines
 
 
 def print_config(service, path, env):
@@ -153,3 +156,43 @@ def test_settings_lists_every_setting_with_its_environment_name():
                 else:
                     assert path in table, (name, path)
         walk("", {k: v for k, v in config.items() if k not in ("models", "keys", "aliases")})
+
+
+def test_a_bad_value_under_scripts_mesh_is_said_once_and_not_restarted(tmp_path):
+    """The real services under scripts/mesh: `up` with a bad value fails at
+    once with its line, once, starting nothing; a service started again
+    into a bad file (a restart, a crash) exits 78 and is held until the file
+    changes, instead of being restarted every few seconds into the same
+    error; fixed, it comes back by itself."""
+    import time
+    from meshlib import Mesh
+    mesh = Mesh(tmp_path, {"mesh": {"drain_ms": 1000}})
+    good = mesh.config_path.read_text()
+    bad = json.loads(good)
+    bad["router"]["heartbeat_ms"] = "lots"
+    try:
+        mesh.config_path.write_text(json.dumps(bad))
+        started = time.time()
+        result = mesh.mesh("up", "-c", str(mesh.config_path), check=False)
+        assert result.returncode == 1 and time.time() - started < 8, result.stderr
+        assert result.stderr.count("router.heartbeat_ms: expected an integer") == 1, result.stderr
+        assert str(mesh.config_path) in result.stderr
+        assert not (mesh.run_dir / "supervisor.pid").exists()         # nothing was started
+
+        mesh.config_path.write_text(good)
+        mesh.up()
+        mesh.config_path.write_text(json.dumps(bad))
+        result = mesh.mesh("restart", "router", check=False)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.count("router.heartbeat_ms: expected an integer") == 1, result.stderr
+        assert "configuration error (router-0)" in result.stderr, result.stderr
+        time.sleep(2)
+        status = mesh.mesh("status", check=False).stdout
+        assert re.search(r"^router-0\s+-\s+config-error", status, re.M), status
+        log = (mesh.run_dir / "logs" / "router-0.log").read_text()
+        assert log.count("router.heartbeat_ms: expected an integer") == 1, log
+        mesh.config_path.write_text(good)
+        mesh.wait_ready("router", timeout=5)
+        assert "changed: starting router-0 again" in mesh.logs("supervisor")
+    finally:
+        mesh.mesh("down", check=False)

@@ -85,19 +85,22 @@ class StubAdmin:
 
 
 @pytest.fixture
-def admin():
+def admin(tmp_path):
     if not CTL.exists():
         pytest.fail(f"{CTL} is missing: build it with `make {CTL.relative_to(REPO)}`")
     stub = StubAdmin()
+    stub.empty_dir = tmp_path / "empty-run-dir"
     yield stub
     stub.close()
 
 
-def ctl(admin, *args, token=TOKEN, url=None, timeout=15):
+def ctl(admin, *args, token=TOKEN, url=None, timeout=15, run_dir=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_ADMIN")}
     env["SEEKMESH_ADMIN_URL"] = url or f"http://127.0.0.1:{admin.port}"
     if token is not None:
         env["SEEKMESH_ADMIN_TOKEN"] = token
+    #  Not the token a `make run` of this checkout keeps in run/admin-token
+    env["SEEKMESH_RUN_DIR"] = str(run_dir or admin.empty_dir)
     return subprocess.run([str(CTL), *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -316,6 +319,59 @@ def test_missing_token_is_refused_before_any_request(admin):
     assert admin.requests == []
 
 
+def test_the_token_make_run_keeps_is_used_when_none_is_given(admin, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "admin-token").write_text("adm-kept-by-make-run\n")
+    admin.answer(KEYS)
+    r = ctl(admin, "keys", "list", token=None, run_dir=run_dir)
+    assert r.returncode == 0, r.stderr
+    assert admin.last["headers"]["authorization"] == "Bearer adm-kept-by-make-run"
+    # the environment's wins over the kept one
+    admin.requests.clear()
+    r = ctl(admin, "keys", "list", token="adm-from-env", run_dir=run_dir)
+    assert admin.last["headers"]["authorization"] == "Bearer adm-from-env"
+
+
+def test_every_optional_setting_has_a_way_back(admin):
+    admin.answer({"name": "m"})
+    r = ctl(admin, "models", "set", "m", "--no-fallback", "--no-upstream-model",
+            "--no-max-concurrency", "--no-alias")
+    assert r.returncode == 0, r.stderr
+    assert admin.last["method"] == "PATCH" and admin.last["path"] == "/admin/models/m"
+    assert admin.body() == {"fallback": None, "upstream_model": None, "max_concurrency": None,
+                            "aliases": None}
+    admin.requests.clear()
+    admin.answer({"id": "k"})
+    r = ctl(admin, "keys", "set", "k", "--no-rpm", "--no-tpm", "--no-budget", "--no-budget-period",
+            "--no-model")
+    assert r.returncode == 0, r.stderr
+    assert admin.body() == {"rpm": None, "tpm": None, "budget": None, "budget_period": None,
+                            "models": None}
+    # an empty value says where the way back is
+    r = ctl(admin, "models", "set", "m", "--fallback", "")
+    assert r.returncode == 64 and "--no-fallback" in r.stderr, r.stderr
+
+
+def test_resets_post_to_the_entry_and_the_registry(admin):
+    admin.answer({"name": "deepseek-chat", "source": "config", "reset": True})
+    r = ctl(admin, "models", "reset", "deepseek-chat")
+    assert r.returncode == 0, r.stderr
+    assert (admin.last["method"], admin.last["path"]) == ("POST", "/admin/models/deepseek-chat/reset")
+    assert "the config file's entry is back" in r.stdout
+    admin.requests.clear()
+    admin.answer({"id": "key-1", "removed": True, "reset": True})
+    r = ctl(admin, "keys", "reset", "key-1")
+    assert (admin.last["method"], admin.last["path"]) == ("POST", "/admin/keys/key-1/reset")
+    assert "removed" in r.stdout
+    admin.requests.clear()
+    admin.answer({"models_reset": 2, "keys_reset": 1, "version": "abc"})
+    r = ctl(admin, "registry", "reset")
+    assert r.returncode == 0, r.stderr
+    assert (admin.last["method"], admin.last["path"]) == ("POST", "/admin/registry/reset")
+    assert "2 model and 1 key changes dropped" in r.stdout
+
+
 def test_token_flag_wins_over_the_environment(admin):
     admin.answer(KEYS)
     r = ctl(admin, "--token", "adm-from-flag", "keys", "list")
@@ -333,6 +389,11 @@ def test_token_flag_wins_over_the_environment(admin):
     ["keys", "add", "--tenant", "t", "--budget-period", "week"],
     ["keys", "add", "--rpm", "5"],
     ["models", "set", "m"],
+    ["models", "set", "m", "--fallback", "f", "--no-fallback"],
+    ["models", "set", "m", "--no-fallback=x"],
+    ["keys", "set", "k", "--no-rpm", "--rpm", "5"],
+    ["models", "reset"],
+    ["registry", "reset", "extra"],
     ["models", "add", "m"],
     ["models", "add", "m", "--endpoint", "http://a/v1", "--key-env", "K", "--no-auth"],
     ["models", "get"],
@@ -354,7 +415,9 @@ def test_help_lists_every_command(admin):
     r = ctl(admin, "--help")
     assert r.returncode == 0
     for command in ("models list", "models get NAME", "models add NAME", "models set NAME",
-                    "models remove NAME", "keys list", "keys add", "keys set ID", "keys remove ID",
+                    "models remove NAME", "models reset NAME", "keys list", "keys add",
+                    "keys set ID", "keys remove ID", "keys reset ID", "registry reset",
+                    "--no-fallback", "(default: day)", "admin-token",
                     "reload", "SEEKMESH_ADMIN_TOKEN", "SEEKMESH_ADMIN_URL"):
         assert command in r.stdout
 

@@ -54,10 +54,15 @@ if "--print-config" in sys.argv:
                       service: {"admin_listen": "%s:%d" % (host, port)}}))
     sys.exit(0)
 
-mode = os.environ.get("STANDIN_" + service.upper(), "")
+mode = os.environ.get("STANDIN_" + service.upper(), "") or config[service].get("standin_mode", "")
 if mode == "crash":
     print("%s: cannot start (stand-in crash mode)" % service, file=sys.stderr)
     sys.exit(2)
+if mode == "config":
+    # what a real service does with a bad value: one fatal line, EX_CONFIG
+    print("2026-01-01T00:00:00.000Z %s[%d] F main: config %s: %s.threads: expected an integer, "
+          "got a string" % (service, os.getpid(), config_path, service), file=sys.stderr)
+    sys.exit(78)
 
 def on_term(*_):
     print("%s-%d: SIGTERM" % (service, instance), file=sys.stderr, flush=True)
@@ -125,13 +130,15 @@ class Mesh:
                         # the override must win over the file's router port
                         SEEKMESH_ROUTER_ADMIN_LISTEN="127.0.0.1:%d" % router_env)
 
-    def write_config(self, drain_ms):
+    def write_config(self, drain_ms, modes=None):
         config = {
             "mesh": {"port_stride": STRIDE, "drain_ms": drain_ms,
                      "instances": {"redis": 0, "audit": 0, "mock": 1, "router": 2, "connector": 1, "ingress": 1}},
         }
         for service, port in self.bases.items():
             config[service] = {"admin_listen": "127.0.0.1:%d" % port}
+            if (modes or {}).get(service):
+                config[service]["standin_mode"] = modes[service]
         self.config.write_text(json.dumps(config))
 
     def run(self, *args, env=None, timeout=30):
@@ -296,6 +303,48 @@ def test_up_reports_what_is_unhealthy(mesh):
             break
         assert time.monotonic() < deadline, (code, rows)
         time.sleep(0.05)
+
+
+def test_up_fails_fast_on_a_configuration_error(mesh):
+    """A service that exits with a configuration error (status 78) is not
+    restarted into the same error: `up` says its line once, at once, and
+    leaves nothing running."""
+    mesh.write_config(drain_ms=1000, modes={"connector": "config"})
+    started = time.monotonic()
+    up = mesh.run("up", env={"SEEKMESH_MESH_UP_TIMEOUT_MS": "60000"}, timeout=90)
+    took = time.monotonic() - started
+    assert up.returncode == 1, up.stderr
+    assert took < 30, took                              # not the 60 s health timeout
+    assert up.stderr.count("connector.threads: expected an integer") == 1, up.stderr
+    assert "configuration error (connector-0): config " in up.stderr
+    assert mesh.leftovers() == []
+    log = (mesh.run_dir / "logs" / "connector-0.log").read_text()
+    assert log.count("F main: config") == 1, log
+
+
+def test_a_configuration_error_waits_for_the_config_to_change(mesh):
+    up = mesh.run("up")
+    assert up.returncode == 0, up.stderr
+    # the file goes bad; the router is started again (a restart, a crash)
+    mesh.write_config(drain_ms=1000, modes={"router": "config"})
+    restart = mesh.run("restart", "router-0")
+    assert restart.returncode == 1
+    assert restart.stderr.count("router.threads: expected an integer") == 1, restart.stderr
+    code, rows = mesh.status()
+    assert code == 3 and rows["router-0"]["state"] == "config-error", rows
+    # held, not crash-looping: one start, one exit in 2 s
+    time.sleep(2)
+    log = (mesh.run_dir / "logs" / "router-0.log").read_text()
+    assert log.count("F main: config") == 1, log
+    assert mesh.status()[1]["router-0"]["state"] == "config-error"
+    assert rows["router-1"]["state"] == "running"       # the rest keeps running
+    # fixed: started again by itself
+    mesh.write_config(drain_ms=1000)
+    assert wait_for(lambda: mesh.status()[1]["router-0"]["state"] == "running", 5)
+    assert wait_for(lambda: mesh.healthy("router-0"), 5)
+    supervisor = (mesh.run_dir / "logs" / "supervisor.log").read_text()
+    assert "router-0 has a configuration error" in supervisor
+    assert "changed: starting router-0 again" in supervisor
 
 
 def test_missing_binary_says_make(mesh):

@@ -398,7 +398,9 @@ def test_replay_file_gives_recorded_answers(tmp_path):
     ("{\"recordings\": [{\"prompt\": \"p\"}]}", "recordings[0]: needs either"),
     ("{\"recordings\": [", "line 1"),
 ])
-def test_bad_replay_file_exits_1_with_one_line(tmp_path, content, says):
+def test_bad_replay_file_exits_78_with_one_line(tmp_path, content, says):
+    # 78 (EX_CONFIG): a configuration error, which scripts/mesh does not
+    # restart until the config changes
     path = tmp_path / "replay.json"
     if content is not None:
         path.write_text(content)
@@ -409,7 +411,7 @@ def test_bad_replay_file_exits_1_with_one_line(tmp_path, content, says):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_")}
     done = subprocess.run([str(BINARY), "-c", str(config)], env=env, capture_output=True,
                           text=True, timeout=5)
-    assert done.returncode == 1
+    assert done.returncode == 78
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "mock.replay_file" in lines[0] and says in lines[0], lines
 

@@ -94,6 +94,14 @@ def test_h2_and_http11_over_tls13(tls_mesh):
     assert out.startswith("HTTP/1.1 200") and out.rstrip().endswith("data: [DONE]")
 
 
+def test_post_without_a_body_over_h2_and_http11(tls_mesh):
+    # curl -X POST with no -d: no body at all (h2: END_STREAM on the headers)
+    for version in ("--http2", "--http1.1"):
+        out = curl(tls_mesh, version, "-X", "POST", "--max-time", "5")
+        assert out.startswith(("HTTP/2 400", "HTTP/1.1 400")), out
+        assert "the request body is empty" in out, out
+
+
 def s_client(mesh, *args):
     return subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % mesh.tls_port,
                            "-CAfile", str(mesh.certs / "ca.pem"), "-verify_return_error", *args],
