@@ -153,7 +153,8 @@ asan:
 	$(MAKE) BUILD=build-asan OPT="$(ASAN_FLAGS)" all
 	build-asan/bin/mesh-selftest
 	SEEKMESH_BIN=$(CURDIR)/build-asan/bin MOCK_BINARY=$(CURDIR)/build-asan/bin/seekmesh-mock \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(PYTEST) tests/integration
+	  SEEKMESH_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:quarantine_size_mb=32 \
+	  $(PYTEST) tests/integration
 
 # The compose file for real (tests/compose): podman builds the image (from a
 # debootstrapped base unless SEEKMESH_BASE_IMAGE names one), Debian's

@@ -146,6 +146,11 @@ main (int argc, char *argv [])
         tls_fds [i] = -1;
     if (*tls_listen)
         s_listen (tls_listen, threads, tls_fds);
+    //  Said before the admin port answers, which is how a caller knows
+    //  the mock has started
+    if (replay)
+        mesh_info ("replaying %zu recorded answers from %s", mock_replay_size (replay),
+                   replay_file);
     mesh_loop_t *loop = mesh_loop_new ();
     mesh_admin_t *admin = mesh_admin_new (registry);
     mesh_admin_set_idle_ms (admin, mesh_setting_int (config, "mesh.admin_idle_ms"));
@@ -170,9 +175,6 @@ main (int argc, char *argv [])
                *tls_listen ? ", TLS on " : "", tls_listen, admin_listen, threads,
                settings.api_key ? ", API key required" : "",
                force_status ? ", every chat request failed (mock.force_status)" : "");
-    if (replay)
-        mesh_info ("replaying %zu recorded answers from %s", mock_replay_size (replay),
-                   replay_file);
 
     mesh_loop_run (loop);
 

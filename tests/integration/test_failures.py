@@ -224,6 +224,9 @@ def test_sigterm_drains_in_flight_work(make_mesh):
             log = (mesh.run_dir / "logs" / "supervisor.log").read_text()
         mesh.wait_healthy(service)
         mesh.wait_metric("router", "seekmesh_router_connectors", lambda v: v == 1, timeout=5)
+        # and the ingress has its router again (a restarted router's CURVE
+        # handshake may take a moment on a loaded machine)
+        mesh.wait_ready("ingress", timeout=10)
 
 
 def test_frozen_connector_is_lost_by_heartbeat(make_mesh):

@@ -149,12 +149,13 @@ def test_model_concurrency_and_leases(make_mesh):
         assert s.next_event() is not None, (s.status, s.body)
     mesh.kill("router-0")
     mesh.wait_ready("router")
+    mesh.wait_ready("ingress", timeout=10)
     killed_at = time.time()
     while True:
-        status, _, _ = mesh.chat(user("after the crash", "narrow"))
+        status, _, body = mesh.chat(user("after the crash", "narrow"))
         if status == 200:
             break
-        assert status == 429
+        assert status == 429, body
         assert time.time() - killed_at < 3, "slots of the dead router never came back"
         time.sleep(0.1)
     for s in streams:
