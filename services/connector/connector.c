@@ -87,7 +87,7 @@ struct connector_t {
     mesh_map_t *requests;       //  id -> connector_req_t
     mesh_outbox_t *outbox;
     connector_pools_t *pools;
-    connector_resolver_t *resolver;
+    mesh_resolver_t *resolver;  //  upstream and router names
 
     struct {
         mesh_metric_t *ok;
@@ -746,7 +746,8 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
     s_check_credentials (self);
     self->requests = mesh_map_new ();
     self->outbox = mesh_outbox_new (ctx, loop, s_on_ingress_lost, self);
-    self->resolver = connector_resolver_new (loop);
+    self->resolver = mesh_resolver_new ();
+    mesh_resolver_attach (self->resolver, loop);
     connector_pool_settings_t pool_settings = {
         .loop = loop, .metrics = metrics, .resolver = self->resolver,
         .idle_ms = self->pool_idle_ms, .ping_ms = self->ws_ping_ms, .warm_size = self->ws_pool_size,
@@ -791,7 +792,7 @@ connector_destroy (connector_t **self_p)
         mesh_buf_free (&self->routers [i].dones);
     }
     connector_pools_destroy (&self->pools);
-    connector_resolver_destroy (&self->resolver);
+    mesh_resolver_destroy (&self->resolver);
     mesh_outbox_destroy (&self->outbox);
     mesh_models_destroy (&self->models);
     free (self);

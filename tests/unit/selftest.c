@@ -31,6 +31,7 @@
 #include "mesh_msg.h"
 #include "mesh_peer.h"
 #include "mesh_redis.h"
+#include "mesh_resolver.h"
 #include "mesh_settings.h"
 #include "mesh_sse.h"
 #include "mesh_ws.h"
@@ -94,6 +95,7 @@ static const selftest_t s_tests [] = {
     { "mesh_msg",    mesh_msg_test },
     { "mesh_peer",   mesh_peer_test },
     { "mesh_redis",  mesh_redis_test },
+    { "mesh_resolver", mesh_resolver_test },
     { "mesh_settings", mesh_settings_test },
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },
