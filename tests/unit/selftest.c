@@ -18,6 +18,7 @@
 #include "mesh_completion.h"
 #include "mesh_config.h"
 #include "mesh_curve.h"
+#include "mesh_discovery.h"
 #include "mesh_dispatch.h"
 #include "mesh_conn.h"
 #include "mesh_http.h"
@@ -86,6 +87,7 @@ static const selftest_t s_tests [] = {
     { "mesh_completion", mesh_completion_test },
     { "mesh_config", mesh_config_test },
     { "mesh_curve",  mesh_curve_test },
+    { "mesh_discovery", mesh_discovery_test },
     { "mesh_dispatch", mesh_dispatch_test },
     { "mesh_conn",   mesh_conn_test },
     { "mesh_loop",   mesh_loop_test },
