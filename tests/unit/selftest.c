@@ -39,6 +39,7 @@
 #include "mesh_zmq.h"
 #include "audit/audit.h"
 #include "audit/audit_writer.h"
+#include "ingress/ingress.h"
 #include "ingress/ingress_audit.h"
 #include "ingress/ingress_audit_link.h"
 #include "ingress/ingress_guard.h"
@@ -52,6 +53,8 @@
 #include "router/router.h"
 #include "router/router_connectors.h"
 #include "router/router_keys.h"
+#include "router/router_load.h"
+#include "router/router_peers.h"
 #include "router/router_policy.h"
 #include "router/router_quota.h"
 #include "router/router_registry.h"
@@ -122,7 +125,10 @@ static const selftest_t s_tests [] = {
     { "ctl_api",     ctl_api_test },
     { "ctl_audit",   ctl_audit_test },
     { "ctl_export",  ctl_export_test },
+    { "ingress_listen", ingress_listen_test },
     { "router_keys", router_keys_test },
+    { "router_load", router_load_test },
+    { "router_peers", router_peers_test },
     { "router_policy", router_policy_test },
     { "router_quota", router_quota_test },
     { "router_registry", router_registry_test },
