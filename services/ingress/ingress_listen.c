@@ -606,6 +606,10 @@ ingress_listen_reply_address (mesh_config_t *config, const char *bound, char *ou
             snprintf (out, size, "%.*s:%s", (int) (advertised_colon - advertise), advertise, port);
         else
             snprintf (out, size, "%s", advertise);
+        if ((strncmp (out, "tcp://127.", 10) == 0 || strncmp (out, "tcp://localhost:", 16) == 0)
+        &&  strncmp (bound, "tcp://127.", 10) != 0)
+            mesh_warn ("ingress.reply_advertise %s is loopback while the reply endpoint binds %s: "
+                       "peers on other hosts cannot answer", out, bound);
         return 0;
     }
     char host [256];

@@ -99,17 +99,13 @@ class Hosts:
         ip("-n", self.hub, "link", "set", "lo", "up")
         ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
         ip("-n", self.hub, "link", "set", "br0", "up")
-        hosts = "127.0.0.1 localhost\n" + "".join(
-            "%s %s\n" % (self.addr[r], r) for r in self.ROLES if not r[-1].isdigit())
-        hosts += "%s router\n%s router\n" % (self.addr["router1"], self.addr["router2"])
-        hosts += "".join("%s %s\n" % (self.addr[r], r) for r in self.ROLES if r[-1].isdigit())
         for i, role in enumerate(self.ROLES):
             ns = self.ns[role]
             ip("netns", "add", ns)
             self.made.append(ns)
             etc = Path("/etc/netns") / ns
             etc.mkdir(parents=True, exist_ok=True)
-            (etc / "hosts").write_text(hosts)
+            self.name_routers(("router1", "router2"), [role])
             # nothing to ask but the hosts file: a lookup of another name
             # fails at once on the namespace's own loopback
             (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
@@ -120,6 +116,16 @@ class Hosts:
             ip("-n", ns, "addr", "add", self.addr[role] + "/24", "dev", "eth0")
             ip("-n", ns, "link", "set", "eth0", "up")
             ip("-n", ns, "link", "set", "lo", "up")
+
+    def name_routers(self, routers, roles=None):
+        """What the name `router` resolves to, in each host's hosts file
+        (rewritten in place: `ip netns exec` mounted that very file)"""
+        hosts = "127.0.0.1 localhost\n" + "".join(
+            "%s %s\n" % (self.addr[r], r) for r in self.ROLES)
+        hosts += "".join("%s router\n" % self.addr[r] for r in routers)
+        for role in roles or self.ROLES:
+            with open(Path("/etc/netns") / self.ns[role] / "hosts", "w") as f:
+                f.write(hosts)
 
     def cut(self, role, down=True):
         """The host's link to the bridge, down (a partition) or up again."""
@@ -318,6 +324,28 @@ def test_mesh_across_hosts_survives_losing_a_router_and_a_connector_host(hosts, 
         phases.append("%s: %d failed of %d (%d in flight on it)" % (name, failed, run.total(), held))
         assert failed <= held, (name, run.report(), hosts.logs())
         return run
+
+    # The name `router` loses an address (scaled in), then has it again:
+    # the ingress and the connectors let it go, then take it back
+    with load(hosts) as run:
+        time.sleep(1)
+        hosts.name_routers(["router1"])
+        hosts.wait("the ingress dropped router2",
+                   lambda: hosts.metric("ingress", PORTS["ingress_admin"], "seekmesh_ingress_routers") == 1)
+        hosts.wait("the connectors let router2 go",
+                   lambda: hosts.metric("router2", PORTS["router_admin"], "seekmesh_router_connectors") == 0)
+        time.sleep(0.5)
+        dropped = admitted(hosts, "router2")
+        time.sleep(1.5)
+        assert admitted(hosts, "router2") == dropped, "no new work for a router that left the name"
+        hosts.name_routers(["router1", "router2"])
+        hosts.wait("router2 back in the name",
+                   lambda: hosts.metric("ingress", PORTS["ingress_admin"], "seekmesh_ingress_routers_connected") == 2
+                   and hosts.metric("router2", PORTS["router_admin"], "seekmesh_router_connectors") == 2)
+        time.sleep(1.5)
+        run.stop()
+    assert not run.failures, run.report()
+    assert admitted(hosts, "router2") > dropped, "router2 serves again"
 
     # A router host killed, then back
     def router_back():
