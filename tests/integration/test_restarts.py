@@ -79,3 +79,21 @@ def test_router_killed_under_load(make_mesh):
     # requests the dead router held are retried or answered, never left hanging
     late = [f for f in load.failures if "timed out" in f[2]]
     assert not late, load.report()
+
+
+def test_two_ingresses_share_the_port_and_restart_in_turn(make_mesh):
+    """Instances of the ingress share its client port (SO_REUSEPORT); a
+    rolling restart hands each one's socket to its successor in turn."""
+    mesh = make_mesh({"mesh": {"instances": {"ingress": 2}, "drain_ms": 4000}})
+    with Load(mesh) as load:
+        time.sleep(1)
+        # both take connections from the one port
+        for i in range(2):
+            mesh.wait_metric("ingress", "seekmesh_ingress_responses_total{code=\"2xx\"}",
+                             lambda v: v > 0, instance=i)
+        mesh.mesh("restart", "ingress", timeout=90)
+        time.sleep(1)
+        load.stop()
+    assert load.total() > 50 and not load.failures, load.report()
+    log = mesh.logs("supervisor")
+    assert log.count("after its successor took over (retired)") == 2, log
