@@ -115,7 +115,9 @@ s_on_monitor (ingress_t *ingress, ingress_watch_t *watch)
     router_t *router = watch->arg;
     int event, value;
     while (router->monitor && mesh_zmq_monitor_read (router->monitor, &event, &value)) {
-        if (event == ZMQ_EVENT_CONNECTED) {
+        //  Connected and through the CURVE handshake: until then the socket
+        //  (ZMQ_IMMEDIATE) refuses to send there
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             router->connected = true;
             router->lost = false;
             mesh_info ("router %s connected", router->endpoint);
@@ -155,7 +157,7 @@ s_open (ingress_routers_t *self, router_t *router, const char *endpoint, char *w
     zmq_setsockopt (router->socket, ZMQ_RECONNECT_IVL_MAX, &reconnect_max, sizeof reconnect_max);
     char name [64];
     snprintf (name, sizeof name, "inproc://ingress-router-monitor-%u", self->monitors++);
-    if (zmq_socket_monitor (router->socket, name, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) < 0
+    if (zmq_socket_monitor (router->socket, name, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) < 0
     ||  !(router->monitor = zmq_socket (ctx, ZMQ_PAIR))
     ||  zmq_connect (router->monitor, name) < 0) {
         snprintf (why, why_size, "cannot watch router %s: %s", endpoint, zmq_strerror (errno));
