@@ -58,6 +58,7 @@ typedef struct {
     uint64_t tried;             //  routers that refused it or were lost with it
     bool heard;                 //  an event of its attempt arrived
     bool held;                  //  a connector said it serves it (HELD)
+    int64_t orphaned_ms;        //  its router was lost then (0: not)
     uint32_t attempt;
     int kind;                   //  MESH_KIND_CHAT, _MODELS or _INVALID
     bool stream;
@@ -227,6 +228,9 @@ void ingress_mesh_cancel (pss_t *pss, const char *outcome);
 //  The request ended: free the slot.
 void ingress_mesh_release (pss_t *pss);
 bool ingress_mesh_ready (ingress_t *self, mesh_buf_t *why);
+//  Router index lost its connection: its requests that nothing has claimed
+//  (no event, no HELD) go to another router after the grace
+void ingress_mesh_router_lost (ingress_t *self, int index);
 size_t ingress_mesh_active (ingress_t *self);
 
 //  ingress_routers.c ----------------------------------------------------------
@@ -245,9 +249,6 @@ void ingress_routers_release (ingress_t *self, int index);
 //  Router index said it cannot take work now (draining, no connector)
 void ingress_routers_refused (ingress_t *self, int index);
 const char *ingress_routers_endpoint (ingress_t *self, int index);
-//  A router whose connection closed at least the grace ago with requests
-//  on it, each once; -1 when none
-int  ingress_routers_lost (ingress_t *self);
 //  Runs the monitors' handlers that have input (a missed wake-up)
 void ingress_routers_poll (ingress_t *self);
 bool ingress_routers_ready (ingress_t *self, mesh_buf_t *why);

@@ -82,6 +82,8 @@ struct ingress_mesh_t {
     size_t active;
     int signal_fd;
     ingress_watch_t signal_watch;
+    int64_t lost_grace_ms;      //  router.heartbeat_ms x heartbeat_liveness
+    int64_t orphans_until_ms;   //  look for orphans until then
 };
 
 //  Slots ----------------------------------------------------------------------
@@ -183,6 +185,7 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
         pss->router = -1;
     }
     pss->heard = pss->held = false;
+    pss->orphaned_ms = 0;
     int router = ingress_routers_send_request (self, &msg, pss->tried);
     free (verdict);
     if (router < 0)
@@ -355,18 +358,43 @@ s_on_held (void *arg, mesh_inbox_t *inbox)
     return 0;
 }
 
-//  Router index lost its connection with requests on it, the grace ago:
-//  what no connector has said it serves goes again, as the next attempt
-static void
-s_resend_orphans (ingress_t *self, int index)
+void
+ingress_mesh_router_lost (ingress_t *self, int index)
 {
     ingress_mesh_t *mesh = self->mesh;
+    int64_t now = mesh_mono_ms ();
+    for (size_t i = 0; i < mesh->slot_count; i++) {
+        pss_t *pss = mesh->slots [i].pss;
+        if (pss && pss->router == index && pss->state == RQ_MESH && !pss->heard && !pss->held
+        &&  !pss->orphaned_ms)
+            pss->orphaned_ms = now;
+    }
+    mesh->orphans_until_ms = now + mesh->lost_grace_ms + 500;
+}
+
+//  Requests whose router was lost the grace ago: what no connector has
+//  said it serves goes again, as the next attempt
+static void
+s_resend_orphans (ingress_t *self)
+{
+    ingress_mesh_t *mesh = self->mesh;
+    int64_t now = mesh_mono_ms ();
+    if (now > mesh->orphans_until_ms)
+        return;
     size_t resent = 0, failed = 0;
     for (size_t i = 0; i < mesh->slot_count; i++) {
         pss_t *pss = mesh->slots [i].pss;
-        if (!pss || pss->router != index || pss->state != RQ_MESH || pss->heard || pss->held)
+        if (!pss || !pss->orphaned_ms)
             continue;
-        pss->tried |= (uint64_t) 1 << index;
+        if (pss->state != RQ_MESH || pss->heard || pss->held) {
+            pss->orphaned_ms = 0;       //  claimed meanwhile
+            continue;
+        }
+        if (now - pss->orphaned_ms < mesh->lost_grace_ms)
+            continue;
+        //  Any connected router may take it, that one too if it is back
+        //  (a new process: it knows nothing of this request)
+        pss->orphaned_ms = 0;
         if (pss->attempt < self->max_attempts) {
             pss->attempt++;
             mesh_metric_inc (self->metric.resent);
@@ -381,8 +409,7 @@ s_resend_orphans (ingress_t *self, int index)
                                "The gateway lost the router handling this request; retry shortly.");
     }
     if (resent || failed)
-        mesh_warn ("router %s lost: %zu requests sent again, %zu failed",
-                   ingress_routers_endpoint (self, index), resent, failed);
+        mesh_warn ("a router was lost: %zu of its requests sent again, %zu failed", resent, failed);
 }
 
 static int
@@ -605,9 +632,7 @@ s_on_sweep (lws_sorted_usec_list_t *sul)
     if (ingress_socket_has_input (mesh->pull))
         s_on_pull (self, &mesh->pull_watch);
     ingress_routers_poll (self);
-    int lost;
-    while ((lost = ingress_routers_lost (self)) >= 0)
-        s_resend_orphans (self, lost);
+    s_resend_orphans (self);
     lws_sul_schedule (self->context, 0, &mesh->sweep_sul, s_on_sweep, 100 * LWS_US_PER_MS);
 }
 
@@ -622,6 +647,8 @@ ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
     if (mesh_curve_start (config, mesh->ctx, "ingress", self->metrics, why, why_size) < 0)
         return -1;
     mesh->signal_fd = -1;
+    mesh->lost_grace_ms = mesh_setting_int (config, "router.heartbeat_ms")
+                        * mesh_setting_int (config, "router.heartbeat_liveness");
 
     //  Our reply endpoint: bound here, named in every REQUEST.  A process
     //  that took over from one still draining (which holds the endpoint)

@@ -47,8 +47,6 @@ typedef struct {
     ingress_watch_t watch;      //  on the monitor; arg: the router
     bool listed;                //  its name still resolves to it
     bool connected;
-    bool lost;                  //  disconnected; its requests not yet looked at
-    int64_t lost_at_ms;
     int64_t refused_until_ms;
     size_t refs;                //  requests that went to it and are not over
 } router_t;
@@ -62,7 +60,6 @@ struct ingress_routers_t {
     size_t next;                //  round robin
     unsigned monitors;          //  names inproc monitor endpoints
     int64_t resolve_interval_ms;
-    int64_t lost_grace_ms;
     lws_sorted_usec_list_t resolve_sul;
     mesh_metric_t *connected_gauge;
     mesh_metric_t *known_gauge;
@@ -119,16 +116,16 @@ s_on_monitor (ingress_t *ingress, ingress_watch_t *watch)
         //  (ZMQ_IMMEDIATE) refuses to send there
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             router->connected = true;
-            router->lost = false;
             mesh_info ("router %s connected", router->endpoint);
         }
         else
         if (event == ZMQ_EVENT_DISCONNECTED && router->connected) {
             router->connected = false;
-            //  What it held is looked at after the grace (ingress_mesh)
-            router->lost = router->refs > 0;
-            router->lost_at_ms = mesh_mono_ms ();
             mesh_warn ("router %s disconnected, %zu requests went to it", router->endpoint, router->refs);
+            //  What it held is looked at after the grace, even if it is
+            //  back by then: a restarted process knows none of it
+            if (router->refs)
+                ingress_mesh_router_lost (ingress, (int) (router - self->routers));
         }
     }
     s_metrics (self);
@@ -235,8 +232,6 @@ ingress_routers_start (ingress_t *ingress, char *why, size_t why_size)
     ingress->routers = self;
     self->ingress = ingress;
     self->resolve_interval_ms = mesh_setting_int (config, "mesh.resolve_interval_ms");
-    self->lost_grace_ms = mesh_setting_int (config, "router.heartbeat_ms")
-                        * mesh_setting_int (config, "router.heartbeat_liveness");
     self->connected_gauge = mesh_metrics_gauge (ingress->metrics, "seekmesh_ingress_routers_connected",
         "Routers this ingress has a live connection to.", NULL);
     self->known_gauge = mesh_metrics_gauge (ingress->metrics, "seekmesh_ingress_routers",
@@ -331,8 +326,6 @@ ingress_routers_release (ingress_t *ingress, int index)
     router_t *router = &self->routers [index];
     assert (router->refs > 0);
     router->refs--;
-    if (router->refs == 0)
-        router->lost = false;
     s_close_if_done (self, router);
 }
 
@@ -347,21 +340,6 @@ const char *
 ingress_routers_endpoint (ingress_t *ingress, int index)
 {
     return ingress->routers->routers [index].endpoint;
-}
-
-int
-ingress_routers_lost (ingress_t *ingress)
-{
-    ingress_routers_t *self = ingress->routers;
-    int64_t now = mesh_mono_ms ();
-    for (size_t i = 0; i < INGRESS_MAX_ROUTERS; i++) {
-        router_t *router = &self->routers [i];
-        if (router->socket && router->lost && now - router->lost_at_ms >= self->lost_grace_ms) {
-            router->lost = false;
-            return (int) i;
-        }
-    }
-    return -1;
 }
 
 void

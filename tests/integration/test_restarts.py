@@ -13,9 +13,12 @@ the mock's echo ending in [DONE].
  3  router_killed_under_load: requests keep being served by the other
     router within 1 s; the dead router's requests are not left hanging
 """
+import os
+import signal
+import threading
 import time
 
-from meshlib import Load
+from meshlib import Load, echo
 
 TWO_EACH = {"mesh": {"instances": {"router": 2, "connector": 2}, "drain_ms": 4000},
             "mock": {"token_delay_ms": 0}}
@@ -97,3 +100,37 @@ def test_two_ingresses_share_the_port_and_restart_in_turn(make_mesh):
     assert load.total() > 50 and not load.failures, load.report()
     log = mesh.logs("supervisor")
     assert log.count("after its successor took over (retired)") == 2, log
+
+
+def test_requests_inside_a_killed_router_are_sent_again(make_mesh):
+    """Requests a router had taken and not passed on die with it; its
+    supervisor restarts it at once.  The ingress sends them again after the
+    grace (router.heartbeat_ms x heartbeat_liveness), though the router is
+    back by then: the new process knows none of them."""
+    mesh = make_mesh()
+    router = mesh.pid("router-0")
+    os.kill(router, signal.SIGSTOP)         # what comes now waits in its socket
+    try:
+        bodies = [{"model": "deepseek-chat", "messages": [{"role": "user", "content": "inside %d" % i}]}
+                  for i in range(4)]
+        started = time.time()
+        results = {}
+        threads = [threading.Thread(target=lambda i=i: results.update({i: mesh.chat(bodies[i], timeout=20)}))
+                   for i in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+    finally:
+        mesh.kill("router-0")               # SIGKILL: those requests are gone
+        os.kill(router, signal.SIGCONT)
+    for t in threads:
+        t.join(20)
+    took = time.time() - started
+    for i in range(4):
+        status, _, body = results[i]
+        assert status == 200, body
+        assert body["choices"][0]["message"]["content"] == echo("inside %d" % i)
+    router_config = mesh.config["router"]
+    grace = router_config.get("heartbeat_ms", 500) * router_config.get("heartbeat_liveness", 3) / 1000
+    assert took < grace + 3, took
+    assert mesh.metric("ingress", "seekmesh_ingress_router_lost_resent_total") == 4
