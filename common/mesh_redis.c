@@ -14,30 +14,36 @@
     once), `in_hiredis` says hiredis still holds the record as privdata.  */
 #include "mesh_redis.h"
 #include "mesh_log.h"
+#include "mesh_resolver.h"
+#include "mesh_settings.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <hiredis/async.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 typedef enum {
     CONN_DOWN,                  //  no context, or a condemned one awaiting reap
+    CONN_RESOLVING,             //  waiting for the host name's address
     CONN_CONNECTING,            //  TCP connect in progress
     CONN_HANDSHAKE,             //  connected, waiting for SELECT and PING
     CONN_READY
 } conn_state_t;
 
-enum { FAIL_CONNECT, FAIL_TIMEOUT, FAIL_DISCONNECT, FAIL_REASONS };
+enum { FAIL_CONNECT, FAIL_TIMEOUT, FAIL_DISCONNECT, FAIL_AUTH, FAIL_REASONS };
 #define FAIL_QUIET -1           //  not counted: a consequence of another failure
 
-static const char *s_fail_reason [FAIL_REASONS] = { "connect", "timeout", "disconnect" };
+static const char *s_fail_reason [FAIL_REASONS] = { "connect", "timeout", "disconnect", "auth" };
 
 typedef struct {
     mesh_redis_t *owner;
@@ -85,8 +91,14 @@ struct sub_t {
 
 struct mesh_redis_t {
     mesh_loop_t *loop;
-    char name [INET6_ADDRSTRLEN + 16];     //  "127.0.0.1:6390", for log lines
-    char host [INET6_ADDRSTRLEN];
+    char name [300];            //  "redis.default:6379", for log lines
+    char host [INET6_ADDRSTRLEN];       //  the address connected to
+    char hostname [256];        //  a name to resolve first, or ""
+    bool resolved;              //  host holds hostname's address
+    mesh_resolver_t *resolver;  //  for hostname
+    uint64_t lookup;            //  in flight, or 0
+    char *username;             //  NULL: the default user
+    char *password;             //  NULL: no AUTH
     int port;
     char path [sizeof ((struct sockaddr_un *) 0)->sun_path];
     int db;
@@ -569,6 +581,23 @@ s_on_select (redisAsyncContext *ac, void *r, void *privdata)
     }
 }
 
+//  AUTH's answer; an error names no secret ("WRONGPASS invalid
+//  username-password pair")
+static void
+s_on_auth (redisAsyncContext *ac, void *r, void *privdata)
+{
+    conn_t *conn = privdata;
+    redisReply *reply = r;
+    if (!reply || conn->ac != ac || conn->state == CONN_DOWN)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char why [200];
+        snprintf (why, sizeof why, "AUTH%s%s refused: %.120s", conn->owner->username ? " as " : "",
+                  conn->owner->username ? conn->owner->username : "", reply->str);
+        s_conn_lost (conn, FAIL_AUTH, why);
+    }
+}
+
 static void
 s_on_ping (redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -576,6 +605,10 @@ s_on_ping (redisAsyncContext *ac, void *r, void *privdata)
     redisReply *reply = r;
     if (!reply || conn->ac != ac || conn->state == CONN_DOWN)
         return;
+    if (reply->type == REDIS_REPLY_ERROR && strncmp (reply->str, "NOAUTH", 6) == 0)
+        s_conn_lost (conn, FAIL_AUTH, "the server wants a password (redis.password_file, or "
+                     "the variable redis.password_env names)");
+    else
     if (reply->type == REDIS_REPLY_ERROR) {
         char why [160];
         snprintf (why, sizeof why, "PING: %s", reply->str);
@@ -599,11 +632,15 @@ s_on_connect_timeout (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
 {
     (void) loop; (void) timer;
     conn_t *conn = arg;
-    char why [96];
+    char why [320];
     //  A frozen server still completes TCP connects: it just never answers
-    snprintf (why, sizeof why, conn->state == CONN_CONNECTING
-              ? "connect timed out after %lld ms" : "no answer to PING within %lld ms",
-              (long long) conn->owner->connect_timeout_ms);
+    if (conn->state == CONN_RESOLVING)
+        snprintf (why, sizeof why, "no address for %s within %d ms", conn->owner->hostname,
+                  (int) MESH_MAX (conn->owner->connect_timeout_ms, MESH_REDIS_RESOLVE_TIMEOUT_MS));
+    else
+        snprintf (why, sizeof why, conn->state == CONN_CONNECTING
+                  ? "connect timed out after %lld ms" : "no answer to PING within %lld ms",
+                  (long long) conn->owner->connect_timeout_ms);
     s_conn_lost (conn, FAIL_CONNECT, why);
     return 0;
 }
@@ -671,6 +708,8 @@ s_conn_lost (conn_t *conn, int reason, const char *why)
     }
 }
 
+static void s_resolve (mesh_redis_t *self);
+
 static void
 s_conn_connect (conn_t *conn)
 {
@@ -681,10 +720,21 @@ s_conn_connect (conn_t *conn)
     if (conn->ac)
         redisAsyncFree (conn->ac);      //  not reaped yet; from a timer, so safe
     assert (!conn->ac);
+    if (self->hostname [0]) {
+        //  Asked again before every attempt: a Redis that moved is found
+        s_resolve (self);
+        if (!self->resolved) {
+            conn->state = CONN_RESOLVING;
+            mesh_loop_timer_start (self->loop, &conn->connect_timer,
+                                   MESH_MAX (self->connect_timeout_ms, MESH_REDIS_RESOLVE_TIMEOUT_MS),
+                                   s_on_connect_timeout, conn);
+            return;
+        }
+    }
     conn->state = CONN_CONNECTING;
 
-    //  Numeric addresses only (checked in mesh_redis_new): the connect
-    //  itself does not block
+    //  An address (a name was resolved off the reactor): the connect itself
+    //  does not block
     redisAsyncContext *ac = self->path [0]
                           ? redisAsyncConnectUnix (self->path)
                           : redisAsyncConnect (self->host, self->port);
@@ -718,7 +768,10 @@ s_conn_connect (conn_t *conn)
     snprintf (db_text, sizeof db_text, "%d", self->db);
     const char *select [2] = { "SELECT", db_text };
     const char *ping [1] = { "PING" };
-    if ((conn == &self->cmd && self->db > 0
+    const char *auth [3] = { "AUTH", self->username ? self->username : self->password, self->password };
+    if ((self->password
+         && redisAsyncCommandArgv (ac, s_on_auth, conn, self->username ? 3 : 2, auth, NULL) != REDIS_OK)
+    ||  (conn == &self->cmd && self->db > 0
          && redisAsyncCommandArgv (ac, s_on_select, conn, 2, select, NULL) != REDIS_OK)
     ||  redisAsyncCommandArgv (ac, s_on_ping, conn, 1, ping, NULL) != REDIS_OK)
         s_conn_lost (conn, FAIL_CONNECT, "cannot queue the handshake");
@@ -763,7 +816,8 @@ s_parse_url (mesh_redis_t *self, const char *url, char *why, size_t why_size)
     }
     const char *p = url + 8;
     if (strchr (p, '@')) {
-        snprintf (why, why_size, "redis url: credentials are not supported");
+        snprintf (why, why_size, "redis url: no credentials in the url (redis.username, and "
+                  "redis.password_file or the variable redis.password_env names)");
         return -1;
     }
     const char *host = p, *host_end;
@@ -782,20 +836,28 @@ s_parse_url (mesh_redis_t *self, const char *url, char *why, size_t why_size)
         p = host_end;
     }
     size_t host_len = (size_t) (host_end - host);
-    if (mesh_memeq (host, host_len, "localhost"))
-        snprintf (self->host, sizeof self->host, "127.0.0.1");
-    else
-    if (host_len == 0 || host_len >= sizeof self->host) {
+    unsigned char addr [sizeof (struct in6_addr)];
+    if (host_len == 0 || host_len >= sizeof self->hostname) {
         snprintf (why, why_size, "redis url %s: bad host", url);
         return -1;
     }
     else
+    if (host_len < sizeof self->host) {
         snprintf (self->host, sizeof self->host, "%.*s", (int) host_len, host);
-    unsigned char addr [sizeof (struct in6_addr)];
-    if (inet_pton (bracketed ? AF_INET6 : AF_INET, self->host, addr) != 1) {
-        snprintf (why, why_size, "redis url %s: host must be a numeric address "
-                  "(no DNS lookups on the reactor)", url);
-        return -1;
+        if (inet_pton (bracketed ? AF_INET6 : AF_INET, self->host, addr) != 1)
+            self->host [0] = 0;
+    }
+    if (!self->host [0]) {
+        //  A name: resolved off the reactor before each connection
+        bool valid = !bracketed;
+        for (size_t i = 0; i < host_len && valid; i++)
+            valid = isalnum ((unsigned char) host [i]) || host [i] == '-' || host [i] == '.'
+                 || host [i] == '_';
+        if (!valid) {
+            snprintf (why, why_size, "redis url %s: bad host", url);
+            return -1;
+        }
+        snprintf (self->hostname, sizeof self->hostname, "%.*s", (int) host_len, host);
     }
     long value = 6379;
     if (*p == ':') {
@@ -821,8 +883,57 @@ s_parse_url (mesh_redis_t *self, const char *url, char *why, size_t why_size)
     }
     self->db = (int) value;
     snprintf (self->name, sizeof self->name, bracketed ? "[%s]:%d" : "%s:%d",
-              self->host, self->port);
+              self->hostname [0] ? self->hostname : self->host, self->port);
     return 0;
+}
+
+//  The name's address came: connections waiting for it go on
+static void
+s_on_resolved (void *arg, int rc, const mesh_address_t *addrs, size_t count)
+{
+    mesh_redis_t *self = arg;
+    self->lookup = 0;
+    conn_t *conns [2] = { &self->cmd, &self->sub };
+    if (rc != 0) {
+        char why [300];
+        snprintf (why, sizeof why, "cannot resolve %s: %s", self->hostname, gai_strerror (rc));
+        for (int i = 0; i < 2; i++)
+            if (conns [i]->state == CONN_RESOLVING)
+                s_conn_lost (conns [i], FAIL_CONNECT, why);
+        return;
+    }
+    //  The first IPv4 address (localhost is ::1 first on many systems, and
+    //  a Redis binds IPv4 more often than not), else the first
+    size_t at = 0;
+    for (size_t i = count; i-- > 0; )
+        if (((const struct sockaddr *) &addrs [i].addr)->sa_family == AF_INET)
+            at = i;
+    char address [INET6_ADDRSTRLEN];
+    mesh_address_host (&addrs [at], address, sizeof address);
+    if (self->resolved && strcmp (address, self->host) != 0)
+        mesh_info ("redis %s is at %s now (was %s)", self->name, address, self->host);
+    snprintf (self->host, sizeof self->host, "%s", address);
+    self->resolved = true;
+    for (int i = 0; i < 2; i++)
+        if (conns [i]->state == CONN_RESOLVING) {
+            mesh_loop_timer_stop (self->loop, &conns [i]->connect_timer);
+            conns [i]->state = CONN_DOWN;
+            s_conn_connect (conns [i]);
+        }
+}
+
+static void
+s_resolve (mesh_redis_t *self)
+{
+    if (self->lookup)
+        return;                 //  one in flight serves every connection
+    if (!self->resolver) {
+        self->resolver = mesh_resolver_new ();
+        assert (self->resolver);
+        mesh_resolver_attach (self->resolver, self->loop);
+    }
+    self->lookup = mesh_resolver_lookup (self->resolver, self->hostname, self->port, MESH_RESOLVE_ANY,
+                                         s_on_resolved, self);
 }
 
 static void
@@ -840,7 +951,17 @@ mesh_redis_new (mesh_loop_t *loop, const char *url,
                 int64_t connect_timeout_ms, int64_t command_timeout_ms,
                 mesh_metrics_t *metrics, char *why, size_t why_size)
 {
-    assert (loop && url);
+    mesh_redis_options_t options = { connect_timeout_ms, command_timeout_ms, NULL, NULL };
+    return mesh_redis_open (loop, url, &options, metrics, why, why_size);
+}
+
+mesh_redis_t *
+mesh_redis_open (mesh_loop_t *loop, const char *url, const mesh_redis_options_t *options,
+                 mesh_metrics_t *metrics, char *why, size_t why_size)
+{
+    assert (loop && url && options);
+    int64_t connect_timeout_ms = options->connect_timeout_ms;
+    int64_t command_timeout_ms = options->command_timeout_ms;
     if (connect_timeout_ms <= 0 || command_timeout_ms <= 0) {
         snprintf (why, why_size, "redis timeouts must be positive");
         return NULL;
@@ -854,6 +975,11 @@ mesh_redis_new (mesh_loop_t *loop, const char *url,
     self->loop = loop;
     self->connect_timeout_ms = connect_timeout_ms;
     self->command_timeout_ms = command_timeout_ms;
+    if (options->password && *options->password) {
+        self->password = strdup (options->password);
+        if (options->username && *options->username)
+            self->username = strdup (options->username);
+    }
     self->subs_tail = &self->subs;
     s_conn_init (self, &self->cmd, "");
     s_conn_init (self, &self->sub, " pub/sub");
@@ -903,6 +1029,12 @@ mesh_redis_destroy (mesh_redis_t **self_p)
     mesh_loop_timer_stop (self->loop, &self->ping_timer);
     s_conn_close (&self->cmd);
     s_conn_close (&self->sub);
+    mesh_resolver_destroy (&self->resolver);
+    if (self->password) {
+        OPENSSL_cleanse (self->password, strlen (self->password));
+        free (self->password);
+    }
+    free (self->username);
     if (self->up)
         mesh_metric_set (self->up, 0);
     while (self->subs) {
@@ -919,6 +1051,61 @@ bool
 mesh_redis_ready (mesh_redis_t *self)
 {
     return self && !self->destroying && self->cmd.state == CONN_READY;
+}
+
+int
+mesh_redis_credentials (mesh_config_t *config, mesh_redis_options_t *options,
+                        char *password, size_t password_size, char *why, size_t why_size)
+{
+    const char *username = mesh_setting_str (config, "redis.username");
+    const char *file = mesh_setting_str (config, "redis.password_file");
+    const char *env = mesh_setting_str (config, "redis.password_env");
+    password [0] = 0;
+    if (*file) {
+        struct stat st;
+        FILE *in = fopen (file, "r");
+        if (!in || fstat (fileno (in), &st) < 0) {
+            snprintf (why, why_size, "redis.password_file %s: %s", file, strerror (errno));
+            if (in)
+                fclose (in);
+            return -1;
+        }
+        if (st.st_mode & S_IROTH) {
+            fclose (in);
+            snprintf (why, why_size, "redis.password_file %s is readable by every user (mode %03o): "
+                      "chmod 600 it", file, (unsigned) (st.st_mode & 0777));
+            return -1;
+        }
+        size_t n = fread (password, 1, password_size - 1, in);
+        bool whole = feof (in);
+        fclose (in);
+        password [n] = 0;
+        while (n && (password [n - 1] == '\n' || password [n - 1] == '\r'))
+            password [--n] = 0;
+        if (!whole || n == 0 || strlen (password) != n) {
+            snprintf (why, why_size, "redis.password_file %s: %s", file,
+                      !whole ? "longer than a password may be" : n ? "holds a NUL byte" : "empty");
+            OPENSSL_cleanse (password, password_size);
+            return -1;
+        }
+    }
+    else
+    if (*env && getenv (env)) {
+        const char *value = getenv (env);
+        if (strlen (value) >= password_size) {
+            snprintf (why, why_size, "$%s: longer than a password may be", env);
+            return -1;
+        }
+        snprintf (password, password_size, "%s", value);
+    }
+    if (*username && !*password) {
+        snprintf (why, why_size, "redis.username %s needs a password (redis.password_file, or $%s)",
+                  username, *env ? env : "SEEKMESH_REDIS_PASSWORD");
+        return -1;
+    }
+    options->username = *username ? username : NULL;
+    options->password = *password ? password : NULL;
+    return 0;
 }
 
 //  Selftest ---------------------------------------------------------------
@@ -1151,7 +1338,8 @@ s_test_port_open (int port)
 //  Starts redis-server on port (and a unix socket) and waits until it
 //  accepts connections.  The test blocks here; it is not a reactor.
 static pid_t
-s_test_server_start (const char *binary, int port, const char *unix_path, bool verbose)
+s_test_server_start_with (const char *binary, int port, const char *unix_path, const char *password,
+                          bool verbose)
 {
     char port_text [16];
     snprintf (port_text, sizeof port_text, "%d", port);
@@ -1164,9 +1352,14 @@ s_test_server_start (const char *binary, int port, const char *unix_path, bool v
             dup2 (null, STDOUT_FILENO);
             dup2 (null, STDERR_FILENO);
         }
-        execl (binary, binary, "--port", port_text, "--bind", "127.0.0.1",
-               "--unixsocket", unix_path, "--save", "", "--appendonly", "no",
-               "--daemonize", "no", "--dir", "/tmp", (char *) NULL);
+        if (password)
+            execl (binary, binary, "--port", port_text, "--bind", "127.0.0.1",
+                   "--requirepass", password, "--save", "", "--appendonly", "no",
+                   "--daemonize", "no", "--dir", "/tmp", (char *) NULL);
+        else
+            execl (binary, binary, "--port", port_text, "--bind", "127.0.0.1",
+                   "--unixsocket", unix_path, "--save", "", "--appendonly", "no",
+                   "--daemonize", "no", "--dir", "/tmp", (char *) NULL);
         _exit (127);
     }
     for (int i = 0; i < 500; i++) {
@@ -1182,6 +1375,12 @@ s_test_server_start (const char *binary, int port, const char *unix_path, bool v
     fprintf (stderr, "mesh_redis_test: %s did not listen on port %d in 5 s\n", binary, port);
     assert (!"redis-server did not start");
     return -1;
+}
+
+static pid_t
+s_test_server_start (const char *binary, int port, const char *unix_path, bool verbose)
+{
+    return s_test_server_start_with (binary, port, unix_path, NULL, verbose);
 }
 
 static void
@@ -1213,6 +1412,133 @@ s_test_ms_since (int64_t start_us)
     return (mesh_mono_us () - start_us) / 1000;
 }
 
+//  A server with requirepass, and an ACL user: AUTH refused is a failure
+//  like Redis away (never ready, counted as "auth"), AUTH right works, and
+//  no password ever reaches the log
+static void
+s_test_auth (mesh_loop_t *loop, const char *binary, bool verbose)
+{
+    int port = s_test_free_port ();
+    pid_t server = s_test_server_start_with (binary, port, NULL, "sekret-default", verbose);
+    char url [64], why [256];
+    snprintf (url, sizeof url, "redis://127.0.0.1:%d", port);
+    //  Everything this part logs goes to a file, read back at the end
+    char log_path [64];
+    snprintf (log_path, sizeof log_path, "/tmp/mesh-redis-test-%d.log", (int) getpid ());
+    int saved = dup (STDERR_FILENO);
+    int log_fd = open (log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert (saved >= 0 && log_fd >= 0);
+    dup2 (log_fd, STDERR_FILENO);
+    int level = mesh_log_level ();
+    mesh_log_set_level (MESH_LOG_DEBUG);
+
+    const mesh_redis_options_t cases [] = {
+        { TEST_CONNECT_TIMEOUT_MS, TEST_COMMAND_TIMEOUT_MS, NULL, NULL },              //  NOAUTH
+        { TEST_CONNECT_TIMEOUT_MS, TEST_COMMAND_TIMEOUT_MS, NULL, "not-the-password" },
+        { TEST_CONNECT_TIMEOUT_MS, TEST_COMMAND_TIMEOUT_MS, "nobody", "sekret-default" },
+    };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (cases); i++) {
+        mesh_metrics_t *metrics = mesh_metrics_new ();
+        mesh_redis_t *redis = mesh_redis_open (loop, url, &cases [i], metrics, why, sizeof why);
+        assert (redis);
+        s_test_sleep (loop, 250);
+        assert (!mesh_redis_ready (redis));
+        assert (s_test_metric (metrics, "auth") >= 1 && s_test_up (metrics) == 0);
+        test_result_t result;
+        const char *ping [] = { "PING", NULL };
+        assert (s_test_command (redis, &result, ping) == -1);
+        mesh_redis_destroy (&redis);
+        mesh_metrics_destroy (&metrics);
+    }
+    //  The right password: ready, and it makes an ACL user
+    mesh_redis_options_t right = { TEST_CONNECT_TIMEOUT_MS, TEST_COMMAND_TIMEOUT_MS, NULL, "sekret-default" };
+    mesh_redis_t *admin = mesh_redis_open (loop, url, &right, NULL, why, sizeof why);
+    assert (s_test_wait (loop, s_test_ready, admin, 2000));
+    const char *setuser [] = { "ACL", "SETUSER", "quota", "on", ">sekret-quota", "~seekmesh:*", "&*",
+                               "+@all", NULL };
+    test_result_t result = s_test_do (loop, admin, setuser);
+    assert (result.type == REDIS_REPLY_STATUS);
+    //  The user, by name: its own keys only
+    mesh_redis_options_t user = { TEST_CONNECT_TIMEOUT_MS, TEST_COMMAND_TIMEOUT_MS, "quota", "sekret-quota" };
+    mesh_redis_t *redis = mesh_redis_open (loop, url, &user, NULL, why, sizeof why);
+    assert (s_test_wait (loop, s_test_ready, redis, 2000));
+    const char *whoami [] = { "ACL", "WHOAMI", NULL };
+    result = s_test_do (loop, redis, whoami);
+    assert (result.type == REDIS_REPLY_STRING && strcmp (result.str, "quota") == 0);
+    const char *set_other [] = { "SET", "other:key", "1", NULL };
+    result = s_test_do (loop, redis, set_other);
+    assert (result.type == REDIS_REPLY_ERROR && strstr (result.str, "NOPERM"));
+    //  Its pub/sub connection authenticates too
+    test_sub_t sub = { 0 };
+    assert (mesh_redis_subscribe (redis, "seekmesh:test", s_test_message, s_test_resubscribed, &sub) == 0);
+    test_sub_wait_t sub_wait = { &sub, 0, 1 };
+    assert (s_test_wait (loop, s_test_sub_cond, &sub_wait, 2000));
+    //  The user's password changed under it: the next connection is refused
+    //  and the client stays down (degraded) until it is right again
+    const char *reset [] = { "ACL", "SETUSER", "quota", "resetpass", ">changed", NULL };
+    result = s_test_do (loop, admin, reset);
+    assert (result.type == REDIS_REPLY_STATUS);
+    const char *kill [] = { "CLIENT", "KILL", "USER", "quota", NULL };
+    result = s_test_do (loop, admin, kill);
+    assert (result.type == REDIS_REPLY_INTEGER && result.integer >= 1);
+    assert (s_test_wait (loop, s_test_not_ready, redis, 2000));
+    s_test_sleep (loop, 300);
+    assert (!mesh_redis_ready (redis));
+    const char *back [] = { "ACL", "SETUSER", "quota", "resetpass", ">sekret-quota", NULL };
+    result = s_test_do (loop, admin, back);
+    assert (s_test_wait (loop, s_test_ready, redis, 3000));
+    mesh_redis_destroy (&redis);
+    mesh_redis_destroy (&admin);
+    s_test_server_kill (server);
+
+    fflush (stderr);
+    mesh_log_set_level (level);
+    dup2 (saved, STDERR_FILENO);
+    close (saved);
+    close (log_fd);
+    FILE *in = fopen (log_path, "r");
+    char text [65536];
+    size_t n = fread (text, 1, sizeof text - 1, in);
+    fclose (in);
+    text [n] = 0;
+    unlink (log_path);
+    assert (strstr (text, "auth") && strstr (text, "WRONGPASS"));
+    assert (!strstr (text, "sekret") && !strstr (text, "not-the-password") && !strstr (text, "changed"));
+
+    //  Credentials from a config: a file (not readable by all), or the environment
+    char file [64];
+    snprintf (file, sizeof file, "/tmp/mesh-redis-password-%d", (int) getpid ());
+    FILE *out = fopen (file, "w");
+    fputs ("from-the-file\n", out);
+    fclose (out);
+    char text_config [256];
+    snprintf (text_config, sizeof text_config,
+              "{ \"redis\": { \"username\": \"quota\", \"password_file\": \"%s\" } }", file);
+    mesh_config_t *config = mesh_config_parse (text_config, strlen (text_config), "r.json", why, sizeof why);
+    mesh_redis_options_t options = { 1, 1, NULL, NULL };
+    char password [128];
+    chmod (file, 0644);
+    assert (mesh_redis_credentials (config, &options, password, sizeof password, why, sizeof why) == -1);
+    assert (strstr (why, "readable by every user"));
+    chmod (file, 0600);
+    assert (mesh_redis_credentials (config, &options, password, sizeof password, why, sizeof why) == 0);
+    assert (strcmp (options.username, "quota") == 0 && strcmp (options.password, "from-the-file") == 0);
+    unlink (file);
+    mesh_config_destroy (&config);
+    config = mesh_config_parse ("{}", 2, "r.json", why, sizeof why);
+    unsetenv ("SEEKMESH_REDIS_PASSWORD");
+    assert (mesh_redis_credentials (config, &options, password, sizeof password, why, sizeof why) == 0);
+    assert (!options.username && !options.password);
+    setenv ("SEEKMESH_REDIS_PASSWORD", "from-the-env", 1);
+    assert (mesh_redis_credentials (config, &options, password, sizeof password, why, sizeof why) == 0);
+    assert (strcmp (options.password, "from-the-env") == 0);
+    unsetenv ("SEEKMESH_REDIS_PASSWORD");
+    setenv ("SEEKMESH_REDIS_USERNAME", "lonely", 1);
+    assert (mesh_redis_credentials (config, &options, password, sizeof password, why, sizeof why) == -1);
+    unsetenv ("SEEKMESH_REDIS_USERNAME");
+    mesh_config_destroy (&config);
+}
+
 void
 mesh_redis_test (bool verbose)
 {
@@ -1232,7 +1558,7 @@ mesh_redis_test (bool verbose)
 
     //  Bad urls are refused with a reason
     const char *bad [] = {
-        "http://127.0.0.1:6379", "redis://example.com:6379", "redis://127.0.0.1:0",
+        "http://127.0.0.1:6379", "redis://bad host:6379", "redis://127.0.0.1:0",
         "redis://127.0.0.1:65536", "redis://127.0.0.1:6379/x", "redis://[::1",
         "redis://:secret@127.0.0.1", "unix://relative", "redis://127.0.0.1:6379/1/2"
     };
@@ -1244,7 +1570,8 @@ mesh_redis_test (bool verbose)
     assert (mesh_redis_new (loop, "redis://127.0.0.1:6379", 0, 100, NULL, why, sizeof why) == NULL);
     //  Good ones start connecting; destroyed while connecting
     const char *good [] = {
-        "redis://127.0.0.1", "redis://localhost:1/", "redis://[::1]:1/3", "unix:///nonexistent.sock"
+        "redis://127.0.0.1", "redis://localhost:1/", "redis://[::1]:1/3", "unix:///nonexistent.sock",
+        "redis://redis.example:6379"
     };
     for (size_t i = 0; i < MESH_ARRAY_SIZE (good); i++) {
         mesh_redis_t *redis = mesh_redis_new (loop, good [i], 100, 100, NULL, why, sizeof why);
@@ -1469,6 +1796,29 @@ mesh_redis_test (bool verbose)
     assert (strstr (mesh_buf_head (&text), "seekmesh_redis_command_seconds_count"));
     assert (strstr (mesh_buf_head (&text), "seekmesh_redis_up 1"));
     mesh_buf_free (&text);
+
+    //  By name: "localhost" resolved off the reactor, and working
+    char named_url [128];
+    snprintf (named_url, sizeof named_url, "redis://localhost:%d/2", port);
+    mesh_redis_t *named = mesh_redis_new (loop, named_url, TEST_CONNECT_TIMEOUT_MS,
+                                          TEST_COMMAND_TIMEOUT_MS, NULL, why, sizeof why);
+    assert (named && !mesh_redis_ready (named));
+    assert (s_test_wait (loop, s_test_ready, named, 3000));
+    result = s_test_do (loop, named, client_info);
+    assert (strstr (result.str, " db=2 "));
+    mesh_redis_destroy (&named);
+    //  A name that does not resolve: never ready, counted, no hang
+    mesh_metrics_t *name_metrics = mesh_metrics_new ();
+    named = mesh_redis_new (loop, "redis://no-such-redis.invalid:6379", TEST_CONNECT_TIMEOUT_MS,
+                            TEST_COMMAND_TIMEOUT_MS, name_metrics, why, sizeof why);
+    assert (named);
+    s_test_sleep (loop, 300);
+    assert (!mesh_redis_ready (named) && s_test_metric (name_metrics, "connect") >= 1);
+    assert (s_test_command (named, &result, ping) == -1);
+    mesh_redis_destroy (&named);
+    mesh_metrics_destroy (&name_metrics);
+
+    s_test_auth (loop, binary, verbose);
 
     //  Destroyed with commands in flight: each fn gets NULL, once, at once
     test_result_t pending [5];

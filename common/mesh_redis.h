@@ -17,18 +17,26 @@
     seen without traffic too; the pub/sub connection is made again whenever
     the command connection times out, since it has no replies to time.
 
-    Hosts must be numeric (127.0.0.1, [::1]; "localhost" is taken as
-    127.0.0.1): no DNS lookup ever runs on the reactor.  hiredis writes
-    with write(2), so the process must ignore SIGPIPE (mesh_service does).
+    The host may be a name (a compose service, a Kubernetes Service): it is
+    resolved on mesh_resolver's thread, never on the reactor, before the
+    first connection and again before each reconnection (a Redis that moved
+    is found at its new address).  With a password (mesh_redis_open), every
+    connection begins with AUTH [username] password; a refusal (WRONGPASS,
+    or NOAUTH from a server that wants one) is a failure like any other:
+    the client stays not ready, so its users degrade as when Redis is away,
+    and tries again with the back-off.  The password is never logged.
+    hiredis writes with write(2), so the process must ignore SIGPIPE
+    (mesh_service does).
 
     Metrics, if a registry is given: seekmesh_redis_command_seconds (queue
     to reply), seekmesh_redis_up, seekmesh_redis_failures_total{reason=
     "connect" (an attempt failed or timed out), "timeout" (a command timed
     out and condemned its connection), "disconnect" (an established
-    connection broke)}.                                                     */
+    connection broke), "auth" (AUTH was refused)}.                          */
 #ifndef MESH_REDIS_H
 #define MESH_REDIS_H
 
+#include "mesh_config.h"
 #include "mesh_loop.h"
 #include "mesh_metrics.h"
 
@@ -40,6 +48,7 @@
 #define MESH_REDIS_BACKOFF_MIN_MS     50
 #define MESH_REDIS_BACKOFF_MAX_MS     1000
 #define MESH_REDIS_PING_INTERVAL_MS   1000
+#define MESH_REDIS_RESOLVE_TIMEOUT_MS 5000      //  a host name's lookup, at most
 
 typedef struct mesh_redis_t mesh_redis_t;
 
@@ -57,12 +66,31 @@ typedef struct {
     char sha [41];
 } mesh_redis_script_t;
 
-//  url: "redis://host[:port][/db]" (port 6379, db 0 by default) or
-//  "unix:///path/to/socket".  Starts connecting at once.  NULL with a
-//  reason in why on a bad url or a timeout that is not positive.
+typedef struct {
+    int64_t connect_timeout_ms;
+    int64_t command_timeout_ms;
+    const char *username;       //  an ACL user; NULL or "": the default user
+    const char *password;       //  NULL or "": no AUTH
+} mesh_redis_options_t;
+
+//  url: "redis://host[:port][/db]" (port 6379, db 0 by default; host a
+//  name or an address) or "unix:///path/to/socket"; credentials in the url
+//  are refused (they belong in a file or the environment).  Starts
+//  connecting at once.  NULL with a reason in why on a bad url or a
+//  timeout that is not positive.
+mesh_redis_t *mesh_redis_open (mesh_loop_t *loop, const char *url, const mesh_redis_options_t *options,
+                               mesh_metrics_t *metrics, char *why, size_t why_size);
+//  The same without credentials
 mesh_redis_t *mesh_redis_new (mesh_loop_t *loop, const char *url,
                               int64_t connect_timeout_ms, int64_t command_timeout_ms,
                               mesh_metrics_t *metrics, char *why, size_t why_size);
+//  The credentials a config gives: redis.username, and the password from
+//  the file redis.password_file (refused when every user may read it), else
+//  from the environment variable redis.password_env names.  Fills options'
+//  username and password (pointing into the config and into password);
+//  -1 with why.
+int mesh_redis_credentials (mesh_config_t *config, mesh_redis_options_t *options,
+                            char *password, size_t password_size, char *why, size_t why_size);
 //  Calls the fn of every command in flight with NULL first, then frees
 //  everything.  Nulls *self_p; safe twice.  Not from inside a callback of
 //  this client.

@@ -2,7 +2,7 @@
 #include "mesh_service.h"
 #include "mesh_log.h"
 #include "mesh_settings.h"
-#include "mesh_settings.h"
+#include "mesh_zmq.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -79,6 +79,11 @@ mesh_service_config (const char *name, int argc, char *argv [])
         free (text);
         exit (0);
     }
+    //  Every ZeroMQ link pings its peer: a peer cut off (a link down, a
+    //  host gone) is a disconnect within a heartbeat liveness, as a killed
+    //  one is at once
+    int64_t beat_ms = mesh_setting_int (config, "router.heartbeat_ms");
+    mesh_zmq_heartbeat (beat_ms, beat_ms * mesh_setting_int (config, "router.heartbeat_liveness"));
     return config;
 }
 

@@ -12,6 +12,15 @@
 #include <string.h>
 #include <zmq.h>
 
+static int s_heartbeat_ivl_ms, s_heartbeat_timeout_ms;
+
+void
+mesh_zmq_heartbeat (int64_t ivl_ms, int64_t timeout_ms)
+{
+    s_heartbeat_ivl_ms = (int) ivl_ms;
+    s_heartbeat_timeout_ms = (int) timeout_ms;
+}
+
 void *
 mesh_zmq_socket (void *ctx, int type)
 {
@@ -32,6 +41,11 @@ mesh_zmq_socket (void *ctx, int type)
     //  that sends one is disconnected by ZeroMQ
     int64_t max = MESH_ZMQ_MAX_MESSAGE_BYTES;
     zmq_setsockopt (socket, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    if (s_heartbeat_ivl_ms > 0) {
+        zmq_setsockopt (socket, ZMQ_HEARTBEAT_IVL, &s_heartbeat_ivl_ms, sizeof s_heartbeat_ivl_ms);
+        zmq_setsockopt (socket, ZMQ_HEARTBEAT_TIMEOUT, &s_heartbeat_timeout_ms,
+                        sizeof s_heartbeat_timeout_ms);
+    }
     return socket;
 }
 

@@ -3,7 +3,7 @@
 
     Every mesh socket is made by mesh_zmq_socket, so options that must hold
     everywhere (linger, high-water marks, TCP keep-alive, the largest
-    message) are set in one place; CURVE is set where a socket binds or
+    message, ZeroMQ heartbeats) are set in one place; CURVE is set where a socket binds or
     connects (mesh_curve).
 
     The outbox connects one PUSH socket per reply endpoint on first use and
@@ -27,6 +27,9 @@
 
 //  A socket of type with the standard options; NULL with errno.
 void *mesh_zmq_socket (void *ctx, int type);
+//  ZeroMQ heartbeats (ZMTP PING) on every socket made from now on: a peer
+//  that answers none for timeout_ms is disconnected.  0: none (the default)
+void  mesh_zmq_heartbeat (int64_t ivl_ms, int64_t timeout_ms);
 
 //  Reads one event from a socket monitor (zmq_socket_monitor's PAIR)
 //  without blocking: 1 with the event and its value (an fd for

@@ -52,6 +52,9 @@ enum { MESH_CHUNK_COMMENT = 1 };
 //  (x-should-retry); FAIL also says whether the router may retry it
 enum { MESH_ERROR_RETRY_YES = 1, MESH_ERROR_RETRY_NO = 2, MESH_FAIL_RETRYABLE = 4,
        MESH_FAIL_ENDPOINT = 8 /* the endpoint is at fault: counts for ejection */ };
+//  ERROR.flags from a router: it did nothing with the request (draining,
+//  no connector): another router may take it
+enum { MESH_ERROR_ELSEWHERE = 4 };
 
 //  One struct for every message type; a message uses the fields its type
 //  lists.  BIN fields of a decoded message point into the received frame.

@@ -9,11 +9,21 @@
     (s_on_ingress_lost: abort what that ingress asked for).
 
     One DEALER per router (Paranoid Pirate: a router silent for `liveness`
-    heartbeats gets a fresh socket and a new READY).  Reactor thread only. */
+    heartbeats gets a fresh socket and a new READY).  connector.routers
+    names the routers; a name stands for every address it resolves to,
+    looked up again every mesh.resolve_interval_ms (mesh_discovery): a
+    router that appears gets a link, one that leaves its name's answer gets
+    no new link once its requests are over or it falls silent.  A link's
+    socket monitor sends READY as soon as a restarted router is reachable
+    again, and when a router's connection closes tells the ingress of each
+    request that router dispatched here that it is still being served
+    (HELD), so the ingress does not send it again elsewhere.
+    Reactor thread only.                                                    */
 #include "connector.h"
 #include "connector_main.h"
 
 #include "mesh_curve.h"
+#include "mesh_discovery.h"
 #include "mesh_dispatch.h"
 #include "mesh_http.h"
 #include "mesh_log.h"
@@ -35,12 +45,18 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define MAX_ROUTERS 16
+#define MAX_ROUTERS 64
 
 typedef struct {
     connector_t *connector;
-    char endpoint [256];
+    char endpoint [280];
+    bool used;                  //  the slot holds a router
+    bool listed;                //  its name still resolves to it
+    bool connected;             //  its TCP connection is up (monitor)
+    bool ever_connected;
+    size_t refs;                //  requests it dispatched here, not over
     void *socket;               //  DEALER
+    void *monitor;              //  PAIR: the socket's connects and disconnects
     mesh_peer_t peer;           //  the router's liveness
     mesh_buf_t dones;           //  encoded DONE messages waiting to go,
     size_t done_count;          //  each behind its 4-byte length
@@ -79,15 +95,19 @@ struct connector_t {
     bool draining;
 
     router_link_t routers [MAX_ROUTERS];
-    size_t router_count;
+    size_t router_count;        //  slots ever used: routers [0, router_count)
     mesh_timer_t heartbeat_timer;
+    mesh_discovery_t *discovery;
+    int64_t resolve_interval_ms;
+    mesh_timer_t resolve_timer;
+    unsigned monitors;          //  names inproc monitor endpoints
 
     mesh_models_t *models;      //  the registry: from the config, then from routers
     uint64_t registry_version;
     mesh_map_t *requests;       //  id -> connector_req_t
     mesh_outbox_t *outbox;
     connector_pools_t *pools;
-    connector_resolver_t *resolver;
+    mesh_resolver_t *resolver;  //  upstream and router names
 
     struct {
         mesh_metric_t *ok;
@@ -99,6 +119,7 @@ struct connector_t {
         mesh_metric_t *ttfb;
         mesh_metric_t *duration;
         mesh_metric_t *router_reconnects;
+        mesh_metric_t *routers_connected;
     } metric;
     mesh_dispatch_counters_t bad_messages;
 };
@@ -238,10 +259,16 @@ connector_send_chunk (connector_req_t *req, const char *data, size_t len, uint32
 
 //  Request lifecycle ----------------------------------------------------------
 
+static void s_link_done (connector_t *self, router_link_t *link);
+
 static void
 s_request_free (connector_req_t *req)
 {
     connector_t *self = req->connector;
+    router_link_t *link = &self->routers [req->router];
+    assert (link->refs > 0);
+    link->refs--;
+    s_link_done (self, link);
     mesh_map_remove (self->requests, req->id);
     connector_pools_abandon (self->pools, req);
     mesh_loop_timer_stop (self->loop, &req->timer);
@@ -450,7 +477,8 @@ s_refuse (connector_t *self, int router, const mesh_msg_t *msg, int status, cons
     fail.flags = s_fail_flags (status, code);
     fail.endpoint = msg->endpoint;
     snprintf (fail.outcome, sizeof fail.outcome, "refused");
-    mesh_msg_send (self->routers [router].socket, &fail, NULL, 0, ZMQ_DONTWAIT);
+    if (self->routers [router].socket)
+        mesh_msg_send (self->routers [router].socket, &fail, NULL, 0, ZMQ_DONTWAIT);
     mesh_metric_inc (self->metric.refused);
 }
 
@@ -487,6 +515,7 @@ s_on_dispatch (void *arg, mesh_inbox_t *inbox)
     req->token = msg->token;
     memcpy (req->reply_to, msg->reply_to, sizeof req->reply_to);
     req->router = router;
+    link->refs++;
     req->registry = mesh_models_ref (self->models);
     req->model = model;
     req->endpoint_index = msg->endpoint;
@@ -584,7 +613,8 @@ s_send_beat (connector_t *self, router_link_t *link, int type)
     snprintf (msg.sender, sizeof msg.sender, "%s", self->name);
     msg.capacity = self->draining ? 0 : self->capacity;
     msg.inflight = (uint32_t) mesh_map_size (self->requests);
-    mesh_msg_send (link->socket, &msg, NULL, 0, ZMQ_DONTWAIT);
+    if (link->socket)
+        mesh_msg_send (link->socket, &msg, NULL, 0, ZMQ_DONTWAIT);
 }
 
 //  Any message from a router says it is alive
@@ -616,11 +646,83 @@ s_on_router (mesh_loop_t *loop, void *socket, void *arg)
 }
 
 static void
+s_count_connected (connector_t *self)
+{
+    size_t connected = 0;
+    for (size_t i = 0; i < self->router_count; i++)
+        connected += self->routers [i].used && self->routers [i].connected;
+    if (self->metric.routers_connected)
+        mesh_metric_set (self->metric.routers_connected, (double) connected);
+}
+
+//  The router's connection closed: for each request it dispatched here,
+//  tell the ingress that this connector still serves it
+static void
+s_say_held (connector_t *self, router_link_t *link)
+{
+    int index = (int) (link - self->routers);
+    size_t cursor = 0, held = 0;
+    connector_req_t *req;
+    while ((req = mesh_map_next (self->requests, &cursor, NULL))) {
+        if (req->router != index)
+            continue;
+        mesh_msg_t msg;
+        mesh_msg_init (&msg, MESH_MSG_HELD, req->id);
+        msg.attempt = req->attempt;
+        msg.token = req->token;
+        snprintf (msg.sender, sizeof msg.sender, "%s", self->name);
+        if (s_send_ingress (req, &msg) == 0)
+            held++;
+    }
+    if (held)
+        mesh_info ("router %s gone: %zu of its requests still served here", link->endpoint, held);
+}
+
+static int
+s_on_link_monitor (mesh_loop_t *loop, void *socket, void *arg)
+{
+    (void) loop;
+    router_link_t *link = arg;
+    connector_t *self = link->connector;
+    int event, value;
+    while (mesh_zmq_monitor_read (socket, &event, &value)) {
+        if (event == ZMQ_EVENT_CONNECTED && !link->connected) {
+            link->connected = true;
+            //  A router that came back learns of us now, not at our next beat
+            if (link->ever_connected)
+                s_send_beat (self, link, MESH_MSG_READY);
+            link->ever_connected = true;
+        }
+        else
+        if (event == ZMQ_EVENT_DISCONNECTED && link->connected) {
+            link->connected = false;
+            mesh_debug ("router %s disconnected", link->endpoint);
+            s_say_held (self, link);
+        }
+    }
+    s_count_connected (self);
+    return 0;
+}
+
+static void
 s_link_open (connector_t *self, router_link_t *link)
 {
     link->socket = mesh_zmq_socket (self->ctx, ZMQ_DEALER);
     assert (link->socket);
+    //  A restarted router is found again within a quarter second
+    int reconnect_max = 250;
+    zmq_setsockopt (link->socket, ZMQ_RECONNECT_IVL_MAX, &reconnect_max, sizeof reconnect_max);
     zmq_setsockopt (link->socket, ZMQ_ROUTING_ID, self->name, strlen (self->name));
+    char name [64];
+    snprintf (name, sizeof name, "inproc://connector-link-monitor-%u", self->monitors++);
+    if (zmq_socket_monitor (link->socket, name, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) == 0
+    &&  (link->monitor = zmq_socket (self->ctx, ZMQ_PAIR))
+    &&  zmq_connect (link->monitor, name) == 0)
+        mesh_loop_zmq_add (self->loop, link->monitor, s_on_link_monitor, link);
+    else
+        mesh_warn ("router link %s: cannot watch its connection: %s", link->endpoint,
+                   zmq_strerror (errno));
+    link->connected = link->ever_connected = false;
     char why [512];
     if (mesh_curve_connect (link->socket, "router", link->endpoint, why, sizeof why) < 0)
         mesh_error ("router link: %s", why);
@@ -633,11 +735,83 @@ static void
 s_link_close (connector_t *self, router_link_t *link)
 {
     s_flush_dones (link);
+    if (link->monitor) {
+        mesh_loop_zmq_remove (self->loop, link->monitor);
+        zmq_socket_monitor (link->socket, NULL, 0);
+        zmq_close (link->monitor);
+        link->monitor = NULL;
+    }
     if (!link->socket)
         return;
     mesh_loop_zmq_remove (self->loop, link->socket);
     zmq_close (link->socket);
     link->socket = NULL;
+    link->connected = false;
+    s_count_connected (self);
+}
+
+//  A router no longer listed: its link goes once its requests are over
+static void
+s_link_done (connector_t *self, router_link_t *link)
+{
+    if (!link->used || link->listed || link->refs > 0)
+        return;
+    mesh_info ("router link %s closed", link->endpoint);
+    s_link_close (self, link);
+    mesh_buf_free (&link->dones);
+    link->used = false;
+}
+
+//  mesh_discovery: a router appeared or left its name's answer
+static void
+s_on_peer (void *arg, const char *endpoint, bool up)
+{
+    connector_t *self = arg;
+    router_link_t *link = NULL, *free_slot = NULL;
+    for (size_t i = 0; i < MAX_ROUTERS; i++) {
+        router_link_t *at = &self->routers [i];
+        if (at->used && strcmp (at->endpoint, endpoint) == 0)
+            link = at;
+        else
+        if (!at->used && at->refs == 0 && !free_slot)
+            free_slot = at;
+    }
+    if (!up) {
+        if (link) {
+            link->listed = false;
+            s_link_done (self, link);
+        }
+        return;
+    }
+    if (link) {
+        link->listed = true;
+        if (!link->socket)
+            s_link_open (self, link);
+        return;
+    }
+    if (!free_slot) {
+        mesh_error ("router %s: already %d routers, not serving it", endpoint, MAX_ROUTERS);
+        return;
+    }
+    link = free_slot;
+    memset (&link->peer, 0, sizeof link->peer);
+    link->connector = self;
+    snprintf (link->endpoint, sizeof link->endpoint, "%s", endpoint);
+    link->used = link->listed = true;
+    size_t index = (size_t) (link - self->routers);
+    if (index >= self->router_count)
+        self->router_count = index + 1;
+    s_link_open (self, link);
+    mesh_info ("router link %s", endpoint);
+}
+
+static int
+s_on_resolve_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    connector_t *self = arg;
+    mesh_discovery_refresh (self->discovery);
+    mesh_loop_timer_start (loop, timer, self->resolve_interval_ms, s_on_resolve_timer, self);
+    return 0;
 }
 
 static int
@@ -647,7 +821,15 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
     int64_t now = mesh_loop_now_ms (loop);
     for (size_t i = 0; i < self->router_count; i++) {
         router_link_t *link = &self->routers [i];
+        if (!link->used || !link->socket)
+            continue;
         if (mesh_peer_expired (&link->peer, now)) {
+            if (!link->listed) {
+                //  Gone from its name's answer and silent: let it go
+                s_link_close (self, link);
+                s_link_done (self, link);
+                continue;
+            }
             //  Paranoid Pirate: a fresh socket drops whatever is queued for
             //  a router that is gone, and READY introduces us again
             mesh_debug ("router %s silent, reconnecting", link->endpoint);
@@ -684,6 +866,8 @@ s_metrics (connector_t *self)
     mesh_dispatch_counters (&self->bad_messages, m, "connector");
     self->metric.router_reconnects = mesh_metrics_counter (m, "seekmesh_connector_router_reconnects_total",
         "Router links reset after missed heartbeats.", NULL);
+    self->metric.routers_connected = mesh_metrics_gauge (m, "seekmesh_connector_routers_connected",
+        "Routers this connector has a live connection to.", NULL);
 }
 
 //  Says which models will be called without their credential.
@@ -726,17 +910,11 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
     self->done_flush_ms = mesh_setting_int (config, "connector.done_flush_ms");
     self->models = mesh_models_load (config);
 
-    //  The routers: connector.routers, or every instance of router.connector_listen
+    self->resolve_interval_ms = mesh_setting_int (config, "mesh.resolve_interval_ms");
     size_t count = mesh_setting_count (config, "connector.routers");
     if (count == 0 || count > MAX_ROUTERS)
         mesh_config_invalid (config, "connector.routers", "between 1 and %d routers, not %zu",
                              MAX_ROUTERS, count);
-    for (size_t i = 0; i < count && i < MAX_ROUTERS; i++) {
-        router_link_t *link = &self->routers [self->router_count++];
-        link->connector = self;
-        snprintf (link->endpoint, sizeof link->endpoint, "%s",
-                  mesh_setting_item (config, "connector.routers", i));
-    }
     if (mesh_config_failed (config)) {
         snprintf (why, why_size, "%s", mesh_config_failed (config));
         connector_destroy (&self);
@@ -746,7 +924,8 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
     s_check_credentials (self);
     self->requests = mesh_map_new ();
     self->outbox = mesh_outbox_new (ctx, loop, s_on_ingress_lost, self);
-    self->resolver = connector_resolver_new (loop);
+    self->resolver = mesh_resolver_new ();
+    mesh_resolver_attach (self->resolver, loop);
     connector_pool_settings_t pool_settings = {
         .loop = loop, .metrics = metrics, .resolver = self->resolver,
         .idle_ms = self->pool_idle_ms, .ping_ms = self->ws_ping_ms, .warm_size = self->ws_pool_size,
@@ -754,10 +933,16 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
         .on_sent = s_on_sent, .on_unreachable = s_on_unreachable, .credential = connector_auth_line
     };
     self->pools = connector_pools_new (&pool_settings);
-    for (size_t i = 0; i < self->router_count; i++) {
-        s_link_open (self, &self->routers [i]);
-        mesh_info ("router link %s", self->routers [i].endpoint);
-    }
+    //  The routers: connector.routers, or every instance of router.connector_listen
+    self->discovery = mesh_discovery_new (self->resolver, "router", s_on_peer, self);
+    for (size_t i = 0; i < count; i++)
+        if (mesh_discovery_add (self->discovery, mesh_setting_item (config, "connector.routers", i)) < 0) {
+            snprintf (why, why_size, "config %s: connector.routers: \"%s\" is not tcp://host:port or ipc://path",
+                      mesh_config_file (config), mesh_setting_item (config, "connector.routers", i));
+            connector_destroy (&self);
+            return NULL;
+        }
+    mesh_loop_timer_start (loop, &self->resolve_timer, self->resolve_interval_ms, s_on_resolve_timer, self);
     connector_pools_warm (self->pools, self->models);
     mesh_loop_timer_start (loop, &self->heartbeat_timer, self->heartbeat_ms, s_on_heartbeat, self);
     mesh_info ("%s ready, capacity %u", self->name, self->capacity);
@@ -786,12 +971,14 @@ connector_destroy (connector_t **self_p)
         mesh_map_destroy (&self->requests);
     }
     mesh_loop_timer_stop (self->loop, &self->heartbeat_timer);
+    mesh_loop_timer_stop (self->loop, &self->resolve_timer);
+    mesh_discovery_destroy (&self->discovery);
     for (size_t i = 0; i < self->router_count; i++) {
         s_link_close (self, &self->routers [i]);
         mesh_buf_free (&self->routers [i].dones);
     }
     connector_pools_destroy (&self->pools);
-    connector_resolver_destroy (&self->resolver);
+    mesh_resolver_destroy (&self->resolver);
     mesh_outbox_destroy (&self->outbox);
     mesh_models_destroy (&self->models);
     free (self);

@@ -9,7 +9,6 @@
                         its stream per message, pings
     connector_stream.c  what upstream bytes mean: SSE events, usage, errors,
                         a whole completion assembled from a stream
-    connector_dns.c     name resolution off the reactor thread
 
     Everything runs on the reactor thread except the resolver's worker.    */
 #ifndef CONNECTOR_H
@@ -24,6 +23,7 @@
 #include "mesh_metrics.h"
 #include "mesh_models.h"
 #include "mesh_msg.h"
+#include "mesh_resolver.h"
 #include "mesh_sse.h"
 #include "mesh_ws.h"
 
@@ -37,7 +37,6 @@ typedef struct connector_conn_t connector_conn_t;
 typedef struct connector_pool_t connector_pool_t;
 typedef struct connector_pools_t connector_pools_t;
 typedef struct connector_protocol_t connector_protocol_t;
-typedef struct connector_resolver_t connector_resolver_t;
 
 //  Upstream connection states
 enum { UC_RESOLVING, UC_CONNECTING, UC_UPGRADING, UC_IDLE, UC_BUSY };
@@ -175,7 +174,7 @@ extern const connector_protocol_t connector_ws_protocol;
 typedef struct {
     mesh_loop_t *loop;
     mesh_metrics_t *metrics;
-    connector_resolver_t *resolver;
+    mesh_resolver_t *resolver;      //  upstream host names
     int64_t idle_ms;                //  connector.pool_idle_ms
     int64_t ping_ms;                //  connector.ws_ping_ms
     int warm_size;                  //  connector.ws_pool_size
@@ -249,15 +248,5 @@ char *connector_stream_assembled (connector_req_t *req, size_t *len);
 void connector_stream_end (connector_req_t *req);      //  frees parser and assembly state
 
 void connector_stream_test (bool verbose);
-
-//  connector_dns.c -----------------------------------------------------------
-
-typedef void (connector_resolver_fn) (void *arg, int rc, const struct sockaddr *addr, socklen_t len);
-connector_resolver_t *connector_resolver_new (mesh_loop_t *loop);
-void        connector_resolver_destroy (connector_resolver_t **self_p);
-//  Resolves host:port (IP literals at once, names on the worker thread)
-//  and calls fn on the reactor thread.  arg must live until then.
-void        connector_resolver_lookup (connector_resolver_t *self, const char *host, int port,
-                             connector_resolver_fn *fn, void *arg);
 
 #endif

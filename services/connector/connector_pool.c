@@ -58,6 +58,7 @@ struct connector_pool_t {
     socklen_t addr_len;
     bool resolved;
     bool resolving;
+    uint64_t resolve_id;        //  the lookup in progress, for a cancel
     connector_conn_t *conns;            //  every connection, idle ones first
     size_t count;
     size_t idle;
@@ -244,6 +245,8 @@ connector_pools_destroy (connector_pools_t **self_p)
             s_conn_free (pool->conns);
         }
         mesh_loop_timer_stop (self->settings.loop, &pool->maintain_timer);
+        if (pool->resolving)
+            mesh_resolver_cancel (self->settings.resolver, pool->resolve_id);
         free (pool->ca_file);
         free (pool->auth_line);
         free (pool);
@@ -638,10 +641,11 @@ s_connect (connector_conn_t *conn)
 }
 
 static void
-s_on_resolved (void *arg, int rc, const struct sockaddr *addr, socklen_t len)
+s_on_resolved (void *arg, int rc, const mesh_address_t *addrs, size_t count)
 {
     connector_pool_t *pool = arg;
     pool->resolving = false;
+    pool->resolve_id = 0;
     if (rc != 0) {
         mesh_warn ("upstream %s: cannot resolve %s: %s", pool->key, pool->url.host,
                    gai_strerror (rc));
@@ -655,8 +659,9 @@ s_on_resolved (void *arg, int rc, const struct sockaddr *addr, socklen_t len)
         }
         return;
     }
-    memcpy (&pool->addr, addr, len);
-    pool->addr_len = len;
+    (void) count;               //  the first address; a failed connect asks again
+    memcpy (&pool->addr, &addrs [0].addr, addrs [0].len);
+    pool->addr_len = addrs [0].len;
     pool->resolved = true;
     connector_conn_t *conn = pool->conns;
     while (conn) {
@@ -687,8 +692,10 @@ s_open (connector_pool_t *pool)
     else
     if (!pool->resolving) {
         pool->resolving = true;
-        connector_resolver_lookup (pool->pools->settings.resolver, pool->url.host,
-                         pool->url.port, s_on_resolved, pool);
+        uint64_t id = mesh_resolver_lookup (pool->pools->settings.resolver, pool->url.host,
+                                            pool->url.port, MESH_RESOLVE_ANY, s_on_resolved, pool);
+        if (pool->resolving)        //  a literal is answered at once
+            pool->resolve_id = id;
     }
 }
 
@@ -977,7 +984,8 @@ connector_pool_test (bool verbose)
 
     mesh_loop_t *loop = mesh_loop_new ();
     mesh_metrics_t *metrics = mesh_metrics_new ();
-    connector_resolver_t *resolver = connector_resolver_new (loop);
+    mesh_resolver_t *resolver = mesh_resolver_new ();
+    mesh_resolver_attach (resolver, loop);
     connector_pool_settings_t settings = {
         .loop = loop, .metrics = metrics, .resolver = resolver, .idle_ms = 100, .ping_ms = 1000,
         .warm_size = 0, .http = &s_test_protocol, .websocket = &s_test_protocol,
@@ -1039,7 +1047,7 @@ connector_pool_test (bool verbose)
     assert (s_test.sent == sent);
 
     connector_pools_destroy (&pools);
-    connector_resolver_destroy (&resolver);
+    mesh_resolver_destroy (&resolver);
     mesh_metrics_destroy (&metrics);
     mesh_loop_destroy (&loop);
     server.stop = true;

@@ -4,6 +4,10 @@
                         out (JSON bodies and SSE), limits, client disconnects
     ingress_mesh.c      ZeroMQ: REQUEST/CANCEL to routers, events from
                         connectors and routers, request slots
+    ingress_routers.c   the routers: names resolved into every address,
+                        one PUSH socket each, which one takes a request
+    ingress_listen.c    the listening sockets, handed over on a restart,
+                        and the reply address peers are told
     ingress_admin.c     /healthz, /readyz, /metrics on the admin vhost
     ingress_validate.c  the request body validator
     ingress_audit.c     one audit record per request: what goes in it
@@ -29,7 +33,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define INGRESS_MAX_ROUTERS 16
+#define INGRESS_MAX_ROUTERS 64            //  a request's tried routers are a 64-bit mask
 
 //  Request states of a connection (an h2 stream or an h1 transaction)
 enum {
@@ -50,7 +54,11 @@ typedef struct {
     char id [MESH_ID_LEN + 1];
     uint32_t slot;              //  index + 1 in the slot table; 0: none
     uint64_t token;
-    int router;                 //  the router the request went to
+    int router;                 //  the router the request went to, or -1
+    uint64_t tried;             //  routers that refused it or were lost with it
+    bool heard;                 //  an event of its attempt arrived
+    bool held;                  //  a connector said it serves it (HELD)
+    int64_t orphaned_ms;        //  its router was lost then (0: not)
     uint32_t attempt;
     int kind;                   //  MESH_KIND_CHAT, _MODELS or _INVALID
     bool stream;
@@ -119,6 +127,7 @@ struct ingress_t {
     bool draining;
     bool stopping;              //  the loop has ended: connections are cut
     int64_t drain_ms;
+    int64_t drain_started_ms;
     int64_t drain_deadline_ms;
     lws_sorted_usec_list_t drain_sul;
 
@@ -133,6 +142,8 @@ struct ingress_t {
     int idle_timeout_s;
 
     struct ingress_mesh_t *mesh;
+    struct ingress_routers_t *routers;
+    struct ingress_listen_t *listen;
     struct ingress_audit_t *audit;
     struct ingress_guard_t *guard;          //  client connections (API vhosts)
     struct ingress_guard_t *admin_guard;    //  admin connections
@@ -150,6 +161,7 @@ struct ingress_t {
         mesh_metric_t *refused_address;     //  ... over the cap of their address
         mesh_metric_t *throttled;           //  requests of a throttled address
         mesh_metric_t *body_timeouts;
+        mesh_metric_t *resent;
     } metric;
     mesh_dispatch_counters_t bad_messages;
 };
@@ -191,9 +203,14 @@ struct ingress_watch_t {
     ingress_watch_fn *fn;
     void *socket;               //  the ZeroMQ socket behind it, if any
     void *arg;                  //  the handler's
+    struct lws *wsi;            //  lws' handle on fd
 };
-//  Adopts fd (lws closes it at the end).  -1 on failure.
+//  Adopts fd (lws closes it at the end).  -1 on failure (fd closed).
 int  ingress_adopt_fd (ingress_t *self, ingress_watch_t *watch, int fd, ingress_watch_fn *fn);
+//  Stops watching and closes the fd; nothing if never adopted.
+void ingress_unadopt (ingress_watch_t *watch);
+//  True when a ZeroMQ socket has a message to read (ZMQ_EVENTS)
+bool ingress_socket_has_input (void *socket);
 //  Adopts a duplicate of a ZeroMQ socket's ZMQ_FD, and runs fn once at
 //  once (the fd only signals changes).  -1 on failure.
 int  ingress_adopt_socket (ingress_t *self, ingress_watch_t *watch, void *socket,
@@ -211,14 +228,65 @@ void ingress_mesh_cancel (pss_t *pss, const char *outcome);
 //  The request ended: free the slot.
 void ingress_mesh_release (pss_t *pss);
 bool ingress_mesh_ready (ingress_t *self, mesh_buf_t *why);
+//  Router index lost its connection: its requests that nothing has claimed
+//  (no event, no HELD) go to another router after the grace
+void ingress_mesh_router_lost (ingress_t *self, int index);
 size_t ingress_mesh_active (ingress_t *self);
+
+//  ingress_routers.c ----------------------------------------------------------
+
+typedef struct ingress_routers_t ingress_routers_t;
+//  Resolves ingress.routers and connects to each router.  -1 with a reason.
+int  ingress_routers_start (ingress_t *self, char *why, size_t why_size);
+void ingress_routers_stop (ingress_t *self);
+//  Sends a REQUEST to a router that may take it (none of those in tried);
+//  its index (the request now counts on it), or -1 when none can.
+int  ingress_routers_send_request (ingress_t *self, const mesh_msg_t *msg, uint64_t tried);
+//  Sends to router index (a CANCEL).  -1 if it cannot.
+int  ingress_routers_send (ingress_t *self, int index, const mesh_msg_t *msg);
+//  A request that went to router index is over there
+void ingress_routers_release (ingress_t *self, int index);
+//  Router index said it cannot take work now (draining, no connector)
+void ingress_routers_refused (ingress_t *self, int index);
+const char *ingress_routers_endpoint (ingress_t *self, int index);
+//  Runs the monitors' handlers that have input (a missed wake-up)
+void ingress_routers_poll (ingress_t *self);
+bool ingress_routers_ready (ingress_t *self, mesh_buf_t *why);
 
 //  ingress_mesh.c, lifecycle --------------------------------------------------
 
-//  SIGTERM: refuse new requests, let those in flight finish (up to
-//  mesh.drain_ms), then stop the loop.  A second signal stops it at once.
+//  SIGTERM (or a successor took over): stop accepting connections, answer
+//  the requests that still come on open ones with `Connection: close`, let
+//  those in flight finish (up to mesh.drain_ms), then stop the loop.  A
+//  second signal stops it at once.
 void ingress_drain (ingress_t *self);
 void ingress_stop (ingress_t *self);
+
+//  ingress_listen.c -----------------------------------------------------------
+
+typedef struct ingress_listen_t ingress_listen_t;
+//  The listening sockets: taken over from a running process of this
+//  instance (ingress.handover_path) or bound.  Before the vhosts exist;
+//  blocks at most a few seconds.  -1 with a reason.
+int  ingress_listen_open (ingress_t *self, char *why, size_t why_size);
+//  Makes the vhosts (api, api-tls: fed by our sockets; admin: lws
+//  listens, once an old process has let go of the port), accepts, and
+//  completes or offers the handover.  -1 with a reason.
+int  ingress_listen_start (ingress_t *self, const struct lws_protocols *api,
+                           const struct lws_protocols *admin, char *why, size_t why_size);
+//  This process took its sockets over from another one
+bool ingress_listen_successor (ingress_t *self);
+//  Draining without a successor: accept what is queued, then stop listening
+void ingress_listen_drain (ingress_t *self);
+//  Client connections open now (ingress_guard counts them)
+size_t ingress_listen_connections (ingress_t *self);
+//  After lws_context_destroy
+void ingress_listen_stop (ingress_t *self);
+//  What peers are told to answer to (REQUEST's reply_to), given the reply
+//  endpoint as bound.  -1 with a reason when there is nothing to tell.
+int  ingress_listen_reply_address (mesh_config_t *config, const char *bound, char *out, size_t size,
+                                   char *why, size_t why_size);
+void ingress_listen_test (bool verbose);
 
 //  ingress_admin.c ------------------------------------------------------------
 

@@ -214,6 +214,7 @@ struct ingress_audit_link_t {
         mesh_metric_t *resent;
         mesh_metric_t *dropped;
         mesh_metric_t *unacked;
+        mesh_metric_t *connected;
         mesh_metric_t *spool_bytes;
         mesh_metric_t *ack_seconds;
     } metric;
@@ -448,6 +449,7 @@ s_on_monitor (ingress_t *ingress, ingress_watch_t *watch)
                        self->spool.count);
         }
     }
+    mesh_metric_set (self->metric.connected, self->connected ? 1 : 0);
     s_service (self);
 }
 
@@ -595,6 +597,8 @@ ingress_audit_link_new (ingress_t *ingress, const char *endpoint, uint64_t max_r
         "Audit records not yet acknowledged (in the spool).", NULL);
     self->metric.spool_bytes = mesh_metrics_gauge (metrics, "seekmesh_ingress_audit_spool_bytes",
         "Bytes of the audit records in the spool.", NULL);
+    self->metric.connected = mesh_metrics_gauge (metrics, "seekmesh_ingress_audit_connected",
+        "1 while the link to the audit service is connected.", NULL);
     self->metric.ack_seconds = mesh_metrics_histogram (metrics, "seekmesh_ingress_audit_ack_seconds",
         "Time from a request's end to the audit service's ACK of its record (durable commit).", NULL);
     mesh_dispatch_counters (&self->bad_messages, metrics, "ingress");

@@ -505,6 +505,7 @@ s_begin (pss_t *pss, struct lws *wsi)
     pss->wsi = wsi;
     pss->h2 = lws_get_network_wsi (wsi) != wsi;
     pss->content_length = -1;
+    pss->router = -1;
     pss->received_us = mesh_mono_us ();
     mesh_id_new (pss->id);
     ingress_audit_begin (pss);
@@ -670,13 +671,10 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
             ingress_respond_error (pss, 405, "invalid_request_error", "method_not_allowed", NULL, message);
         return 0;
     }
-    if (self->draining) {
-        pss->retry_after_ms = 1000;
+    //  Draining: served, and the client is told to come back on a new
+    //  connection (to the process that took over, or another instance)
+    if (self->draining)
         pss->close_after = true;
-        ingress_respond_error (pss, 503, "server_error", "draining", NULL,
-                               "This gateway instance is shutting down; retry shortly.");
-        return 0;
-    }
     if (!has_key) {
         pss->close_after = chat;
         ingress_respond_error (pss, 401, "invalid_request_error", "missing_api_key", NULL,
@@ -869,5 +867,7 @@ ingress_http_metrics (ingress_t *self)
         "Requests refused (429, not recorded) because their address sent too many without a valid key.", NULL);
     self->metric.body_timeouts = mesh_metrics_counter (self->metrics, "seekmesh_ingress_body_timeouts_total",
         "Requests whose body did not arrive within ingress.body_timeout_ms (408).", NULL);
+    self->metric.resent = mesh_metrics_counter (self->metrics, "seekmesh_ingress_router_lost_resent_total",
+        "Requests sent again to another router after the one holding them was lost.", NULL);
     mesh_dispatch_counters (&self->bad_messages, self->metrics, "ingress");
 }

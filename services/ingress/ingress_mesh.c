@@ -1,10 +1,17 @@
 /*  ingress_mesh: the ingress's side of the ZeroMQ mesh.
 
-    It sends REQUEST (ingress_mesh_submit: to a router with a live link,
-    round robin; 503 if none, or for a refusal of the ingress's own, that
-    refusal) and CANCEL (ingress_mesh_cancel: to the router that has the
-    request); what it hears back, on its PULL socket, is the table
+    It sends REQUEST (ingress_mesh_submit: to a router that can take it,
+    ingress_routers.c; 503 if none, or for a refusal of the ingress's own,
+    that refusal) and CANCEL (ingress_mesh_cancel: to the router that has
+    the request); what it hears back, on its PULL socket, is the table
     s_from_mesh below.
+
+    A request a router gives back untouched (ERROR flagged ELSEWHERE: it
+    is draining, or has no connector yet) goes to another router at once.
+    A router whose connection closes leaves the requests it had: after the
+    grace (router.heartbeat_ms x heartbeat_liveness), those of which no
+    event came and no connector said it serves them (HELD) are sent again,
+    as the next attempt, to another router.
 
     Events find their request through its token: a slot index and a
     generation, so an event for a request that has ended (and whose slot was
@@ -40,7 +47,8 @@
 
 //  What the ingress hears --------------------------------------------------------
 
-static mesh_handler_fn s_on_head, s_on_chunk, s_on_end, s_on_error, s_on_lost, s_on_reply;
+static mesh_handler_fn s_on_head, s_on_chunk, s_on_end, s_on_error, s_on_lost, s_on_reply,
+                       s_on_held;
 
 static const mesh_route_t s_mesh_routes [] = {
     { MESH_MSG_HEAD,  s_on_head },      //  connector: start the SSE response
@@ -49,18 +57,11 @@ static const mesh_route_t s_mesh_routes [] = {
     { MESH_MSG_ERROR, s_on_error },     //  connector or router: error response / SSE event
     { MESH_MSG_LOST,  s_on_lost },      //  router: retry if the client has seen nothing
     { MESH_MSG_REPLY, s_on_reply },     //  router: a whole response (the model list)
+    { MESH_MSG_HELD,  s_on_held },      //  connector: serves it though its router is gone
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_mesh = { "router or connector", false, 256, NULL,
                                                  s_mesh_routes };
-
-typedef struct ingress_router_t {
-    char endpoint [256];
-    void *socket;               //  PUSH
-    void *monitor;              //  PAIR: its connect/disconnect events
-    bool connected;
-    ingress_watch_t watch;      //  on the monitor; arg: the router
-} router_t;
 
 typedef struct {
     pss_t *pss;
@@ -74,9 +75,6 @@ struct ingress_mesh_t {
     ingress_watch_t pull_watch;
     lws_sorted_usec_list_t more_sul;    //  continues a capped drain
     lws_sorted_usec_list_t sweep_sul;   //  the periodic ZMQ_EVENTS check
-    router_t routers [INGRESS_MAX_ROUTERS];
-    size_t router_count;
-    size_t next_router;
     slot_t *slots;
     size_t slot_count;
     uint32_t *free_slots;
@@ -84,6 +82,8 @@ struct ingress_mesh_t {
     size_t active;
     int signal_fd;
     ingress_watch_t signal_watch;
+    int64_t lost_grace_ms;      //  router.heartbeat_ms x heartbeat_liveness
+    int64_t orphans_until_ms;   //  look for orphans until then
 };
 
 //  Slots ----------------------------------------------------------------------
@@ -121,6 +121,10 @@ ingress_mesh_release (pss_t *pss)
     mesh->free_slots [mesh->free_count++] = index;
     pss->slot = 0;
     mesh->active--;
+    if (pss->router >= 0) {
+        ingress_routers_release (pss->ingress, pss->router);
+        pss->router = -1;
+    }
     mesh_metric_set (pss->ingress->metric.active, (double) mesh->active);
 }
 
@@ -175,19 +179,19 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
     memcpy (msg.user, pss->user, sizeof msg.user);
     msg.estimate = pss->estimate;
     msg.prompt_estimate = pss->prompt_estimate;
-    //  Round robin over the routers we are connected to; a PUSH socket
-    //  with ZMQ_IMMEDIATE refuses at once when its router is away
-    for (size_t tried = 0; tried < mesh->router_count; tried++) {
-        size_t at = mesh->next_router++ % mesh->router_count;
-        router_t *router = &mesh->routers [at];
-        if (mesh_msg_send (router->socket, &msg, NULL, 0, ZMQ_DONTWAIT) == 0) {
-            pss->router = (int) at;
-            free (verdict);
-            return 0;
-        }
+    //  The router it went to before has let go of it
+    if (pss->router >= 0) {
+        ingress_routers_release (self, pss->router);
+        pss->router = -1;
     }
+    pss->heard = pss->held = false;
+    pss->orphaned_ms = 0;
+    int router = ingress_routers_send_request (self, &msg, pss->tried);
     free (verdict);
-    return -1;
+    if (router < 0)
+        return -1;
+    pss->router = router;
+    return 0;
 }
 
 void *
@@ -222,13 +226,13 @@ ingress_mesh_cancel (pss_t *pss, const char *outcome)
     ingress_t *self = pss->ingress;
     if (!pss->slot)
         return;
-    router_t *router = &self->mesh->routers [pss->router];
-    mesh_msg_t msg;
-    mesh_msg_init (&msg, MESH_MSG_CANCEL, pss->id);
-    msg.attempt = pss->attempt;
-    snprintf (msg.outcome, sizeof msg.outcome, "%s", outcome);
-    if (mesh_msg_send (router->socket, &msg, NULL, 0, ZMQ_DONTWAIT) < 0)
-        mesh_warn ("cannot send CANCEL to %s: %s req=%s", router->endpoint, zmq_strerror (errno), pss->id);
+    if (pss->router >= 0) {
+        mesh_msg_t msg;
+        mesh_msg_init (&msg, MESH_MSG_CANCEL, pss->id);
+        msg.attempt = pss->attempt;
+        snprintf (msg.outcome, sizeof msg.outcome, "%s", outcome);
+        ingress_routers_send (self, pss->router, &msg);
+    }
     ingress_mesh_release (pss);
 }
 
@@ -246,6 +250,7 @@ s_request_of (ingress_t *self, const mesh_msg_t *msg)
     }
     if (msg->type != MESH_MSG_REPLY && msg->attempt != pss->attempt)
         return NULL;
+    pss->heard = true;
     if (msg->type == MESH_MSG_HEAD || msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR)
         ingress_audit_note (pss, msg);
     return pss;
@@ -308,9 +313,20 @@ static int
 s_on_error (void *arg, mesh_inbox_t *inbox)
 {
     const mesh_msg_t *msg = &inbox->msg;
-    pss_t *pss = s_request_of (arg, msg);
+    ingress_t *self = arg;
+    pss_t *pss = s_request_of (self, msg);
     if (!pss)
         return 0;
+    if (pss->state == RQ_MESH && (msg->flags & MESH_ERROR_ELSEWHERE) && pss->router >= 0) {
+        //  The router did nothing with it: another one may take it now
+        int router = pss->router;
+        ingress_routers_refused (self, router);
+        pss->tried |= (uint64_t) 1 << router;
+        mesh_debug ("router %s cannot take it (%s), trying another req=%s",
+                    ingress_routers_endpoint (self, router), msg->err_code, pss->id);
+        if (s_send_request (self, pss, NULL) == 0)
+            return 0;
+    }
     if (pss->state == RQ_MESH) {
         bool invalid = pss->kind == MESH_KIND_INVALID && !mesh_streq (msg->err_code, "invalid_api_key");
         ingress_audit_outcome (pss, invalid ? MESH_AUDIT_INVALID
@@ -329,6 +345,71 @@ s_on_error (void *arg, mesh_inbox_t *inbox)
         ingress_sse_error (pss, msg->err_type, msg->err_code, msg->message);
     }
     return 0;
+}
+
+//  A connector serves this request though the router that sent it is gone:
+//  it must not be sent again
+static int
+s_on_held (void *arg, mesh_inbox_t *inbox)
+{
+    pss_t *pss = s_request_of (arg, &inbox->msg);
+    if (pss)
+        pss->held = true;
+    return 0;
+}
+
+void
+ingress_mesh_router_lost (ingress_t *self, int index)
+{
+    ingress_mesh_t *mesh = self->mesh;
+    int64_t now = mesh_mono_ms ();
+    for (size_t i = 0; i < mesh->slot_count; i++) {
+        pss_t *pss = mesh->slots [i].pss;
+        if (pss && pss->router == index && pss->state == RQ_MESH && !pss->heard && !pss->held
+        &&  !pss->orphaned_ms)
+            pss->orphaned_ms = now;
+    }
+    mesh->orphans_until_ms = now + mesh->lost_grace_ms + 500;
+}
+
+//  Requests whose router was lost the grace ago: what no connector has
+//  said it serves goes again, as the next attempt
+static void
+s_resend_orphans (ingress_t *self)
+{
+    ingress_mesh_t *mesh = self->mesh;
+    int64_t now = mesh_mono_ms ();
+    if (now > mesh->orphans_until_ms)
+        return;
+    size_t resent = 0, failed = 0;
+    for (size_t i = 0; i < mesh->slot_count; i++) {
+        pss_t *pss = mesh->slots [i].pss;
+        if (!pss || !pss->orphaned_ms)
+            continue;
+        if (pss->state != RQ_MESH || pss->heard || pss->held) {
+            pss->orphaned_ms = 0;       //  claimed meanwhile
+            continue;
+        }
+        if (now - pss->orphaned_ms < mesh->lost_grace_ms)
+            continue;
+        //  Any connected router may take it, that one too if it is back
+        //  (a new process: it knows nothing of this request)
+        pss->orphaned_ms = 0;
+        if (pss->attempt < self->max_attempts) {
+            pss->attempt++;
+            mesh_metric_inc (self->metric.resent);
+            if (s_send_request (self, pss, NULL) == 0) {
+                resent++;
+                continue;
+            }
+        }
+        failed++;
+        pss->retry_after_ms = 1000;
+        ingress_respond_error (pss, 503, "server_error", "router_lost", NULL,
+                               "The gateway lost the router handling this request; retry shortly.");
+    }
+    if (resent || failed)
+        mesh_warn ("a router was lost: %zu of its requests sent again, %zu failed", resent, failed);
 }
 
 static int
@@ -410,25 +491,6 @@ s_on_pull (ingress_t *self, ingress_watch_t *watch)
     s_drain (self);
 }
 
-static void
-s_on_monitor (ingress_t *self, ingress_watch_t *watch)
-{
-    (void) self;
-    router_t *router = watch->arg;
-    int event, value;
-    while (mesh_zmq_monitor_read (router->monitor, &event, &value)) {
-        if (event == ZMQ_EVENT_CONNECTED) {
-            router->connected = true;
-            mesh_info ("router %s connected", router->endpoint);
-        }
-        else
-        if (event == ZMQ_EVENT_DISCONNECTED) {
-            router->connected = false;
-            mesh_warn ("router %s disconnected", router->endpoint);
-        }
-    }
-}
-
 void
 ingress_stop (ingress_t *self)
 {
@@ -442,7 +504,12 @@ s_on_drain (lws_sorted_usec_list_t *sul)
 {
     ingress_t *self = lws_container_of (sul, ingress_t, drain_sul);
     size_t active = ingress_mesh_active (self), unacked = ingress_audit_unacked (self);
-    if (active == 0 && unacked == 0) {
+    //  Open connections get `Connection: close` with their next answer;
+    //  one still idle a moment into the drain is closed with the loop
+    size_t connections = ingress_listen_connections (self);
+    int64_t idle_grace_ms = MESH_MIN (self->drain_ms / 2, 1000);
+    if (active == 0 && unacked == 0
+    &&  (connections == 0 || mesh_mono_ms () >= self->drain_started_ms + idle_grace_ms)) {
         ingress_stop (self);
         return;
     }
@@ -459,7 +526,9 @@ void
 ingress_drain (ingress_t *self)
 {
     self->draining = true;
-    self->drain_deadline_ms = mesh_mono_ms () + self->drain_ms;
+    self->drain_started_ms = mesh_mono_ms ();
+    self->drain_deadline_ms = self->drain_started_ms + self->drain_ms;
+    ingress_listen_drain (self);
     s_on_drain (&self->drain_sul);
 }
 
@@ -505,10 +574,24 @@ ingress_adopt_fd (ingress_t *self, ingress_watch_t *watch, int fd, ingress_watch
     descriptor.filefd = fd;
     struct lws *wsi = lws_adopt_descriptor_vhost (self->api_vhost, LWS_ADOPT_RAW_FILE_DESC,
                                                   descriptor, "mesh-fd", NULL);
-    if (!wsi)
+    if (!wsi) {
+        close (fd);
         return -1;
+    }
     lws_set_opaque_user_data (wsi, watch);
+    watch->wsi = wsi;
     return 0;
+}
+
+void
+ingress_unadopt (ingress_watch_t *watch)
+{
+    //  Once the loop has ended, lws has closed every descriptor itself
+    if (!watch->wsi || watch->ingress->stopping)
+        return;
+    lws_set_opaque_user_data (watch->wsi, NULL);
+    lws_set_timeout (watch->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+    watch->wsi = NULL;
 }
 
 //  ZMQ_FD belongs to ZeroMQ: lws gets a duplicate it may close.  The fd
@@ -531,8 +614,8 @@ ingress_adopt_socket (ingress_t *self, ingress_watch_t *watch, void *socket, ing
     return 0;
 }
 
-static bool
-s_has_input (void *socket)
+bool
+ingress_socket_has_input (void *socket)
 {
     int events = 0;
     size_t size = sizeof events;
@@ -546,11 +629,10 @@ s_on_sweep (lws_sorted_usec_list_t *sul)
 {
     ingress_mesh_t *mesh = lws_container_of (sul, ingress_mesh_t, sweep_sul);
     ingress_t *self = mesh->pull_watch.ingress;
-    if (s_has_input (mesh->pull))
+    if (ingress_socket_has_input (mesh->pull))
         s_on_pull (self, &mesh->pull_watch);
-    for (size_t i = 0; i < mesh->router_count; i++)
-        if (s_has_input (mesh->routers [i].monitor))
-            s_on_monitor (self, &mesh->routers [i].watch);
+    ingress_routers_poll (self);
+    s_resend_orphans (self);
     lws_sul_schedule (self->context, 0, &mesh->sweep_sul, s_on_sweep, 100 * LWS_US_PER_MS);
 }
 
@@ -565,56 +647,36 @@ ingress_mesh_start (ingress_t *self, char *why, size_t why_size)
     if (mesh_curve_start (config, mesh->ctx, "ingress", self->metrics, why, why_size) < 0)
         return -1;
     mesh->signal_fd = -1;
+    mesh->lost_grace_ms = mesh_setting_int (config, "router.heartbeat_ms")
+                        * mesh_setting_int (config, "router.heartbeat_liveness");
 
-    //  Our reply endpoint: bound here, named in every REQUEST
+    //  Our reply endpoint: bound here, named in every REQUEST.  A process
+    //  that took over from one still draining (which holds the endpoint)
+    //  takes another port of the same host for its life.
     const char *endpoint = mesh_setting_str (config, "ingress.reply_endpoint");
-    const char *advertise = mesh_setting_str (config, "ingress.reply_advertise");
-    if (*advertise)
-        snprintf (mesh->reply_to, sizeof mesh->reply_to, "%s", advertise);
-    else
-    if (strstr (endpoint, "://*") || strstr (endpoint, "://0.0.0.0")) {
-        snprintf (why, why_size, "config %s: ingress.reply_endpoint binds every address; set "
-                  "ingress.reply_advertise to the address peers should use", mesh_config_file (config));
-        return -1;
-    }
-    else
-        snprintf (mesh->reply_to, sizeof mesh->reply_to, "%s", endpoint);
+    char bound [300];
+    snprintf (bound, sizeof bound, "%s", endpoint);
     mesh->pull = mesh_zmq_socket (mesh->ctx, ZMQ_PULL);
-    if (mesh_curve_bind (mesh->pull, "ingress.reply_endpoint", endpoint, why, why_size) < 0)
+    if (mesh_curve_bind (mesh->pull, "ingress.reply_endpoint", endpoint, why, why_size) < 0) {
+        const char *colon = strrchr (endpoint, ':');
+        if (!ingress_listen_successor (self) || errno != EADDRINUSE || strncmp (endpoint, "tcp://", 6)
+        ||  !colon)
+            return -1;
+        char any [300];
+        snprintf (any, sizeof any, "%.*s:*", (int) (colon - endpoint), endpoint);
+        size_t size = sizeof bound;
+        if (mesh_curve_bind (mesh->pull, "ingress.reply_endpoint", any, why, why_size) < 0
+        ||  zmq_getsockopt (mesh->pull, ZMQ_LAST_ENDPOINT, bound, &size) < 0)
+            return -1;
+        mesh_info ("%s is still the old process's: replies on %s", endpoint, bound);
+    }
+    if (ingress_listen_reply_address (config, bound, mesh->reply_to, sizeof mesh->reply_to,
+                                      why, why_size) < 0)
         return -1;
-    mesh_info ("replies on %s", mesh->reply_to);
+    mesh_info ("replies on %s (bound %s)", mesh->reply_to, bound);
 
-    //  The routers: ingress.routers, or every instance of router.listen
-    size_t count = mesh_setting_count (config, "ingress.routers");
-    if (count == 0 || count > INGRESS_MAX_ROUTERS) {
-        snprintf (why, why_size, "config %s: ingress.routers: between 1 and %d routers, not %zu",
-                  mesh_config_file (config), INGRESS_MAX_ROUTERS, count);
+    if (ingress_routers_start (self, why, why_size) < 0)
         return -1;
-    }
-    for (size_t i = 0; i < count; i++) {
-        router_t *router = &mesh->routers [mesh->router_count++];
-        snprintf (router->endpoint, sizeof router->endpoint, "%s",
-                  mesh_setting_item (config, "ingress.routers", i));
-        router->socket = mesh_zmq_socket (mesh->ctx, ZMQ_PUSH);
-        int one = 1;
-        zmq_setsockopt (router->socket, ZMQ_IMMEDIATE, &one, sizeof one);
-        char name [64];
-        snprintf (name, sizeof name, "inproc://ingress-router-monitor-%zu", i);
-        if (zmq_socket_monitor (router->socket, name, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) < 0
-        ||  !(router->monitor = zmq_socket (mesh->ctx, ZMQ_PAIR))
-        ||  zmq_connect (router->monitor, name) < 0) {
-            snprintf (why, why_size, "cannot watch router %s: %s", router->endpoint, zmq_strerror (errno));
-            return -1;
-        }
-        if (mesh_curve_connect (router->socket, "router", router->endpoint, why, why_size) < 0)
-            return -1;
-        router->watch.arg = router;
-        if (ingress_adopt_socket (self, &router->watch, router->monitor, s_on_monitor) < 0) {
-            snprintf (why, why_size, "cannot watch the router socket");
-            return -1;
-        }
-        mesh_info ("router %s", router->endpoint);
-    }
     if (ingress_adopt_socket (self, &mesh->pull_watch, mesh->pull, s_on_pull) < 0) {
         snprintf (why, why_size, "cannot watch the reply socket");
         return -1;
@@ -643,15 +705,7 @@ ingress_mesh_stop (ingress_t *self)
         return;
     lws_sul_cancel (&mesh->more_sul);
     lws_sul_cancel (&mesh->sweep_sul);
-    for (size_t i = 0; i < mesh->router_count; i++) {
-        router_t *router = &mesh->routers [i];
-        if (router->socket) {
-            zmq_socket_monitor (router->socket, NULL, 0);
-            zmq_close (router->socket);
-        }
-        if (router->monitor)
-            zmq_close (router->monitor);
-    }
+    ingress_routers_stop (self);
     if (mesh->pull)
         zmq_close (mesh->pull);
     zmq_ctx_term (mesh->ctx);
@@ -668,9 +722,5 @@ ingress_mesh_ready (ingress_t *self, mesh_buf_t *why)
         mesh_buf_append_str (why, "draining");
         return false;
     }
-    for (size_t i = 0; i < self->mesh->router_count; i++)
-        if (self->mesh->routers [i].connected)
-            return true;
-    mesh_buf_append_str (why, "no router connected");
-    return false;
+    return ingress_routers_ready (self, why);
 }

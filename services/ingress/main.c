@@ -38,41 +38,6 @@ s_ready (void *arg, mesh_buf_t *why)
     return ingress_mesh_ready ((ingress_t *) arg, why);
 }
 
-static struct lws_vhost *
-s_vhost (ingress_t *self, const char *name, const char *address,
-         const struct lws_protocols *protocols, const char *cert, const char *key)
-{
-    char host [256];
-    int port;
-    if (mesh_split_host_port (address, host, sizeof host, &port) < 0)
-        mesh_fatal ("config %s: %s: \"%s\" is not host:port", mesh_config_file (self->config), name, address);
-    struct lws_context_creation_info info;
-    memset (&info, 0, sizeof info);
-    info.vhost_name = name;
-    info.port = port;
-    info.iface = *host && strcmp (host, "0.0.0.0") != 0 ? host : NULL;
-    info.protocols = protocols;
-    info.keepalive_timeout = self->idle_timeout_s;
-    //  A request head must be complete this long after its first byte
-    info.timeout_secs_ah_idle = self->header_timeout_s;
-    info.server_string = "seekmesh";
-    info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE | LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (cert) {
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        info.ssl_cert_filepath = cert;
-        info.ssl_private_key_filepath = key;
-        //  TLS 1.3 only: older versions are refused at the handshake
-        info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1_2;
-        info.alpn = "h2,http/1.1";
-    }
-    struct lws_vhost *vhost = lws_create_vhost (self->context, &info);
-    if (!vhost)
-        mesh_fatal ("cannot listen on %s:%d for %s (port in use, or bad TLS files?)",
-                    *host ? host : "*", port, name);
-    mesh_info ("%s on %s:%d", name, *host ? host : "*", port);
-    return vhost;
-}
-
 int
 main (int argc, char *argv [])
 {
@@ -81,11 +46,9 @@ main (int argc, char *argv [])
     lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_log);
     char why [512];
     mesh_config_t *config = self->config;
-    const char *listen = mesh_setting_str (config, "ingress.listen");
     const char *tls_listen = mesh_setting_str (config, "ingress.tls_listen");
     const char *tls_cert = mesh_setting_str (config, "ingress.tls_cert");
     const char *tls_key = mesh_setting_str (config, "ingress.tls_key");
-    const char *admin_listen = mesh_setting_str (config, "ingress.admin_listen");
     int64_t max_header_bytes = mesh_setting_int (config, "ingress.max_header_bytes");
     self->max_body_bytes = mesh_setting_int (config, "ingress.max_body_bytes");
     self->max_out_bytes = mesh_setting_int (config, "ingress.max_buffered_bytes");
@@ -162,11 +125,11 @@ main (int argc, char *argv [])
     struct lws_protocols *admin = calloc (2, sizeof *admin);
     admin [0] = ingress_admin_protocol;
 
-    self->api_vhost = s_vhost (self, "api", listen, protocols, NULL, NULL);
-    if (*tls_listen)
-        s_vhost (self, "api-tls", tls_listen, protocols, tls_cert, tls_key);
-    s_vhost (self, "admin", admin_listen, admin, NULL, NULL);
-    if (ingress_mesh_start (self, why, sizeof why) < 0
+    //  The sockets first (a running process of this instance may hand its
+    //  own over), then the vhosts that serve what they accept
+    if (ingress_listen_open (self, why, sizeof why) < 0
+    ||  ingress_listen_start (self, protocols, admin, why, sizeof why) < 0
+    ||  ingress_mesh_start (self, why, sizeof why) < 0
     ||  ingress_audit_start (self, why, sizeof why) < 0)
         mesh_fatal ("%s", why);
 
@@ -178,6 +141,7 @@ main (int argc, char *argv [])
     lws_context_destroy (self->context);
     ingress_audit_stop (self);
     ingress_mesh_stop (self);
+    ingress_listen_stop (self);
     mesh_admin_destroy (&self->admin);
     ingress_guard_destroy (&self->guard);
     ingress_guard_destroy (&self->admin_guard);

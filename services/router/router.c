@@ -15,10 +15,20 @@
     reference to the registry generation it was admitted under.
 
     Replies to an ingress (ERROR, REPLY, LOST) go through the outbox to the
-    reply endpoint named in the request.  Reactor thread only.               */
+    reply endpoint named in the request.
+
+    A request admitted while every connector is at its capacity waits (a
+    FIFO) up to router.queue_timeout_ms for credit.  Requests this router
+    cannot start at all are answered ERROR flagged ELSEWHERE, and the
+    ingress gives them to another router: while it has no connector (a
+    restarted router, until its connectors have said READY), and while it
+    drains (it keeps its socket open, answering so, until requests stop
+    coming).  Reactor thread only.                                           */
 #include "router.h"
 #include "router_connectors.h"
 #include "router_keys.h"
+#include "router_load.h"
+#include "router_peers.h"
 #include "router_policy.h"
 #include "router_quota.h"
 #include "router_registry.h"
@@ -72,7 +82,13 @@ struct router_t {
     router_policy_t *policy;
     router_quota_t *quota;
     router_connectors_t *connectors;
+    router_load_t *load;
+    router_peers_t *peers;
     mesh_map_t *requests;       //  id -> request_t
+    request_t *queue_head, *queue_tail;     //  waiting for connector credit
+    int64_t queue_timeout_ms;
+    mesh_timer_t queue_timer;
+    int64_t last_request_ms;    //  while draining: when the last REQUEST came
     mesh_map_t *series;         //  "key\x1fmodel" -> series_t
     bool draining;
     bool stopping;              //  in router_destroy
@@ -115,6 +131,10 @@ struct request_t {
     bool in_retry;              //  counted in the retry budget
     bool pending;               //  waiting for the quota's decision
     bool admitted;
+    bool queued;                //  waiting for connector credit
+    int64_t queued_until_ms;
+    request_t *queue_prev, *queue_next;
+    int status;                 //  how it ended, for the scale-out hint
     router_hold_t hold;
     char limits [128];
     series_t *series;
@@ -161,6 +181,7 @@ typedef struct {
     const char *limits;
     const char *tenant;         //  once the key is known, for the audit record
     const char *key_id;
+    uint32_t flags;             //  more ERROR flags (MESH_ERROR_ELSEWHERE)
 } target_t;
 
 static void
@@ -187,7 +208,8 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
     if (retry_after_ms > 60000)
         retry_after_ms = 60000;
     msg.retry_after_ms = (uint32_t) (retry_after_ms > 0 ? retry_after_ms : 0);
-    msg.flags = mesh_http_should_retry (status, code) ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
+    msg.flags = (mesh_http_should_retry (status, code) ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO)
+              | to->flags;
     va_list args;
     va_start (args, fmt);
     vsnprintf (msg.message, sizeof msg.message, fmt, args);
@@ -198,7 +220,7 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
 static target_t
 s_target_of_msg (const mesh_msg_t *msg)
 {
-    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "", "", "" };
+    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "", "", "", 0 };
 }
 
 static target_t
@@ -206,7 +228,7 @@ s_target_of (request_t *request)
 {
     return (target_t) { request->base.id, request->base.attempt, request->base.token,
                         request->base.reply_to, request->base.model ? request->base.model->name : "",
-                        request->limits, request->tenant, request->key_id };
+                        request->limits, request->tenant, request->key_id, 0 };
 }
 
 //  Metrics ------------------------------------------------------------------
@@ -281,11 +303,85 @@ s_count_upstream_failure (router_t *self, const mesh_model_t *model, uint32_t en
 
 //  The request is finished here: settles its quota with the tokens it used
 //  and forgets it
+//  Connector credit -------------------------------------------------------------
+
+static void
+s_unqueue (request_t *request)
+{
+    router_t *self = request->router;
+    if (request->queue_prev)
+        request->queue_prev->queue_next = request->queue_next;
+    else
+        self->queue_head = request->queue_next;
+    if (request->queue_next)
+        request->queue_next->queue_prev = request->queue_prev;
+    else
+        self->queue_tail = request->queue_prev;
+    request->queue_prev = request->queue_next = NULL;
+    request->queued = false;
+    router_load_wait (self->load, request->base.model->name, -1);
+}
+
+static int s_on_queue_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg);
+
+static void
+s_enqueue (request_t *request)
+{
+    router_t *self = request->router;
+    request->queued = true;
+    request->queued_until_ms = mesh_loop_now_ms (self->loop) + self->queue_timeout_ms;
+    request->queue_prev = self->queue_tail;
+    request->queue_next = NULL;
+    if (self->queue_tail)
+        self->queue_tail->queue_next = request;
+    else
+        self->queue_head = request;
+    self->queue_tail = request;
+    router_load_wait (self->load, request->base.model->name, 1);
+    if (!mesh_timer_armed (&self->queue_timer))
+        mesh_loop_timer_start (self->loop, &self->queue_timer, 10, s_on_queue_timer, self);
+}
+
+static void s_route (request_t *request);
+
+//  Credit came back (a request ended, a connector joined or beat): the
+//  waiting requests go, first come first served, while there is room
+static void
+s_dequeue (router_t *self)
+{
+    while (self->queue_head && router_connectors_pick (self->connectors, self->queue_head->avoid)) {
+        request_t *request = self->queue_head;
+        s_unqueue (request);
+        s_route (request);
+    }
+}
+
+static void s_refuse_request (request_t *request, const char *reason, int status, const char *type,
+                              const char *code, int retry_after_ms, const char *message);
+
+static int
+s_on_queue_timer (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
+{
+    router_t *self = arg;
+    s_dequeue (self);
+    int64_t now = mesh_loop_now_ms (loop);
+    while (self->queue_head && self->queue_head->queued_until_ms <= now)
+        s_refuse_request (self->queue_head, "no_capacity", 503, "server_error", "no_capacity", 1000,
+                          "Every upstream connector is at its capacity; retry shortly.");
+    if (self->queue_head)
+        mesh_loop_timer_start (loop, timer, 10, s_on_queue_timer, self);
+    return 0;
+}
+
 static void
 s_request_end (request_t *request, uint64_t tokens)
 {
     router_t *self = request->router;
     assert (!request->pending);
+    if (request->queued)
+        s_unqueue (request);
+    if (request->status && request->base.model)
+        router_load_outcome (self->load, request->base.model->name, request->status);
     router_quota_settle (self->quota, &request->hold, request->base.id, tokens);
     if (request->in_retry)
         router_policy_retry_end (self->policy);
@@ -308,11 +404,13 @@ s_refuse_request (request_t *request, const char *reason, int status, const char
     router_t *self = request->router;
     s_count_refusal (self, request->series, reason);
     target_t to = s_target_of (request);
+    //  Without a single connector, another router may do better
+    if (mesh_streq (code, "no_capacity") && router_connectors_count (self->connectors) == 0)
+        to.flags |= MESH_ERROR_ELSEWHERE;
     s_error (self, &to, status, type, code, NULL, retry_after_ms, "%s", message);
+    request->status = status;
     s_request_end (request, 0);
 }
-
-static void s_route (request_t *request);
 
 static void
 s_on_decision (void *arg, const router_decision_t *decision)
@@ -321,6 +419,7 @@ s_on_decision (void *arg, const router_decision_t *decision)
     router_t *self = request->router;
     request->pending = false;
     mesh_metric_add (request->series->queued, -1);
+    router_load_wait (self->load, request->hold.model, -1);
     if (self->stopping)
         return;                 //  router_destroy frees it
     if (request->base.cancelled) {
@@ -355,6 +454,7 @@ s_reserve (request_t *request)
     router_t *self = request->router;
     request->pending = true;
     mesh_metric_add (request->series->queued, 1);
+    router_load_wait (self->load, request->hold.model, 1);
     router_quota_reserve (self->quota, &request->hold, request->base.id, s_on_decision, request);
 }
 
@@ -449,6 +549,12 @@ s_route (request_t *request)
                    zmq_strerror (errno), request->base.id);
         router_connectors_remove (self->connectors, connector, s_on_connector_lost, self);
     }
+    if (!connector && self->queue_timeout_ms > 0 && router_connectors_count (self->connectors) > 0) {
+        //  Every connector is busy: wait for credit, a little
+        request->tries--;
+        s_enqueue (request);
+        return;
+    }
     if (!connector) {
         s_refuse_request (request, "no_capacity", 503, "server_error", "no_capacity", 1000,
                           "No upstream connector is available; retry shortly.");
@@ -479,6 +585,7 @@ s_on_connector_lost (void *arg, router_connector_t *connector)
                   connector->identity);
         s_send_ingress (self, request->base.reply_to, &msg);
         mesh_metric_inc (self->metric.lost_requests);
+        request->status = 502;
         s_request_end (request, 0);
     }
 }
@@ -607,7 +714,10 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
         return 0;
     }
     if (self->draining) {
+        //  Untouched: the ingress gives it to another router
+        self->last_request_ms = mesh_loop_now_ms (self->loop);
         s_count_refusal (self, NULL, "draining");
+        to.flags = MESH_ERROR_ELSEWHERE;
         s_error (self, &to, 503, "server_error", "draining", NULL, 1000,
                  "This router is shutting down; retry shortly.");
         return 0;
@@ -650,7 +760,7 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
             mesh_map_remove (self->requests, msg->id);      //  ends at its decision
         }
         else
-            s_request_end (request, 0);
+            s_request_end (request, 0);     //  dispatched or waiting for credit
     }
     request = calloc (1, sizeof *request);
     assert (request);
@@ -704,6 +814,10 @@ s_on_cancel (void *arg, mesh_inbox_t *inbox)
         return 0;                 //  done already, or another router's
     request->base.cancelled = true;
     mesh_metric_inc (self->metric.cancelled);
+    if (request->queued) {
+        s_request_end (request, 0);
+        return 0;
+    }
     if (!request->base.connector)
         return 0;                 //  waiting for its quota: ends at the decision
     mesh_msg_t cancel;
@@ -770,6 +884,7 @@ s_on_beat (void *arg, mesh_inbox_t *inbox)
                        connector->identity_size, ZMQ_DONTWAIT);
         s_send_registry (self, connector);
     }
+    s_dequeue (self);
     return 0;
 }
 
@@ -845,6 +960,7 @@ s_on_fail (void *arg, mesh_inbox_t *inbox)
         request->in_retry = true;
         request->avoid_endpoint = (int) msg->endpoint;
         s_route (request);
+        s_dequeue (self);
         return 0;
     }
     if ((msg->status == 429 || msg->status >= 500) && s_fall_back (request, msg->err_code))
@@ -865,7 +981,9 @@ s_on_fail (void *arg, mesh_inbox_t *inbox)
     memcpy (error.tenant, request->tenant, sizeof error.tenant);
     memcpy (error.key_id, request->key_id, sizeof error.key_id);
     s_send_ingress (self, request->base.reply_to, &error);
+    request->status = (int) msg->status;
     s_request_end (request, 0);
+    s_dequeue (self);
     return 0;
 }
 
@@ -890,7 +1008,9 @@ s_on_done (void *arg, mesh_inbox_t *inbox)
     else
         router_policy_success (self->policy, model, msg->endpoint, now);
     mesh_metric_inc (self->metric.done);
+    request->status = (int) msg->status;
     s_request_end (request, router_quota_used (&request->hold, msg->prompt_tokens, msg->output_tokens));
+    s_dequeue (self);
     return 0;
 }
 
@@ -965,6 +1085,8 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
     }
     mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
     router_quota_tick (self->quota);
+    router_peers_tick (self->peers);
+    router_quota_routers (self->quota, router_peers_count (self->peers));
     router_registry_tick (self->registry);
     if (now - self->renewed_ms >= router_quota_lease_ms (self->quota) / 3) {
         s_renew_leases (self);
@@ -1014,13 +1136,11 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     self->liveness = mesh_setting_int (config, "router.heartbeat_liveness");
     const char *listen = mesh_setting_str (config, "router.listen");
     const char *connector_listen = mesh_setting_str (config, "router.connector_listen");
-    //  The local limiter's share: limit / the routers that share it
-    int routers = (int) mesh_setting_int (config, "router.replicas");
-    if (routers == 0)
-        routers = (int) MESH_MAX (mesh_setting_int (config, "mesh.instances.router"), 1);
+    self->queue_timeout_ms = mesh_setting_int (config, "router.queue_timeout_ms");
     self->policy = router_policy_new (config, metrics);
+    self->load = router_load_new (config, metrics);
     if (!mesh_config_failed (config))
-        self->quota = router_quota_new (config, loop, metrics, routers, why, why_size);
+        self->quota = router_quota_new (config, loop, metrics, 1, why, why_size);
     if (mesh_config_failed (config) || !self->quota) {
         if (mesh_config_failed (config))
             snprintf (why, why_size, "%s", mesh_config_failed (config));
@@ -1034,6 +1154,9 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
         return NULL;
     }
     s_metrics (self, metrics);
+    //  The local limiter's share: limit / the routers alive
+    self->peers = router_peers_new (config, router_quota_redis (self->quota), self->name, metrics);
+    router_quota_routers (self->quota, router_peers_count (self->peers));
     self->connectors = router_connectors_new ();
     router_connectors_liveness (self->connectors, self->heartbeat_ms, self->liveness);
     self->requests = mesh_map_new ();
@@ -1081,6 +1204,7 @@ router_destroy (router_t **self_p)
     if (!self)
         return;
     mesh_loop_timer_stop (self->loop, &self->heartbeat_timer);
+    mesh_loop_timer_stop (self->loop, &self->queue_timer);
     if (self->ingress) {
         mesh_loop_zmq_remove (self->loop, self->ingress);
         zmq_close (self->ingress);
@@ -1099,6 +1223,7 @@ router_destroy (router_t **self_p)
     //  while requests and the registry still exist
     self->stopping = true;
     router_quota_destroy (&self->quota);
+    router_peers_destroy (&self->peers);
     if (self->requests) {
         size_t cursor = 0;
         request_t *request;
@@ -1121,6 +1246,7 @@ router_destroy (router_t **self_p)
         mesh_map_destroy (&self->series);
     }
     router_connectors_destroy (&self->connectors);
+    router_load_destroy (&self->load);
     router_registry_destroy (&self->registry);
     router_policy_destroy (&self->policy);
     free (self);
@@ -1145,19 +1271,25 @@ size_t
 router_drain (router_t *self)
 {
     if (!self->draining) {
+        //  The request socket stays open: what comes is given back
+        //  untouched (ELSEWHERE), and ingresses send to the other routers
         self->draining = true;
-        //  Closing the request socket makes ingresses send to other routers
-        mesh_loop_zmq_remove (self->loop, self->ingress);
-        zmq_close (self->ingress);
-        self->ingress = NULL;
+        self->last_request_ms = mesh_loop_now_ms (self->loop);
+        router_peers_leave (self->peers);
     }
-    return mesh_map_size (self->requests);
+    return router_inflight (self);
 }
 
 size_t
 router_inflight (router_t *self)
 {
-    return mesh_map_size (self->requests);
+    size_t left = mesh_map_size (self->requests);
+    //  Draining, a router also waits until requests stop coming, so that
+    //  none sent just before its ingress heard is lost with the socket
+    if (self->draining && self->ingress
+    &&  mesh_loop_now_ms (self->loop) - self->last_request_ms < 2 * self->heartbeat_ms)
+        left++;
+    return left;
 }
 
 void

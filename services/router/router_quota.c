@@ -11,6 +11,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,7 +154,11 @@ router_quota_new (mesh_config_t *config, mesh_loop_t *loop, mesh_metrics_t *metr
             "Quota decisions made by the local limiter because Redis did not answer.", NULL);
     }
     if (*url) {
-        self->redis = mesh_redis_new (loop, url, connect_ms, command_ms, metrics, why, why_size);
+        mesh_redis_options_t options = { connect_ms, command_ms, NULL, NULL };
+        char password [1024];
+        if (mesh_redis_credentials (config, &options, password, sizeof password, why, why_size) == 0)
+            self->redis = mesh_redis_open (loop, url, &options, metrics, why, why_size);
+        OPENSSL_cleanse (password, sizeof password);
         if (!self->redis) {
             router_quota_destroy (&self);
             return NULL;
@@ -179,6 +184,12 @@ router_quota_destroy (router_quota_t **self_p)
     mesh_map_destroy (&self->local);
     free (self);
     *self_p = NULL;
+}
+
+void
+router_quota_routers (router_quota_t *self, int routers)
+{
+    self->routers = routers > 0 ? routers : 1;
 }
 
 struct mesh_redis_t *

@@ -86,6 +86,8 @@ int64_t router_quota_lease_ms (router_quota_t *self);
 //  degraded gauge says whether limits are exact right now.
 void  router_quota_tick (router_quota_t *self);
 bool  router_quota_degraded (router_quota_t *self);
+//  How many routers share the limits now (router_peers)
+void  router_quota_routers (router_quota_t *self, int routers);
 //  The Redis client, shared with the live registry; NULL if there is none.
 struct mesh_redis_t *router_quota_redis (router_quota_t *self);
 

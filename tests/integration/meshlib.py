@@ -512,6 +512,114 @@ class Stream:
         return "".join((c["choices"][0]["delta"].get(field) or "") for c in self.chunks() if c.get("choices"))
 
 
+class Load:
+    """Clients looping on chats and streams until stopped: half on a fresh
+    connection for every request, half on kept-alive ones, each alternating
+    a whole answer and a stream.  A request fails when its connection is
+    refused or cut, its status is not 200, or its answer is not the mock's
+    echo (a stream: ending in [DONE]).  `thread_init` runs first in each
+    client's thread (test_hosts enters the clients' network namespace)."""
+
+    def __init__(self, mesh, clients=4, tokens=8, delay_ms=15, host=None, port=None,
+                 thread_init=None, timeout=20):
+        self.mesh = mesh
+        self.host = host or mesh.host
+        self.port = port or mesh.port
+        self.thread_init = thread_init
+        self.timeout = timeout
+        self.tokens, self.delay_ms = tokens, delay_ms
+        self.stop_flag = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.failures = []          # (time, client, what)
+        self.served = []            # times of successful answers
+        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True)
+                        for i in range(clients)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(60)
+        return self
+
+    def _fail(self, client, what):
+        with self.lock:
+            self.failures.append((time.time(), client, what))
+
+    def _one(self, conn, client, n, stream):
+        prompt = "client %d request %d" % (client, n)
+        body = {"model": "deepseek-chat", "stream": stream,
+                "messages": [{"role": "user", "content": prompt}],
+                "mock": {"tokens": self.tokens, "delay_ms": self.delay_ms}}
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                     headers={"Authorization": "Bearer sk-seekmesh-dev",
+                              "Content-Type": "application/json"})
+        response = conn.getresponse()
+        data = response.read()
+        closing = (response.getheader("connection") or "").lower() == "close"
+        if response.status != 200:
+            return "status %d: %s" % (response.status, data[:200]), closing
+        if stream:
+            text = data.decode()
+            content = ""
+            for event in text.split("\n\n"):
+                if event.startswith("data: {"):
+                    chunk = json.loads(event[6:])
+                    if "error" in chunk:
+                        return "stream error: %s" % event[:200], closing
+                    if chunk.get("choices"):
+                        content += chunk["choices"][0]["delta"].get("content") or ""
+            if not text.rstrip().endswith("data: [DONE]") or content != echo(prompt, self.tokens):
+                return "stream cut or wrong: %r" % text[-200:], closing
+        else:
+            answer = json.loads(data)["choices"][0]["message"]["content"]
+            if answer != echo(prompt, self.tokens):
+                return "wrong answer %r" % answer[:100], closing
+        return None, closing
+
+    def _client(self, client):
+        if self.thread_init:
+            self.thread_init()
+        keep_alive = client >= len(self.threads) // 2
+        conn = None
+        n = 0
+        while not self.stop_flag.is_set():
+            n += 1
+            if conn is None:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                problem, closing = self._one(conn, client, n, stream=n % 2 == 0)
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                problem, closing = "%s: %s" % (type(e).__name__, e), True
+            if problem:
+                self._fail(client, problem)
+                time.sleep(0.05)        # a client's pause before it tries again
+            else:
+                with self.lock:
+                    self.ok += 1
+                    self.served.append(time.time())
+            if closing or problem or not keep_alive:
+                conn.close()
+                conn = None
+        if conn:
+            conn.close()
+
+    def total(self):
+        return self.ok + len(self.failures)
+
+    def report(self):
+        return "%d requests, %d failed: %s" % (self.total(), len(self.failures),
+                                               self.failures[:10])
+
+
 def echo(prompt, tokens=None):
     """What the mock answers to prompt (see services/mock/mock_reply.c)."""
     text = "Echo: " + prompt

@@ -18,6 +18,7 @@
 #include "mesh_completion.h"
 #include "mesh_config.h"
 #include "mesh_curve.h"
+#include "mesh_discovery.h"
 #include "mesh_dispatch.h"
 #include "mesh_conn.h"
 #include "mesh_http.h"
@@ -31,12 +32,14 @@
 #include "mesh_msg.h"
 #include "mesh_peer.h"
 #include "mesh_redis.h"
+#include "mesh_resolver.h"
 #include "mesh_settings.h"
 #include "mesh_sse.h"
 #include "mesh_ws.h"
 #include "mesh_zmq.h"
 #include "audit/audit.h"
 #include "audit/audit_writer.h"
+#include "ingress/ingress.h"
 #include "ingress/ingress_audit.h"
 #include "ingress/ingress_audit_link.h"
 #include "ingress/ingress_guard.h"
@@ -50,6 +53,8 @@
 #include "router/router.h"
 #include "router/router_connectors.h"
 #include "router/router_keys.h"
+#include "router/router_load.h"
+#include "router/router_peers.h"
 #include "router/router_policy.h"
 #include "router/router_quota.h"
 #include "router/router_registry.h"
@@ -85,6 +90,7 @@ static const selftest_t s_tests [] = {
     { "mesh_completion", mesh_completion_test },
     { "mesh_config", mesh_config_test },
     { "mesh_curve",  mesh_curve_test },
+    { "mesh_discovery", mesh_discovery_test },
     { "mesh_dispatch", mesh_dispatch_test },
     { "mesh_conn",   mesh_conn_test },
     { "mesh_loop",   mesh_loop_test },
@@ -94,6 +100,7 @@ static const selftest_t s_tests [] = {
     { "mesh_msg",    mesh_msg_test },
     { "mesh_peer",   mesh_peer_test },
     { "mesh_redis",  mesh_redis_test },
+    { "mesh_resolver", mesh_resolver_test },
     { "mesh_settings", mesh_settings_test },
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },
@@ -118,7 +125,10 @@ static const selftest_t s_tests [] = {
     { "ctl_api",     ctl_api_test },
     { "ctl_audit",   ctl_audit_test },
     { "ctl_export",  ctl_export_test },
+    { "ingress_listen", ingress_listen_test },
     { "router_keys", router_keys_test },
+    { "router_load", router_load_test },
+    { "router_peers", router_peers_test },
     { "router_policy", router_policy_test },
     { "router_quota", router_quota_test },
     { "router_registry", router_registry_test },
