@@ -854,11 +854,26 @@ def replay_seeds():
     put(t, "empty", b"")
 
 
+def wordfilter_seeds():
+    t = "wordfilter"
+    put(t, "spelled", "b:g:darn|m:g:heck\n\nhello \x01d\x01a\x01r\x01n\x01 there")
+    put(t, "across_fields", "b:g:darn\n\n\x02think da\x01rn it")
+    put(t, "zero_width", "m:g:heck\n\nh\u200be\u200bc\u200bk! H E-C.K")
+    put(t, "full_width", "b:g:darn\n\nsay \uff24\uff41\x01\uff52\uff4e.")
+    put(t, "cjk", "m:g:\u574f\u86cb|b:x:\u7981\u8bcd\nx\n\u4f60\u662f\u574f\x01\u86cb \u7981\x02\u8bcd")
+    put(t, "boundaries", "m:g:ass|b:g:darn\n\nclass, was sent, an ass. darned")
+    put(t, "cut_utf8", "m:g:\u00e9t\u00e9\n\n".encode() + b"\xc3\x01\xa9t\xc3\xa9 \xc3")
+    put(t, "tenants", "b:x:widget|b:y:gadget|m:g:gizmo\ny\nwidget gadget gizmo")
+    put(t, "every_list", "b:x:widget|m:y:gadget\n\ngad\x02get widget")
+    put(t, "overlap", "m:g:abc|b:g:bcd|m:g:cdef|m:g:c\n\nab\x01cdefg")
+    put(t, "empty", "\n\n")
+
+
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
                  ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds,
-                 replay_seeds):
+                 replay_seeds, wordfilter_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):
