@@ -106,6 +106,7 @@ static const selftest_t s_tests [] = {
     { "mock_ws",     mock_ws_test },
     { "mock_server", mock_server_test },
     { "mock_fault",  mock_fault_test },
+    { "mock_seen",   mock_seen_test },
     { "connector_stream", connector_stream_test },
     { "connector_pool", connector_pool_test },
     { "connector_http", connector_http_test },
