@@ -70,6 +70,8 @@ static const mesh_setting_t s_settings [] = {
     INT ("ingress.audit_max_response_bytes", "1048576", 0, 32 << 20, "response text kept in an audit record"),
     INT ("ingress.audit_resend_ms", "2000", 100, 3600000, "unacknowledged records are sent again after this"),
 
+    STR ("filters.refusal_message", "I'm sorry, I can't help with that.", "the answer that replaces one the word filter blocks (non-stream)"),
+
     ENDPOINT ("router.listen", "tcp://127.0.0.1:5555", "router", "PULL socket for requests from ingresses"),
     ENDPOINT ("router.connector_listen", "tcp://127.0.0.1:5556", "router", "ROUTER socket for connectors"),
     ADDR ("router.admin_listen", "127.0.0.1:9081", "router", "/healthz, /readyz, /metrics, /admin"),

@@ -5,6 +5,7 @@
                     envelope, --json), option parsing, tables; reload
         ctl_models  models list | get | add | set | remove | reset
         ctl_keys    keys list | add | set | remove | reset
+        ctl_filters filters list | add | remove | test: the word lists
         ctl_audit   audit query | verify | export | rotate-key, on the audit
                     store's files (no admin API)
         ctl_export  an audit record as an NDJSON line with Elastic Common
@@ -89,6 +90,8 @@ void ctl_print_json (json_t *value);
 //  After a list: the config file's entries removed at run time (names, a
 //  JSON array), with the command that brings one back; nothing if none.
 void ctl_print_removed (const char *group, json_t *names);
+//  Prints text from the API on stdout, control characters replaced
+void ctl_print_clean (const char *text);
 
 //  Commands (the table is in main.c)
 int  ctl_models_list (ctl_t *ctl, int argc, char **argv);
@@ -104,6 +107,10 @@ int  ctl_keys_remove (ctl_t *ctl, int argc, char **argv);
 int  ctl_keys_reset (ctl_t *ctl, int argc, char **argv);
 int  ctl_registry_reset (ctl_t *ctl, int argc, char **argv);
 int  ctl_reload (ctl_t *ctl, int argc, char **argv);
+int  ctl_filters_list (ctl_t *ctl, int argc, char **argv);
+int  ctl_filters_add (ctl_t *ctl, int argc, char **argv);
+int  ctl_filters_remove (ctl_t *ctl, int argc, char **argv);
+int  ctl_filters_test (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_query (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_verify (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_export (ctl_t *ctl, int argc, char **argv);

@@ -141,6 +141,12 @@ s_put_clean (FILE *f, const char *text, size_t size)
     }
 }
 
+void
+ctl_print_clean (const char *text)
+{
+    s_put_clean (stdout, text ? text : "-", strlen (text ? text : "-"));
+}
+
 //  "seekmeshctl: 404: no model called x": the envelope's message, else
 //  the start of whatever came, else the reason phrase.
 static void

@@ -56,6 +56,15 @@ static const command_t s_commands [] = {
       "undo every run-time change of models and keys: the config file's registry" },
     { "reload", NULL,     ctl_reload,        "reload",
       "have the router re-read its config file" },
+    { "filters", "list",  ctl_filters_list,  "filters list [--tenant T]",
+      "the sensitive-word lists (the global one and every tenant's, or T's)" },
+    { "filters", "add",   ctl_filters_add,   "filters add WORD [--tenant T] [--action block|mask]",
+      "add a word or phrase to T's list (default: the global list); block (the default)\n"
+      "      refuses a request that has it and ends an answer before it, mask stars it out" },
+    { "filters", "remove", ctl_filters_remove, "filters remove ID",
+      "remove an entry" },
+    { "filters", "test",  ctl_filters_test,  "filters test \"TEXT\" [--tenant T]",
+      "what the lists in force make of TEXT (T's and the global one; default every list)" },
     { "audit",  "query",  ctl_audit_query,
       "audit query [--since 1h|30m|2d|DATE] [--until ...] [--tenant T] [--model M] [--status N]\n"
       "      [--outcome X] [--limit N] [--decrypt] [--dir DIR] [--key-file FILE]",

@@ -19,6 +19,9 @@
                                                 after the response began
     refused         s_on_error                  the router's own refusals
                                                 (ingress_audit_error_outcome)
+    filtered        s_on_error, ingress_filter  the word filter refused the
+                                                input, or masked or blocked
+                                                the output
     timeout         s_on_timeout                ingress.request_timeout_ms
     invalid         (derived)                   the ingress's own 4xx
     error           (derived), s_sse_append     the ingress's own 5xx (no
@@ -270,6 +273,8 @@ ingress_audit_error_outcome (const char *code)
     static const char *timeouts [] = {
         "upstream_timeout", "upstream_connect_timeout", "upstream_stalled"
     };
+    if (mesh_streq (code, "content_filter"))
+        return MESH_AUDIT_FILTERED;     //  the router's input check
     for (size_t i = 0; i < MESH_ARRAY_SIZE (refusals); i++)
         if (mesh_streq (code, refusals [i]))
             return MESH_AUDIT_REFUSED;

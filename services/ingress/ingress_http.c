@@ -16,6 +16,7 @@
 #include "ingress.h"
 #include "ingress_guard.h"
 #include "ingress_audit.h"
+#include "ingress_filter.h"
 #include "ingress_validate.h"
 
 #include "mesh_audit.h"
@@ -411,6 +412,7 @@ s_complete (pss_t *pss)
     mesh_metric_observe (self->metric.seconds, (double) (mesh_mono_us () - pss->received_us) / 1e6);
     mesh_debug ("%d %s req=%s", status, pss->sse ? "stream" : "body", pss->id);
     ingress_audit_end (pss, false);
+    ingress_filter_release (pss);
     ingress_mesh_release (pss);
     lws_sul_cancel (&pss->keepalive_sul);
     lws_sul_cancel (&pss->timeout_sul);
@@ -491,8 +493,10 @@ s_on_writeable (pss_t *pss)
 static void
 s_begin (pss_t *pss, struct lws *wsi)
 {
-    if (pss->ingress)
+    if (pss->ingress) {
         ingress_audit_end (pss, true);  //  never left owing (a bug otherwise)
+        ingress_filter_release (pss);
+    }
     mesh_buf_t out = pss->out, body = pss->body, response = pss->response;
     memset (pss, 0, offsetof (pss_t, keepalive_sul));
     pss->out = out;
@@ -756,6 +760,7 @@ s_on_closed (pss_t *pss)
         ingress_mesh_cancel (pss, "client_gone");
     }
     ingress_audit_end (pss, true);
+    ingress_filter_release (pss);
     mesh_buf_free (&pss->response);
     ingress_mesh_release (pss);
     lws_sul_cancel (&pss->keepalive_sul);

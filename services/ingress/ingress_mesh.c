@@ -16,6 +16,7 @@
     the signalfd.  lws service thread only.                                 */
 #include "ingress.h"
 #include "ingress_audit.h"
+#include "ingress_filter.h"
 
 #include "mesh_audit.h"
 #include "mesh_curve.h"
@@ -40,7 +41,8 @@
 
 //  What the ingress hears --------------------------------------------------------
 
-static mesh_handler_fn s_on_head, s_on_chunk, s_on_end, s_on_error, s_on_lost, s_on_reply;
+static mesh_handler_fn s_on_head, s_on_chunk, s_on_end, s_on_error, s_on_lost, s_on_reply,
+                       s_on_filters;
 
 static const mesh_route_t s_mesh_routes [] = {
     { MESH_MSG_HEAD,  s_on_head },      //  connector: start the SSE response
@@ -49,6 +51,7 @@ static const mesh_route_t s_mesh_routes [] = {
     { MESH_MSG_ERROR, s_on_error },     //  connector or router: error response / SSE event
     { MESH_MSG_LOST,  s_on_lost },      //  router: retry if the client has seen nothing
     { MESH_MSG_REPLY, s_on_reply },     //  router: a whole response (the model list)
+    { MESH_MSG_FILTERS, s_on_filters }, //  router: newer word lists
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_mesh = { "router or connector", false, 256, NULL,
@@ -190,6 +193,32 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
     return -1;
 }
 
+void
+ingress_mesh_broadcast (ingress_t *self, const mesh_msg_t *msg)
+{
+    ingress_mesh_t *mesh = self->mesh;
+    for (size_t i = 0; mesh && i < mesh->router_count; i++)
+        if (mesh->routers [i].connected)
+            mesh_msg_send (mesh->routers [i].socket, msg, NULL, 0, ZMQ_DONTWAIT);
+}
+
+int
+ingress_mesh_to_router (pss_t *pss, const mesh_msg_t *msg)
+{
+    router_t *router = &pss->ingress->mesh->routers [pss->router];
+    if (mesh_msg_send (router->socket, msg, NULL, 0, ZMQ_DONTWAIT) == 0)
+        return 0;
+    mesh_warn ("cannot send %s to %s: %s req=%s", mesh_msg_name (msg->type), router->endpoint,
+               zmq_strerror (errno), pss->id);
+    return -1;
+}
+
+const char *
+ingress_mesh_reply_to (ingress_t *self)
+{
+    return self->mesh->reply_to;
+}
+
 void *
 ingress_mesh_context (ingress_t *self)
 {
@@ -262,6 +291,7 @@ s_on_head (void *arg, mesh_inbox_t *inbox)
         return 0;
     snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
     memcpy (pss->limits, msg->limits, sizeof pss->limits);
+    ingress_filter_begin (pss, msg->tenant);
     ingress_sse_begin (pss);
     return 0;
 }
@@ -277,7 +307,12 @@ s_on_chunk (void *arg, mesh_inbox_t *inbox)
         return 0;
     if (pss->state == RQ_MESH)
         ingress_sse_begin (pss);
-    ingress_sse_event (pss, msg->data.data, msg->data.size, msg->flags & MESH_CHUNK_COMMENT);
+    if (msg->flags & MESH_CHUNK_COMMENT)
+        ingress_sse_event (pss, msg->data.data, msg->data.size, true);
+    else {
+        ingress_filter_begin (pss, NULL);       //  a chunk before any HEAD: every list
+        ingress_filter_chunk (pss, msg->data.data, msg->data.size);
+    }
     return 0;
 }
 
@@ -293,6 +328,8 @@ s_on_end (void *arg, mesh_inbox_t *inbox)
             snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
             ingress_sse_begin (pss);
         }
+        ingress_filter_begin (pss, msg->tenant);
+        ingress_filter_end (pss);
         ingress_sse_end (pss);
         return 0;
     }
@@ -300,7 +337,8 @@ s_on_end (void *arg, mesh_inbox_t *inbox)
         return 0;
     snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
     memcpy (pss->limits, msg->limits, sizeof pss->limits);
-    ingress_respond_body (pss, (int) msg->status, "application/json", msg->data.data, msg->data.size);
+    ingress_filter_begin (pss, msg->tenant);
+    ingress_filter_body (pss, (int) msg->status, msg->data.data, msg->data.size);
     return 0;
 }
 
@@ -315,6 +353,8 @@ s_on_error (void *arg, mesh_inbox_t *inbox)
         bool invalid = pss->kind == MESH_KIND_INVALID && !mesh_streq (msg->err_code, "invalid_api_key");
         ingress_audit_outcome (pss, invalid ? MESH_AUDIT_INVALID
                                             : ingress_audit_error_outcome (msg->err_code));
+        if (*msg->filtered)
+            ingress_filter_input (pss, msg->filtered);
         pss->retry_after_ms = (int) msg->retry_after_ms;
         pss->should_retry = (int) (msg->flags & (MESH_ERROR_RETRY_YES | MESH_ERROR_RETRY_NO));
         memcpy (pss->limits, msg->limits, sizeof pss->limits);
@@ -383,6 +423,12 @@ s_on_reply (void *arg, mesh_inbox_t *inbox)
     return 0;
 }
 
+static int
+s_on_filters (void *arg, mesh_inbox_t *inbox)
+{
+    ingress_filter_on_filters (arg, &inbox->msg);
+    return 0;
+}
 
 static void s_drain (ingress_t *self);
 

@@ -18,6 +18,7 @@
     reply endpoint named in the request.  Reactor thread only.               */
 #include "router.h"
 #include "router_connectors.h"
+#include "router_filters.h"
 #include "router_keys.h"
 #include "router_policy.h"
 #include "router_quota.h"
@@ -72,6 +73,7 @@ struct router_t {
     router_policy_t *policy;
     router_quota_t *quota;
     router_connectors_t *connectors;
+    router_filters_t *filters;  //  the word lists: the input check, FILTERS to ingresses
     mesh_map_t *requests;       //  id -> request_t
     mesh_map_t *series;         //  "key\x1fmodel" -> series_t
     bool draining;
@@ -122,11 +124,12 @@ struct request_t {
 
 //  What the router hears ----------------------------------------------------
 
-static mesh_handler_fn s_on_request, s_on_cancel, s_on_beat, s_on_fail, s_on_done;
+static mesh_handler_fn s_on_request, s_on_cancel, s_on_beat, s_on_fail, s_on_done, s_on_sync;
 
 static const mesh_route_t s_ingress_routes [] = {
     { MESH_MSG_REQUEST,   s_on_request },   //  auth, model, variant, quota
     { MESH_MSG_CANCEL,    s_on_cancel },    //  CANCEL to the holding connector
+    { MESH_MSG_SYNC,      s_on_sync },      //  FILTERS if the ingress's word lists are older
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_ingress = { "ingress", false, 64, NULL, s_ingress_routes };
@@ -161,6 +164,7 @@ typedef struct {
     const char *limits;
     const char *tenant;         //  once the key is known, for the audit record
     const char *key_id;
+    const char *filtered;       //  the word list entries that refused it, or NULL
 } target_t;
 
 static void
@@ -184,6 +188,7 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
     snprintf (msg.limits, sizeof msg.limits, "%s", to->limits ? to->limits : "");
     snprintf (msg.tenant, sizeof msg.tenant, "%s", to->tenant ? to->tenant : "");
     snprintf (msg.key_id, sizeof msg.key_id, "%s", to->key_id ? to->key_id : "");
+    snprintf (msg.filtered, sizeof msg.filtered, "%s", to->filtered ? to->filtered : "");
     if (retry_after_ms > 60000)
         retry_after_ms = 60000;
     msg.retry_after_ms = (uint32_t) (retry_after_ms > 0 ? retry_after_ms : 0);
@@ -198,7 +203,7 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
 static target_t
 s_target_of_msg (const mesh_msg_t *msg)
 {
-    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "", "", "" };
+    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "", "", "", NULL };
 }
 
 static target_t
@@ -206,7 +211,7 @@ s_target_of (request_t *request)
 {
     return (target_t) { request->base.id, request->base.attempt, request->base.token,
                         request->base.reply_to, request->base.model ? request->base.model->name : "",
-                        request->limits, request->tenant, request->key_id };
+                        request->limits, request->tenant, request->key_id, NULL };
 }
 
 //  Metrics ------------------------------------------------------------------
@@ -249,9 +254,9 @@ s_series (router_t *self, const char *key_id, const char *model)
     return series;
 }
 
-//  reason: auth, invalid, unknown_model, forbidden, rate_limit, concurrency,
-//  budget, budget_unverifiable, circuit_open, no_endpoint, no_capacity,
-//  upstream, draining
+//  reason: auth, invalid, unknown_model, forbidden, content_filter,
+//  rate_limit, concurrency, budget, budget_unverifiable, circuit_open,
+//  no_endpoint, no_capacity, upstream, draining
 static void
 s_count_refusal (router_t *self, series_t *series, const char *reason)
 {
@@ -640,6 +645,18 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
                  "This API key is not allowed to use the model `%s`.", msg->model);
         return 0;
     }
+    //  The client's messages against the word lists: a block word is
+    //  refused here, before any upstream call
+    char filtered [sizeof msg->filtered], param [96];
+    if (router_filters_refuse (self->filters, msg->id, key->tenant, msg->body.data, msg->body.size,
+                               filtered, sizeof filtered, param, sizeof param)) {
+        s_count_refusal (self, s_series (self, key->id, model->name), "content_filter");
+        to.filtered = filtered;
+        s_error (self, &to, 400, "invalid_request_error", "content_filter", param, 0,
+                 "The request was refused: its messages contain content the gateway's word "
+                 "lists do not allow.");
+        return 0;
+    }
     //  The response cache is asked here, once seekmesh-cache exists.
 
     request_t *request = mesh_map_get (self->requests, msg->id);
@@ -713,6 +730,20 @@ s_on_cancel (void *arg, mesh_inbox_t *inbox)
     if (mesh_msg_send (self->connectors_socket, &cancel, request->base.connector->identity,
                        request->base.connector->identity_size, ZMQ_DONTWAIT) < 0)
         mesh_warn ("cannot forward CANCEL: %s req=%s", zmq_strerror (errno), msg->id);
+    return 0;
+}
+
+//  An ingress says which word lists it has; its reply endpoint is checked
+//  like a REQUEST's
+static int
+s_on_sync (void *arg, mesh_inbox_t *inbox)
+{
+    router_t *self = arg;
+    if (!s_reply_to_ok (inbox)) {
+        mesh_metric_inc (self->bad_messages.unexpected);
+        return 0;
+    }
+    router_filters_sync (self->filters, inbox->msg.reply_to, inbox->msg.version);
     return 0;
 }
 
@@ -966,6 +997,7 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
     mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
     router_quota_tick (self->quota);
     router_registry_tick (self->registry);
+    router_filters_tick (self->filters);
     if (now - self->renewed_ms >= router_quota_lease_ms (self->quota) / 3) {
         s_renew_leases (self);
         self->renewed_ms = now;
@@ -1039,6 +1071,8 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     self->requests = mesh_map_new ();
     self->series = mesh_map_new ();
     self->outbox = mesh_outbox_new (ctx, loop, NULL, NULL);
+    self->filters = router_filters_new (loop, router_quota_redis (self->quota), self->outbox, metrics,
+                                        self->name);
     self->renewed_ms = mesh_loop_now_ms (loop);
 
     self->ingress = mesh_zmq_socket (ctx, ZMQ_PULL);
@@ -1121,6 +1155,7 @@ router_destroy (router_t **self_p)
         mesh_map_destroy (&self->series);
     }
     router_connectors_destroy (&self->connectors);
+    router_filters_destroy (&self->filters);
     router_registry_destroy (&self->registry);
     router_policy_destroy (&self->policy);
     free (self);
@@ -1163,6 +1198,7 @@ router_inflight (router_t *self)
 void
 router_routes (router_t *self, mesh_admin_t *admin)
 {
+    router_filters_routes (self->filters, admin, self->registry);
     router_registry_routes (self->registry, admin);
 }
 

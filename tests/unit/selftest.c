@@ -41,6 +41,7 @@
 #include "ingress/ingress_audit.h"
 #include "ingress/ingress_audit_link.h"
 #include "ingress/ingress_guard.h"
+#include "ingress/ingress_filter.h"
 #include "mock/mock.h"
 #include "mock/mock_render.h"
 #include "connector/connector.h"
@@ -50,6 +51,7 @@
 #include "ctl/ctl_http.h"
 #include "router/router.h"
 #include "router/router_connectors.h"
+#include "router/router_filters.h"
 #include "router/router_keys.h"
 #include "router/router_policy.h"
 #include "router/router_quota.h"
@@ -115,6 +117,7 @@ static const selftest_t s_tests [] = {
     { "ingress_audit", ingress_audit_test },
     { "ingress_audit_link", ingress_audit_link_test },
     { "ingress_guard", ingress_guard_test },
+    { "ingress_filter", ingress_filter_test },
     { "audit_writer", audit_writer_test },
     { "audit",       audit_test },
     { "ctl_http",    ctl_http_test },
@@ -126,6 +129,7 @@ static const selftest_t s_tests [] = {
     { "router_quota", router_quota_test },
     { "router_registry", router_registry_test },
     { "router_connectors", router_connectors_test },
+    { "router_filters", router_filters_test },
     { "router",      router_test },
 };
 
