@@ -76,7 +76,7 @@ def _attack(sockets):
     messages = {
         "connector": [_message(READY, "", "connector-rogue", 100000, 0)],
         "ingress": [_message(REQUEST, FAKE_ID, 1, 1, "tcp://127.0.0.1:1", 1, key_hash, "deepseek-chat",
-                             False, body, "", "", 100, "")],
+                             False, body, "", "", 100, 0, "")],
         "upstream": [_message(HEAD, FAKE_ID, 1, 1, 200, "deepseek-chat", "", "t", "k", "", "", 0),
                      _message(CHUNK, FAKE_ID, 1, 1, 0, b'{"injected":true}')],
         "auditor": [_message(AUDIT, "", "ingress-rogue-1-1", 1, b"not a record")],
