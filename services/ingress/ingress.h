@@ -226,6 +226,8 @@ void ingress_mesh_broadcast (ingress_t *self, const mesh_msg_t *msg);
 int  ingress_mesh_to_router (pss_t *pss, const mesh_msg_t *msg);
 //  The reply endpoint named in REQUESTs
 const char *ingress_mesh_reply_to (ingress_t *self);
+//  The request an event is for (its slot and attempt), or NULL
+pss_t *ingress_mesh_request_of (ingress_t *self, const mesh_msg_t *msg);
 
 //  ingress_mesh.c, lifecycle --------------------------------------------------
 

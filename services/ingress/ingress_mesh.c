@@ -17,6 +17,7 @@
 #include "ingress.h"
 #include "ingress_audit.h"
 #include "ingress_filter.h"
+#include "ingress_session.h"
 
 #include "mesh_audit.h"
 #include "mesh_curve.h"
@@ -42,7 +43,7 @@
 //  What the ingress hears --------------------------------------------------------
 
 static mesh_handler_fn s_on_head, s_on_chunk, s_on_end, s_on_error, s_on_lost, s_on_reply,
-                       s_on_filters;
+                       s_on_filters, s_on_stop, s_on_record;
 
 static const mesh_route_t s_mesh_routes [] = {
     { MESH_MSG_HEAD,  s_on_head },      //  connector: start the SSE response
@@ -52,6 +53,8 @@ static const mesh_route_t s_mesh_routes [] = {
     { MESH_MSG_LOST,  s_on_lost },      //  router: retry if the client has seen nothing
     { MESH_MSG_REPLY, s_on_reply },     //  router: a whole response (the model list)
     { MESH_MSG_FILTERS, s_on_filters }, //  router: newer word lists
+    { MESH_MSG_STOP,  s_on_stop },      //  router: an operator took the session over
+    { MESH_MSG_RECORD, s_on_record },   //  router: an operator's action, for the audit trail
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_mesh = { "router or connector", false, 256, NULL,
@@ -177,6 +180,7 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
     snprintf (msg.avoid, sizeof msg.avoid, "%s", avoid ? avoid : "");
     memcpy (msg.user, pss->user, sizeof msg.user);
     msg.estimate = pss->estimate;
+    snprintf (msg.session, sizeof msg.session, "%s", pss->session);
     msg.prompt_estimate = pss->prompt_estimate;
     //  Round robin over the routers we are connected to; a PUSH socket
     //  with ZMQ_IMMEDIATE refuses at once when its router is away
@@ -242,7 +246,10 @@ ingress_mesh_submit (pss_t *pss)
         pss->retry_after_ms = 1000;
         ingress_respond_error (pss, 503, "server_error", "no_router", NULL,
                                "The gateway cannot reach a router; retry shortly.");
+        return;
     }
+    //  A session's chat owes its router the end of its turn
+    pss->turn_owed = pss->kind == MESH_KIND_CHAT && *pss->session;
 }
 
 void
@@ -262,6 +269,14 @@ ingress_mesh_cancel (pss_t *pss, const char *outcome)
 }
 
 //  Events in ------------------------------------------------------------------
+
+static pss_t *s_request_of (ingress_t *self, const mesh_msg_t *msg);
+
+pss_t *
+ingress_mesh_request_of (ingress_t *self, const mesh_msg_t *msg)
+{
+    return s_request_of (self, msg);
+}
 
 //  The request an event is for, or NULL when it has ended or the event is
 //  of an older attempt (REPLY has no attempt)
@@ -420,6 +435,20 @@ s_on_reply (void *arg, mesh_inbox_t *inbox)
     ingress_respond_body (pss, (int) msg->status,
                           s_header_safe (msg->content_type) ? msg->content_type : "application/json",
                           msg->data.data, msg->data.size);
+    return 0;
+}
+
+static int
+s_on_stop (void *arg, mesh_inbox_t *inbox)
+{
+    ingress_session_stop (arg, &inbox->msg);
+    return 0;
+}
+
+static int
+s_on_record (void *arg, mesh_inbox_t *inbox)
+{
+    ingress_audit_forward (arg, &inbox->msg);
     return 0;
 }
 

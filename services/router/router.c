@@ -23,6 +23,7 @@
 #include "router_policy.h"
 #include "router_quota.h"
 #include "router_registry.h"
+#include "router_session.h"
 
 #include "mesh_curve.h"
 #include "mesh_dispatch.h"
@@ -74,6 +75,7 @@ struct router_t {
     router_quota_t *quota;
     router_connectors_t *connectors;
     router_filters_t *filters;  //  the word lists: the input check, FILTERS to ingresses
+    router_session_t *sessions; //  session memory and operators
     mesh_map_t *requests;       //  id -> request_t
     mesh_map_t *series;         //  "key\x1fmodel" -> series_t
     bool draining;
@@ -117,6 +119,9 @@ struct request_t {
     bool in_retry;              //  counted in the retry budget
     bool pending;               //  waiting for the quota's decision
     bool admitted;
+    bool in_session;            //  in its session's stage (router_session): no quota yet
+    bool parked;                //  waiting for a session's operator
+    char *session_body;         //  the body with the session's history, when it has one
     router_hold_t hold;
     char limits [128];
     series_t *series;
@@ -124,12 +129,14 @@ struct request_t {
 
 //  What the router hears ----------------------------------------------------
 
-static mesh_handler_fn s_on_request, s_on_cancel, s_on_beat, s_on_fail, s_on_done, s_on_sync;
+static mesh_handler_fn s_on_request, s_on_cancel, s_on_beat, s_on_fail, s_on_done, s_on_sync,
+                       s_on_turn;
 
 static const mesh_route_t s_ingress_routes [] = {
     { MESH_MSG_REQUEST,   s_on_request },   //  auth, model, variant, quota
     { MESH_MSG_CANCEL,    s_on_cancel },    //  CANCEL to the holding connector
     { MESH_MSG_SYNC,      s_on_sync },      //  FILTERS if the ingress's word lists are older
+    { MESH_MSG_TURN,      s_on_turn },      //  a session's request ended: its history
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_ingress = { "ingress", false, 64, NULL, s_ingress_routes };
@@ -254,7 +261,7 @@ s_series (router_t *self, const char *key_id, const char *model)
     return series;
 }
 
-//  reason: auth, invalid, unknown_model, forbidden, content_filter,
+//  reason: auth, invalid, unknown_model, forbidden, content_filter, session,
 //  rate_limit, concurrency, budget, budget_unverifiable, circuit_open,
 //  no_endpoint, no_capacity, upstream, draining
 static void
@@ -302,6 +309,7 @@ s_request_end (request_t *request, uint64_t tokens)
         mesh_map_remove (self->requests, request->base.id);
     router_gen_unref (&request->gen);
     zmq_msg_close (&request->frame);
+    free (request->session_body);
     free (request);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
 }
@@ -361,6 +369,40 @@ s_reserve (request_t *request)
     request->pending = true;
     mesh_metric_add (request->series->queued, 1);
     router_quota_reserve (self->quota, &request->hold, request->base.id, s_on_decision, request);
+}
+
+//  The session stage decided (router_session.h)
+static void
+s_on_session (void *arg, const router_session_result_t *result)
+{
+    request_t *request = arg;
+    router_t *self = request->router;
+    if (self->stopping)
+        return;
+    request->in_session = false;
+    if (result->decision == ROUTER_SESSION_DISPATCH) {
+        //  The history goes before the client's messages
+        request->parked = false;
+        free (request->session_body);
+        request->session_body = malloc (result->len + 1);
+        assert (request->session_body);
+        memcpy (request->session_body, result->body, result->len);
+        request->body = (mesh_bytes_t) { request->session_body, result->len };
+        uint64_t estimate = request->hold.estimate - MESH_MIN (request->hold.estimate, request->hold.prompt_estimate)
+                          + result->tokens;
+        request->hold.estimate = (uint32_t) MESH_MIN (estimate, (uint64_t) UINT32_MAX);
+        request->hold.prompt_estimate = (uint32_t) MESH_MIN (result->tokens, (uint64_t) UINT32_MAX);
+        s_reserve (request);
+    }
+    else
+    if (result->decision == ROUTER_SESSION_PARKED)
+        request->parked = true;
+    else
+    if (result->decision == ROUTER_SESSION_REFUSE)
+        s_refuse_request (request, "session", result->status, result->type, result->code,
+                          result->retry_after_ms, result->message);
+    else
+        s_request_end (request, 0);     //  answered by the session's operator
 }
 
 //  The primary model cannot serve: try its fallback, once.  The key's
@@ -629,6 +671,15 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
         s_reply_models (self, gen, msg, key);
         return 0;
     }
+    if (msg->kind == MESH_KIND_SESSION_GET || msg->kind == MESH_KIND_SESSION_DELETE) {
+        router_target_t target = { .attempt = msg->attempt, .token = msg->token };
+        memcpy (target.id, msg->id, sizeof target.id);
+        snprintf (target.reply_to, sizeof target.reply_to, "%s", msg->reply_to);
+        snprintf (target.tenant, sizeof target.tenant, "%s", key->tenant);
+        snprintf (target.key_id, sizeof target.key_id, "%s", key->id);
+        router_session_reply (self->sessions, &target, (int) msg->kind, msg->session);
+        return 0;
+    }
     //  The key is known: every answer from here names who asked
     to.tenant = key->tenant;
     to.key_id = key->id;
@@ -707,6 +758,18 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
     request->series = s_series (self, key->id, model->name);
     mesh_map_put (self->requests, request->base.id, request);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
+    if (*msg->session) {
+        //  Its session first: the history, a turn before it, an operator
+        router_target_t target = { .attempt = msg->attempt, .token = msg->token, .stream = msg->stream };
+        memcpy (target.id, msg->id, sizeof target.id);
+        snprintf (target.reply_to, sizeof target.reply_to, "%s", msg->reply_to);
+        snprintf (target.tenant, sizeof target.tenant, "%s", key->tenant);
+        snprintf (target.key_id, sizeof target.key_id, "%s", key->id);
+        request->in_session = true;
+        router_session_begin (self->sessions, &target, msg->session, request->body.data,
+                              request->body.size, s_on_session, request);
+        return 0;
+    }
     s_reserve (request);
     return 0;
 }
@@ -721,6 +784,12 @@ s_on_cancel (void *arg, mesh_inbox_t *inbox)
         return 0;                 //  done already, or another router's
     request->base.cancelled = true;
     mesh_metric_inc (self->metric.cancelled);
+    if (request->in_session || request->parked) {
+        //  Waiting for its session or its operator: no decision will come
+        router_session_cancel (self->sessions, request->base.id);
+        s_request_end (request, 0);
+        return 0;
+    }
     if (!request->base.connector)
         return 0;                 //  waiting for its quota: ends at the decision
     mesh_msg_t cancel;
@@ -730,6 +799,15 @@ s_on_cancel (void *arg, mesh_inbox_t *inbox)
     if (mesh_msg_send (self->connectors_socket, &cancel, request->base.connector->identity,
                        request->base.connector->identity_size, ZMQ_DONTWAIT) < 0)
         mesh_warn ("cannot forward CANCEL: %s req=%s", zmq_strerror (errno), msg->id);
+    return 0;
+}
+
+//  A session's request ended at its ingress: the answer for its history
+static int
+s_on_turn (void *arg, mesh_inbox_t *inbox)
+{
+    router_t *self = arg;
+    router_session_turn (self->sessions, &inbox->msg);
     return 0;
 }
 
@@ -998,6 +1076,7 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
     router_quota_tick (self->quota);
     router_registry_tick (self->registry);
     router_filters_tick (self->filters);
+    router_session_tick (self->sessions);
     if (now - self->renewed_ms >= router_quota_lease_ms (self->quota) / 3) {
         s_renew_leases (self);
         self->renewed_ms = now;
@@ -1073,6 +1152,12 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     self->outbox = mesh_outbox_new (ctx, loop, NULL, NULL);
     self->filters = router_filters_new (loop, router_quota_redis (self->quota), self->outbox, metrics,
                                         self->name);
+    self->sessions = router_session_new (config, loop, router_quota_redis (self->quota), self->outbox,
+                                         metrics, self->filters, why, why_size);
+    if (!self->sessions) {
+        router_destroy (&self);
+        return NULL;
+    }
     self->renewed_ms = mesh_loop_now_ms (loop);
 
     self->ingress = mesh_zmq_socket (ctx, ZMQ_PULL);
@@ -1141,6 +1226,7 @@ router_destroy (router_t **self_p)
                 router_request_detach (&request->base);
             router_gen_unref (&request->gen);
             zmq_msg_close (&request->frame);
+            free (request->session_body);
             free (request);
         }
         mesh_map_destroy (&self->requests);
@@ -1155,6 +1241,7 @@ router_destroy (router_t **self_p)
         mesh_map_destroy (&self->series);
     }
     router_connectors_destroy (&self->connectors);
+    router_session_destroy (&self->sessions);
     router_filters_destroy (&self->filters);
     router_registry_destroy (&self->registry);
     router_policy_destroy (&self->policy);
@@ -1199,6 +1286,7 @@ void
 router_routes (router_t *self, mesh_admin_t *admin)
 {
     router_filters_routes (self->filters, admin, self->registry);
+    router_session_routes (self->sessions, admin, self->registry);
     router_registry_routes (self->registry, admin);
 }
 

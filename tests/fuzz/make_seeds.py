@@ -869,11 +869,34 @@ def wordfilter_seeds():
     put(t, "empty", "\n\n")
 
 
+def history_seeds():
+    t = "history"
+
+    def seed(name, history, messages, bound=0):
+        put(t, name, bytes([bound]) + json.dumps(history).encode() + b"\n" + json.dumps(messages).encode())
+    sys_ = {"role": "system", "content": "be kind"}
+    u1, a1 = {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Echo: hi"}
+    u2 = {"role": "user", "content": "again"}
+    seed("new_session", None, [sys_, u1])
+    seed("one_message", [sys_, u1, a1], [u2])
+    seed("whole_again", [sys_, u1, a1], [sys_, u1, a1, u2])
+    seed("tail_again", [sys_, u1, a1], [a1, u2])
+    seed("new_prompt", [sys_, u1, a1], [{"role": "developer", "content": "be brief"}, u1])
+    seed("tools", [u1, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "42"}, a1],
+        [{"role": "user", "content": [{"type": "text", "text": "parts"}]}])
+    seed("bounded", [sys_] + [u1, a1] * 8, [u2], bound=10)
+    seed("not_objects", [sys_], [1, "x"])
+    seed("not_arrays", {"a": 1}, {"b": 2})
+    put(t, "not_json", b"\x00{\n[")
+
+
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
                  ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds,
-                 replay_seeds, wordfilter_seeds):
+                 replay_seeds, wordfilter_seeds, history_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):

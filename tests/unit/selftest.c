@@ -42,6 +42,7 @@
 #include "ingress/ingress_audit_link.h"
 #include "ingress/ingress_guard.h"
 #include "ingress/ingress_filter.h"
+#include "ingress/ingress_session.h"
 #include "mock/mock.h"
 #include "mock/mock_render.h"
 #include "connector/connector.h"
@@ -52,6 +53,10 @@
 #include "router/router.h"
 #include "router/router_connectors.h"
 #include "router/router_filters.h"
+#include "router/router_history.h"
+#include "router/router_session.h"
+#include "router/router_store.h"
+#include "router/router_takeover.h"
 #include "router/router_keys.h"
 #include "router/router_policy.h"
 #include "router/router_quota.h"
@@ -118,6 +123,7 @@ static const selftest_t s_tests [] = {
     { "ingress_audit_link", ingress_audit_link_test },
     { "ingress_guard", ingress_guard_test },
     { "ingress_filter", ingress_filter_test },
+    { "ingress_session", ingress_session_test },
     { "audit_writer", audit_writer_test },
     { "audit",       audit_test },
     { "ctl_http",    ctl_http_test },
@@ -130,6 +136,10 @@ static const selftest_t s_tests [] = {
     { "router_registry", router_registry_test },
     { "router_connectors", router_connectors_test },
     { "router_filters", router_filters_test },
+    { "router_history", router_history_test },
+    { "router_store", router_store_test },
+    { "router_session", router_session_test },
+    { "router_takeover", router_takeover_test },
     { "router",      router_test },
 };
 
