@@ -188,6 +188,25 @@ s_check_token (const char *token)
 }
 
 int
+ctl_auth_headers (ctl_t *ctl, mesh_buf_t *headers)
+{
+    int rc = s_check_token (ctl->token);
+    if (rc == CTL_EXIT_OK)
+        mesh_buf_printf (headers, "Authorization: Bearer %s\r\n", ctl->token);
+    return rc;
+}
+
+void
+ctl_print_error (int status, const char *data, size_t size)
+{
+    ctl_http_response_t response = { .status = status };
+    mesh_buf_init (&response.body);
+    mesh_buf_append (&response.body, data, size);
+    s_print_error (&response);
+    mesh_buf_free (&response.body);
+}
+
+int
 ctl_call (ctl_t *ctl, const char *method, const char *prefix, const char *segment,
           json_t *body, json_t **reply)
 {
