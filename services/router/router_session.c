@@ -766,6 +766,7 @@ router_session_reply (router_session_t *self, const router_target_t *target, int
 void
 router_session_tick (router_session_t *self)
 {
+    router_takeover_tick (self->takeover);
     int64_t now = mesh_loop_now_ms (self->loop);
     size_t count = mesh_map_size (self->turns), n = 0, cursor = 0;
     if (count == 0)

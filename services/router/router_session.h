@@ -91,7 +91,7 @@ void router_session_turn (router_session_t *self, const mesh_msg_t *msg);
 //  GET or DELETE of a session (kind 4, 5): answers the ingress itself
 void router_session_reply (router_session_t *self, const router_target_t *target, int kind,
                            const char *session);
-//  Every heartbeat: leases, waits, turns given up
+//  Every heartbeat: leases, turns given up, the watchers' keep-alives
 void router_session_tick (router_session_t *self);
 //  The operators' admin API (router_takeover)
 void router_session_routes (router_session_t *self, mesh_admin_t *admin, router_registry_t *registry);

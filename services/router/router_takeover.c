@@ -302,8 +302,10 @@ s_on_watch_start (void *arg, redisReply *reply)
     json_t *event;
     if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 7) {
         event = s_session_view (self, call->session, reply);
-        if (event)
+        if (event) {
             json_object_set_new (event, "type", json_string ("history"));
+            json_object_set_new (event, "session", json_string (call->session));
+        }
     }
     else
         event = json_pack ("{s:s, s:s, s:b}", "type", "history", "session", call->session,
