@@ -109,6 +109,7 @@ typedef struct {
 
     //  The word filter (ingress_filter.c) and the session (ingress_session.c)
     struct ingress_words_t *words;
+    bool words_decided;         //  ingress_filter_begin has looked at the lists
     char session [129];         //  the session it belongs to, or ""
     bool turn_owed;             //  its router waits for a TURN
 

@@ -211,8 +211,9 @@ ingress_filter_input (pss_t *pss, const char *filtered)
 void
 ingress_filter_begin (pss_t *pss, const char *tenant)
 {
-    if (pss->words)
+    if (pss->words_decided)
         return;
+    pss->words_decided = true;
     ingress_filter_t *self = pss->ingress->filter;
     mesh_wordfilter_t *filter = self ? self->filter : NULL;
     bool applies = filter && mesh_wordfilter_applies (filter, tenant && *tenant ? tenant : NULL);
@@ -234,6 +235,7 @@ void
 ingress_filter_release (pss_t *pss)
 {
     ingress_words_t *words = pss->words;
+    pss->words_decided = false;
     if (!words)
         return;
     mesh_wordstream_destroy (&words->stream);
@@ -244,6 +246,7 @@ ingress_filter_release (pss_t *pss)
     json_decref (words->created);
     free (words);
     pss->words = NULL;
+    pss->words_decided = false;
 }
 
 //  Sets delta's member to the text released for it; a member that was a
