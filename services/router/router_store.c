@@ -218,15 +218,17 @@ router_store_new (mesh_config_t *config, mesh_loop_t *loop, mesh_redis_t *redis,
     assert (self);
     self->loop = loop;
     self->redis = redis;
-    self->keys = s_load_keys (config, why, why_size);
-    if (!self->keys) {
-        router_store_destroy (&self);
-        return NULL;
-    }
     self->seal = mesh_audit_seal_new ();
     //  Nonces: a counter from a random start (mesh_audit_seal.h)
     RAND_bytes (self->nonce, sizeof self->nonce);
-    mesh_info ("sessions sealed with key %s", mesh_audit_keyring_active (self->keys));
+    self->keys = s_load_keys (config, why, why_size);
+    if (self->keys)
+        mesh_info ("sessions sealed with key %s", mesh_audit_keyring_active (self->keys));
+    else {
+        //  The router serves all the rest; sessions wait for their key
+        mesh_error ("sessions off (their requests get 503): %s", why);
+        *why = 0;
+    }
     return self;
 }
 
@@ -246,7 +248,7 @@ router_store_destroy (router_store_t **self_p)
 bool
 router_store_ready (router_store_t *self)
 {
-    return self->redis && mesh_redis_ready (self->redis);
+    return self->keys && self->redis && mesh_redis_ready (self->redis);
 }
 
 bool
@@ -287,6 +289,8 @@ int
 router_store_seal (router_store_t *self, const char *session, const char *field, const char *plain,
                    size_t len, mesh_buf_t *out)
 {
+    if (!self->keys)
+        return -1;
     char id [MESH_ID_LEN + 1];
     s_seal_id (session, id);
     mesh_bytes_t id_bytes = { id, MESH_ID_LEN }, text = { plain, len };
@@ -298,6 +302,8 @@ const char *
 router_store_open (router_store_t *self, const char *session, const char *field, const void *blob,
                    size_t size, mesh_buf_t *out)
 {
+    if (!self->keys)
+        return "sessions are off: no key ring";
     char id [MESH_ID_LEN + 1];
     s_seal_id (session, id);
     mesh_bytes_t id_bytes = { id, MESH_ID_LEN };
@@ -520,7 +526,7 @@ router_store_listen (router_store_t *self, router_store_event_fn *fn, void *arg)
 {
     assert (self->listener_count < LISTENERS);
     self->listeners [self->listener_count++] = (listener_t) { fn, arg };
-    if (self->redis && !self->subscribed) {
+    if (self->redis && self->keys && !self->subscribed) {
         mesh_redis_subscribe (self->redis, CHANNEL, s_on_event, NULL, self);
         self->subscribed = true;
     }
@@ -596,6 +602,17 @@ router_store_test (bool verbose)
     router_store_destroy (&self);
     router_store_destroy (&self);
     unsetenv ("SEEKMESH_TEST_SESSION_KEYS");
+    mesh_config_destroy (&config);
+    //  No key ring: the store is there, sessions are off
+    text = "{\"sessions\":{\"key_file\":\"/nonexistent/seekmesh/keys\",\"keys_env\":\"\"}}";
+    config = mesh_config_parse (text, strlen (text), "s.json", why, sizeof why);
+    self = router_store_new (config, loop, NULL, why, sizeof why);
+    assert (self && !router_store_ready (self));
+    assert (router_store_seal (self, "s-1", "history", "x", 1, &sealed) == -1);
+    assert (router_store_open (self, "s-1", "history", "x", 1, &plain));
+    router_store_destroy (&self);
+    mesh_buf_free (&sealed);
+    mesh_buf_free (&plain);
     mesh_loop_destroy (&loop);
     mesh_config_destroy (&config);
 }

@@ -23,7 +23,9 @@
     field) fails to open.  The key ring is sessions.key_file and/or the
     variable sessions.keys_env; with neither, a development key is made in
     <run dir>/sessions/keys (under a lock: the routers of a mesh share it)
-    and the log says so.  Every router of a mesh needs the same keys.
+    and the log says so.  Every router of a mesh needs the same keys; a
+    router without any (the key file cannot be read or made) starts all the
+    same, with sessions off: it logs why, and their requests get 503.
 
     Reactor thread only.                                                     */
 #ifndef ROUTER_STORE_H
@@ -43,8 +45,8 @@
 
 typedef struct router_store_t router_store_t;
 
-//  NULL with a reason (the key ring).  redis may be NULL: every call then
-//  fails at once (-1) and sessions answer 503.
+//  Never NULL: without a key ring (why logged) or Redis (redis NULL) every
+//  call fails at once (-1) and sessions answer 503.
 router_store_t *router_store_new (mesh_config_t *config, mesh_loop_t *loop, mesh_redis_t *redis,
                                   char *why, size_t why_size);
 void router_store_destroy (router_store_t **self_p);
