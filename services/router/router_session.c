@@ -69,6 +69,7 @@ struct turn_t {
     router_history_t merge;
     bool merged;
     char *upstream;                 //  the body for upstream
+    long long turns;                //  the session's turns before this one
     bool human;                     //  an operator answered it
     bool holding;                   //  the holding message answered it
     bool busy;                      //  a script is out whose answer holds this turn
@@ -284,6 +285,7 @@ s_locked (turn_t *turn, redisReply *reply)
     router_session_t *self = turn->owner;
     turn->locked = true;
     redisReply *history = reply->element [1], *takeover = reply->element [2];
+    turn->turns = reply->element [3]->type == REDIS_REPLY_STRING ? strtoll (reply->element [3]->str, NULL, 10) : 0;
     redisReply *says = reply->element [4];
     json_t *stored = NULL;
     if (history->type == REDIS_REPLY_STRING && history->len > 0) {
@@ -507,7 +509,7 @@ s_end_turn (turn_t *turn, json_t *answer)
         mesh_buf_init (&sealed);
         if (text && router_store_seal (self->store, turn->session, "history", text, strlen (text), &sealed) == 0)
             rc = router_store_commit (self->store, turn->session, turn->target.id, &sealed,
-                                      router_history_turns (history), turn->target.tenant,
+                                      (size_t) turn->turns + 1, turn->target.tenant,
                                       turn->target.key_id, self->ttl_s, s_on_unlocked, done);
         if (rc == 0) {
             mesh_metric_inc (self->metric.stored);
@@ -832,10 +834,12 @@ router_session_new (mesh_config_t *config, mesh_loop_t *loop, struct mesh_redis_
     int64_t request_timeout_ms = mesh_setting_int (config, "ingress.request_timeout_ms");
     self->turn_life_ms = request_timeout_ms + TURN_SLACK_MS;
     //  A parked request must be answered before its ingress gives up on it
-    if (self->human_timeout_ms >= request_timeout_ms)
-        mesh_config_invalid (config, "sessions.human_timeout_s",
-                             "must be shorter than ingress.request_timeout_ms (%lld ms)",
-                             (long long) request_timeout_ms);
+    if (self->human_timeout_ms > request_timeout_ms - 1000) {
+        self->human_timeout_ms = MESH_MAX (request_timeout_ms - 1000, request_timeout_ms / 2);
+        mesh_warn ("sessions.human_timeout_s is not shorter than ingress.request_timeout_ms (%lld ms): "
+                   "the holding message comes after %lld ms", (long long) request_timeout_ms,
+                   (long long) self->human_timeout_ms);
+    }
     if (mesh_config_failed (config)) {
         snprintf (why, why_size, "%s", mesh_config_failed (config));
         router_session_destroy (&self);
@@ -947,10 +951,12 @@ router_session_test (bool verbose)
     router_session_destroy (&self);
     mesh_config_destroy (&config);
 
+    //  The operator's wait ends before the ingress's
     text = "{\"sessions\":{\"keys_env\":\"SEEKMESH_TEST_SESSION_KEYS\",\"human_timeout_s\":700}}";
     config = mesh_config_parse (text, strlen (text), "s.json", why, sizeof why);
-    assert (!router_session_new (config, loop, NULL, NULL, metrics, NULL, why, sizeof why));
-    assert (strstr (why, "sessions.human_timeout_s"));
+    self = router_session_new (config, loop, NULL, NULL, metrics, NULL, why, sizeof why);
+    assert (self && self->human_timeout_ms == 599000);
+    router_session_destroy (&self);
     mesh_config_destroy (&config);
     unsetenv ("SEEKMESH_TEST_SESSION_KEYS");
     mesh_metrics_destroy (&metrics);

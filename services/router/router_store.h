@@ -3,7 +3,7 @@
 
     Redis (ID: the session id; braces keep a session's keys in one slot):
         seekmesh:s:{ID}          hash: tenant, key_id (the owner), created_ms,
-                                 updated_ms, turns, history (sealed: the
+                                 updated_ms, turns (answered, ever), history (sealed: the
                                  messages, JSON), takeover (the operator
                                  who has it, absent when none), takeover_ms;
                                  expires sessions.ttl_s after its last turn
