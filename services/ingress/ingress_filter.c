@@ -8,6 +8,7 @@
 #include "mesh_settings.h"
 #include "mesh_time.h"
 #include "mesh_util.h"
+#include "mesh_wordchunk.h"
 #include "mesh_wordfilter.h"
 
 #include <assert.h>
@@ -34,6 +35,7 @@ typedef struct ingress_words_t {
     char tenant [128];
     bool known;                     //  tenant known
     mesh_buf_t out [MESH_WORDFILTER_FIELDS];
+    mesh_buf_t chunk;               //  the chunk sent instead
     size_t reported;                //  matched entries logged and recorded
     size_t counted [3];             //  matches counted in the metric, by action
     //  The stream's envelope, for a last chunk of our own
@@ -228,6 +230,7 @@ ingress_filter_begin (pss_t *pss, const char *tenant)
         words->stream = mesh_wordstream_new (filter, words->known ? tenant : NULL);
     mesh_buf_init (&words->out [0]);
     mesh_buf_init (&words->out [1]);
+    mesh_buf_init (&words->chunk);
     pss->words = words;
 }
 
@@ -241,48 +244,13 @@ ingress_filter_release (pss_t *pss)
     mesh_wordstream_destroy (&words->stream);
     mesh_buf_free (&words->out [0]);
     mesh_buf_free (&words->out [1]);
+    mesh_buf_free (&words->chunk);
     free (words->id);
     free (words->model);
     json_decref (words->created);
     free (words);
     pss->words = NULL;
     pss->words_decided = false;
-}
-
-//  Sets delta's member to the text released for it; a member that was a
-//  string stays one (perhaps ""), one that was not is added only for text
-static void
-s_set_text (json_t *delta, const char *member, mesh_buf_t *text)
-{
-    json_t *given = json_object_get (delta, member);
-    if (mesh_buf_size (text))
-        json_object_set_new (delta, member, json_stringn (mesh_buf_head (text), mesh_buf_size (text)));
-    else
-    if (json_is_string (given))
-        json_object_set_new (delta, member, json_string (""));
-    mesh_buf_reset (text);
-}
-
-static bool
-s_says_something (json_t *root)
-{
-    if (json_array_size (json_object_get (root, "choices")) == 0)
-        return true;                //  a usage chunk, or whatever it is
-    json_t *usage = json_object_get (root, "usage");
-    if (usage && !json_is_null (usage))
-        return true;
-    size_t index;
-    json_t *choice;
-    json_array_foreach (json_object_get (root, "choices"), index, choice) {
-        json_t *finish = json_object_get (choice, "finish_reason");
-        json_t *delta = json_object_get (choice, "delta");
-        const char *content = json_string_value (json_object_get (delta, "content"));
-        const char *reasoning = json_string_value (json_object_get (delta, "reasoning_content"));
-        if ((finish && !json_is_null (finish)) || json_object_get (delta, "role")
-        ||  json_object_get (delta, "tool_calls") || (content && *content) || (reasoning && *reasoning))
-            return true;
-    }
-    return false;
 }
 
 static void
@@ -319,66 +287,35 @@ void
 ingress_filter_chunk (pss_t *pss, const char *data, size_t len)
 {
     ingress_words_t *words = pss->words;
-    if (!words || words->done || (!words->stream && words->id)) {
-        if (!words || !words->done)
+    if (!words || words->done) {
+        if (!words)
             ingress_sse_event (pss, data, len, false);
         return;
     }
-    json_t *root = json_loadb (data, len, 0, NULL);
-    json_t *choices = json_object_get (root, "choices");
-    if (!json_is_object (root) || !json_is_array (choices)) {
-        //  Not a chunk (an error event): as it is
+    if (!words->id) {
+        //  The stream's envelope, from its first chunk, for a last chunk of ours
+        json_t *root = json_loadb (data, len, 0, NULL);
+        if (json_is_string (json_object_get (root, "id"))) {
+            words->id = strdup (json_string_value (json_object_get (root, "id")));
+            words->created = json_incref (json_object_get (root, "created"));
+            const char *model = json_string_value (json_object_get (root, "model"));
+            words->model = strdup (model ? model : "");
+        }
         json_decref (root);
-        ingress_sse_event (pss, data, len, false);
-        return;
-    }
-    if (!words->id && json_is_string (json_object_get (root, "id"))) {
-        words->id = strdup (json_string_value (json_object_get (root, "id")));
-        words->created = json_incref (json_object_get (root, "created"));
-        const char *model = json_string_value (json_object_get (root, "model"));
-        words->model = strdup (model ? model : "");
     }
     if (!words->stream) {
-        json_decref (root);
         ingress_sse_event (pss, data, len, false);
         return;
     }
-    json_t *kept = json_array ();
-    bool blocked = false;
-    size_t index;
-    json_t *choice;
-    json_array_foreach (choices, index, choice) {
-        //  One text per stream: choice 0 (DeepSeek sends no other)
-        if (json_integer_value (json_object_get (choice, "index")) != 0 || blocked)
-            continue;
-        json_object_del (choice, "logprobs");
-        json_t *delta = json_object_get (choice, "delta");
-        json_t *reasoning = json_object_get (delta, "reasoning_content");
-        json_t *content = json_object_get (delta, "content");
-        if (json_is_string (reasoning))
-            mesh_wordstream_feed (words->stream, MESH_WORD_REASONING, json_string_value (reasoning),
-                                  json_string_length (reasoning), words->out);
-        if (json_is_string (content))
-            mesh_wordstream_feed (words->stream, MESH_WORD_CONTENT, json_string_value (content),
-                                  json_string_length (content), words->out);
-        json_t *finish = json_object_get (choice, "finish_reason");
-        if (finish && !json_is_null (finish))
-            mesh_wordstream_finish (words->stream, words->out);
-        blocked = mesh_wordstream_blocked (words->stream);
-        if (json_is_object (delta)) {
-            s_set_text (delta, "reasoning_content", &words->out [MESH_WORD_REASONING]);
-            s_set_text (delta, "content", &words->out [MESH_WORD_CONTENT]);
-        }
-        if (blocked)
-            json_object_set_new (choice, "finish_reason", json_string ("content_filter"));
-        json_array_append (kept, choice);
-    }
-    json_object_set_new (root, "choices", kept);
+    mesh_wordchunk_result_t result;
+    mesh_wordchunk_filter (words->stream, data, len, &words->chunk, &result);
     s_report (pss);
-    if (s_says_something (root))
-        s_send (pss, root);
-    json_decref (root);
-    if (blocked)
+    if (result.verdict == MESH_WORDCHUNK_AS_IS)
+        ingress_sse_event (pss, data, len, false);
+    else
+    if (result.verdict == MESH_WORDCHUNK_SEND)
+        ingress_sse_event (pss, mesh_buf_head (&words->chunk), mesh_buf_size (&words->chunk), false);
+    if (result.blocked)
         s_blocked (pss);
 }
 
@@ -391,8 +328,13 @@ s_last_chunk (pss_t *pss, const char *finish)
         mesh_wordstream_finish (words->stream, words->out);
     bool blocked = words->stream && mesh_wordstream_blocked (words->stream);
     json_t *delta = json_object ();
-    s_set_text (delta, "reasoning_content", &words->out [MESH_WORD_REASONING]);
-    s_set_text (delta, "content", &words->out [MESH_WORD_CONTENT]);
+    static const char *members [MESH_WORDFILTER_FIELDS] = { "content", "reasoning_content" };
+    for (int field = MESH_WORDFILTER_FIELDS - 1; field >= 0; field--) {
+        mesh_buf_t *text = &words->out [field];
+        if (mesh_buf_size (text))
+            json_object_set_new (delta, members [field], json_stringn (mesh_buf_head (text), mesh_buf_size (text)));
+        mesh_buf_reset (text);
+    }
     if (words->stream)
         s_report (pss);
     if (json_object_size (delta) || finish || blocked) {
@@ -510,26 +452,17 @@ ingress_filter_test (bool verbose)
 {
     (void) verbose;
     //  The module's behaviour needs the lws loop and real streams: it is
-    //  proven by tests/integration/test_wordfilter.py.  Here, what needs
-    //  nothing else: a delta's text as it is set again.
-    json_t *delta = json_pack ("{s:s, s:n}", "content", "abc", "reasoning_content");
-    mesh_buf_t text;
-    mesh_buf_init (&text);
-    s_set_text (delta, "content", &text);
-    assert (mesh_streq (json_string_value (json_object_get (delta, "content")), ""));
-    s_set_text (delta, "reasoning_content", &text);
-    assert (json_is_null (json_object_get (delta, "reasoning_content")));
-    mesh_buf_append_str (&text, "**");
-    s_set_text (delta, "reasoning_content", &text);
-    assert (mesh_streq (json_string_value (json_object_get (delta, "reasoning_content")), "**"));
-    assert (mesh_buf_size (&text) == 0);
-    json_decref (delta);
-    json_t *root = json_loads ("{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},"
-                               "\"finish_reason\":null}]}", 0, NULL);
-    assert (!s_says_something (root));
-    json_object_set_new (json_array_get (json_object_get (root, "choices"), 0), "finish_reason",
-                         json_string ("stop"));
-    assert (s_says_something (root));
-    json_decref (root);
-    mesh_buf_free (&text);
+    //  proven by tests/integration/test_wordfilter.py (the chunks' own
+    //  filtering by mesh_wordchunk's selftest and fuzz target).  Here: a
+    //  last chunk of ours has the stream's envelope.
+    ingress_words_t words = { .id = "chatcmpl-1", .model = "deepseek-chat" };
+    words.created = json_integer (7);
+    json_t *chunk = s_chunk (&words, json_pack ("{s:s}", "content", "held"), "stop");
+    assert (mesh_streq (json_string_value (json_object_get (chunk, "id")), "chatcmpl-1"));
+    assert (json_integer_value (json_object_get (chunk, "created")) == 7);
+    json_t *choice = json_array_get (json_object_get (chunk, "choices"), 0);
+    assert (mesh_streq (json_string_value (json_object_get (choice, "finish_reason")), "stop"));
+    assert (mesh_streq (json_string_value (json_object_get (json_object_get (choice, "delta"), "content")), "held"));
+    json_decref (chunk);
+    json_decref (words.created);
 }

@@ -9,11 +9,10 @@
 
     A response whose tenant (from HEAD or END; a stream's chunk before any:
     every list) has lists in force is filtered:
-    - a stream: each chunk's content and reasoning_content (one text, in
-      order, choice 0; other choices are dropped, and logprobs, which
-      spell the tokens) go through a mesh_wordstream, and the chunk is sent
-      again with what it released; a chunk left with nothing to say is not
-      sent.  The chunk with the finish_reason carries what was held back;
+    - a stream: each chunk goes through mesh_wordchunk (choice 0's
+      reasoning_content and content, one text, through a mesh_wordstream;
+      the chunk sent again with what it released; other choices and
+      logprobs dropped; a chunk left with nothing to say not sent).  The chunk with the finish_reason carries what was held back;
       a stream that ends without one gets a last chunk for it.  A block
       ends the stream at once: the text before the word, a last chunk with
       finish_reason "content_filter", [DONE], and the upstream call is

@@ -869,6 +869,30 @@ def wordfilter_seeds():
     put(t, "empty", "\n\n")
 
 
+def wordchunk_seeds():
+    t = "wordchunk"
+
+    def chunk(delta, finish=None, **extra):
+        body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        body.update(extra)
+        return json.dumps(body, ensure_ascii=False)
+    words = "b:darn|m:heck|m:\u574f\u86cb"
+    put(t, "stream", "\n".join([words, chunk({"role": "assistant", "content": ""}),
+                                chunk({"content": "oh he"}), chunk({"content": "ck! d"}), chunk({"content": "a"}),
+                                chunk({"content": "rn"}), chunk({"content": " more"}),
+                                chunk({}, "stop", usage={"prompt_tokens": 1})]))
+    put(t, "reasoning", "\n".join([words, chunk({"content": None, "reasoning_content": "think he"}),
+                                   chunk({"content": "ck \u574f"}), chunk({"content": "\u86cb"}, "stop")]))
+    put(t, "escapes", "\n".join([words, '{"choices":[{"index":0,"delta":{"content":"\\u0068eck \\"q\\"\\n"}}]}',
+                                 '{"choices":[{"index":0,"delta":{"content":"x"},"logprobs":{"content":[]}}]}',
+                                 '{"choices":[{"index":1,"delta":{"content":"heck"}},{"index":0,"delta":{"content":"y"}}]}']))
+    put(t, "tools", "\n".join([words, chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+                               '{"error":{"message":"heck"}}', "not json", '{"choices":[]}']))
+    put(t, "block_end", "\n".join([words, chunk({"content": "well da"}), chunk({"content": "rn"}, "stop")]))
+    put(t, "empty", "\n")
+
+
 def history_seeds():
     t = "history"
 
@@ -896,7 +920,7 @@ def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
                  ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds,
-                 replay_seeds, wordfilter_seeds, history_seeds):
+                 replay_seeds, wordfilter_seeds, wordchunk_seeds, history_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):

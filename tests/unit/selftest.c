@@ -33,6 +33,7 @@
 #include "mesh_redis.h"
 #include "mesh_settings.h"
 #include "mesh_sse.h"
+#include "mesh_wordchunk.h"
 #include "mesh_wordfilter.h"
 #include "mesh_ws.h"
 #include "mesh_zmq.h"
@@ -106,6 +107,7 @@ static const selftest_t s_tests [] = {
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },
     { "mesh_wordfilter", mesh_wordfilter_test },
+    { "mesh_wordchunk", mesh_wordchunk_test },
     { "mesh_zmq",    mesh_zmq_test },
     { "mock_reply",  mock_reply_test },
     { "mock_replay", mock_replay_test },
