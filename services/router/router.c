@@ -713,6 +713,8 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
     request_t *request = mesh_map_get (self->requests, msg->id);
     if (request) {
         //  A retry of a request we still track (its ingress lost track of it)
+        if (request->in_session || request->parked)
+            router_session_cancel (self->sessions, msg->id);    //  its stage tells it nothing more
         if (request->pending) {
             request->base.cancelled = true;
             mesh_map_remove (self->requests, msg->id);      //  ends at its decision
