@@ -20,7 +20,7 @@
 #                       -use_value_profile=1); tests/fuzz/dict/ is used already
 
 FUZZ_TARGETS := http_request http_response http_chunked sse ws_sse msg audit keys completion validate config \
-                replay wordfilter wordchunk history
+                replay wordfilter wordchunk filters history
 
 #  The service sources a target needs besides common/ and proto/
 FUZZ_SRC_validate := services/ingress/ingress_validate.c

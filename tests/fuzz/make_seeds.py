@@ -893,6 +893,19 @@ def wordchunk_seeds():
     put(t, "empty", "\n")
 
 
+def filters_seeds():
+    t = "filters"
+    put(t, "lists", json.dumps({"version": 7, "words": [
+        {"id": "f1", "tenant": None, "word": "darn", "action": "block"},
+        {"id": "f2", "tenant": "acme", "word": "bad word", "action": "mask"},
+        {"id": "f3", "word": "\u574f\u86cb", "action": "mask", "added_ms": 1}]}, ensure_ascii=False))
+    put(t, "empty", '{"version":0,"words":[]}')
+    put(t, "bad_action", '{"version":1,"words":[{"id":"a","word":"x","action":"drop"}]}')
+    put(t, "no_letters", '{"version":1,"words":[{"id":"a","word":"- . -","action":"block"}]}')
+    put(t, "long_word", json.dumps({"version": 1, "words": [{"id": "a", "word": "x" * 65, "action": "block"}]}))
+    put(t, "not_json", b"{\"version\":")
+
+
 def history_seeds():
     t = "history"
 
@@ -920,7 +933,7 @@ def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
                  ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds,
-                 replay_seeds, wordfilter_seeds, wordchunk_seeds, history_seeds):
+                 replay_seeds, wordfilter_seeds, wordchunk_seeds, filters_seeds, history_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):
