@@ -116,6 +116,14 @@ ingress_filter_start (ingress_t *ingress)
 }
 
 void
+ingress_filter_sync_soon (ingress_t *ingress)
+{
+    ingress_filter_t *self = ingress->filter;
+    if (self)
+        lws_sul_schedule (ingress->context, 0, &self->sync_sul, s_on_sync, 50 * LWS_US_PER_MS);
+}
+
+void
 ingress_filter_stop (ingress_t *ingress)
 {
     ingress_filter_t *self = ingress->filter;

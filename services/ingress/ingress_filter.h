@@ -39,6 +39,9 @@ void ingress_filter_configure (ingress_t *self);
 //  Starts the SYNC timer; after ingress_mesh_start
 void ingress_filter_start (ingress_t *self);
 void ingress_filter_stop (ingress_t *self);
+//  A router has just connected: SYNC in 50 ms rather than at the next
+//  second, so it knows this ingress (for RECORD) and we its lists at once
+void ingress_filter_sync_soon (ingress_t *self);
 //  FILTERS from a router
 void ingress_filter_on_filters (ingress_t *self, const mesh_msg_t *msg);
 //  The version in force (0: none)

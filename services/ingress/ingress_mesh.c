@@ -488,13 +488,13 @@ s_on_pull (ingress_t *self, ingress_watch_t *watch)
 static void
 s_on_monitor (ingress_t *self, ingress_watch_t *watch)
 {
-    (void) self;
     router_t *router = watch->arg;
     int event, value;
     while (mesh_zmq_monitor_read (router->monitor, &event, &value)) {
         if (event == ZMQ_EVENT_CONNECTED) {
             router->connected = true;
             mesh_info ("router %s connected", router->endpoint);
+            ingress_filter_sync_soon (self);
         }
         else
         if (event == ZMQ_EVENT_DISCONNECTED) {
