@@ -326,6 +326,43 @@ mesh_admin_complete (mesh_admin_pending_t *pending, int status, const char *cont
     free (pending);
 }
 
+void
+mesh_admin_stream_begin (mesh_admin_pending_t *pending, int status, const char *content_type)
+{
+    client_t *client = pending->client;
+    if (!client)
+        return;
+    client->close_after = true;     //  the end of the stream is the end of the body
+    mesh_buf_printf (&client->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
+                     "Connection: close\r\n\r\n", status, mesh_http_reason (status), content_type);
+    s_client_flush (client);
+}
+
+int
+mesh_admin_stream_write (mesh_admin_pending_t *pending, const char *data, size_t len)
+{
+    client_t *client = pending->client;
+    if (!client)
+        return -1;
+    if (mesh_buf_size (&client->out) + len > MESH_ADMIN_MAX_STREAM_BYTES) {
+        s_client_close (client);        //  too slow a reader: let it go
+        return -1;
+    }
+    mesh_buf_append (&client->out, data, len);
+    return s_client_flush (client) < 0 ? -1 : 0;
+}
+
+void
+mesh_admin_stream_end (mesh_admin_pending_t *pending)
+{
+    client_t *client = pending->client;
+    if (client) {
+        client->pending = NULL;
+        s_client_flush (client);        //  closes once the rest is out
+    }
+    free (pending);
+}
+
 //  No request for the idle time: closed, unless a response is owed
 static int
 s_on_idle (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
@@ -550,6 +587,25 @@ mesh_admin_test (bool verbose)
     s_on_client (loop, pair [0], MESH_READ, client);        //  sees the close
     mesh_buf_init (&later);
     mesh_admin_complete (s_test_pending, 200, "text/plain", &later);
+
+    //  A stream: the head at once, pieces as they come, closed at the end
+    assert (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) == 0);
+    client = calloc (1, sizeof *client);
+    client->admin = admin;
+    client->fd = pair [0];
+    admin->clients++;
+    assert (mesh_loop_fd_add (loop, pair [0], MESH_READ, s_on_client, client) == 0);
+    assert (write (pair [1], "GET /later HTTP/1.1\r\n\r\n", 24) == 24);
+    s_on_client (loop, pair [0], MESH_READ, client);
+    mesh_admin_stream_begin (s_test_pending, 200, "text/event-stream");
+    assert (mesh_admin_stream_write (s_test_pending, "data: 1\n\n", 9) == 0);
+    memset (reply, 0, sizeof reply);
+    n = read (pair [1], reply, sizeof reply - 1);
+    assert (n > 0 && strstr (reply, "HTTP/1.1 200 ") && strstr (reply, "text/event-stream")
+            && !strstr (reply, "Content-Length") && strstr (reply, "\r\n\r\ndata: 1\n\n"));
+    mesh_admin_stream_end (s_test_pending);
+    assert (read (pair [1], reply, sizeof reply) == 0);
+    close (pair [1]);
     mesh_loop_destroy (&loop);
     admin->loop = NULL;
 

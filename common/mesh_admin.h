@@ -77,6 +77,15 @@ mesh_admin_pending_t *mesh_admin_defer (const mesh_admin_request_t *request);
 //  Sends the deferred response; takes body's contents (frees them).
 void mesh_admin_complete (mesh_admin_pending_t *pending, int status, const char *content_type,
                           mesh_buf_t *body);
+//  Or answers it as a stream (Server-Sent Events, say): the head now,
+//  without a length (the connection closes after it), then each piece as
+//  it comes.  A write returns -1 once the client has gone, or when it reads
+//  too slowly (MESH_ADMIN_MAX_STREAM_BYTES unsent: it is closed); either
+//  way mesh_admin_stream_end must follow, exactly once, and frees pending.
+#define MESH_ADMIN_MAX_STREAM_BYTES (1024 * 1024)
+void mesh_admin_stream_begin (mesh_admin_pending_t *pending, int status, const char *content_type);
+int  mesh_admin_stream_write (mesh_admin_pending_t *pending, const char *data, size_t len);
+void mesh_admin_stream_end (mesh_admin_pending_t *pending);
 
 //  Answers one request; the caller frees response->body.
 void mesh_admin_handle (mesh_admin_t *self, const mesh_admin_request_t *request,

@@ -76,6 +76,16 @@ static const mesh_setting_t s_settings [] = {
     INT ("ingress.audit_max_response_bytes", "1048576", 0, 32 << 20, "response text kept in an audit record"),
     INT ("ingress.audit_resend_ms", "2000", 100, 3600000, "unacknowledged records are sent again after this"),
 
+    INT ("sessions.ttl_s", "86400", 1, 30 * 86400, "a session is forgotten this long after its last turn"),
+    INT ("sessions.max_history_tokens", "16000", 1, 100000000, "a session's messages sent upstream at most, in tokens (oldest turns dropped, the system prompt kept)"),
+    INT ("sessions.wait_ms", "60000", 0, S_MS_DAY, "a session's request waits this long at most for the one before it (then 409)"),
+    INT ("sessions.lock_ms", "30000", 1000, 3600000, "a turn's hold on its session, renewed while it runs (what a crashed router leaves lasts this long)"),
+    INT ("sessions.human_timeout_s", "120", 1, 86400, "a taken-over session's request waits this long for the operator, then gets the holding message"),
+    STR ("sessions.holding_message", "Thank you for waiting. An agent will be with you shortly.", "the answer a request gets when the operator has not answered within sessions.human_timeout_s"),
+    STR ("sessions.key_file", "", "key ring sealing the sessions in Redis (lines \"<id> <64 hex>\"); \"\": <run dir>/sessions/keys"),
+    STR ("sessions.keys_env", "SEEKMESH_SESSION_KEYS", "environment variable with more session keys"),
+    STR ("filters.refusal_message", "I'm sorry, I can't help with that.", "the answer that replaces one the word filter blocks (non-stream)"),
+
     ENDPOINT ("router.listen", "tcp://127.0.0.1:5555", "router", "PULL socket for requests from ingresses"),
     ENDPOINT ("router.connector_listen", "tcp://127.0.0.1:5556", "router", "ROUTER socket for connectors"),
     ADDR ("router.admin_listen", "127.0.0.1:9081", "router", "/healthz, /readyz, /metrics, /admin"),

@@ -35,6 +35,12 @@
 #define MESH_AUDIT_REFUSED         "refused"         //  the router refused it (key, model, quota, capacity)
 #define MESH_AUDIT_INVALID         "invalid"         //  the ingress refused it (size, JSON, fields)
 #define MESH_AUDIT_ERROR           "error"           //  anything else
+#define MESH_AUDIT_FILTERED        "filtered"        //  the word filter refused or changed it
+#define MESH_AUDIT_TAKEN_OVER      "taken_over"      //  an operator ended the stream to take over
+//  Records of an operator's action on a session (made by a router)
+#define MESH_AUDIT_TAKEOVER        "takeover"
+#define MESH_AUDIT_OPERATOR_SAY    "operator_message"
+#define MESH_AUDIT_RELEASE         "release"
 
 typedef struct {
     mesh_bytes_t id;            //  str 26: the request id (a ULID)

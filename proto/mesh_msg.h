@@ -24,7 +24,7 @@
 #include <zmq.h>
 
 #define MESH_PROTO_SIGNATURE "SM"
-#define MESH_PROTO_VERSION   4
+#define MESH_PROTO_VERSION   5
 #define MESH_MAX_BODY_BYTES  (64u * 1024 * 1024)
 
 typedef struct {
@@ -45,7 +45,8 @@ enum {
 //  REQUEST.kind
 //  INVALID: a request the ingress refused; the router answers its body's
 //  verdict once it knows whose key it is (or 401), for the audit record
-enum { MESH_KIND_CHAT = 1, MESH_KIND_MODELS = 2, MESH_KIND_INVALID = 3 };
+enum { MESH_KIND_CHAT = 1, MESH_KIND_MODELS = 2, MESH_KIND_INVALID = 3,
+       MESH_KIND_SESSION_GET = 4, MESH_KIND_SESSION_DELETE = 5 };
 //  CHUNK.flags
 enum { MESH_CHUNK_COMMENT = 1 };
 //  ERROR.flags and FAIL.flags: whether a client retry can help

@@ -5,6 +5,8 @@
                     envelope, --json), option parsing, tables; reload
         ctl_models  models list | get | add | set | remove | reset
         ctl_keys    keys list | add | set | remove | reset
+        ctl_filters filters list | add | remove | test: the word lists
+        ctl_sessions sessions list | watch | takeover | say | release
         ctl_audit   audit query | verify | export | rotate-key, on the audit
                     store's files (no admin API)
         ctl_export  an audit record as an NDJSON line with Elastic Common
@@ -17,6 +19,8 @@
     lines, since a person reads them.  Single-threaded.                     */
 #ifndef CTL_H
 #define CTL_H
+
+#include "mesh_buf.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -89,6 +93,13 @@ void ctl_print_json (json_t *value);
 //  After a list: the config file's entries removed at run time (names, a
 //  JSON array), with the command that brings one back; nothing if none.
 void ctl_print_removed (const char *group, json_t *names);
+//  Prints text from the API on stdout, control characters replaced
+void ctl_print_clean (const char *text);
+//  Appends the Authorization header line; CTL_EXIT_USAGE (said why) when
+//  there is no usable token
+int  ctl_auth_headers (ctl_t *ctl, mesh_buf_t *headers);
+//  Prints an API error as ctl_call does
+void ctl_print_error (int status, const char *data, size_t size);
 
 //  Commands (the table is in main.c)
 int  ctl_models_list (ctl_t *ctl, int argc, char **argv);
@@ -104,6 +115,15 @@ int  ctl_keys_remove (ctl_t *ctl, int argc, char **argv);
 int  ctl_keys_reset (ctl_t *ctl, int argc, char **argv);
 int  ctl_registry_reset (ctl_t *ctl, int argc, char **argv);
 int  ctl_reload (ctl_t *ctl, int argc, char **argv);
+int  ctl_filters_list (ctl_t *ctl, int argc, char **argv);
+int  ctl_filters_add (ctl_t *ctl, int argc, char **argv);
+int  ctl_filters_remove (ctl_t *ctl, int argc, char **argv);
+int  ctl_filters_test (ctl_t *ctl, int argc, char **argv);
+int  ctl_sessions_list (ctl_t *ctl, int argc, char **argv);
+int  ctl_sessions_watch (ctl_t *ctl, int argc, char **argv);
+int  ctl_sessions_takeover (ctl_t *ctl, int argc, char **argv);
+int  ctl_sessions_say (ctl_t *ctl, int argc, char **argv);
+int  ctl_sessions_release (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_query (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_verify (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_export (ctl_t *ctl, int argc, char **argv);

@@ -141,6 +141,12 @@ s_put_clean (FILE *f, const char *text, size_t size)
     }
 }
 
+void
+ctl_print_clean (const char *text)
+{
+    s_put_clean (stdout, text ? text : "-", strlen (text ? text : "-"));
+}
+
 //  "seekmeshctl: 404: no model called x": the envelope's message, else
 //  the start of whatever came, else the reason phrase.
 static void
@@ -179,6 +185,25 @@ s_check_token (const char *token)
             return CTL_EXIT_USAGE;
         }
     return CTL_EXIT_OK;
+}
+
+int
+ctl_auth_headers (ctl_t *ctl, mesh_buf_t *headers)
+{
+    int rc = s_check_token (ctl->token);
+    if (rc == CTL_EXIT_OK)
+        mesh_buf_printf (headers, "Authorization: Bearer %s\r\n", ctl->token);
+    return rc;
+}
+
+void
+ctl_print_error (int status, const char *data, size_t size)
+{
+    ctl_http_response_t response = { .status = status };
+    mesh_buf_init (&response.body);
+    mesh_buf_append (&response.body, data, size);
+    s_print_error (&response);
+    mesh_buf_free (&response.body);
 }
 
 int

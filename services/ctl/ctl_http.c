@@ -101,10 +101,11 @@ s_send_all (int fd, const char *data, size_t size, int timeout_ms, char *why, si
 }
 
 //  Reads one response: the head into a buffer of its own, then the body
-//  straight from each read into response->body.
+//  straight from each read into response->body, or, for a 2xx with fn,
+//  to fn as it comes (idle_ms between pieces; -1: no limit).
 static int
 s_read_response (int fd, int timeout_ms, ctl_http_response_t *response,
-                 char *why, size_t why_size)
+                 ctl_http_data_fn *fn, void *arg, int idle_ms, char *why, size_t why_size)
 {
     mesh_buf_t head_bytes;
     mesh_buf_init (&head_bytes);
@@ -118,10 +119,11 @@ s_read_response (int fd, int timeout_ms, ctl_http_response_t *response,
     char input [16 * 1024];
 
     while (!done) {
-        int ready = s_wait (fd, POLLIN, timeout_ms);
+        bool streaming = fn && have_head && response->status >= 200 && response->status < 300;
+        int ready = s_wait (fd, POLLIN, streaming ? idle_ms : timeout_ms);
         if (ready <= 0) {
             if (ready == 0)
-                snprintf (why, why_size, "no response within %d ms", timeout_ms);
+                snprintf (why, why_size, "no response within %d ms", streaming ? idle_ms : timeout_ms);
             else
                 snprintf (why, why_size, "poll: %s", strerror (errno));
             goto cleanup;
@@ -166,6 +168,7 @@ s_read_response (int fd, int timeout_ms, ctl_http_response_t *response,
             data = mesh_buf_head (&head_bytes) + head_size;
             size = mesh_buf_size (&head_bytes) - (size_t) head_size;
         }
+        bool to_fn = fn && response->status >= 200 && response->status < 300;
         if (chunked) {
             size_t used;
             int64_t payload = mesh_http_chunked_decode (&decoder, data, size, &used);
@@ -173,13 +176,19 @@ s_read_response (int fd, int timeout_ms, ctl_http_response_t *response,
                 snprintf (why, why_size, "malformed chunked body");
                 goto cleanup;
             }
-            mesh_buf_append (&response->body, data, (size_t) payload);
+            if (to_fn)
+                fn (arg, data, (size_t) payload);
+            else
+                mesh_buf_append (&response->body, data, (size_t) payload);
             done = decoder.done;
         }
         else {
             if (remaining >= 0 && (int64_t) size > remaining)
                 size = (size_t) remaining;      //  bytes past the body: not ours
-            mesh_buf_append (&response->body, data, size);
+            if (to_fn)
+                fn (arg, data, size);
+            else
+                mesh_buf_append (&response->body, data, size);
             if (remaining >= 0)
                 remaining -= (int64_t) size;
             done = remaining == 0;
@@ -195,11 +204,11 @@ cleanup:
     return rc;
 }
 
-int
-ctl_http_request (const char *host, const char *port, int timeout_ms,
-                  const char *method, const char *path, const char *headers,
-                  const char *body, size_t body_len,
-                  ctl_http_response_t *response, char *why, size_t why_size)
+static int
+s_request (const char *host, const char *port, int timeout_ms, const char *method,
+           const char *path, const char *headers, const char *body, size_t body_len,
+           ctl_http_response_t *response, ctl_http_data_fn *fn, void *arg, int idle_ms,
+           char *why, size_t why_size)
 {
     response->status = 0;
     mesh_buf_init (&response->body);
@@ -225,10 +234,29 @@ ctl_http_request (const char *host, const char *port, int timeout_ms,
     int rc = s_send_all (fd, mesh_buf_head (&request), mesh_buf_size (&request), timeout_ms,
                          why, why_size);
     if (rc == 0)
-        rc = s_read_response (fd, timeout_ms, response, why, why_size);
+        rc = s_read_response (fd, timeout_ms, response, fn, arg, idle_ms, why, why_size);
     mesh_buf_free (&request);
     close (fd);
     return rc;
+}
+
+int
+ctl_http_request (const char *host, const char *port, int timeout_ms,
+                  const char *method, const char *path, const char *headers,
+                  const char *body, size_t body_len,
+                  ctl_http_response_t *response, char *why, size_t why_size)
+{
+    return s_request (host, port, timeout_ms, method, path, headers, body, body_len, response,
+                      NULL, NULL, 0, why, why_size);
+}
+
+int
+ctl_http_stream (const char *host, const char *port, int timeout_ms, int idle_ms,
+                 const char *path, const char *headers, ctl_http_response_t *response,
+                 ctl_http_data_fn *fn, void *arg, char *why, size_t why_size)
+{
+    return s_request (host, port, timeout_ms, "GET", path, headers, NULL, 0, response,
+                      fn, arg, idle_ms, why, why_size);
 }
 
 int

@@ -38,6 +38,15 @@ int  ctl_http_request (const char *host, const char *port, int timeout_ms,
                        const char *body, size_t body_len,
                        ctl_http_response_t *response, char *why, size_t why_size);
 
+//  A GET whose 2xx body streams (Server-Sent Events): each piece goes to
+//  fn as it arrives, with up to idle_ms between pieces (-1: no limit),
+//  until the server ends it; 0 then.  Otherwise as ctl_http_request (a
+//  body that is not 2xx is collected in response->body).
+typedef void (ctl_http_data_fn) (void *arg, const char *data, size_t size);
+int  ctl_http_stream (const char *host, const char *port, int timeout_ms, int idle_ms,
+                      const char *path, const char *headers, ctl_http_response_t *response,
+                      ctl_http_data_fn *fn, void *arg, char *why, size_t why_size);
+
 void ctl_http_test (bool verbose);
 
 #endif

@@ -56,6 +56,25 @@ static const command_t s_commands [] = {
       "undo every run-time change of models and keys: the config file's registry" },
     { "reload", NULL,     ctl_reload,        "reload",
       "have the router re-read its config file" },
+    { "sessions", "list", ctl_sessions_list, "sessions list",
+      "the live sessions: id, tenant, last activity, turns, the operator who has it" },
+    { "sessions", "watch", ctl_sessions_watch, "sessions watch ID",
+      "a live transcript of session ID: its history, then each message as it comes" },
+    { "sessions", "takeover", ctl_sessions_takeover, "sessions takeover ID [--operator NAME]",
+      "take session ID over: its requests wait for your answers instead of the model's" },
+    { "sessions", "say", ctl_sessions_say, "sessions say ID \"TEXT\" [--operator NAME]",
+      "answer in session ID (taken over): the waiting request, or the next one, gets TEXT" },
+    { "sessions", "release", ctl_sessions_release, "sessions release ID [--operator NAME]",
+      "hand session ID back to the model (NAME: --operator, $SEEKMESH_OPERATOR or $USER)" },
+    { "filters", "list",  ctl_filters_list,  "filters list [--tenant T]",
+      "the sensitive-word lists (the global one and every tenant's, or T's)" },
+    { "filters", "add",   ctl_filters_add,   "filters add WORD [--tenant T] [--action block|mask]",
+      "add a word or phrase to T's list (default: the global list); block (the default)\n"
+      "      refuses a request that has it and ends an answer before it, mask stars it out" },
+    { "filters", "remove", ctl_filters_remove, "filters remove ID",
+      "remove an entry" },
+    { "filters", "test",  ctl_filters_test,  "filters test \"TEXT\" [--tenant T]",
+      "what the lists in force make of TEXT (T's and the global one; default every list)" },
     { "audit",  "query",  ctl_audit_query,
       "audit query [--since 1h|30m|2d|DATE] [--until ...] [--tenant T] [--model M] [--status N]\n"
       "      [--outcome X] [--limit N] [--decrypt] [--dir DIR] [--key-file FILE]",
@@ -88,7 +107,8 @@ static void
 s_help (FILE *out)
 {
     fputs ("usage: seekmeshctl [--admin HOST:PORT] [--token TOKEN] [--json] COMMAND ...\n"
-           "\nManages a seekmesh router's models and API keys through its admin API.\n"
+           "\nManages a seekmesh router's models, API keys, sessions and word lists through its admin\n"
+           "API, and reads the audit store.\n"
            "\ncommands:\n", out);
     for (size_t i = 0; i < MESH_ARRAY_SIZE (s_commands); i++)
         fprintf (out, "  %s\n      %s\n", s_commands [i].synopsis, s_commands [i].summary);

@@ -12,6 +12,8 @@
     ingress_validate.c  the request body validator
     ingress_audit.c     one audit record per request: what goes in it
     ingress_guard.c     connection caps, the unauthenticated-request limiter
+    ingress_filter.c    the sensitive-word filter on what clients receive
+    ingress_session.c   requests of a session: its id, TURN, STOP
     ingress_audit_link.c  the spool of records and the DEALER link that
                         carries them to seekmesh-audit (AUDIT / ACK)
 
@@ -113,6 +115,12 @@ typedef struct {
     bool truncated;
     mesh_buf_t response;        //  what the client got, up to the bound
 
+    //  The word filter (ingress_filter.c) and the session (ingress_session.c)
+    struct ingress_words_t *words;
+    bool words_decided;         //  ingress_filter_begin has looked at the lists
+    char session [129];         //  the session it belongs to, or ""
+    bool turn_owed;             //  its router waits for a TURN
+
     lws_sorted_usec_list_t keepalive_sul;
     lws_sorted_usec_list_t timeout_sul;
 } pss_t;
@@ -148,6 +156,7 @@ struct ingress_t {
     struct ingress_guard_t *guard;          //  client connections (API vhosts)
     struct ingress_guard_t *admin_guard;    //  admin connections
     int64_t refusal_logged_ms;              //  connection refusals: a line a second
+    struct ingress_filter_t *filter;
 
     struct {
         mesh_metric_t *by_class [6];        //  1xx .. 5xx, by first digit
@@ -232,6 +241,14 @@ bool ingress_mesh_ready (ingress_t *self, mesh_buf_t *why);
 //  (no event, no HELD) go to another router after the grace
 void ingress_mesh_router_lost (ingress_t *self, int index);
 size_t ingress_mesh_active (ingress_t *self);
+//  Sends msg to every router this ingress is connected to
+void ingress_mesh_broadcast (ingress_t *self, const mesh_msg_t *msg);
+//  Sends msg to the router that has pss's request.  0, or -1
+int  ingress_mesh_to_router (pss_t *pss, const mesh_msg_t *msg);
+//  The reply endpoint named in REQUESTs
+const char *ingress_mesh_reply_to (ingress_t *self);
+//  The request an event is for (its slot and attempt), or NULL
+pss_t *ingress_mesh_request_of (ingress_t *self, const mesh_msg_t *msg);
 
 //  ingress_routers.c ----------------------------------------------------------
 
@@ -246,6 +263,8 @@ int  ingress_routers_send_request (ingress_t *self, const mesh_msg_t *msg, uint6
 int  ingress_routers_send (ingress_t *self, int index, const mesh_msg_t *msg);
 //  A request that went to router index is over there
 void ingress_routers_release (ingress_t *self, int index);
+//  Sends msg to every connected router (SYNC)
+void ingress_routers_broadcast (ingress_t *self, const mesh_msg_t *msg);
 //  Router index said it cannot take work now (draining, no connector)
 void ingress_routers_refused (ingress_t *self, int index);
 const char *ingress_routers_endpoint (ingress_t *self, int index);

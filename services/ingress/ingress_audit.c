@@ -19,6 +19,9 @@
                                                 after the response began
     refused         s_on_error                  the router's own refusals
                                                 (ingress_audit_error_outcome)
+    filtered        s_on_error, ingress_filter  the word filter refused the
+                                                input, or masked or blocked
+                                                the output
     timeout         s_on_timeout                ingress.request_timeout_ms
     invalid         (derived)                   the ingress's own 4xx
     error           (derived), s_sse_append     the ingress's own 5xx (no
@@ -202,7 +205,8 @@ ingress_audit_refuse (pss_t *pss)
 void
 ingress_audit_capture (pss_t *pss, const char *data, size_t len, bool part)
 {
-    if (!pss->audit_pending || !pss->ingress->audit)
+    //  A session's answer goes to its history, audit or not
+    if ((!pss->audit_pending && !*pss->session) || !pss->ingress->audit)
         return;
     if (part) {
         if (!pss->reply)
@@ -270,6 +274,8 @@ ingress_audit_error_outcome (const char *code)
     static const char *timeouts [] = {
         "upstream_timeout", "upstream_connect_timeout", "upstream_stalled"
     };
+    if (mesh_streq (code, "content_filter"))
+        return MESH_AUDIT_FILTERED;     //  the router's input check
     for (size_t i = 0; i < MESH_ARRAY_SIZE (refusals); i++)
         if (mesh_streq (code, refusals [i]))
             return MESH_AUDIT_REFUSED;
@@ -294,6 +300,35 @@ ingress_audit_end (pss_t *pss, bool closed)
     mesh_completion_destroy (&pss->reply);
     mesh_buf_reset (&pss->response);
     mesh_buf_trim (&pss->response, 64 * 1024);
+}
+
+void
+ingress_audit_forward (ingress_t *ingress, const mesh_msg_t *msg)
+{
+    ingress_audit_t *self = ingress->audit;
+    mesh_audit_record_t record;
+    char why [256];
+    if (mesh_audit_decode (&record, msg->data.data, msg->data.size, why, sizeof why) < 0) {
+        mesh_warn ("a record from %s is not an audit record (%s): dropped", msg->sender, why);
+        mesh_metric_inc (ingress->bad_messages.malformed);
+        return;
+    }
+    bool operators = mesh_memeq (record.outcome.data, record.outcome.size, MESH_AUDIT_TAKEOVER)
+                  || mesh_memeq (record.outcome.data, record.outcome.size, MESH_AUDIT_OPERATOR_SAY)
+                  || mesh_memeq (record.outcome.data, record.outcome.size, MESH_AUDIT_RELEASE);
+    if (!operators) {
+        mesh_warn ("a record from %s with outcome %.*s: a router records operators' actions only; "
+                   "dropped", msg->sender, (int) record.outcome.size, record.outcome.data);
+        mesh_metric_inc (ingress->bad_messages.unexpected);
+        return;
+    }
+    if (!self || !self->on) {
+        mesh_warn ("audit off: an operator's %.*s is not recorded", (int) record.outcome.size,
+                   record.outcome.data);
+        return;
+    }
+    if (ingress_audit_link_send (self->link, msg->data.data, msg->data.size, mesh_mono_us ()) < 0)
+        mesh_error ("audit record of an operator's %.*s lost", (int) record.outcome.size, record.outcome.data);
 }
 
 size_t

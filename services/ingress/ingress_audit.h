@@ -49,6 +49,9 @@ void ingress_audit_outcome (pss_t *pss, const char *outcome);
 //  The outcome a router's or connector's ERROR stands for, by its code:
 //  the router's refusals before it dispatched, else an upstream error
 const char *ingress_audit_error_outcome (const char *code);
+//  RECORD from a router: an operator's action, spooled and sent like the
+//  ingress's own records (only the operators' outcomes are taken)
+void ingress_audit_forward (ingress_t *self, const mesh_msg_t *msg);
 //  The request ended: makes, spools and sends its record, if one is owed.
 //  closed: the connection closed before the response was complete.
 void ingress_audit_end (pss_t *pss, bool closed);

@@ -3,6 +3,7 @@
 
     POST /v1/chat/completions, /chat/completions   -> REQUEST (chat)
     GET  /v1/models, /models                       -> REQUEST (models)
+    GET, DELETE /v1/sessions/ID, /sessions/ID      -> REQUEST (a session's)
 
     Limits come first: a declared body over the limit is refused before a
     byte of it is read; a body that grows past it is cut off.  Every
@@ -16,6 +17,8 @@
 #include "ingress.h"
 #include "ingress_guard.h"
 #include "ingress_audit.h"
+#include "ingress_filter.h"
+#include "ingress_session.h"
 #include "ingress_validate.h"
 
 #include "mesh_audit.h"
@@ -410,7 +413,9 @@ s_complete (pss_t *pss)
     mesh_metric_inc (self->metric.by_class [status / 100 <= 5 ? status / 100 : 5]);
     mesh_metric_observe (self->metric.seconds, (double) (mesh_mono_us () - pss->received_us) / 1e6);
     mesh_debug ("%d %s req=%s", status, pss->sse ? "stream" : "body", pss->id);
+    ingress_session_end (pss, false);
     ingress_audit_end (pss, false);
+    ingress_filter_release (pss);
     ingress_mesh_release (pss);
     lws_sul_cancel (&pss->keepalive_sul);
     lws_sul_cancel (&pss->timeout_sul);
@@ -491,8 +496,11 @@ s_on_writeable (pss_t *pss)
 static void
 s_begin (pss_t *pss, struct lws *wsi)
 {
-    if (pss->ingress)
+    if (pss->ingress) {
+        ingress_session_end (pss, true);
         ingress_audit_end (pss, true);  //  never left owing (a bug otherwise)
+        ingress_filter_release (pss);
+    }
     mesh_buf_t out = pss->out, body = pss->body, response = pss->response;
     memset (pss, 0, offsetof (pss_t, keepalive_sul));
     pss->out = out;
@@ -574,6 +582,8 @@ s_on_body_complete (pss_t *pss)
         s_refuse (pss, check.status, "invalid_request_error", check.code, check.param, check.message);
         return;
     }
+    if (ingress_session_body (pss, check.has_session ? check.session : NULL) < 0)
+        return;
     snprintf (pss->model, sizeof pss->model, "%s", check.model);
     memcpy (pss->user, check.user, sizeof pss->user);
     pss->estimate = check.estimate;
@@ -618,6 +628,10 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
             model_id_len = (size_t) uri_len - prefix;
         }
     }
+    //  GET and DELETE /v1/sessions/ID: a session of the key's own
+    bool session = !chat && !models
+                && ((uri_len > 13 && memcmp (uri, "/v1/sessions/", 13) == 0)
+                    || (uri_len > 10 && memcmp (uri, "/sessions/", 10) == 0));
     char message [512];
     //  With a key, a refusal goes by a router, which names the key's tenant
     //  for the audit record (s_refuse)
@@ -645,7 +659,7 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
                                "retry shortly.");
         return 0;
     }
-    if (!chat && !models) {
+    if (!chat && !models && !session) {
         snprintf (message, sizeof message, "Unknown request URL: %.200s. Please check the URL for "
                   "typos; the API serves /v1/chat/completions and /v1/models.", uri);
         if (has_key)
@@ -683,6 +697,11 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
                                "Authorization: Bearer YOUR_KEY).");
         return 0;
     }
+    if (session) {
+        if (ingress_session_route (pss, uri, (size_t) uri_len, method) && pss->kind)
+            s_submit (pss);
+        return 0;
+    }
     if (models) {
         pss->kind = MESH_KIND_MODELS;
         snprintf (pss->model, sizeof pss->model, "%.*s", (int) model_id_len, model_id ? model_id : "");
@@ -690,6 +709,10 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
         return 0;
     }
     pss->kind = MESH_KIND_CHAT;
+    if (ingress_session_header (pss) < 0) {
+        pss->close_after = true;        //  an unread body may follow
+        return 0;
+    }
     char length [32];
     if (lws_hdr_copy (pss->wsi, length, sizeof length, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
         pss->content_length = strtoll (length, NULL, 10);
@@ -753,7 +776,9 @@ s_on_closed (pss_t *pss)
         mesh_metric_inc (pss->ingress->metric.client_gone);
         ingress_mesh_cancel (pss, "client_gone");
     }
+    ingress_session_end (pss, true);
     ingress_audit_end (pss, true);
+    ingress_filter_release (pss);
     mesh_buf_free (&pss->response);
     ingress_mesh_release (pss);
     lws_sul_cancel (&pss->keepalive_sul);

@@ -23,6 +23,8 @@
     the signalfd.  lws service thread only.                                 */
 #include "ingress.h"
 #include "ingress_audit.h"
+#include "ingress_filter.h"
+#include "ingress_session.h"
 
 #include "mesh_audit.h"
 #include "mesh_curve.h"
@@ -48,7 +50,7 @@
 //  What the ingress hears --------------------------------------------------------
 
 static mesh_handler_fn s_on_head, s_on_chunk, s_on_end, s_on_error, s_on_lost, s_on_reply,
-                       s_on_held;
+                       s_on_held, s_on_filters, s_on_stop, s_on_record;
 
 static const mesh_route_t s_mesh_routes [] = {
     { MESH_MSG_HEAD,  s_on_head },      //  connector: start the SSE response
@@ -58,6 +60,9 @@ static const mesh_route_t s_mesh_routes [] = {
     { MESH_MSG_LOST,  s_on_lost },      //  router: retry if the client has seen nothing
     { MESH_MSG_REPLY, s_on_reply },     //  router: a whole response (the model list)
     { MESH_MSG_HELD,  s_on_held },      //  connector: serves it though its router is gone
+    { MESH_MSG_FILTERS, s_on_filters }, //  router: newer word lists
+    { MESH_MSG_STOP,  s_on_stop },      //  router: an operator took the session over
+    { MESH_MSG_RECORD, s_on_record },   //  router: an operator's action, for the audit trail
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_mesh = { "router or connector", false, 256, NULL,
@@ -121,7 +126,8 @@ ingress_mesh_release (pss_t *pss)
     mesh->free_slots [mesh->free_count++] = index;
     pss->slot = 0;
     mesh->active--;
-    if (pss->router >= 0) {
+    //  A session's router is kept until its TURN has gone (ingress_session_end)
+    if (pss->router >= 0 && !pss->turn_owed) {
         ingress_routers_release (pss->ingress, pss->router);
         pss->router = -1;
     }
@@ -178,6 +184,7 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
     snprintf (msg.avoid, sizeof msg.avoid, "%s", avoid ? avoid : "");
     memcpy (msg.user, pss->user, sizeof msg.user);
     msg.estimate = pss->estimate;
+    snprintf (msg.session, sizeof msg.session, "%s", pss->session);
     msg.prompt_estimate = pss->prompt_estimate;
     //  The router it went to before has let go of it
     if (pss->router >= 0) {
@@ -192,6 +199,30 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
         return -1;
     pss->router = router;
     return 0;
+}
+
+void
+ingress_mesh_broadcast (ingress_t *self, const mesh_msg_t *msg)
+{
+    if (self->routers)
+        ingress_routers_broadcast (self, msg);
+}
+
+int
+ingress_mesh_to_router (pss_t *pss, const mesh_msg_t *msg)
+{
+    if (pss->router < 0) {
+        mesh_warn ("cannot send %s: the request's router is gone req=%s",
+                   mesh_msg_name (msg->type), pss->id);
+        return -1;
+    }
+    return ingress_routers_send (pss->ingress, pss->router, msg);
+}
+
+const char *
+ingress_mesh_reply_to (ingress_t *self)
+{
+    return self->mesh->reply_to;
 }
 
 void *
@@ -217,7 +248,10 @@ ingress_mesh_submit (pss_t *pss)
         pss->retry_after_ms = 1000;
         ingress_respond_error (pss, 503, "server_error", "no_router", NULL,
                                "The gateway cannot reach a router; retry shortly.");
+        return;
     }
+    //  A session's chat owes its router the end of its turn
+    pss->turn_owed = pss->kind == MESH_KIND_CHAT && *pss->session;
 }
 
 void
@@ -237,6 +271,14 @@ ingress_mesh_cancel (pss_t *pss, const char *outcome)
 }
 
 //  Events in ------------------------------------------------------------------
+
+static pss_t *s_request_of (ingress_t *self, const mesh_msg_t *msg);
+
+pss_t *
+ingress_mesh_request_of (ingress_t *self, const mesh_msg_t *msg)
+{
+    return s_request_of (self, msg);
+}
 
 //  The request an event is for, or NULL when it has ended or the event is
 //  of an older attempt (REPLY has no attempt)
@@ -267,6 +309,7 @@ s_on_head (void *arg, mesh_inbox_t *inbox)
         return 0;
     snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
     memcpy (pss->limits, msg->limits, sizeof pss->limits);
+    ingress_filter_begin (pss, msg->tenant);
     ingress_sse_begin (pss);
     return 0;
 }
@@ -282,7 +325,12 @@ s_on_chunk (void *arg, mesh_inbox_t *inbox)
         return 0;
     if (pss->state == RQ_MESH)
         ingress_sse_begin (pss);
-    ingress_sse_event (pss, msg->data.data, msg->data.size, msg->flags & MESH_CHUNK_COMMENT);
+    if (msg->flags & MESH_CHUNK_COMMENT)
+        ingress_sse_event (pss, msg->data.data, msg->data.size, true);
+    else {
+        ingress_filter_begin (pss, NULL);       //  a chunk before any HEAD: every list
+        ingress_filter_chunk (pss, msg->data.data, msg->data.size);
+    }
     return 0;
 }
 
@@ -298,6 +346,8 @@ s_on_end (void *arg, mesh_inbox_t *inbox)
             snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
             ingress_sse_begin (pss);
         }
+        ingress_filter_begin (pss, msg->tenant);
+        ingress_filter_end (pss);
         ingress_sse_end (pss);
         return 0;
     }
@@ -305,7 +355,8 @@ s_on_end (void *arg, mesh_inbox_t *inbox)
         return 0;
     snprintf (pss->answered_model, sizeof pss->answered_model, "%s", msg->model);
     memcpy (pss->limits, msg->limits, sizeof pss->limits);
-    ingress_respond_body (pss, (int) msg->status, "application/json", msg->data.data, msg->data.size);
+    ingress_filter_begin (pss, msg->tenant);
+    ingress_filter_body (pss, (int) msg->status, msg->data.data, msg->data.size);
     return 0;
 }
 
@@ -331,6 +382,8 @@ s_on_error (void *arg, mesh_inbox_t *inbox)
         bool invalid = pss->kind == MESH_KIND_INVALID && !mesh_streq (msg->err_code, "invalid_api_key");
         ingress_audit_outcome (pss, invalid ? MESH_AUDIT_INVALID
                                             : ingress_audit_error_outcome (msg->err_code));
+        if (*msg->filtered)
+            ingress_filter_input (pss, msg->filtered);
         pss->retry_after_ms = (int) msg->retry_after_ms;
         pss->should_retry = (int) (msg->flags & (MESH_ERROR_RETRY_YES | MESH_ERROR_RETRY_NO));
         memcpy (pss->limits, msg->limits, sizeof pss->limits);
@@ -464,6 +517,26 @@ s_on_reply (void *arg, mesh_inbox_t *inbox)
     return 0;
 }
 
+static int
+s_on_stop (void *arg, mesh_inbox_t *inbox)
+{
+    ingress_session_stop (arg, &inbox->msg);
+    return 0;
+}
+
+static int
+s_on_record (void *arg, mesh_inbox_t *inbox)
+{
+    ingress_audit_forward (arg, &inbox->msg);
+    return 0;
+}
+
+static int
+s_on_filters (void *arg, mesh_inbox_t *inbox)
+{
+    ingress_filter_on_filters (arg, &inbox->msg);
+    return 0;
+}
 
 static void s_drain (ingress_t *self);
 

@@ -21,6 +21,8 @@
     answers too.  lws service thread only.                                 */
 #include "ingress.h"
 
+#include "ingress_filter.h"
+
 #include "mesh_curve.h"
 #include "mesh_discovery.h"
 #include "mesh_log.h"
@@ -117,6 +119,7 @@ s_on_monitor (ingress_t *ingress, ingress_watch_t *watch)
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             router->connected = true;
             mesh_info ("router %s connected", router->endpoint);
+            ingress_filter_sync_soon (ingress);     //  it learns our word lists' version
         }
         else
         if (event == ZMQ_EVENT_DISCONNECTED && router->connected) {
@@ -317,6 +320,18 @@ ingress_routers_send (ingress_t *ingress, int index, const mesh_msg_t *msg)
         return -1;
     }
     return 0;
+}
+
+//  To every connected router (SYNC)
+void
+ingress_routers_broadcast (ingress_t *ingress, const mesh_msg_t *msg)
+{
+    ingress_routers_t *self = ingress->routers;
+    for (size_t i = 0; i < INGRESS_MAX_ROUTERS; i++) {
+        router_t *router = &self->routers [i];
+        if (router->socket && router->connected)
+            mesh_msg_send (router->socket, msg, NULL, 0, ZMQ_DONTWAIT);
+    }
 }
 
 void

@@ -381,6 +381,20 @@ ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ing
         memcpy (check->user, json_string_value (user), cut);
         check->user [cut] = 0;
     }
+    json_t *metadata = json_object_get (root, "metadata");
+    json_t *session = json_object_get (metadata, "session_id");
+    if (session && !json_is_null (session)) {
+        if (!json_is_string (session)) {
+            s_fail (check, 400, "invalid_type", "metadata.session_id",
+                    "Invalid type for 'metadata.session_id': expected a string, but got %s instead.",
+                    mesh_json_kind (session));
+            goto done;
+        }
+        check->has_session = true;
+        snprintf (check->session, sizeof check->session, "%.*s",
+                  (int) MESH_MIN (json_string_length (session), sizeof check->session - 1),
+                  json_string_value (session));
+    }
     s_params (root, check);
     //  What the request may cost, for quotas reserved before it runs: about
     //  four bytes of text a token, plus the most it may write

@@ -23,6 +23,8 @@ typedef struct {
     char model [256];
     bool stream;
     char user [128];            //  the client's `user` (or user_id), for sticky A/B
+    char session [160];         //  metadata.session_id, when has_session (its form
+    bool has_session;           //  is ingress_session's to check)
     uint32_t estimate;          //  tokens it may cost: prompt + n x max completion
     uint32_t prompt_estimate;   //  of which the prompt
     //  For the audit record: a compact JSON object of the parameters the

@@ -3,6 +3,7 @@
 #include "ingress.h"
 #include "ingress_audit.h"
 #include "ingress_guard.h"
+#include "ingress_filter.h"
 
 #include "mesh_conn.h"
 #include "mesh_log.h"
@@ -89,6 +90,7 @@ main (int argc, char *argv [])
     self->metrics = mesh_metrics_new ();
     ingress_http_metrics (self);
     ingress_audit_configure (self);
+    ingress_filter_configure (self);
     if (mesh_config_failed (config))
         mesh_fatal ("%s", mesh_config_failed (config));
 
@@ -132,6 +134,7 @@ main (int argc, char *argv [])
     ||  ingress_mesh_start (self, why, sizeof why) < 0
     ||  ingress_audit_start (self, why, sizeof why) < 0)
         mesh_fatal ("%s", why);
+    ingress_filter_start (self);
 
     ev_run (self->loop, 0);
     mesh_info ("stopping with %zu requests in flight", ingress_mesh_active (self));
@@ -139,6 +142,7 @@ main (int argc, char *argv [])
     lws_sul_cancel (&self->drain_sul);
     //  Cuts the connections left: their records are made, too late to be sent
     lws_context_destroy (self->context);
+    ingress_filter_stop (self);
     ingress_audit_stop (self);
     ingress_mesh_stop (self);
     ingress_listen_stop (self);

@@ -7,7 +7,7 @@
     main only wires: it reads the "mock" section of the config, opens the
     listening sockets (so a bad config or a taken port ends the start with
     one line and exit 1), serves the admin port (with the fault switch's
-    /mock/fault) on its own loop, starts one worker per mock.threads and, on
+    /mock/fault and the last requests' /mock/requests) on its own loop, starts one worker per mock.threads and, on
     SIGTERM or SIGINT, has them drain and exits 0.  Instance i of a mesh
     ($SEEKMESH_INSTANCE) binds every port i x mesh.port_stride higher.
     mock.replay_file names recorded answers to give instead of the echo
@@ -154,6 +154,8 @@ main (int argc, char *argv [])
     mesh_loop_t *loop = mesh_loop_new ();
     mesh_admin_t *admin = mesh_admin_new (registry);
     mesh_admin_set_idle_ms (admin, mesh_setting_int (config, "mesh.admin_idle_ms"));
+    settings.seen = mock_seen_new ();
+    mesh_admin_route (admin, "/mock/requests", mock_seen_admin, settings.seen);
     mesh_admin_route (admin, "/mock/", mock_fault_admin, settings.fault);
     char why [256];
     if (mesh_admin_listen (admin, loop, admin_listen, why, sizeof why) < 0)
@@ -188,6 +190,7 @@ main (int argc, char *argv [])
     mesh_loop_destroy (&loop);
     mesh_metrics_destroy (&registry);
     mock_fault_destroy (&settings.fault);
+    mock_seen_destroy (&settings.seen);
     mock_replay_destroy (&replay);
     if (settings.tls_ctx)
         SSL_CTX_free (settings.tls_ctx);

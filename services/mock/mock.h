@@ -8,6 +8,7 @@
     mock_stream.c     one chat response over time: queue, deltas, faults
     mock_reply.c      what a chat reply says (pure)
     mock_replay.c     recorded answers to replay (mock.replay_file)
+    mock_seen.c       the last requests received (GET /mock/requests)
     mock_render.c     DeepSeek's wire format (pure)
 
     Each worker thread owns its loop and every connection accepted on it; a
@@ -26,6 +27,7 @@
 #include "mesh_ws.h"
 #include "mock_fault.h"
 #include "mock_reply.h"
+#include "mock_seen.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -59,6 +61,7 @@ typedef struct {
     size_t ws_chunk_size;
     mock_fault_t *fault;        //  the switch itself is thread-safe
     const mock_replay_t *replay; //  recorded answers (mock.replay_file), or NULL
+    mock_seen_t *seen;          //  the last requests (thread-safe itself)
     const char *api_key;        //  NULL: no authentication
     SSL_CTX *tls_ctx;           //  NULL without tls_listen
     mock_metrics_t metrics;

@@ -9,6 +9,7 @@
 
 #define MAX_DIRECTIVE 100000000     //  bounds every integer directive
 #define MAX_TOKENS    1000000       //  a non-stream body holds them all
+#define MAX_SCRIPTED  10000         //  pieces of a "deltas" directive
 
 void
 mock_reply_init (mock_reply_t *self)
@@ -27,6 +28,7 @@ mock_reply_free (mock_reply_t *self)
     mesh_buf_free (&self->content_text);
     mesh_buf_free (&self->tool_args);
     mesh_buf_free (&self->prefix);
+    mesh_buf_free (&self->script);
 }
 
 //  Forgets the last request but keeps the buffers' memory.
@@ -35,7 +37,7 @@ s_reset (mock_reply_t *self)
 {
     mesh_buf_t *bufs [] = { &self->model, &self->prompt, &self->tool_name,
                             &self->tool_result, &self->reasoning_text, &self->content_text,
-                            &self->tool_args, &self->prefix };
+                            &self->tool_args, &self->prefix, &self->script };
     for (size_t i = 0; i < MESH_ARRAY_SIZE (bufs); i++) {
         mesh_buf_reset (bufs [i]);
         mesh_buf_trim (bufs [i], 64 * 1024);    //  after a huge prompt
@@ -49,6 +51,7 @@ s_reset (mock_reply_t *self)
     self->status = 0;
     self->stall = MOCK_STALL_NONE;
     self->usage_when_asked = self->include_usage = false;
+    self->scripted = false;
     self->reasoning_deltas = self->content_deltas = 0;
     self->tool_call = self->cut = false;
     self->tool_args_cut = 0;
@@ -154,11 +157,48 @@ s_string_is (json_t *node, const char *value)
     return json_is_string (node) && strcmp (json_string_value (node), value) == 0;
 }
 
+//  One piece of a script: kind, length, text
+static void
+s_script_piece (mesh_buf_t *script, int kind, json_t *text)
+{
+    unsigned char head [5] = { (unsigned char) kind };
+    uint32_t len = (uint32_t) json_string_length (text);
+    memcpy (head + 1, &len, 4);
+    mesh_buf_append (script, head, 5);
+    mesh_buf_append (script, json_string_value (text), len);
+}
+
+//  "deltas": strings are content, {"reasoning": text} reasoning (first)
+static void
+s_script (mock_reply_t *self, json_t *deltas)
+{
+    if (!json_is_array (deltas) || json_array_size (deltas) > MAX_SCRIPTED)
+        return;
+    self->scripted = true;
+    for (int kind = MOCK_DELTA_REASONING; kind <= MOCK_DELTA_CONTENT; kind++) {
+        size_t index;
+        json_t *item;
+        json_array_foreach (deltas, index, item) {
+            json_t *reasoning = json_object_get (item, "reasoning");
+            json_t *content = json_is_string (item) ? item : json_object_get (item, "content");
+            if (kind == MOCK_DELTA_REASONING && json_is_string (reasoning)) {
+                s_script_piece (&self->script, kind, reasoning);
+                self->reasoning_deltas++;
+            }
+            if (kind == MOCK_DELTA_CONTENT && json_is_string (content)) {
+                s_script_piece (&self->script, kind, content);
+                self->content_deltas++;
+            }
+        }
+    }
+}
+
 static void
 s_directives (mock_reply_t *self, json_t *mock)
 {
     if (!json_is_object (mock))
         return;
+    s_script (self, json_object_get (mock, "deltas"));
     self->tokens = s_int (mock, "tokens", 1, MAX_TOKENS, -1);
     self->delay_ms = s_int (mock, "delay_ms", 0, MAX_DIRECTIVE, -1);
     self->queue_ms = s_int (mock, "queue_ms", 0, MAX_DIRECTIVE, -1);
@@ -204,6 +244,17 @@ s_middle (const char *s, size_t len)
 static void
 s_plan (mock_reply_t *self)
 {
+    if (self->scripted) {
+        //  The pieces as given, cut by max_tokens like any answer
+        int64_t budget = self->max_tokens > 0 ? self->max_tokens : INT64_MAX;
+        int64_t reasoning = self->reasoning_deltas, content = self->content_deltas;
+        self->calls = false;
+        self->reasoning = reasoning > 0;
+        self->reasoning_deltas = MESH_MIN (reasoning, budget);
+        self->content_deltas = MESH_MIN (content, budget - self->reasoning_deltas);
+        self->cut = reasoning + content > budget;
+        return;
+    }
     const char *prompt = mesh_buf_head (&self->prompt);
     size_t prompt_len = mesh_buf_size (&self->prompt);
     int64_t reasoning = 0;
@@ -373,6 +424,19 @@ mock_reply_next (mock_reply_t *self, mock_delta_t *delta)
     if (self->at >= mock_reply_deltas (self))
         return false;
     int64_t i = self->at++;
+    if (self->scripted) {
+        //  In order: a cut (max_tokens) leaves out only the last pieces
+        if (i == 0)
+            self->cursor = 0;
+        const char *at = mesh_buf_head (&self->script) + self->cursor;
+        uint32_t len;
+        memcpy (&len, at + 1, 4);
+        delta->kind = (unsigned char) at [0];
+        delta->text = at + 5;
+        delta->len = len;
+        self->cursor += 5 + len;
+        return true;
+    }
     if (i < self->reasoning_deltas) {
         if (i == 0)
             self->cursor = 0;
@@ -644,6 +708,22 @@ mock_reply_test (bool verbose)
                    "Echo: |other");
     reply.replay = NULL;
     mock_replay_destroy (&replay);
+
+    //  A script: the pieces as given, reasoning first; cut by max_tokens
+    s_test_deltas (&reply,
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+        "\"mock\":{\"deltas\":[\"d\",\"a\",{\"reasoning\":\"r1\"},{\"content\":\"r\"},7,"
+        "{\"reasoning\":\"r2\"},\"n\"]}}",
+        "R:r1|R:r2|d|a|r|n");
+    assert (reply.reasoning && mock_reply_completion_tokens (&reply) == 6);
+    s_test_deltas (&reply,
+        "{\"model\":\"m\",\"max_tokens\":3,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+        "\"mock\":{\"deltas\":[\"a\",{\"reasoning\":\"r1\"},\"b\",\"c\"]}}",
+        "R:r1|a|b");
+    assert (strcmp (mock_reply_finish_reason (&reply), "length") == 0);
+    s_test_deltas (&reply,
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+        "\"mock\":{\"deltas\":[]}}", "");
 
     //  Directives: stall and reset; bad values are ignored
     const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"

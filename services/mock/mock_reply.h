@@ -8,7 +8,9 @@
     The answer: a recording of mock_replay when one matches, else one tool
     call when tools are offered and no tool message answered the last user
     message yet, else text: "Echo: " + PROMPT, or {"echo": PROMPT} in JSON
-    mode (response_format json_object).
+    mode (response_format json_object); or, with the directive "deltas",
+    exactly the pieces it lists (a string: content; {"reasoning": text}:
+    reasoning, sent first, as DeepSeek does).
     Deterministic and free of I/O, so the selftest pins the exact sequences.
     Texts are raw UTF-8; mock_render escapes them.
 
@@ -65,6 +67,10 @@ typedef struct {
                                 //  only with stream_options.include_usage, in an
                                 //  extra chunk (OpenAI's way), not DeepSeek's
     bool include_usage;         //  the request's stream_options.include_usage
+    //  "deltas": the pieces, [kind byte][u32 length][text] each, the
+    //  reasoning ones first; scripted when given
+    bool scripted;
+    mesh_buf_t script;
     //  Recordings to answer from, set by the owner (NULL: none); the one
     //  that answers this request, or NULL
     const mock_replay_t *replay;

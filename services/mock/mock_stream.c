@@ -283,6 +283,7 @@ mock_stream_start (mock_conn_t *conn, const char *body, size_t len)
         s_refuse (conn, fault.status, NULL, fault.retry_after);
         return;
     }
+    mock_seen_add (settings->seen, body, len);
     char error [160];
     reply->replay = settings->replay;
     if (mock_reply_parse (reply, body, len, error, sizeof error) < 0) {

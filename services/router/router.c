@@ -26,12 +26,14 @@
     coming).  Reactor thread only.                                           */
 #include "router.h"
 #include "router_connectors.h"
+#include "router_filters.h"
 #include "router_keys.h"
 #include "router_load.h"
 #include "router_peers.h"
 #include "router_policy.h"
 #include "router_quota.h"
 #include "router_registry.h"
+#include "router_session.h"
 
 #include "mesh_curve.h"
 #include "mesh_dispatch.h"
@@ -84,6 +86,8 @@ struct router_t {
     router_connectors_t *connectors;
     router_load_t *load;
     router_peers_t *peers;
+    router_filters_t *filters;  //  the word lists: the input check, FILTERS to ingresses
+    router_session_t *sessions; //  session memory and operators
     mesh_map_t *requests;       //  id -> request_t
     request_t *queue_head, *queue_tail;     //  waiting for connector credit
     int64_t queue_timeout_ms;
@@ -135,6 +139,9 @@ struct request_t {
     int64_t queued_until_ms;
     request_t *queue_prev, *queue_next;
     int status;                 //  how it ended, for the scale-out hint
+    bool in_session;            //  in its session's stage (router_session): no quota yet
+    bool parked;                //  waiting for a session's operator
+    char *session_body;         //  the body with the session's history, when it has one
     router_hold_t hold;
     char limits [128];
     series_t *series;
@@ -142,11 +149,14 @@ struct request_t {
 
 //  What the router hears ----------------------------------------------------
 
-static mesh_handler_fn s_on_request, s_on_cancel, s_on_beat, s_on_fail, s_on_done;
+static mesh_handler_fn s_on_request, s_on_cancel, s_on_beat, s_on_fail, s_on_done, s_on_sync,
+                       s_on_turn;
 
 static const mesh_route_t s_ingress_routes [] = {
     { MESH_MSG_REQUEST,   s_on_request },   //  auth, model, variant, quota
     { MESH_MSG_CANCEL,    s_on_cancel },    //  CANCEL to the holding connector
+    { MESH_MSG_SYNC,      s_on_sync },      //  FILTERS if the ingress's word lists are older
+    { MESH_MSG_TURN,      s_on_turn },      //  a session's request ended: its history
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_ingress = { "ingress", false, 64, NULL, s_ingress_routes };
@@ -182,6 +192,7 @@ typedef struct {
     const char *tenant;         //  once the key is known, for the audit record
     const char *key_id;
     uint32_t flags;             //  more ERROR flags (MESH_ERROR_ELSEWHERE)
+    const char *filtered;       //  the word list entries that refused it, or NULL
 } target_t;
 
 static void
@@ -205,6 +216,7 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
     snprintf (msg.limits, sizeof msg.limits, "%s", to->limits ? to->limits : "");
     snprintf (msg.tenant, sizeof msg.tenant, "%s", to->tenant ? to->tenant : "");
     snprintf (msg.key_id, sizeof msg.key_id, "%s", to->key_id ? to->key_id : "");
+    snprintf (msg.filtered, sizeof msg.filtered, "%s", to->filtered ? to->filtered : "");
     if (retry_after_ms > 60000)
         retry_after_ms = 60000;
     msg.retry_after_ms = (uint32_t) (retry_after_ms > 0 ? retry_after_ms : 0);
@@ -220,7 +232,7 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
 static target_t
 s_target_of_msg (const mesh_msg_t *msg)
 {
-    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "", "", "", 0 };
+    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "", "", "", 0, NULL };
 }
 
 static target_t
@@ -228,7 +240,7 @@ s_target_of (request_t *request)
 {
     return (target_t) { request->base.id, request->base.attempt, request->base.token,
                         request->base.reply_to, request->base.model ? request->base.model->name : "",
-                        request->limits, request->tenant, request->key_id, 0 };
+                        request->limits, request->tenant, request->key_id, 0, NULL };
 }
 
 //  Metrics ------------------------------------------------------------------
@@ -271,9 +283,9 @@ s_series (router_t *self, const char *key_id, const char *model)
     return series;
 }
 
-//  reason: auth, invalid, unknown_model, forbidden, rate_limit, concurrency,
-//  budget, budget_unverifiable, circuit_open, no_endpoint, no_capacity,
-//  upstream, draining
+//  reason: auth, invalid, unknown_model, forbidden, content_filter, session,
+//  rate_limit, concurrency, budget, budget_unverifiable, circuit_open,
+//  no_endpoint, no_capacity, upstream, draining
 static void
 s_count_refusal (router_t *self, series_t *series, const char *reason)
 {
@@ -393,6 +405,7 @@ s_request_end (request_t *request, uint64_t tokens)
         mesh_map_remove (self->requests, request->base.id);
     router_gen_unref (&request->gen);
     zmq_msg_close (&request->frame);
+    free (request->session_body);
     free (request);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
 }
@@ -456,6 +469,40 @@ s_reserve (request_t *request)
     mesh_metric_add (request->series->queued, 1);
     router_load_wait (self->load, request->hold.model, 1);
     router_quota_reserve (self->quota, &request->hold, request->base.id, s_on_decision, request);
+}
+
+//  The session stage decided (router_session.h)
+static void
+s_on_session (void *arg, const router_session_result_t *result)
+{
+    request_t *request = arg;
+    router_t *self = request->router;
+    if (self->stopping)
+        return;
+    request->in_session = false;
+    if (result->decision == ROUTER_SESSION_DISPATCH) {
+        //  The history goes before the client's messages
+        request->parked = false;
+        free (request->session_body);
+        request->session_body = malloc (result->len + 1);
+        assert (request->session_body);
+        memcpy (request->session_body, result->body, result->len);
+        request->body = (mesh_bytes_t) { request->session_body, result->len };
+        uint64_t estimate = request->hold.estimate - MESH_MIN (request->hold.estimate, request->hold.prompt_estimate)
+                          + result->tokens;
+        request->hold.estimate = (uint32_t) MESH_MIN (estimate, (uint64_t) UINT32_MAX);
+        request->hold.prompt_estimate = (uint32_t) MESH_MIN (result->tokens, (uint64_t) UINT32_MAX);
+        s_reserve (request);
+    }
+    else
+    if (result->decision == ROUTER_SESSION_PARKED)
+        request->parked = true;
+    else
+    if (result->decision == ROUTER_SESSION_REFUSE)
+        s_refuse_request (request, "session", result->status, result->type, result->code,
+                          result->retry_after_ms, result->message);
+    else
+        s_request_end (request, 0);     //  answered by the session's operator
 }
 
 //  The primary model cannot serve: try its fallback, once.  The key's
@@ -734,6 +781,15 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
         s_reply_models (self, gen, msg, key);
         return 0;
     }
+    if (msg->kind == MESH_KIND_SESSION_GET || msg->kind == MESH_KIND_SESSION_DELETE) {
+        router_target_t target = { .attempt = msg->attempt, .token = msg->token };
+        memcpy (target.id, msg->id, sizeof target.id);
+        snprintf (target.reply_to, sizeof target.reply_to, "%s", msg->reply_to);
+        snprintf (target.tenant, sizeof target.tenant, "%s", key->tenant);
+        snprintf (target.key_id, sizeof target.key_id, "%s", key->id);
+        router_session_reply (self->sessions, &target, (int) msg->kind, msg->session);
+        return 0;
+    }
     //  The key is known: every answer from here names who asked
     to.tenant = key->tenant;
     to.key_id = key->id;
@@ -750,11 +806,25 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
                  "This API key is not allowed to use the model `%s`.", msg->model);
         return 0;
     }
+    //  The client's messages against the word lists: a block word is
+    //  refused here, before any upstream call
+    char filtered [sizeof msg->filtered], param [96];
+    if (router_filters_refuse (self->filters, msg->id, key->tenant, msg->body.data, msg->body.size,
+                               filtered, sizeof filtered, param, sizeof param)) {
+        s_count_refusal (self, s_series (self, key->id, model->name), "content_filter");
+        to.filtered = filtered;
+        s_error (self, &to, 400, "invalid_request_error", "content_filter", param, 0,
+                 "The request was refused: its messages contain content the gateway's word "
+                 "lists do not allow.");
+        return 0;
+    }
     //  The response cache is asked here, once seekmesh-cache exists.
 
     request_t *request = mesh_map_get (self->requests, msg->id);
     if (request) {
         //  A retry of a request we still track (its ingress lost track of it)
+        if (request->in_session || request->parked)
+            router_session_cancel (self->sessions, msg->id);    //  its stage tells it nothing more
         if (request->pending) {
             request->base.cancelled = true;
             mesh_map_remove (self->requests, msg->id);      //  ends at its decision
@@ -800,6 +870,18 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
     request->series = s_series (self, key->id, model->name);
     mesh_map_put (self->requests, request->base.id, request);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
+    if (*msg->session) {
+        //  Its session first: the history, a turn before it, an operator
+        router_target_t target = { .attempt = msg->attempt, .token = msg->token, .stream = msg->stream };
+        memcpy (target.id, msg->id, sizeof target.id);
+        snprintf (target.reply_to, sizeof target.reply_to, "%s", msg->reply_to);
+        snprintf (target.tenant, sizeof target.tenant, "%s", key->tenant);
+        snprintf (target.key_id, sizeof target.key_id, "%s", key->id);
+        request->in_session = true;
+        router_session_begin (self->sessions, &target, msg->session, request->body.data,
+                              request->body.size, s_on_session, request);
+        return 0;
+    }
     s_reserve (request);
     return 0;
 }
@@ -814,6 +896,12 @@ s_on_cancel (void *arg, mesh_inbox_t *inbox)
         return 0;                 //  done already, or another router's
     request->base.cancelled = true;
     mesh_metric_inc (self->metric.cancelled);
+    if (request->in_session || request->parked) {
+        //  Waiting for its session or its operator: no decision will come
+        router_session_cancel (self->sessions, request->base.id);
+        s_request_end (request, 0);
+        return 0;
+    }
     if (request->queued) {
         s_request_end (request, 0);
         return 0;
@@ -827,6 +915,29 @@ s_on_cancel (void *arg, mesh_inbox_t *inbox)
     if (mesh_msg_send (self->connectors_socket, &cancel, request->base.connector->identity,
                        request->base.connector->identity_size, ZMQ_DONTWAIT) < 0)
         mesh_warn ("cannot forward CANCEL: %s req=%s", zmq_strerror (errno), msg->id);
+    return 0;
+}
+
+//  A session's request ended at its ingress: the answer for its history
+static int
+s_on_turn (void *arg, mesh_inbox_t *inbox)
+{
+    router_t *self = arg;
+    router_session_turn (self->sessions, &inbox->msg);
+    return 0;
+}
+
+//  An ingress says which word lists it has; its reply endpoint is checked
+//  like a REQUEST's
+static int
+s_on_sync (void *arg, mesh_inbox_t *inbox)
+{
+    router_t *self = arg;
+    if (!s_reply_to_ok (inbox)) {
+        mesh_metric_inc (self->bad_messages.unexpected);
+        return 0;
+    }
+    router_filters_sync (self->filters, inbox->msg.reply_to, inbox->msg.version);
     return 0;
 }
 
@@ -1088,6 +1199,8 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
     router_peers_tick (self->peers);
     router_quota_routers (self->quota, router_peers_count (self->peers));
     router_registry_tick (self->registry);
+    router_filters_tick (self->filters);
+    router_session_tick (self->sessions);
     if (now - self->renewed_ms >= router_quota_lease_ms (self->quota) / 3) {
         s_renew_leases (self);
         self->renewed_ms = now;
@@ -1162,6 +1275,14 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     self->requests = mesh_map_new ();
     self->series = mesh_map_new ();
     self->outbox = mesh_outbox_new (ctx, loop, NULL, NULL);
+    self->filters = router_filters_new (loop, router_quota_redis (self->quota), self->outbox, metrics,
+                                        self->name);
+    self->sessions = router_session_new (config, loop, router_quota_redis (self->quota), self->outbox,
+                                         metrics, self->filters, why, why_size);
+    if (!self->sessions) {
+        router_destroy (&self);
+        return NULL;
+    }
     self->renewed_ms = mesh_loop_now_ms (loop);
 
     self->ingress = mesh_zmq_socket (ctx, ZMQ_PULL);
@@ -1232,6 +1353,7 @@ router_destroy (router_t **self_p)
                 router_request_detach (&request->base);
             router_gen_unref (&request->gen);
             zmq_msg_close (&request->frame);
+            free (request->session_body);
             free (request);
         }
         mesh_map_destroy (&self->requests);
@@ -1247,6 +1369,8 @@ router_destroy (router_t **self_p)
     }
     router_connectors_destroy (&self->connectors);
     router_load_destroy (&self->load);
+    router_session_destroy (&self->sessions);
+    router_filters_destroy (&self->filters);
     router_registry_destroy (&self->registry);
     router_policy_destroy (&self->policy);
     free (self);
@@ -1295,6 +1419,8 @@ router_inflight (router_t *self)
 void
 router_routes (router_t *self, mesh_admin_t *admin)
 {
+    router_filters_routes (self->filters, admin, self->registry);
+    router_session_routes (self->sessions, admin, self->registry);
     router_registry_routes (self->registry, admin);
 }
 

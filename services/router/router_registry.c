@@ -510,6 +510,31 @@ s_authorized (router_registry_t *self, const mesh_admin_request_t *request,
     return false;
 }
 
+bool
+router_registry_authorized (router_registry_t *self, const mesh_admin_request_t *request,
+                            mesh_admin_response_t *response)
+{
+    return s_authorized (self, request, response);
+}
+
+void
+router_registry_answer (mesh_admin_response_t *response, int status, json_t *body)
+{
+    s_json (response, status, body);
+}
+
+int
+router_registry_fail (mesh_admin_response_t *response, int status, const char *code,
+                      const char *fmt, ...)
+{
+    char message [768];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (message, sizeof message, fmt, args);
+    va_end (args);
+    return s_fail (response, status, code, "%s", message);
+}
+
 //  The merged entry with this id, from the live generation's document
 static json_t *
 s_find (router_registry_t *self, bool is_key, const char *id)

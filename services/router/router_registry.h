@@ -50,6 +50,7 @@
 #include "mesh_models.h"
 #include "router_keys.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -92,6 +93,14 @@ int   router_registry_reload (router_registry_t *self, char *why, size_t why_siz
 void  router_registry_tick (router_registry_t *self);
 //  Serves /admin/ on admin
 void  router_registry_routes (router_registry_t *self, mesh_admin_t *admin);
+//  For the other admin routes (filters, sessions): true when the request
+//  carries the admin token, else the refusal is in response
+bool  router_registry_authorized (router_registry_t *self, const mesh_admin_request_t *request,
+                                  mesh_admin_response_t *response);
+//  The admin API's answers: a JSON body (taken), or the error envelope
+void  router_registry_answer (mesh_admin_response_t *response, int status, json_t *body);
+int   router_registry_fail (mesh_admin_response_t *response, int status, const char *code,
+                            const char *fmt, ...) __attribute__ ((format (printf, 4, 5)));
 
 void  router_registry_test (bool verbose);
 

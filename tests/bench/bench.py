@@ -9,6 +9,8 @@ Arms, all in front of the same seekmesh-mock:
   D  seekmesh, every policy the code has (see POLICY below)
   E  seekmesh, cache hit (not measured until the cache exists)
   P  Portkey's open-source gateway (@portkey-ai/gateway, tests/bench/portkey)
+  F  Q with a sensitive-word list of 10,000 words in force (the word filter
+     step only: its streams against Q's)
 
 Load: build/bin/mesh-loadgen (latency at c=1, open-loop rate, SSE streams)
 and wrk (max throughput).  Rounds are interleaved across arms.  Output:
@@ -66,6 +68,7 @@ POLICY_NO_AUDIT = dict(POLICY, services="redis router connector ingress", config
 MINIMAL = {"services": "router connector ingress", "model": UNLIMITED_MODELS, "config": NO_AUDIT}
 ACK_HISTOGRAM = "seekmesh_ingress_audit_ack_seconds"
 
+FILTER_WORDS = 10000
 BODY = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hello there"}]}
 STREAM_BODY = dict(BODY, stream=True, mock={"tokens": 64, "delay_ms": 20})
 
@@ -523,6 +526,72 @@ http {
                     self.fail("Arm %s: the ingress made %d audit records, the audit stored %d." % (
                         arm.name, v["ingress_records"], v["stored"]))
 
+    def word_filter(self):
+        """The word filter's cost a chunk: the matcher and the ingress's chunk
+        work alone (mesh-wordfilter-bench), then streams through a mesh with
+        FILTER_WORDS words in force (arm F) against the same mesh without
+        (arm Q), interleaved: the added TTFT and gap p99, and the ingress's
+        CPU a chunk."""
+        words = 1000 if self.args.smoke else FILTER_WORDS
+        result = subprocess.run([str(BIN / "mesh-wordfilter-bench"), "--json", "--words", str(words),
+                                 "--chunks", "5000" if self.args.smoke else "200000"],
+                                capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            raise RuntimeError("mesh-wordfilter-bench failed: " + result.stderr)
+        out = self.results["word_filter"] = {"micro": json.loads(result.stdout)}
+        base = next((a for a in self.arms if a.name == "Q"), None)
+        if not base:
+            return
+        arm = self.start_mesh("F", "seekmesh, full path without audit, %d words in force" % words,
+                              POLICY_NO_AUDIT)
+        mesh = self.meshes[-1]
+        self.load_words(mesh, words)
+        meshes = {"Q": next(m for m in self.meshes if m.port == base.port), "F": mesh}
+        samples = {"Q": {"ttft": [], "gap": [], "cpu": 0.0, "chunks": 0},
+                   "F": {"ttft": [], "gap": [], "cpu": 0.0, "chunks": 0}}
+        for name, a in (("Q", base), ("F", arm)):
+            self.loadgen(a, "stream", "--streams", str(self.args.streams), body=self.stream_body)
+        for _ in range(self.args.filter_rounds):
+            for name, a in (("Q", base), ("F", arm)):
+                ingress = meshes[name].pid("ingress-0")
+                before = cpu_seconds([ingress])
+                r = self.loadgen(a, "stream", "--streams", str(self.args.streams), body=self.stream_body)
+                samples[name]["cpu"] += cpu_seconds([ingress]) - before
+                samples[name]["chunks"] += r["completed"] * (STREAM_BODY["mock"]["tokens"] + 2)
+                samples[name]["ttft"].append(r["ttft_us"]["p99"])
+                samples[name]["gap"].append(r["gap_us"]["p99"])
+        for name, v in samples.items():
+            out[name] = {"ttft_p99_us": statistics.median(v["ttft"]), "gap_p99_us": statistics.median(v["gap"]),
+                          "ingress_cpu_us_per_chunk": v["cpu"] * 1e6 / v["chunks"] if v["chunks"] else None,
+                          "words": words if name == "F" else 0}
+        out["added"] = {"ttft_p99_us": out["F"]["ttft_p99_us"] - out["Q"]["ttft_p99_us"],
+                         "gap_p99_us": out["F"]["gap_p99_us"] - out["Q"]["gap_p99_us"],
+                         "ingress_cpu_us_per_chunk": (out["F"]["ingress_cpu_us_per_chunk"] or 0)
+                                                     - (out["Q"]["ingress_cpu_us_per_chunk"] or 0)}
+
+    def load_words(self, mesh, count):
+        """count made-up words (a fifth masks, a third CJK) straight into the
+        lists' store (router_filters.h), then the version that announces them;
+        waits until the ingress has them"""
+        import random
+        rng = random.Random(7)
+        commands = []
+        for i in range(count):
+            if rng.random() < 0.7:
+                word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 10)))
+            else:
+                word = "".join(chr(0x4e00 + rng.randrange(0x51a5)) for _ in range(rng.randint(2, 4)))
+            entry = {"id": "f%d" % (i + 1), "tenant": None, "word": word,
+                     "action": "mask" if rng.random() < 0.2 else "block", "added_ms": 0}
+            commands.append(["HSET", "seekmesh:filters", entry["id"], json.dumps(entry)])
+        commands += [["SET", "seekmesh:filters:seq", str(count)], ["SET", "seekmesh:filters:version", "1"],
+                     ["PUBLISH", "seekmesh:filters", "1"]]
+        resp = b"".join(b"*%d\r\n" % len(c) + b"".join(b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode())
+                                                      for a in c) for c in commands)
+        subprocess.run(["redis-cli", "-p", str(mesh.redis_port()), "--pipe"], input=resp, check=True,
+                       capture_output=True, timeout=60)
+        mesh.wait_metric("ingress", "seekmesh_ingress_filter_version", lambda v: v == 1, timeout=30)
+
     def arm(self, arm):
         return self.results["arms"].setdefault(arm.name, {"title": arm.title})
 
@@ -541,7 +610,10 @@ http {
                      ("latency at c=1", self.latency), ("max throughput (wrk)", self.throughput),
                      ("open-loop frontier", self.frontier), ("streaming", self.streaming),
                      ("concurrent streams", self.concurrency), ("memory", self.memory),
-                     ("audit records stored", self.audit_stored)]
+                     ("audit records stored", self.audit_stored), ("word filter", self.word_filter)]
+            if self.args.only:
+                wanted = [w.strip() for w in self.args.only.split(",")]
+                steps = [(title, step) for title, step in steps if title in wanted]
             for title, step in steps:
                 print("bench: %s ..." % title, file=sys.stderr, flush=True)
                 self.results.setdefault("steps", []).append(title)
@@ -760,6 +832,25 @@ def markdown(r):
         for name, v in audit.get("arms", {}).items():
             lines += ["", "Arm %s: the ingress made %d records, the audit stored %d, %d left "
                       "unacknowledged at the end." % (name, v["ingress_records"], v["stored"], v["unacked"])]
+    wf = r.get("word_filter")
+    if wf:
+        micro = wf["micro"]
+        lines += ["", "Word filter, %d words in force (`mesh-wordfilter-bench`: compiled in %s ms, "
+                  "longest word %d characters; one chunk timed at a time):" % (
+                      micro["words"], fmt(micro["compile_ms"]), micro["longest"]), "",
+                  "| per chunk | CPU (ns) | p50 (ns) | p99 (ns) | p99.9 (ns) |", "|---|---|---|---|---|",
+                  "| the matcher alone | %s | %s | %s | %s |" % tuple(fmt(micro["matcher"][k]) for k in
+                                                                ("cpu_ns", "p50_ns", "p99_ns", "p999_ns")),
+                  "| the ingress's chunk work (mesh_wordchunk: scan, match, splice) | %s | %s | %s | %s |" % tuple(
+                      fmt(micro["chunk"][k]) for k in ("cpu_ns", "p50_ns", "p99_ns", "p999_ns"))]
+        if "F" in wf:
+            lines += ["", "Streams (64 deltas 20 ms apart) through arm Q and the same with the list in "
+                      "force (F), interleaved:", "",
+                      "| | TTFT p99 (µs) | gap p99 (µs) | ingress CPU-µs a chunk |", "|---|---|---|---|"]
+            for name in ("Q", "F", "added"):
+                v = wf[name]
+                lines.append("| %s | %s | %s | %s |" % (name, fmt(v["ttft_p99_us"]), fmt(v["gap_p99_us"]),
+                                                        fmt(v["ingress_cpu_us_per_chunk"])))
     for note in r.get("notes", []):
         lines += ["", note]
     for failure in r.get("failures", []):
@@ -773,17 +864,21 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="every step, briefly")
     parser.add_argument("--out", help="directory for the .md and .json (default tests/bench/results)")
     parser.add_argument("--arms", default="ABCDQP")
+    parser.add_argument("--only", help="these steps alone, comma-separated (\"word filter\" with "
+                        "--arms AQ: the word filter's figures in a minute)")
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.requests, args.wrk_rounds, args.wrk_seconds = 1, 50, 1, 1
         args.frontier_steps, args.rate_seconds, args.streams = 2, 1, 20
         args.held, args.held_tokens, args.steady_seconds, args.after_seconds = [50], 4, 2, 1
         args.audit_records, args.audit_rounds = 2000, 1
+        args.filter_rounds = 1
     else:
         args.rounds, args.requests, args.wrk_rounds, args.wrk_seconds = 7, 200, 3, 10
         args.frontier_steps, args.rate_seconds, args.streams = 7, 3, 200
         args.held, args.held_tokens, args.steady_seconds, args.after_seconds = [1000, 10000], 30, 20, 60
         args.audit_records, args.audit_rounds = 300000, 3
+        args.filter_rounds = 5
         #  opening 1,000 streams a second, 10,000 are all open after 10 s:
         #  each lasts 30 x 500 ms
     results = Bench(args).run()

@@ -854,11 +854,86 @@ def replay_seeds():
     put(t, "empty", b"")
 
 
+def wordfilter_seeds():
+    t = "wordfilter"
+    put(t, "spelled", "b:g:darn|m:g:heck\n\nhello \x01d\x01a\x01r\x01n\x01 there")
+    put(t, "across_fields", "b:g:darn\n\n\x02think da\x01rn it")
+    put(t, "zero_width", "m:g:heck\n\nh\u200be\u200bc\u200bk! H E-C.K")
+    put(t, "full_width", "b:g:darn\n\nsay \uff24\uff41\x01\uff52\uff4e.")
+    put(t, "cjk", "m:g:\u574f\u86cb|b:x:\u7981\u8bcd\nx\n\u4f60\u662f\u574f\x01\u86cb \u7981\x02\u8bcd")
+    put(t, "boundaries", "m:g:ass|b:g:darn\n\nclass, was sent, an ass. darned")
+    put(t, "cut_utf8", "m:g:\u00e9t\u00e9\n\n".encode() + b"\xc3\x01\xa9t\xc3\xa9 \xc3")
+    put(t, "tenants", "b:x:widget|b:y:gadget|m:g:gizmo\ny\nwidget gadget gizmo")
+    put(t, "every_list", "b:x:widget|m:y:gadget\n\ngad\x02get widget")
+    put(t, "overlap", "m:g:abc|b:g:bcd|m:g:cdef|m:g:c\n\nab\x01cdefg")
+    put(t, "empty", "\n\n")
+
+
+def wordchunk_seeds():
+    t = "wordchunk"
+
+    def chunk(delta, finish=None, **extra):
+        body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        body.update(extra)
+        return json.dumps(body, ensure_ascii=False)
+    words = "b:darn|m:heck|m:\u574f\u86cb"
+    put(t, "stream", "\n".join([words, chunk({"role": "assistant", "content": ""}),
+                                chunk({"content": "oh he"}), chunk({"content": "ck! d"}), chunk({"content": "a"}),
+                                chunk({"content": "rn"}), chunk({"content": " more"}),
+                                chunk({}, "stop", usage={"prompt_tokens": 1})]))
+    put(t, "reasoning", "\n".join([words, chunk({"content": None, "reasoning_content": "think he"}),
+                                   chunk({"content": "ck \u574f"}), chunk({"content": "\u86cb"}, "stop")]))
+    put(t, "escapes", "\n".join([words, '{"choices":[{"index":0,"delta":{"content":"\\u0068eck \\"q\\"\\n"}}]}',
+                                 '{"choices":[{"index":0,"delta":{"content":"x"},"logprobs":{"content":[]}}]}',
+                                 '{"choices":[{"index":1,"delta":{"content":"heck"}},{"index":0,"delta":{"content":"y"}}]}']))
+    put(t, "tools", "\n".join([words, chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+                               '{"error":{"message":"heck"}}', "not json", '{"choices":[]}']))
+    put(t, "block_end", "\n".join([words, chunk({"content": "well da"}), chunk({"content": "rn"}, "stop")]))
+    put(t, "empty", "\n")
+
+
+def filters_seeds():
+    t = "filters"
+    put(t, "lists", json.dumps({"version": 7, "words": [
+        {"id": "f1", "tenant": None, "word": "darn", "action": "block"},
+        {"id": "f2", "tenant": "acme", "word": "bad word", "action": "mask"},
+        {"id": "f3", "word": "\u574f\u86cb", "action": "mask", "added_ms": 1}]}, ensure_ascii=False))
+    put(t, "empty", '{"version":0,"words":[]}')
+    put(t, "bad_action", '{"version":1,"words":[{"id":"a","word":"x","action":"drop"}]}')
+    put(t, "no_letters", '{"version":1,"words":[{"id":"a","word":"- . -","action":"block"}]}')
+    put(t, "long_word", json.dumps({"version": 1, "words": [{"id": "a", "word": "x" * 65, "action": "block"}]}))
+    put(t, "not_json", b"{\"version\":")
+
+
+def history_seeds():
+    t = "history"
+
+    def seed(name, history, messages, bound=0):
+        put(t, name, bytes([bound]) + json.dumps(history).encode() + b"\n" + json.dumps(messages).encode())
+    sys_ = {"role": "system", "content": "be kind"}
+    u1, a1 = {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Echo: hi"}
+    u2 = {"role": "user", "content": "again"}
+    seed("new_session", None, [sys_, u1])
+    seed("one_message", [sys_, u1, a1], [u2])
+    seed("whole_again", [sys_, u1, a1], [sys_, u1, a1, u2])
+    seed("tail_again", [sys_, u1, a1], [a1, u2])
+    seed("new_prompt", [sys_, u1, a1], [{"role": "developer", "content": "be brief"}, u1])
+    seed("tools", [u1, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "42"}, a1],
+        [{"role": "user", "content": [{"type": "text", "text": "parts"}]}])
+    seed("bounded", [sys_] + [u1, a1] * 8, [u2], bound=10)
+    seed("not_objects", [sys_], [1, "x"])
+    seed("not_arrays", {"a": 1}, {"b": 2})
+    put(t, "not_json", b"\x00{\n[")
+
+
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
                  ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds,
-                 replay_seeds):
+                 replay_seeds, wordfilter_seeds, wordchunk_seeds, filters_seeds, history_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):

@@ -11,6 +11,7 @@ real connector, the audit store holds only real requests, and a capture of
 the loopback traffic (tcpdump) never shows a prompt in clear."""
 import hashlib
 import os
+import re
 import subprocess
 import time
 
@@ -18,13 +19,17 @@ import msgpack
 import pytest
 import zmq
 
-from meshlib import KEY, Mesh
+from meshlib import KEY, REPO, Mesh
 
 PROMPT = "the secret prompt 5150"
 
 
+VERSION = int(re.search(r"#define MESH_PROTO_VERSION\s+(\d+)",
+                        (REPO / "proto/mesh_msg.h").read_text()).group(1))
+
+
 def _message(type_code, request_id, *fields):
-    return msgpack.packb(["SM", 3, type_code, request_id, *fields], use_bin_type=True)
+    return msgpack.packb(["SM", VERSION, type_code, request_id, *fields], use_bin_type=True)
 
 
 READY, REQUEST, HEAD, CHUNK, END, AUDIT = 9, 1, 3, 4, 5, 15
@@ -71,7 +76,7 @@ def _attack(sockets):
     messages = {
         "connector": [_message(READY, "", "connector-rogue", 100000, 0)],
         "ingress": [_message(REQUEST, FAKE_ID, 1, 1, "tcp://127.0.0.1:1", 1, key_hash, "deepseek-chat",
-                             False, body, "", "", 100)],
+                             False, body, "", "", 100, 0, "")],
         "upstream": [_message(HEAD, FAKE_ID, 1, 1, 200, "deepseek-chat", "", "t", "k", "", "", 0),
                      _message(CHUNK, FAKE_ID, 1, 1, 0, b'{"injected":true}')],
         "auditor": [_message(AUDIT, "", "ingress-rogue-1-1", 1, b"not a record")],

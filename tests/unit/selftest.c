@@ -35,6 +35,8 @@
 #include "mesh_resolver.h"
 #include "mesh_settings.h"
 #include "mesh_sse.h"
+#include "mesh_wordchunk.h"
+#include "mesh_wordfilter.h"
 #include "mesh_ws.h"
 #include "mesh_zmq.h"
 #include "audit/audit.h"
@@ -43,6 +45,8 @@
 #include "ingress/ingress_audit.h"
 #include "ingress/ingress_audit_link.h"
 #include "ingress/ingress_guard.h"
+#include "ingress/ingress_filter.h"
+#include "ingress/ingress_session.h"
 #include "mock/mock.h"
 #include "mock/mock_render.h"
 #include "connector/connector.h"
@@ -52,6 +56,11 @@
 #include "ctl/ctl_http.h"
 #include "router/router.h"
 #include "router/router_connectors.h"
+#include "router/router_filters.h"
+#include "router/router_history.h"
+#include "router/router_session.h"
+#include "router/router_store.h"
+#include "router/router_takeover.h"
 #include "router/router_keys.h"
 #include "router/router_load.h"
 #include "router/router_peers.h"
@@ -104,6 +113,8 @@ static const selftest_t s_tests [] = {
     { "mesh_settings", mesh_settings_test },
     { "mesh_sse",    mesh_sse_test },
     { "mesh_ws",     mesh_ws_test },
+    { "mesh_wordfilter", mesh_wordfilter_test },
+    { "mesh_wordchunk", mesh_wordchunk_test },
     { "mesh_zmq",    mesh_zmq_test },
     { "mock_reply",  mock_reply_test },
     { "mock_replay", mock_replay_test },
@@ -111,6 +122,7 @@ static const selftest_t s_tests [] = {
     { "mock_ws",     mock_ws_test },
     { "mock_server", mock_server_test },
     { "mock_fault",  mock_fault_test },
+    { "mock_seen",   mock_seen_test },
     { "connector_stream", connector_stream_test },
     { "connector_pool", connector_pool_test },
     { "connector_http", connector_http_test },
@@ -119,6 +131,8 @@ static const selftest_t s_tests [] = {
     { "ingress_audit", ingress_audit_test },
     { "ingress_audit_link", ingress_audit_link_test },
     { "ingress_guard", ingress_guard_test },
+    { "ingress_filter", ingress_filter_test },
+    { "ingress_session", ingress_session_test },
     { "audit_writer", audit_writer_test },
     { "audit",       audit_test },
     { "ctl_http",    ctl_http_test },
@@ -133,6 +147,11 @@ static const selftest_t s_tests [] = {
     { "router_quota", router_quota_test },
     { "router_registry", router_registry_test },
     { "router_connectors", router_connectors_test },
+    { "router_filters", router_filters_test },
+    { "router_history", router_history_test },
+    { "router_store", router_store_test },
+    { "router_session", router_session_test },
+    { "router_takeover", router_takeover_test },
     { "router",      router_test },
 };
 
