@@ -24,7 +24,7 @@
 #include <zmq.h>
 
 #define MESH_PROTO_SIGNATURE "SM"
-#define MESH_PROTO_VERSION   4
+#define MESH_PROTO_VERSION   5
 #define MESH_MAX_BODY_BYTES  (64u * 1024 * 1024)
 
 typedef struct {
@@ -52,6 +52,13 @@ enum { MESH_CHUNK_COMMENT = 1 };
 //  (x-should-retry); FAIL also says whether the router may retry it
 enum { MESH_ERROR_RETRY_YES = 1, MESH_ERROR_RETRY_NO = 2, MESH_FAIL_RETRYABLE = 4,
        MESH_FAIL_ENDPOINT = 8 /* the endpoint is at fault: counts for ejection */ };
+//  LOOKUP.flags: what the router asks of the cache
+enum { MESH_LOOKUP_STORE = 1,       //  cacheable: look up, coalesce, store the answer
+       MESH_LOOKUP_NO_CACHE = 2,    //  x-seekmesh-cache: no-cache: a fresh answer, stored
+       MESH_LOOKUP_SHARED = 4,      //  the model's answers are shared by its tenants
+       MESH_LOOKUP_FAQ = 8 };       //  the tenant has FAQ entries: match them
+//  LOOKUP.max_temp_milli when the model sets no temperature limit
+#define MESH_LOOKUP_ANY_TEMPERATURE 100000
 
 //  One struct for every message type; a message uses the fields its type
 //  lists.  BIN fields of a decoded message point into the received frame.

@@ -854,11 +854,36 @@ def replay_seeds():
     put(t, "empty", b"")
 
 
+def canon_seeds():
+    t = "canon"
+    put(t, "chat", CHAT)
+    put(t, "chat_reordered_spaced", '{ "stream" : true ,\n "messages" : [ { "content" : "hi", '
+                                     '"role" : "user" } ], "model" : "deepseek-chat" }')
+    put(t, "numbers", '{"temperature":0.70,"top_p":1e0,"n":1,"seed":-0,"x":-0.0,"big":1.5E+300,'
+                      '"tiny":4.9e-324,"long":0.%s1}' % ("0" * 600))
+    put(t, "escapes", '{"s":"\\u0041\\/\\u00e9\\ud83d\\ude00\\u001f\\n\\"","\\u00e9":1,"e":2}')
+    put(t, "duplicates", '{"a":1,"b":{"z":1,"z":2},"a":[{"a":1,"a":null}]}')
+    put(t, "parts", json.dumps({"temperature": 0, "user": "u", "stream_options": {"include_usage": True},
+                                "messages": [{"role": "system", "content": "s"},
+                                             {"role": "user", "content": [{"type": "text", "text": "a"},
+                                                                          {"type": "image_url"},
+                                                                          {"type": "text", "text": "b"}]}]}))
+    put(t, "deep", '{"a":' + "[" * 70 + "]" * 70 + "}")
+    put(t, "bad_integer", '{"a":9223372036854775808}')
+    put(t, "bad_real", '{"a":1e400}')
+    put(t, "bad_nul", '{"a":"\\u0000"}')
+    put(t, "bad_surrogate", '{"a":"\\ud800x"}')
+    put(t, "bad_utf8", b'{"a":"\xc0\xaf"}')
+    put(t, "bad_trailing", '{} {}')
+    put(t, "array", '[1,2]')
+    put(t, "empty", b"")
+
+
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
                  ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds,
-                 replay_seeds):
+                 replay_seeds, canon_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):

@@ -15,6 +15,7 @@
 #include "mesh_audit_verify.h"
 #include "mesh_audit_wal.h"
 #include "mesh_buf.h"
+#include "mesh_canon.h"
 #include "mesh_completion.h"
 #include "mesh_config.h"
 #include "mesh_curve.h"
@@ -83,6 +84,7 @@ static const selftest_t s_tests [] = {
     { "mesh_jscan",  mesh_jscan_test },
     { "mesh_http",   mesh_http_test },
     { "mesh_completion", mesh_completion_test },
+    { "mesh_canon",  mesh_canon_test },
     { "mesh_config", mesh_config_test },
     { "mesh_curve",  mesh_curve_test },
     { "mesh_dispatch", mesh_dispatch_test },
