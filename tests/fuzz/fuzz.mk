@@ -20,7 +20,7 @@
 #                       -use_value_profile=1); tests/fuzz/dict/ is used already
 
 FUZZ_TARGETS := http_request http_response http_chunked sse ws_sse msg audit keys completion validate config \
-                replay canon
+                replay canon faq
 
 #  The service sources a target needs besides common/ and proto/
 FUZZ_SRC_validate := services/ingress/ingress_validate.c
@@ -36,6 +36,7 @@ FUZZ_DICT_ws_sse        := sse
 FUZZ_DICT_validate      := validate
 FUZZ_DICT_config        := config
 FUZZ_DICT_canon         := validate
+FUZZ_DICT_faq           := validate
 
 FUZZ_DIR     := tests/fuzz
 FUZZ_OUT     := build-fuzz

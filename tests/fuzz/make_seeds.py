@@ -879,11 +879,27 @@ def canon_seeds():
     put(t, "empty", b"")
 
 
+def faq_seeds():
+    t = "faq"
+    put(t, "exact", json.dumps({"tenant": "acme", "model": "deepseek-chat",
+                                "exact": "What are your opening hours?", "answer": "9-17"}))
+    put(t, "keywords", json.dumps({"id": "faq_1", "tenant": "acme", "keywords": ["refund", "order", "\u9000\u6b3e"],
+                                   "answer": "Refunds take 5 days.", "created_ms": 1767225600000}))
+    put(t, "regex", json.dumps({"tenant": "acme", "regex": "^(how|where) (do|can) i reset [a-z]{2,8}",
+                                "answer": "Settings."}))
+    put(t, "message_text", "  What are\tyour  OPENING hours?? \uff21\u200bB\u3002\u4f60\u597d")
+    put(t, "bad_regex", '{"tenant":"a","answer":"x","regex":"(a{16}){16}{16}{16}{16}"}')
+    put(t, "bad_two_kinds", '{"tenant":"a","answer":"x","exact":"q","regex":"q"}')
+    put(t, "bad_duplicate", '{"tenant":"a","answer":"x","exact":"q","exact":"r"}')
+    put(t, "bad_utf8_text", b"\xff\xfe what\xc0\xaf hours")
+    put(t, "empty", b"")
+
+
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
                  ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds,
-                 replay_seeds, canon_seeds):
+                 replay_seeds, canon_seeds, faq_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):

@@ -18,6 +18,7 @@
 #include "mesh_canon.h"
 #include "mesh_completion.h"
 #include "mesh_config.h"
+#include "mesh_faq.h"
 #include "mesh_curve.h"
 #include "mesh_dispatch.h"
 #include "mesh_conn.h"
@@ -85,6 +86,7 @@ static const selftest_t s_tests [] = {
     { "mesh_http",   mesh_http_test },
     { "mesh_completion", mesh_completion_test },
     { "mesh_canon",  mesh_canon_test },
+    { "mesh_faq",    mesh_faq_test },
     { "mesh_config", mesh_config_test },
     { "mesh_curve",  mesh_curve_test },
     { "mesh_dispatch", mesh_dispatch_test },
