@@ -34,7 +34,7 @@ COMMON_SRC := $(wildcard common/*.c) $(wildcard proto/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 LIBMESH    := $(BUILD)/libmesh.a
 
-SERVICES   := ingress router connector mock audit
+SERVICES   := ingress router connector mock audit cache
 BINS       := $(SERVICES:%=$(BUILD)/bin/seekmesh-%)
 TEST_BIN   := $(BUILD)/bin/mesh-selftest
 LOADGEN    := $(BUILD)/bin/mesh-loadgen

@@ -19,6 +19,7 @@
 #include "mesh_completion.h"
 #include "mesh_config.h"
 #include "mesh_faq.h"
+#include "mesh_faq_store.h"
 #include "mesh_curve.h"
 #include "mesh_dispatch.h"
 #include "mesh_conn.h"
@@ -39,6 +40,8 @@
 #include "mesh_zmq.h"
 #include "audit/audit.h"
 #include "audit/audit_writer.h"
+#include "cache/cache.h"
+#include "cache/cache_flight.h"
 #include "ingress/ingress_audit.h"
 #include "ingress/ingress_audit_link.h"
 #include "ingress/ingress_guard.h"
@@ -87,6 +90,7 @@ static const selftest_t s_tests [] = {
     { "mesh_completion", mesh_completion_test },
     { "mesh_canon",  mesh_canon_test },
     { "mesh_faq",    mesh_faq_test },
+    { "mesh_faq_store", mesh_faq_store_test },
     { "mesh_config", mesh_config_test },
     { "mesh_curve",  mesh_curve_test },
     { "mesh_dispatch", mesh_dispatch_test },
@@ -118,6 +122,11 @@ static const selftest_t s_tests [] = {
     { "ingress_guard", ingress_guard_test },
     { "audit_writer", audit_writer_test },
     { "audit",       audit_test },
+    { "cache_entry", cache_entry_test },
+    { "cache_l1",    cache_l1_test },
+    { "cache_l2",    cache_l2_test },
+    { "cache_flight", cache_flight_test },
+    { "cache",       cache_test },
     { "ctl_http",    ctl_http_test },
     { "ctl_api",     ctl_api_test },
     { "ctl_audit",   ctl_audit_test },
