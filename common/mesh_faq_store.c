@@ -33,6 +33,8 @@ typedef struct {
     mesh_faq_store_t *store;
     mesh_faq_store_fn *fn;
     void *arg;
+    char *id;
+    char *entry;                //  NULL: a removal
 } write_t;
 
 static void s_load (mesh_faq_store_t *self);
@@ -158,10 +160,24 @@ static void
 s_on_written (void *arg, redisReply *reply)
 {
     write_t *write = arg;
+    mesh_faq_store_t *self = write->store;
     bool ok = reply && reply->type == REDIS_REPLY_INTEGER;
-    if (ok)
-        s_load (write->store);
-    write->fn (write->arg, ok);
+    if (ok) {
+        //  Ours at once (a read right after the write sees it); every
+        //  holder reads Redis again on the message
+        mesh_faq_entry_t *entry = write->entry
+            ? mesh_faq_entry_parse (write->entry, strlen (write->entry), NULL, 0) : NULL;
+        if (entry)
+            mesh_faq_put (self->entries, entry);
+        else
+            mesh_faq_remove (self->entries, write->id);
+        if (self->count)
+            mesh_metric_set (self->count, (double) mesh_faq_count (self->entries));
+    }
+    if (write->fn)
+        write->fn (write->arg, ok);
+    free (write->id);
+    free (write->entry);
     free (write);
 }
 
@@ -173,9 +189,11 @@ mesh_faq_store_write (mesh_faq_store_t *self, const char *id, const char *entry,
         return -1;
     write_t *write = calloc (1, sizeof *write);
     assert (write);
-    *write = (write_t) { self, fn, arg };
+    *write = (write_t) { self, fn, arg, strdup (id), entry ? strdup (entry) : NULL };
     const char *argv [] = { MESH_FAQ_STORE_HASH, id, entry ? entry : "", MESH_FAQ_STORE_CHANNEL };
     if (mesh_redis_eval (self->redis, &s_write_script, s_on_written, write, 1, 4, argv, NULL) < 0) {
+        free (write->id);
+        free (write->entry);
         free (write);
         return -1;
     }

@@ -60,6 +60,7 @@ typedef struct {
     char user [128];
     uint32_t estimate;
     uint32_t prompt_estimate;
+    char cache_control [128];   //  the client's x-seekmesh-cache
     mesh_buf_t body;            //  kept until the end, for a retry
     int64_t content_length;     //  declared by the client, or -1
     int64_t received_us;
@@ -80,6 +81,8 @@ typedef struct {
     char refusal_param [96];
     char refusal_message [512];
     bool guard_noted;           //  the refusal drew from the address's bucket
+    char cache [16];            //  x-seekmesh-cache: what the cache did ("" = bypass)
+    char cache_ref [64];        //  the FAQ entry, or the leader's request id
     bool sse;
     bool headers_written;
     bool finished;              //  everything is in out

@@ -175,6 +175,7 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
     memcpy (msg.user, pss->user, sizeof msg.user);
     msg.estimate = pss->estimate;
     msg.prompt_estimate = pss->prompt_estimate;
+    memcpy (msg.cache_control, pss->cache_control, sizeof msg.cache_control);
     //  Round robin over the routers we are connected to; a PUSH socket
     //  with ZMQ_IMMEDIATE refuses at once when its router is away
     for (size_t tried = 0; tried < mesh->router_count; tried++) {
@@ -246,8 +247,13 @@ s_request_of (ingress_t *self, const mesh_msg_t *msg)
     }
     if (msg->type != MESH_MSG_REPLY && msg->attempt != pss->attempt)
         return NULL;
-    if (msg->type == MESH_MSG_HEAD || msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR)
+    if (msg->type == MESH_MSG_HEAD || msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR) {
+        if (*msg->cache && pss->state == RQ_MESH) {
+            memcpy (pss->cache, msg->cache, sizeof pss->cache);
+            memcpy (pss->cache_ref, msg->cache_ref, sizeof pss->cache_ref);
+        }
         ingress_audit_note (pss, msg);
+    }
     return pss;
 }
 

@@ -1083,6 +1083,13 @@ s_on_admin (void *arg, const mesh_admin_request_t *request, mesh_admin_response_
     return s_fail (response, 404, "not_found", "No such admin route: %s", path);
 }
 
+bool
+router_registry_authorized (router_registry_t *self, const mesh_admin_request_t *request,
+                            mesh_admin_response_t *response)
+{
+    return s_authorized (self, request, response);
+}
+
 void
 router_registry_routes (router_registry_t *self, mesh_admin_t *admin)
 {

@@ -92,6 +92,10 @@ int   router_registry_reload (router_registry_t *self, char *why, size_t why_siz
 void  router_registry_tick (router_registry_t *self);
 //  Serves /admin/ on admin
 void  router_registry_routes (router_registry_t *self, mesh_admin_t *admin);
+//  The admin API's token check, for other /admin/ routes: true, or false
+//  with the 401/403 answer in response
+bool  router_registry_authorized (router_registry_t *self, const mesh_admin_request_t *request,
+                                  mesh_admin_response_t *response);
 
 void  router_registry_test (bool verbose);
 

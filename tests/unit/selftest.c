@@ -53,7 +53,9 @@
 #include "ctl/ctl_export.h"
 #include "ctl/ctl_http.h"
 #include "router/router.h"
+#include "router/router_cache.h"
 #include "router/router_connectors.h"
+#include "router/router_faq.h"
 #include "router/router_keys.h"
 #include "router/router_policy.h"
 #include "router/router_quota.h"
@@ -113,6 +115,7 @@ static const selftest_t s_tests [] = {
     { "mock_server", mock_server_test },
     { "mock_fault",  mock_fault_test },
     { "connector_stream", connector_stream_test },
+    { "connector_tee", connector_tee_test },
     { "connector_pool", connector_pool_test },
     { "connector_http", connector_http_test },
     { "connector_ws", connector_ws_test },
@@ -136,6 +139,8 @@ static const selftest_t s_tests [] = {
     { "router_quota", router_quota_test },
     { "router_registry", router_registry_test },
     { "router_connectors", router_connectors_test },
+    { "router_cache", router_cache_test },
+    { "router_faq",  router_faq_test },
     { "router",      router_test },
 };
 
