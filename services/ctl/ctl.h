@@ -5,6 +5,8 @@
                     envelope, --json), option parsing, tables; reload
         ctl_models  models list | get | add | set | remove | reset
         ctl_keys    keys list | add | set | remove | reset
+        ctl_faq     faq add | list | get | remove | test: the cache stage's
+                    FAQ answers
         ctl_audit   audit query | verify | export | rotate-key, on the audit
                     store's files (no admin API)
         ctl_export  an audit record as an NDJSON line with Elastic Common
@@ -104,6 +106,11 @@ int  ctl_keys_remove (ctl_t *ctl, int argc, char **argv);
 int  ctl_keys_reset (ctl_t *ctl, int argc, char **argv);
 int  ctl_registry_reset (ctl_t *ctl, int argc, char **argv);
 int  ctl_reload (ctl_t *ctl, int argc, char **argv);
+int  ctl_faq_add (ctl_t *ctl, int argc, char **argv);
+int  ctl_faq_list (ctl_t *ctl, int argc, char **argv);
+int  ctl_faq_get (ctl_t *ctl, int argc, char **argv);
+int  ctl_faq_remove (ctl_t *ctl, int argc, char **argv);
+int  ctl_faq_test (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_query (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_verify (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_export (ctl_t *ctl, int argc, char **argv);

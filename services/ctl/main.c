@@ -56,6 +56,19 @@ static const command_t s_commands [] = {
       "undo every run-time change of models and keys: the config file's registry" },
     { "reload", NULL,     ctl_reload,        "reload",
       "have the router re-read its config file" },
+    { "faq",    "add",    ctl_faq_add,
+      "faq add --tenant T (--exact Q | --keyword K... | --regex P) --answer A [--model M] [--id ID]",
+      "an answer the cache gives without the model, to the last user message of the\n"
+      "      tenant's requests (on model M only, with --model); matched exactly once\n"
+      "      normalised, by every keyword, or by a case-insensitive POSIX regex" },
+    { "faq",    "list",   ctl_faq_list,      "faq list [--tenant T]",
+      "the FAQ entries" },
+    { "faq",    "get",    ctl_faq_get,       "faq get ID",
+      "one FAQ entry, as JSON" },
+    { "faq",    "remove", ctl_faq_remove,    "faq remove ID",
+      "remove a FAQ entry" },
+    { "faq",    "test",   ctl_faq_test,      "faq test \"QUESTION\" --tenant T [--model M]",
+      "the FAQ entry that would answer QUESTION, if any" },
     { "audit",  "query",  ctl_audit_query,
       "audit query [--since 1h|30m|2d|DATE] [--until ...] [--tenant T] [--model M] [--status N]\n"
       "      [--outcome X] [--limit N] [--decrypt] [--dir DIR] [--key-file FILE]",
@@ -88,7 +101,7 @@ static void
 s_help (FILE *out)
 {
     fputs ("usage: seekmeshctl [--admin HOST:PORT] [--token TOKEN] [--json] COMMAND ...\n"
-           "\nManages a seekmesh router's models and API keys through its admin API.\n"
+           "\nManages a seekmesh router's models, API keys and FAQ answers through its admin API.\n"
            "\ncommands:\n", out);
     for (size_t i = 0; i < MESH_ARRAY_SIZE (s_commands); i++)
         fprintf (out, "  %s\n      %s\n", s_commands [i].synopsis, s_commands [i].summary);
