@@ -895,11 +895,47 @@ def faq_seeds():
     put(t, "empty", b"")
 
 
+def cache_entry_seeds():
+    t = "cache_entry"
+    completion = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1767225600,
+                  "model": "deepseek-reasoner", "system_fingerprint": "fp_1",
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello \u4f60\u597d world",
+                                                       "reasoning_content": "Thinking about it"},
+                               "logprobs": None, "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                            "prompt_tokens_details": {"cached_tokens": 4},
+                            "completion_tokens_details": {"reasoning_tokens": 3}}}
+    tools = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [
+                 {"index": 0, "id": "call_1", "type": "function",
+                  "function": {"name": "run_sql", "arguments": "{\"sql\":\"SELECT 1\"}"}}]},
+                 "finish_reason": "tool_calls"}]}
+    two = dict(completion, choices=[dict(completion["choices"][0], index=1),
+                                    dict(completion["choices"][0], index=0)])
+
+    def entry(body, model="deepseek-reasoner", stored=1767225600000, expires=1767225900000, sig="SE", version=1):
+        data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        return (mp_array(6) + mp_str(sig) + mp_uint(version) + mp_str(model) + mp_uint(stored, 8)
+                + mp_uint(expires, 8) + mp_bin(data))
+    put(t, "reasoning", entry(completion))
+    put(t, "tool_calls", entry(tools, "m"))
+    put(t, "two_choices", entry(two))
+    put(t, "body_reasoning", json.dumps(completion))
+    put(t, "body_tool_calls", json.dumps(tools))
+    put(t, "bad_signature", entry(completion, sig="SX"))
+    put(t, "bad_version", entry(completion, version=2))
+    put(t, "bad_not_finished", entry(dict(completion, choices=[dict(completion["choices"][0], finish_reason=None)])))
+    put(t, "bad_body", entry(b"{not json"))
+    put(t, "bad_trailing", entry(completion) + b"\x00")
+    put(t, "bad_model_empty", entry(completion, model=""))
+    put(t, "empty", b"")
+
+
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
                  ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds,
-                 replay_seeds, canon_seeds, faq_seeds):
+                 replay_seeds, canon_seeds, faq_seeds, cache_entry_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):
