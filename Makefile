@@ -40,11 +40,12 @@ TEST_BIN   := $(BUILD)/bin/mesh-selftest
 LOADGEN    := $(BUILD)/bin/mesh-loadgen
 ASSEMBLE   := $(BUILD)/bin/mesh-assemble
 LWSCLIENT  := $(BUILD)/bin/mesh-lws-client
+CACHEPOLICY := $(BUILD)/bin/mesh-cache-policy
 CTL        := $(BUILD)/bin/seekmeshctl
 
 .PHONY: all run test unit fuzz integration sdk asan clean deps bench bench-smoke \
         analyst analyst-eval analyst-load analyst-test compose-deps compose-test deploy-check
-all: $(BINS) $(TEST_BIN) $(LOADGEN) $(LWSCLIENT) $(ASSEMBLE) $(CTL)
+all: $(BINS) $(TEST_BIN) $(LOADGEN) $(LWSCLIENT) $(ASSEMBLE) $(CTL) $(CACHEPOLICY)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -79,6 +80,12 @@ $(LOADGEN): $(BUILD)/obj/tests/bench/loadgen.o $(LIBMESH)
 $(LWSCLIENT): $(BUILD)/obj/tests/bench/lws_client.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+# The measurement behind cache.l1_policy (DESIGN.md): L1 under LRU and S3-FIFO
+$(CACHEPOLICY): $(BUILD)/obj/tests/bench/cache_policy.o $(BUILD)/obj/services/cache/cache_l1.o \
+                $(BUILD)/obj/services/cache/cache_entry.o $(LIBMESH)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The answer assembler on its own, for the SDK's differential test
 $(ASSEMBLE): $(BUILD)/obj/tests/tools/mesh_assemble.o $(LIBMESH)

@@ -42,8 +42,8 @@ struct cache_l1_t {
     list_t lists [3];
     size_t bytes;
     uint64_t evictions;
-    //  S3-FIFO's ghost keys: a ring, and a map of the keys it holds
-    char **ghost;
+    //  S3-FIFO's ghost keys: a ring, and a map of the live ones
+    struct ghost_t **ghost;
     size_t ghost_cap, ghost_start, ghost_count;
     mesh_map_t *ghost_map;
 };
@@ -94,6 +94,13 @@ s_drop (cache_l1_t *self, cache_entry_t *entry)
 
 //  The ghost list ------------------------------------------------------------------
 
+//  A key lately evicted from the small FIFO.  The ring owns it; a key taken
+//  back (asked for again) stays in the ring, dead, until its turn comes.
+typedef struct ghost_t {
+    char key [65];
+    bool live;
+} ghost_t;
+
 static void
 s_ghost_add (cache_l1_t *self, const char *key)
 {
@@ -101,54 +108,43 @@ s_ghost_add (cache_l1_t *self, const char *key)
     size_t limit = MESH_MAX (self->lists [Q_MAIN].count, (size_t) GHOST_MIN);
     if (mesh_map_get (self->ghost_map, key))
         return;
-    while (self->ghost_count >= limit || self->ghost_count == self->ghost_cap) {
-        if (self->ghost_count == 0)
-            break;
-        if (self->ghost_count < limit && self->ghost_count == self->ghost_cap) {
-            //  Grow the ring, keeping its order
-            size_t cap = self->ghost_cap * 2;
-            char **ring = calloc (cap, sizeof *ring);
-            assert (ring);
-            for (size_t i = 0; i < self->ghost_count; i++)
-                ring [i] = self->ghost [(self->ghost_start + i) % self->ghost_cap];
-            free (self->ghost);
-            self->ghost = ring;
-            self->ghost_cap = cap;
-            self->ghost_start = 0;
-            break;
-        }
-        char *oldest = self->ghost [self->ghost_start];
+    if (self->ghost_count == self->ghost_cap && self->ghost_count < limit) {
+        //  Grow the ring, keeping its order
+        size_t cap = self->ghost_cap * 2;
+        ghost_t **ring = calloc (cap, sizeof *ring);
+        assert (ring);
+        for (size_t i = 0; i < self->ghost_count; i++)
+            ring [i] = self->ghost [(self->ghost_start + i) % self->ghost_cap];
+        free (self->ghost);
+        self->ghost = ring;
+        self->ghost_cap = cap;
+        self->ghost_start = 0;
+    }
+    while (self->ghost_count > 0 && (self->ghost_count >= limit || self->ghost_count == self->ghost_cap)) {
+        ghost_t *oldest = self->ghost [self->ghost_start];
         self->ghost [self->ghost_start] = NULL;
         self->ghost_start = (self->ghost_start + 1) % self->ghost_cap;
         self->ghost_count--;
-        if (oldest) {
-            if (mesh_map_get (self->ghost_map, oldest) == oldest)
-                mesh_map_remove (self->ghost_map, oldest);
-            free (oldest);
-        }
+        if (oldest->live)
+            mesh_map_remove (self->ghost_map, oldest->key);
+        free (oldest);
     }
-    char *copy = strdup (key);
-    assert (copy);
-    self->ghost [(self->ghost_start + self->ghost_count++) % self->ghost_cap] = copy;
-    mesh_map_put (self->ghost_map, copy, copy);
+    ghost_t *ghost = malloc (sizeof *ghost);
+    assert (ghost);
+    snprintf (ghost->key, sizeof ghost->key, "%s", key);
+    ghost->live = true;
+    self->ghost [(self->ghost_start + self->ghost_count++) % self->ghost_cap] = ghost;
+    mesh_map_put (self->ghost_map, ghost->key, ghost);
 }
 
-//  True when key was lately evicted from the small FIFO (it is forgotten
-//  there now: the ring keeps a slot that no longer counts)
+//  True when key was lately evicted from the small FIFO (then forgotten)
 static bool
 s_ghost_take (cache_l1_t *self, const char *key)
 {
-    char *copy = mesh_map_remove (self->ghost_map, key);
-    if (!copy)
+    ghost_t *ghost = mesh_map_remove (self->ghost_map, key);
+    if (!ghost)
         return false;
-    for (size_t i = 0; i < self->ghost_count; i++) {
-        size_t at = (self->ghost_start + i) % self->ghost_cap;
-        if (self->ghost [at] == copy) {
-            self->ghost [at] = NULL;
-            break;
-        }
-    }
-    free (copy);
+    ghost->live = false;
     return true;
 }
 
