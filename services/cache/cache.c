@@ -114,7 +114,7 @@ cache_send_ingress (cache_t *self, const cache_client_t *client, mesh_msg_t *msg
 void
 cache_send_router (cache_t *self, const char *identity, size_t size, const mesh_msg_t *msg)
 {
-    if (mesh_msg_send (self->socket, msg, identity, size, ZMQ_DONTWAIT) < 0)
+    if (self->socket && mesh_msg_send (self->socket, msg, identity, size, ZMQ_DONTWAIT) < 0)
         mesh_debug ("cannot send %s to router %.*s: %s req=%s", mesh_msg_name (msg->type), (int) size,
                     identity, zmq_strerror (errno), msg->id);
 }
@@ -564,11 +564,14 @@ cache_destroy (cache_t **self_p)
     if (self->socket) {
         mesh_loop_zmq_remove (self->loop, self->socket);
         zmq_close (self->socket);
+        self->socket = NULL;
     }
+    //  Redis first: its callbacks (lookups, FAQ reads) run now, while the
+    //  flights and the FAQ store they report to still exist
+    cache_l2_destroy (&self->l2);
+    mesh_faq_store_destroy (&self->faq);
     cache_flights_destroy (&self->flights);
     mesh_outbox_destroy (&self->outbox);
-    mesh_faq_store_destroy (&self->faq);
-    cache_l2_destroy (&self->l2);
     cache_l1_destroy (&self->l1);
     mesh_canon_destroy (&self->canon);
     mesh_buf_free (&self->scratch);

@@ -68,7 +68,8 @@ typedef struct {
 
     //  The response
     int status;
-    const char *content_type;
+    const char *content_type;   //  a literal, or reply_type
+    char reply_type [128];      //  a router's REPLY's media type, copied
     char answered_model [256];
     char limits [128];          //  x-ratelimit-* values from the router
     int retry_after_ms;

@@ -383,9 +383,10 @@ s_on_reply (void *arg, mesh_inbox_t *inbox)
         return 0;
     if (pss->state != RQ_MESH)
         return 0;
-    ingress_respond_body (pss, (int) msg->status,
-                          s_header_safe (msg->content_type) ? msg->content_type : "application/json",
-                          msg->data.data, msg->data.size);
+    //  Copied: the headers are written later, when the message is gone
+    snprintf (pss->reply_type, sizeof pss->reply_type, "%s",
+              s_header_safe (msg->content_type) ? msg->content_type : "application/json");
+    ingress_respond_body (pss, (int) msg->status, pss->reply_type, msg->data.data, msg->data.size);
     return 0;
 }
 

@@ -580,6 +580,7 @@ def test_cache_frozen_or_away_costs_at_most_the_bound(fresh_mesh):
     for _ in range(3):
         status, headers, _ = m.chat(body(prompt("away")))
         assert status == 200 and headers["x-seekmesh-cache"] in ("bypass", "miss")
+    m.wait_healthy("cache", timeout=10)         #  restarted by its supervisor
 
 
 def test_restart_and_redis_kill_under_load_fail_nothing(fresh_mesh):
