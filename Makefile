@@ -34,18 +34,19 @@ COMMON_SRC := $(wildcard common/*.c) $(wildcard proto/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 LIBMESH    := $(BUILD)/libmesh.a
 
-SERVICES   := ingress router connector mock audit
+SERVICES   := ingress router connector mock audit cache
 BINS       := $(SERVICES:%=$(BUILD)/bin/seekmesh-%)
 TEST_BIN   := $(BUILD)/bin/mesh-selftest
 LOADGEN    := $(BUILD)/bin/mesh-loadgen
 ASSEMBLE   := $(BUILD)/bin/mesh-assemble
 LWSCLIENT  := $(BUILD)/bin/mesh-lws-client
 WFBENCH    := $(BUILD)/bin/mesh-wordfilter-bench
+CACHEPOLICY := $(BUILD)/bin/mesh-cache-policy
 CTL        := $(BUILD)/bin/seekmeshctl
 
 .PHONY: all run test unit fuzz integration sdk asan clean deps bench bench-smoke \
         analyst analyst-eval analyst-load analyst-test compose-deps compose-test deploy-check
-all: $(BINS) $(TEST_BIN) $(LOADGEN) $(LWSCLIENT) $(ASSEMBLE) $(CTL) $(WFBENCH)
+all: $(BINS) $(TEST_BIN) $(LOADGEN) $(LWSCLIENT) $(ASSEMBLE) $(CTL) $(WFBENCH) $(CACHEPOLICY)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -85,6 +86,12 @@ $(WFBENCH): $(BUILD)/obj/tests/bench/wordfilter_bench.o $(LIBMESH)
 $(LWSCLIENT): $(BUILD)/obj/tests/bench/lws_client.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+# The measurement behind cache.l1_policy (DESIGN.md): L1 under LRU and S3-FIFO
+$(CACHEPOLICY): $(BUILD)/obj/tests/bench/cache_policy.o $(BUILD)/obj/services/cache/cache_l1.o \
+                $(BUILD)/obj/services/cache/cache_entry.o $(LIBMESH)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The answer assembler on its own, for the SDK's differential test
 $(ASSEMBLE): $(BUILD)/obj/tests/tools/mesh_assemble.o $(LIBMESH)

@@ -32,7 +32,8 @@ static const struct {
     { "router.listen",           "ingress" },
     { "router.connector_listen", "connector" },
     { "audit.listen",            "ingress" },
-    { "ingress.reply_endpoint",  "router connector" },
+    { "cache.listen",            "router connector" },
+    { "ingress.reply_endpoint",  "router connector cache" },
 };
 
 static struct {
@@ -399,6 +400,8 @@ mesh_curve_test (bool verbose)
     assert (!s_allowed ("router.connector_listen", "ingress"));
     assert (s_allowed ("ingress.reply_endpoint", "router") && s_allowed ("ingress.reply_endpoint", "connector"));
     assert (!s_allowed ("ingress.reply_endpoint", "connect"));
+    assert (s_allowed ("ingress.reply_endpoint", "cache") && s_allowed ("cache.listen", "connector"));
+    assert (!s_allowed ("cache.listen", "ingress"));
     assert (!s_allowed ("nowhere", "router"));
     assert (s_local ("tcp://127.0.0.1:5555") && s_local ("ipc:///tmp/x") && !s_local ("tcp://10.0.0.1:5555"));
 

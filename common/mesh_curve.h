@@ -15,8 +15,8 @@
     (a thread serving inproc://zeromq.zap.01) lets a client in only when its
     key is one of the mesh's and its role is allowed on that socket (only
     connectors on router.connector_listen, only ingresses on router.listen
-    and audit.listen, only routers and connectors on an ingress's reply
-    endpoint).  Every socket that connects is a CURVE client that knows the
+    and audit.listen, only routers and connectors on cache.listen, only
+    routers, connectors and the cache on an ingress's reply endpoint).  Every socket that connects is a CURVE client that knows the
     server's public key, so it talks to the real service or to nobody.  A
     message's sender role is its frame's "User-Id".
 

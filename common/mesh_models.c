@@ -258,6 +258,39 @@ s_key_env_allowed (mesh_config_t *config, const char *name)
     return false;
 }
 
+//  "cache": { "ttl_s", "max_temperature", "shared" } (mesh_models.h)
+static int
+s_cache (mesh_config_t *config, const char *base, mesh_model_t *model)
+{
+    char path [128];
+    snprintf (path, sizeof path, "%s.cache", base);
+    model->cache_max_temperature = -1;
+    json_t *cache = mesh_config_node (config, path);
+    if (!cache)
+        return 0;
+    if (!json_is_object (cache)) {
+        mesh_config_invalid (config, path, "expected an object: {\"ttl_s\", \"max_temperature\", \"shared\"}");
+        return -1;
+    }
+    snprintf (path, sizeof path, "%s.cache.ttl_s", base);
+    model->cache_ttl_s = mesh_config_int (config, path, 0);
+    if (model->cache_ttl_s < 1 || model->cache_ttl_s > 31536000) {
+        mesh_config_invalid (config, path, "seconds an answer is kept: 1 .. 31536000");
+        return -1;
+    }
+    snprintf (path, sizeof path, "%s.cache.max_temperature", base);
+    if (mesh_config_node (config, path)) {
+        model->cache_max_temperature = mesh_config_number (config, path, -1);
+        if (!(model->cache_max_temperature >= 0 && model->cache_max_temperature <= 2)) {
+            mesh_config_invalid (config, path, "a temperature: 0 .. 2");
+            return -1;
+        }
+    }
+    snprintf (path, sizeof path, "%s.cache.shared", base);
+    model->cache_shared = mesh_config_bool (config, path, false);
+    return 0;
+}
+
 mesh_models_t *
 mesh_models_load (mesh_config_t *config)
 {
@@ -285,13 +318,15 @@ mesh_models_load (mesh_config_t *config)
         static const char *const fields [] = {
             "name", "type", "endpoint", "endpoints", "variants", "upstream_model", "auth",
             "stream_config", "stream_only", "fallback", "ca_file", "max_concurrency",
-            "connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms", "aliases", NULL
+            "connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms", "aliases", "cache", NULL
         };
+        static const char *const cache_fields [] = { "ttl_s", "max_temperature", "shared", NULL };
         static const char *const auth_fields [] = { "type", "key_name", "key_env", NULL };
         static const char *const stream_fields [] = { "chunk_size", "delimiter", NULL };
         if (mesh_config_only (config, base, fields) < 0
         ||  mesh_config_only (config, AT ("auth"), auth_fields) < 0
-        ||  mesh_config_only (config, AT ("stream_config"), stream_fields) < 0)
+        ||  mesh_config_only (config, AT ("stream_config"), stream_fields) < 0
+        ||  mesh_config_only (config, AT ("cache"), cache_fields) < 0)
             continue;
         model->name = mesh_config_str (config, AT ("name"), NULL);
         if (!model->name || !*model->name) {
@@ -366,6 +401,8 @@ mesh_models_load (mesh_config_t *config)
         if (model->connect_timeout_ms <= 0 || model->first_byte_timeout_ms <= 0
         ||  model->idle_timeout_ms <= 0)
             mesh_config_invalid (config, base, "timeouts must be positive");
+        if (s_cache (config, base, model) < 0)
+            continue;
         self->count++;
     }
     //  Aliases: per model, then the top-level map
@@ -530,7 +567,8 @@ mesh_models_test (bool verbose)
         "  \"models\": ["
         "    { \"name\": \"deepseek-chat\", \"endpoint\": \"https://api.deepseek.com/chat/completions\","
         "      \"auth\": { \"key_env\": \"DEEPSEEK_API_KEY\" }, \"fallback\": \"qwen\","
-        "      \"max_concurrency\": 64, \"aliases\": [\"chat\"] },"
+        "      \"max_concurrency\": 64, \"aliases\": [\"chat\"],"
+        "      \"cache\": { \"ttl_s\": 300, \"max_temperature\": 0.5, \"shared\": true } },"
         "    { \"name\": \"qwen\", \"endpoint\": \"wss://qwen.local/ws\", \"auth\": { \"type\": \"none\" },"
         "      \"upstream_model\": \"Qwen/Qwen2.5-7B\", \"idle_timeout_ms\": 99 } ],"
         "  \"aliases\": { \"fast\": \"qwen\" } }";
@@ -543,6 +581,8 @@ mesh_models_test (bool verbose)
     assert (chat && mesh_streq (chat->name, "deepseek-chat"));
     assert (mesh_streq (chat->auth_header, "Authorization") && mesh_streq (chat->auth_env, "DEEPSEEK_API_KEY"));
     assert (chat->max_concurrency == 64 && mesh_streq (chat->fallback, "qwen"));
+    assert (chat->cache_ttl_s == 300 && chat->cache_max_temperature == 0.5 && chat->cache_shared);
+    assert (mesh_models_find (models, "qwen")->cache_ttl_s == 0);
     //  A credential from a variable not on the allow-list is refused by name
     {
         const char *bad = "{ \"models\": [ { \"name\": \"m\", \"endpoint\": \"http://x/v1\","
@@ -608,6 +648,19 @@ mesh_models_test (bool verbose)
     assert (strstr (mesh_config_failed (config), "models.0.endpoint"));
     mesh_models_destroy (&models);
     mesh_config_destroy (&config);
+    const char *bad_cache [][2] = {
+        { "{\"ttl_s\": 0}", "models.0.cache.ttl_s" },
+        { "{\"ttl_s\": 5, \"max_temperature\": 3}", "models.0.cache.max_temperature" },
+        { "{\"ttl_s\": 5, \"tll\": 1}", "models.0.cache.tll" },
+        { "true", "models.0.cache" },
+    };
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (bad_cache); i++) {
+        char doc [256];
+        snprintf (doc, sizeof doc, "{ \"models\": [ { \"name\": \"a\", \"endpoint\": \"http://x/\", "
+                  "\"auth\": {\"type\":\"none\"}, \"cache\": %s } ] }", bad_cache [i][0]);
+        assert (!mesh_models_from_json (doc, strlen (doc), "c", why, sizeof why));
+        assert (strstr (why, bad_cache [i][1]));
+    }
     //  A rejected entry neither shifts the aliases of the next ones nor
     //  leaves its fields behind
     const char *shifted =

@@ -17,7 +17,10 @@
         "fallback": "qwen-7b", "max_concurrency": 64,
         "aliases": ["deepseek-v4-flash"], "ca_file": "",
         "connect_timeout_ms": …, "first_byte_timeout_ms": …,
-        "idle_timeout_ms": … }                       (default: connector.*)
+        "idle_timeout_ms": …,                        (default: connector.*)
+        "cache": { "ttl_s": 300, "max_temperature": 0.5,
+                   "shared": false } }               (the response cache: off
+                                                     when absent)
     Errors are recorded on the config (mesh_config_failed names the field).
     Read-only once loaded; any thread may read it.  A registry built from a
     JSON document (the live registry) owns that document; one loaded from a
@@ -80,6 +83,12 @@ typedef struct {
     int64_t connect_timeout_ms;
     int64_t first_byte_timeout_ms;
     int64_t idle_timeout_ms;
+    //  The response cache: answers kept cache_ttl_s (0: not cached unless a
+    //  request asks), for requests at most this temperature (< 0: any),
+    //  shared by every tenant or kept per tenant
+    int64_t cache_ttl_s;
+    double cache_max_temperature;
+    bool cache_shared;
 } mesh_model_t;
 
 typedef struct mesh_models_t mesh_models_t;

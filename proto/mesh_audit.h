@@ -27,7 +27,8 @@
 #define MESH_AUDIT_MAX_TEXT       (64u * 1024 * 1024)  //  prompt, response
 
 //  The outcomes a record names (outcome)
-#define MESH_AUDIT_OK              "ok"              //  answered by the upstream
+#define MESH_AUDIT_OK              "ok"              //  answered by the upstream (or the cache)
+#define MESH_AUDIT_FAQ             "faq"             //  answered by an operator's FAQ entry
 #define MESH_AUDIT_CLIENT_GONE     "client_gone"     //  the client went away first
 #define MESH_AUDIT_CONNECTOR_LOST  "connector_lost"  //  lost mid-stream, or out of attempts
 #define MESH_AUDIT_UPSTREAM_ERROR  "upstream_error"  //  the upstream failed (status 5xx/429/…)

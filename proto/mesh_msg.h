@@ -56,6 +56,13 @@ enum { MESH_ERROR_RETRY_YES = 1, MESH_ERROR_RETRY_NO = 2, MESH_FAIL_RETRYABLE = 
 //  ERROR.flags from a router: it did nothing with the request (draining,
 //  no connector): another router may take it
 enum { MESH_ERROR_ELSEWHERE = 4 };
+//  LOOKUP.flags: what the router asks of the cache
+enum { MESH_LOOKUP_STORE = 1,       //  cacheable: look up, coalesce, store the answer
+       MESH_LOOKUP_NO_CACHE = 2,    //  x-seekmesh-cache: no-cache: a fresh answer, stored
+       MESH_LOOKUP_SHARED = 4,      //  the model's answers are shared by its tenants
+       MESH_LOOKUP_FAQ = 8 };       //  the tenant has FAQ entries: match them
+//  LOOKUP.max_temp_milli when the model sets no temperature limit
+#define MESH_LOOKUP_ANY_TEMPERATURE 100000
 
 //  One struct for every message type; a message uses the fields its type
 //  lists.  BIN fields of a decoded message point into the received frame.

@@ -106,6 +106,7 @@ struct connector_t {
     uint64_t registry_version;
     mesh_map_t *requests;       //  id -> connector_req_t
     mesh_outbox_t *outbox;
+    connector_tee_t *tee;       //  copies of cacheable calls to the cache
     connector_pools_t *pools;
     mesh_resolver_t *resolver;  //  upstream and router names
 
@@ -206,14 +207,35 @@ s_send_done (connector_req_t *req, uint32_t status, const char *outcome)
         mesh_loop_timer_start (self->loop, &link->done_timer, self->done_flush_ms, s_on_done_timer, link);
 }
 
+//  The leader of a cached call has lost its ingress: the cache decides
+//  whether the call goes on (other clients may read it)
+static void
+s_tee_ingress_gone (connector_req_t *req)
+{
+    req->ingress_gone = true;
+    mesh_msg_t cancel;
+    mesh_msg_init (&cancel, MESH_MSG_CANCEL, req->id);
+    cancel.attempt = req->attempt;
+    snprintf (cancel.outcome, sizeof cancel.outcome, "client_gone");
+    if (connector_tee_send (req->connector->tee, &cancel) < 0)
+        req->tee = false;
+}
+
 static int
 s_send_ingress (connector_req_t *req, const mesh_msg_t *msg)
 {
-    if (mesh_outbox_send (req->connector->outbox, req->reply_to, msg) == 0)
-        return 0;
-    mesh_warn ("cannot send %s to %s: %s req=%s", mesh_msg_name (msg->type), req->reply_to,
-               zmq_strerror (errno), req->id);
-    return -1;
+    int rc = 0;
+    if (!req->ingress_gone && mesh_outbox_send (req->connector->outbox, req->reply_to, msg) < 0) {
+        mesh_warn ("cannot send %s to %s: %s req=%s", mesh_msg_name (msg->type), req->reply_to,
+                   zmq_strerror (errno), req->id);
+        rc = -1;
+        if (req->tee)
+            s_tee_ingress_gone (req);
+    }
+    if (req->tee && connector_tee_send (req->connector->tee, msg) < 0)
+        req->tee = false;           //  a gap: the cache gives the call up
+    //  A cached call with a reader in the cache goes on without its ingress
+    return req->tee ? 0 : rc;
 }
 
 //  Who asked and where it went, for the ingress's audit record
@@ -225,6 +247,7 @@ s_audit_fields (connector_req_t *req, mesh_msg_t *msg)
     snprintf (msg->url, sizeof msg->url, "%s", req->endpoint->text);
     snprintf (msg->region, sizeof msg->region, "%s", req->endpoint->region);
     msg->ttfb_us = req->first_byte_us ? (uint64_t) (req->first_byte_us - req->dispatched_us) : 0;
+    memcpy (msg->cache, req->cache, sizeof msg->cache);
 }
 
 int
@@ -384,6 +407,7 @@ connector_request_fail (connector_req_t *req, int status, const char *type, cons
         snprintf (msg.model, sizeof msg.model, "%s", req->model->name);
         memcpy (msg.tenant, req->tenant, sizeof msg.tenant);
         memcpy (msg.key_id, req->key_id, sizeof msg.key_id);
+        memcpy (msg.cache, req->cache, sizeof msg.cache);
         s_send_ingress (req, &msg);
         s_send_done (req, (uint32_t) status, outcome);
     }
@@ -524,6 +548,8 @@ s_on_dispatch (void *arg, mesh_inbox_t *inbox)
     memcpy (req->limits, msg->limits, sizeof req->limits);
     memcpy (req->tenant, msg->tenant, sizeof req->tenant);
     memcpy (req->key_id, msg->key_id, sizeof req->key_id);
+    memcpy (req->cache, msg->cache, sizeof req->cache);
+    req->tee = mesh_streq (msg->cache, "miss") && connector_tee_on (self->tee);
     req->client_stream = msg->stream;
     req->dispatched_us = mesh_loop_now_us (self->loop);
     mesh_map_put (self->requests, req->id, req);
@@ -568,8 +594,14 @@ s_on_ingress_lost (void *arg, const char *endpoint)
     while ((req = mesh_map_next (self->requests, &cursor, NULL)))
         if (mesh_streq (req->reply_to, endpoint))
             victims [found++] = req;
-    for (size_t i = 0; i < found; i++)
+    for (size_t i = 0; i < found; i++) {
+        if (victims [i]->tee && !victims [i]->ingress_gone) {
+            s_tee_ingress_gone (victims [i]);
+            if (victims [i]->tee)
+                continue;           //  the cache decides
+        }
         connector_request_abort (victims [i], "client_gone");
+    }
     if (found)
         mesh_warn ("ingress %s lost: aborted %zu upstream calls", endpoint, found);
     free (victims);
@@ -924,6 +956,7 @@ connector_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics
     s_check_credentials (self);
     self->requests = mesh_map_new ();
     self->outbox = mesh_outbox_new (ctx, loop, s_on_ingress_lost, self);
+    self->tee = connector_tee_new (config, ctx, metrics, self->name);
     self->resolver = mesh_resolver_new ();
     mesh_resolver_attach (self->resolver, loop);
     connector_pool_settings_t pool_settings = {
@@ -979,6 +1012,7 @@ connector_destroy (connector_t **self_p)
     }
     connector_pools_destroy (&self->pools);
     mesh_resolver_destroy (&self->resolver);
+    connector_tee_destroy (&self->tee);
     mesh_outbox_destroy (&self->outbox);
     mesh_models_destroy (&self->models);
     free (self);

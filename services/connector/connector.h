@@ -9,6 +9,7 @@
                         its stream per message, pings
     connector_stream.c  what upstream bytes mean: SSE events, usage, errors,
                         a whole completion assembled from a stream
+    connector_tee.c     the copies of cacheable calls' events to the cache
 
     Everything runs on the reactor thread except the resolver's worker.    */
 #ifndef CONNECTOR_H
@@ -37,6 +38,7 @@ typedef struct connector_conn_t connector_conn_t;
 typedef struct connector_pool_t connector_pool_t;
 typedef struct connector_pools_t connector_pools_t;
 typedef struct connector_protocol_t connector_protocol_t;
+typedef struct connector_tee_t connector_tee_t;
 
 //  Upstream connection states
 enum { UC_RESOLVING, UC_CONNECTING, UC_UPGRADING, UC_IDLE, UC_BUSY };
@@ -88,6 +90,9 @@ struct connector_req_t {
     char limits [128];          //  x-ratelimit-* values from the router
     char tenant [128];          //  for the audit record, from the router
     char key_id [65];
+    char cache [16];            //  x-seekmesh-cache, from the router: miss, bypass
+    bool tee;                   //  a miss: events are copied to the cache
+    bool ingress_gone;          //  the ingress went; the cache decides whether to go on
     bool client_stream;         //  what the client asked for
     bool upstream_stream;       //  what we ask upstream for
     bool client_usage;          //  the client asked for the usage chunk
@@ -249,4 +254,15 @@ void connector_stream_end (connector_req_t *req);      //  frees parser and asse
 
 void connector_stream_test (bool verbose);
 
+//  connector_tee.c -----------------------------------------------------------
+
+//  The link to connector.caches (none: nothing is copied).  Config errors
+//  go through mesh_config_invalid.
+connector_tee_t *connector_tee_new (mesh_config_t *config, void *zmq_ctx, mesh_metrics_t *metrics,
+                                    const char *name);
+void connector_tee_destroy (connector_tee_t **self_p);
+bool connector_tee_on (connector_tee_t *self);
+//  A copy of msg to the cache: 0, or -1 (away, full)
+int  connector_tee_send (connector_tee_t *self, const mesh_msg_t *msg);
+void connector_tee_test (bool verbose);
 #endif

@@ -7,6 +7,8 @@
         ctl_keys    keys list | add | set | remove | reset
         ctl_filters filters list | add | remove | test: the word lists
         ctl_sessions sessions list | watch | takeover | say | release
+        ctl_faq     faq add | list | get | remove | test: the cache stage's
+                    FAQ answers
         ctl_audit   audit query | verify | export | rotate-key, on the audit
                     store's files (no admin API)
         ctl_export  an audit record as an NDJSON line with Elastic Common
@@ -124,6 +126,11 @@ int  ctl_sessions_watch (ctl_t *ctl, int argc, char **argv);
 int  ctl_sessions_takeover (ctl_t *ctl, int argc, char **argv);
 int  ctl_sessions_say (ctl_t *ctl, int argc, char **argv);
 int  ctl_sessions_release (ctl_t *ctl, int argc, char **argv);
+int  ctl_faq_add (ctl_t *ctl, int argc, char **argv);
+int  ctl_faq_list (ctl_t *ctl, int argc, char **argv);
+int  ctl_faq_get (ctl_t *ctl, int argc, char **argv);
+int  ctl_faq_remove (ctl_t *ctl, int argc, char **argv);
+int  ctl_faq_test (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_query (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_verify (ctl_t *ctl, int argc, char **argv);
 int  ctl_audit_export (ctl_t *ctl, int argc, char **argv);

@@ -75,6 +75,19 @@ static const command_t s_commands [] = {
       "remove an entry" },
     { "filters", "test",  ctl_filters_test,  "filters test \"TEXT\" [--tenant T]",
       "what the lists in force make of TEXT (T's and the global one; default every list)" },
+    { "faq",    "add",    ctl_faq_add,
+      "faq add --tenant T (--exact Q | --keyword K... | --regex P) --answer A [--model M] [--id ID]",
+      "an answer the cache gives without the model, to the last user message of the\n"
+      "      tenant's requests (on model M only, with --model); matched exactly once\n"
+      "      normalised, by every keyword, or by a case-insensitive POSIX regex" },
+    { "faq",    "list",   ctl_faq_list,      "faq list [--tenant T]",
+      "the FAQ entries" },
+    { "faq",    "get",    ctl_faq_get,       "faq get ID",
+      "one FAQ entry, as JSON" },
+    { "faq",    "remove", ctl_faq_remove,    "faq remove ID",
+      "remove a FAQ entry" },
+    { "faq",    "test",   ctl_faq_test,      "faq test \"QUESTION\" --tenant T [--model M]",
+      "the FAQ entry that would answer QUESTION, if any" },
     { "audit",  "query",  ctl_audit_query,
       "audit query [--since 1h|30m|2d|DATE] [--until ...] [--tenant T] [--model M] [--status N]\n"
       "      [--outcome X] [--limit N] [--decrypt] [--dir DIR] [--key-file FILE]",
@@ -107,8 +120,8 @@ static void
 s_help (FILE *out)
 {
     fputs ("usage: seekmeshctl [--admin HOST:PORT] [--token TOKEN] [--json] COMMAND ...\n"
-           "\nManages a seekmesh router's models, API keys, sessions and word lists through its admin\n"
-           "API, and reads the audit store.\n"
+           "\nManages a seekmesh router's models, API keys, sessions, word lists and FAQ answers\n"
+           "through its admin API, and reads the audit store.\n"
            "\ncommands:\n", out);
     for (size_t i = 0; i < MESH_ARRAY_SIZE (s_commands); i++)
         fprintf (out, "  %s\n      %s\n", s_commands [i].synopsis, s_commands [i].summary);

@@ -70,6 +70,7 @@ typedef struct {
     char user [128];
     uint32_t estimate;
     uint32_t prompt_estimate;
+    char cache_control [128];   //  the client's x-seekmesh-cache
     mesh_buf_t body;            //  kept until the end, for a retry
     int64_t content_length;     //  declared by the client, or -1
     int64_t received_us;
@@ -77,7 +78,8 @@ typedef struct {
 
     //  The response
     int status;
-    const char *content_type;
+    const char *content_type;   //  a literal, or reply_type
+    char reply_type [128];      //  a router's REPLY's media type, copied
     char answered_model [256];
     char limits [128];          //  x-ratelimit-* values from the router
     int retry_after_ms;
@@ -90,6 +92,8 @@ typedef struct {
     char refusal_param [96];
     char refusal_message [512];
     bool guard_noted;           //  the refusal drew from the address's bucket
+    char cache [16];            //  x-seekmesh-cache: what the cache did ("" = bypass)
+    char cache_ref [64];        //  the FAQ entry, or the leader's request id
     bool sse;
     bool headers_written;
     bool finished;              //  everything is in out

@@ -96,6 +96,20 @@ s_fill (pss_t *pss, bool closed, int64_t now_us, mesh_audit_record_t *record)
     if (!outcome)
         outcome = pss->status >= 200 && pss->status < 300 ? MESH_AUDIT_OK
                 : pss->status >= 400 && pss->status < 500 ? MESH_AUDIT_INVALID : MESH_AUDIT_ERROR;
+    //  Answered by the cache stage: a kept answer, a FAQ entry, or another
+    //  request's call; the endpoint names which (cache:faq/<entry>,
+    //  cache:coalesced/<leader's request id>)
+    bool from_cache = mesh_streq (pss->cache, "hit") || mesh_streq (pss->cache, "faq")
+                   || mesh_streq (pss->cache, "coalesced");
+    if (mesh_streq (pss->cache, "faq") && mesh_streq (outcome, MESH_AUDIT_OK))
+        outcome = MESH_AUDIT_FAQ;
+    if (from_cache) {
+        char cache_endpoint [96];
+        snprintf (cache_endpoint, sizeof cache_endpoint, "cache:%s%s%s", pss->cache,
+                  *pss->cache_ref ? "/" : "", pss->cache_ref);
+        free (pss->endpoint_url);
+        pss->endpoint_url = strdup (cache_endpoint);
+    }
     record->id = (mesh_bytes_t) { pss->id, strlen (pss->id) };
     record->start_ms = (uint64_t) pss->start_wall_ms;
     record->end_ms = (uint64_t) mesh_wall_ms ();
@@ -113,7 +127,7 @@ s_fill (pss_t *pss, bool closed, int64_t now_us, mesh_audit_record_t *record)
     record->outcome = s_text (outcome);
     record->error_code = s_text (pss->error_code);
     record->attempts = pss->attempt;
-    record->cache_hit = false;
+    record->cache_hit = from_cache;
     record->ttft_us = pss->first_write_us ? (uint64_t) (pss->first_write_us - pss->received_us) : 0;
     record->total_us = (uint64_t) (now_us - pss->received_us);
     record->upstream_ttfb_us = pss->upstream_ttfb_us;

@@ -331,6 +331,10 @@ s_write_headers (pss_t *pss)
         return -1;
     if (*pss->answered_model && s_add_header (wsi, "x-seekmesh-model:", pss->answered_model, &p, end))
         return -1;
+    //  What the response cache did: on every chat completion's answer
+    if (pss->kind == MESH_KIND_CHAT
+    &&  s_add_header (wsi, "x-seekmesh-cache:", *pss->cache ? pss->cache : "bypass", &p, end))
+        return -1;
     if (pss->sse) {
         if (s_add_header (wsi, "cache-control:", "no-cache", &p, end)
         ||  s_add_header (wsi, "x-accel-buffering:", "no", &p, end))
@@ -713,6 +717,11 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
         pss->close_after = true;        //  an unread body may follow
         return 0;
     }
+    //  x-seekmesh-cache: ttl=SECONDS, no-store, no-cache (the router reads it)
+    int control = lws_hdr_custom_length (pss->wsi, "x-seekmesh-cache:", 17);
+    if (control > 0 && control < (int) sizeof pss->cache_control)
+        lws_hdr_custom_copy (pss->wsi, pss->cache_control, sizeof pss->cache_control,
+                             "x-seekmesh-cache:", 17);
     char length [32];
     if (lws_hdr_copy (pss->wsi, length, sizeof length, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
         pss->content_length = strtoll (length, NULL, 10);

@@ -186,6 +186,7 @@ s_send_request (ingress_t *self, pss_t *pss, const char *avoid)
     msg.estimate = pss->estimate;
     snprintf (msg.session, sizeof msg.session, "%s", pss->session);
     msg.prompt_estimate = pss->prompt_estimate;
+    memcpy (msg.cache_control, pss->cache_control, sizeof msg.cache_control);
     //  The router it went to before has let go of it
     if (pss->router >= 0) {
         ingress_routers_release (self, pss->router);
@@ -293,8 +294,13 @@ s_request_of (ingress_t *self, const mesh_msg_t *msg)
     if (msg->type != MESH_MSG_REPLY && msg->attempt != pss->attempt)
         return NULL;
     pss->heard = true;
-    if (msg->type == MESH_MSG_HEAD || msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR)
+    if (msg->type == MESH_MSG_HEAD || msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR) {
+        if (*msg->cache && pss->state == RQ_MESH) {
+            memcpy (pss->cache, msg->cache, sizeof pss->cache);
+            memcpy (pss->cache_ref, msg->cache_ref, sizeof pss->cache_ref);
+        }
         ingress_audit_note (pss, msg);
+    }
     return pss;
 }
 
@@ -511,9 +517,10 @@ s_on_reply (void *arg, mesh_inbox_t *inbox)
         return 0;
     if (pss->state != RQ_MESH)
         return 0;
-    ingress_respond_body (pss, (int) msg->status,
-                          s_header_safe (msg->content_type) ? msg->content_type : "application/json",
-                          msg->data.data, msg->data.size);
+    //  Copied: the headers are written later, when the message is gone
+    snprintf (pss->reply_type, sizeof pss->reply_type, "%s",
+              s_header_safe (msg->content_type) ? msg->content_type : "application/json");
+    ingress_respond_body (pss, (int) msg->status, pss->reply_type, msg->data.data, msg->data.size);
     return 0;
 }
 

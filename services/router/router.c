@@ -14,6 +14,11 @@
     came in, so a retry or a fallback can send the body again, and a
     reference to the registry generation it was admitted under.
 
+    Cacheable requests (router_cache.h) ask the cache stage once the quota
+    admits them; its verdict either ends them here (a hit or a FAQ answer,
+    sent by the cache itself), keeps them until the call they follow is
+    through, or sends them upstream, a leader's answer copied to the cache.
+
     Replies to an ingress (ERROR, REPLY, LOST) go through the outbox to the
     reply endpoint named in the request.
 
@@ -25,7 +30,9 @@
     drains (it keeps its socket open, answering so, until requests stop
     coming).  Reactor thread only.                                           */
 #include "router.h"
+#include "router_cache.h"
 #include "router_connectors.h"
+#include "router_faq.h"
 #include "router_filters.h"
 #include "router_keys.h"
 #include "router_load.h"
@@ -88,6 +95,8 @@ struct router_t {
     router_peers_t *peers;
     router_filters_t *filters;  //  the word lists: the input check, FILTERS to ingresses
     router_session_t *sessions; //  session memory and operators
+    router_cache_t *cache;      //  the cache stage
+    router_faq_t *faq;          //  FAQ entries: whom the cache may answer
     mesh_map_t *requests;       //  id -> request_t
     request_t *queue_head, *queue_tail;     //  waiting for connector credit
     int64_t queue_timeout_ms;
@@ -145,6 +154,7 @@ struct request_t {
     router_hold_t hold;
     char limits [128];
     series_t *series;
+    router_cache_req_t cache;   //  what it asks of the cache stage
 };
 
 //  What the router hears ----------------------------------------------------
@@ -193,6 +203,7 @@ typedef struct {
     const char *key_id;
     uint32_t flags;             //  more ERROR flags (MESH_ERROR_ELSEWHERE)
     const char *filtered;       //  the word list entries that refused it, or NULL
+    const char *cache;          //  x-seekmesh-cache: what the cache did, or NULL
 } target_t;
 
 static void
@@ -217,6 +228,7 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
     snprintf (msg.tenant, sizeof msg.tenant, "%s", to->tenant ? to->tenant : "");
     snprintf (msg.key_id, sizeof msg.key_id, "%s", to->key_id ? to->key_id : "");
     snprintf (msg.filtered, sizeof msg.filtered, "%s", to->filtered ? to->filtered : "");
+    snprintf (msg.cache, sizeof msg.cache, "%s", to->cache ? to->cache : "");
     if (retry_after_ms > 60000)
         retry_after_ms = 60000;
     msg.retry_after_ms = (uint32_t) (retry_after_ms > 0 ? retry_after_ms : 0);
@@ -232,7 +244,7 @@ s_error (router_t *self, const target_t *to, int status, const char *type, const
 static target_t
 s_target_of_msg (const mesh_msg_t *msg)
 {
-    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "", "", "", 0, NULL };
+    return (target_t) { msg->id, msg->attempt, msg->token, msg->reply_to, "", "", "", "", 0, NULL, NULL };
 }
 
 static target_t
@@ -240,7 +252,7 @@ s_target_of (request_t *request)
 {
     return (target_t) { request->base.id, request->base.attempt, request->base.token,
                         request->base.reply_to, request->base.model ? request->base.model->name : "",
-                        request->limits, request->tenant, request->key_id, 0, NULL };
+                        request->limits, request->tenant, request->key_id, 0, NULL, request->cache.verdict };
 }
 
 //  Metrics ------------------------------------------------------------------
@@ -312,6 +324,25 @@ s_count_upstream_failure (router_t *self, const mesh_model_t *model, uint32_t en
 }
 
 //  Requests -----------------------------------------------------------------
+
+//  A leader's failure, told to the cache, so that the requests following
+//  its call get the same error
+static void
+s_tell_cache_error (request_t *request, int status, const char *type, const char *code,
+                    int retry_after_ms, const char *message)
+{
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_ERROR, request->base.id);
+    msg.attempt = request->base.attempt;
+    msg.status = (uint32_t) status;
+    snprintf (msg.err_type, sizeof msg.err_type, "%s", type);
+    snprintf (msg.err_code, sizeof msg.err_code, "%s", code);
+    snprintf (msg.message, sizeof msg.message, "%s", message);
+    msg.retry_after_ms = (uint32_t) (retry_after_ms > 0 ? MESH_MIN (retry_after_ms, 60000) : 0);
+    msg.flags = retry_after_ms > 0 ? MESH_ERROR_RETRY_YES : MESH_ERROR_RETRY_NO;
+    snprintf (msg.model, sizeof msg.model, "%s", request->base.model ? request->base.model->name : "");
+    router_cache_tell (request->router->cache, &msg);
+}
 
 //  The request is finished here: settles its quota with the tokens it used
 //  and forgets it
@@ -394,6 +425,7 @@ s_request_end (request_t *request, uint64_t tokens)
         s_unqueue (request);
     if (request->status && request->base.model)
         router_load_outcome (self->load, request->base.model->name, request->status);
+    router_cache_forget (self->cache, &request->cache);
     router_quota_settle (self->quota, &request->hold, request->base.id, tokens);
     if (request->in_retry)
         router_policy_retry_end (self->policy);
@@ -422,9 +454,14 @@ s_refuse_request (request_t *request, const char *reason, int status, const char
         to.flags |= MESH_ERROR_ELSEWHERE;
     s_error (self, &to, status, type, code, NULL, retry_after_ms, "%s", message);
     request->status = status;
+    if (request->cache.state == ROUTER_CACHE_LEADER)
+        s_tell_cache_error (request, status, type, code, retry_after_ms, message);
     s_request_end (request, 0);
 }
 
+static void s_route (request_t *request);
+
+static bool s_ask_cache (request_t *request);
 static void
 s_on_decision (void *arg, const router_decision_t *decision)
 {
@@ -457,6 +494,8 @@ s_on_decision (void *arg, const router_decision_t *decision)
         mesh_metric_inc (request->series->admitted);
         mesh_metric_add (request->series->inflight, 1);
     }
+    if (request->cache.state == ROUTER_CACHE_PLANNED && s_ask_cache (request))
+        return;                 //  its verdict (or the bound) routes it
     s_route (request);
 }
 
@@ -584,6 +623,7 @@ s_route (request_t *request)
     memcpy (dispatch.key_id, request->key_id, sizeof dispatch.key_id);
     dispatch.endpoint = (uint32_t) endpoint;
     memcpy (dispatch.limits, request->limits, sizeof dispatch.limits);
+    memcpy (dispatch.cache, request->cache.verdict, sizeof dispatch.cache);
 
     //  A connector that vanished without our noticing yet refuses the send
     //  (ROUTER_MANDATORY): forget it and try the next
@@ -615,6 +655,101 @@ s_route (request_t *request)
                 request->base.attempt, request->base.id);
 }
 
+//  The cache stage ------------------------------------------------------------
+
+static void s_cancel_upstream (request_t *request, const char *outcome);
+
+//  LOOKUP: true when a verdict (or the bound) comes later
+static bool
+s_ask_cache (request_t *request)
+{
+    router_t *self = request->router;
+    mesh_msg_t lookup;
+    mesh_msg_init (&lookup, MESH_MSG_LOOKUP, request->base.id);
+    lookup.attempt = request->base.attempt;
+    lookup.token = request->base.token;
+    memcpy (lookup.reply_to, request->base.reply_to, sizeof lookup.reply_to);
+    snprintf (lookup.model, sizeof lookup.model, "%s", request->base.model->name);
+    lookup.stream = request->stream;
+    lookup.body = request->body;
+    memcpy (lookup.tenant, request->tenant, sizeof lookup.tenant);
+    memcpy (lookup.key_id, request->key_id, sizeof lookup.key_id);
+    memcpy (lookup.limits, request->limits, sizeof lookup.limits);
+    return router_cache_ask (self->cache, &request->cache, &lookup) == 0;
+}
+
+static router_cache_req_t *
+s_cache_find (void *arg, const char *id, uint32_t attempt)
+{
+    router_t *self = arg;
+    request_t *request = mesh_map_get (self->requests, id);
+    return request && request->base.attempt == attempt && !request->pending ? &request->cache : NULL;
+}
+
+//  No answer from the cache: upstream (a leader even when its client has
+//  gone: the cache cancels the call if no follower reads it)
+static void
+s_cache_upstream (void *owner)
+{
+    request_t *request = owner;
+    if (request->base.cancelled && request->cache.state != ROUTER_CACHE_LEADER) {
+        s_request_end (request, 0);
+        return;
+    }
+    s_route (request);
+}
+
+//  A hit or FAQ answer counts against the key's requests, not its tokens
+//  (unless router.cache.count_tokens)
+static void
+s_cache_answered (void *owner, uint64_t tokens)
+{
+    request_t *request = owner;
+    s_request_end (request, router_cache_count_tokens (request->router->cache) ? tokens : 0);
+}
+
+//  A follower holds no upstream slot: settled now, unless its tokens count
+static void
+s_cache_following (void *owner, uint64_t tokens)
+{
+    request_t *request = owner;
+    router_t *self = request->router;
+    (void) tokens;
+    if (!router_cache_count_tokens (self->cache))
+        router_quota_settle (self->quota, &request->hold, request->base.id, 0);
+}
+
+static void
+s_cache_done (void *owner, uint64_t tokens)
+{
+    request_t *request = owner;
+    s_request_end (request, router_cache_count_tokens (request->router->cache) ? tokens : 0);
+}
+
+static void
+s_cache_cancel (void *owner, const char *outcome)
+{
+    request_t *request = owner;
+    if (request->base.connector)
+        s_cancel_upstream (request, outcome);
+}
+
+//  The cache is gone with a follower: its ingress retries it if the client
+//  has seen nothing (LOST, as for a connector)
+static void
+s_cache_lost (void *owner)
+{
+    request_t *request = owner;
+    router_t *self = request->router;
+    mesh_msg_t msg;
+    mesh_msg_init (&msg, MESH_MSG_LOST, request->base.id);
+    msg.attempt = request->base.attempt;
+    msg.token = request->base.token;
+    snprintf (msg.sender, sizeof msg.sender, "cache");
+    s_send_ingress (self, request->base.reply_to, &msg);
+    s_request_end (request, 0);
+}
+
 //  The connector is gone: tell each request's ingress, which retries what
 //  its client has not seen yet and fails the rest.
 static void
@@ -631,6 +766,8 @@ s_on_connector_lost (void *arg, router_connector_t *connector)
         snprintf (msg.sender, sizeof msg.sender, "%.*s", (int) connector->identity_size,
                   connector->identity);
         s_send_ingress (self, request->base.reply_to, &msg);
+        if (request->cache.state == ROUTER_CACHE_LEADER)
+            router_cache_tell (self->cache, &msg);      //  its followers wait for the retry
         mesh_metric_inc (self->metric.lost_requests);
         request->status = 502;
         s_request_end (request, 0);
@@ -818,8 +955,6 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
                  "lists do not allow.");
         return 0;
     }
-    //  The response cache is asked here, once seekmesh-cache exists.
-
     request_t *request = mesh_map_get (self->requests, msg->id);
     if (request) {
         //  A retry of a request we still track (its ingress lost track of it)
@@ -868,6 +1003,8 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
     hold->estimate = msg->estimate;
     hold->prompt_estimate = msg->prompt_estimate;
     request->series = s_series (self, key->id, model->name);
+    router_cache_plan (self->cache, &request->cache, request, model, msg->cache_control,
+                       router_faq_covers (self->faq, key->tenant, model->name));
     mesh_map_put (self->requests, request->base.id, request);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
     if (*msg->session) {
@@ -902,20 +1039,35 @@ s_on_cancel (void *arg, mesh_inbox_t *inbox)
         s_request_end (request, 0);
         return 0;
     }
-    if (request->queued) {
+    //  The cache decides for what it has a part in: a follower leaves its
+    //  call; a leader's call goes on while followers read it
+    int state = request->cache.state;
+    if ((state == ROUTER_CACHE_ASKED || state == ROUTER_CACHE_LEADER || state == ROUTER_CACHE_FOLLOWER)
+    &&  router_cache_tell (self->cache, msg))
+        return 0;
+    if (state == ROUTER_CACHE_FOLLOWER || request->queued) {
+        //  the cache is gone (nothing to stop), or it waits for credit
         s_request_end (request, 0);
         return 0;
     }
     if (!request->base.connector)
         return 0;                 //  waiting for its quota: ends at the decision
+    s_cancel_upstream (request, msg->outcome);
+    return 0;
+}
+
+//  CANCEL to the connector holding the request
+static void
+s_cancel_upstream (request_t *request, const char *outcome)
+{
+    router_t *self = request->router;
     mesh_msg_t cancel;
-    mesh_msg_init (&cancel, MESH_MSG_CANCEL, msg->id);
-    cancel.attempt = msg->attempt;
-    memcpy (cancel.outcome, msg->outcome, sizeof cancel.outcome);
+    mesh_msg_init (&cancel, MESH_MSG_CANCEL, request->base.id);
+    cancel.attempt = request->base.attempt;
+    snprintf (cancel.outcome, sizeof cancel.outcome, "%s", outcome);
     if (mesh_msg_send (self->connectors_socket, &cancel, request->base.connector->identity,
                        request->base.connector->identity_size, ZMQ_DONTWAIT) < 0)
-        mesh_warn ("cannot forward CANCEL: %s req=%s", zmq_strerror (errno), msg->id);
-    return 0;
+        mesh_warn ("cannot forward CANCEL: %s req=%s", zmq_strerror (errno), request->base.id);
 }
 
 //  A session's request ended at its ingress: the answer for its history
@@ -1091,8 +1243,11 @@ s_on_fail (void *arg, mesh_inbox_t *inbox)
     snprintf (error.model, sizeof error.model, "%s", model->name);
     memcpy (error.tenant, request->tenant, sizeof error.tenant);
     memcpy (error.key_id, request->key_id, sizeof error.key_id);
+    memcpy (error.cache, request->cache.verdict, sizeof error.cache);
     s_send_ingress (self, request->base.reply_to, &error);
     request->status = (int) msg->status;
+    if (request->cache.state == ROUTER_CACHE_LEADER)
+        router_cache_tell (self->cache, &error);        //  its followers get it too
     s_request_end (request, 0);
     s_dequeue (self);
     return 0;
@@ -1201,6 +1356,8 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
     router_registry_tick (self->registry);
     router_filters_tick (self->filters);
     router_session_tick (self->sessions);
+    router_cache_tick (self->cache);
+    router_faq_tick (self->faq);
     if (now - self->renewed_ms >= router_quota_lease_ms (self->quota) / 3) {
         s_renew_leases (self);
         self->renewed_ms = now;
@@ -1270,6 +1427,17 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     //  The local limiter's share: limit / the routers alive
     self->peers = router_peers_new (config, router_quota_redis (self->quota), self->name, metrics);
     router_quota_routers (self->quota, router_peers_count (self->peers));
+    self->faq = router_faq_new (router_quota_redis (self->quota), metrics, self->registry);
+    router_cache_hooks_t hooks = {
+        .arg = self, .find = s_cache_find, .upstream = s_cache_upstream, .answered = s_cache_answered,
+        .following = s_cache_following, .done = s_cache_done, .cancel = s_cache_cancel,
+        .lost = s_cache_lost
+    };
+    self->cache = router_cache_new (config, ctx, loop, metrics, self->name, &hooks, why, why_size);
+    if (!self->cache) {
+        router_destroy (&self);
+        return NULL;
+    }
     self->connectors = router_connectors_new ();
     router_connectors_liveness (self->connectors, self->heartbeat_ms, self->liveness);
     self->requests = mesh_map_new ();
@@ -1349,6 +1517,8 @@ router_destroy (router_t **self_p)
         size_t cursor = 0;
         request_t *request;
         while ((request = mesh_map_next (self->requests, &cursor, NULL))) {
+            if (self->cache)
+                router_cache_forget (self->cache, &request->cache);
             if (request->base.connector)
                 router_request_detach (&request->base);
             router_gen_unref (&request->gen);
@@ -1371,6 +1541,8 @@ router_destroy (router_t **self_p)
     router_load_destroy (&self->load);
     router_session_destroy (&self->sessions);
     router_filters_destroy (&self->filters);
+    router_cache_destroy (&self->cache);
+    router_faq_destroy (&self->faq);
     router_registry_destroy (&self->registry);
     router_policy_destroy (&self->policy);
     free (self);
@@ -1421,6 +1593,7 @@ router_routes (router_t *self, mesh_admin_t *admin)
 {
     router_filters_routes (self->filters, admin, self->registry);
     router_session_routes (self->sessions, admin, self->registry);
+    router_faq_routes (self->faq, admin);          //  before the registry's /admin/
     router_registry_routes (self->registry, admin);
 }
 

@@ -7,7 +7,8 @@ Arms, all in front of the same seekmesh-mock:
   B  nginx, 1 worker, upstream keep-alive, proxy_buffering off
   C  seekmesh, minimal path
   D  seekmesh, every policy the code has (see POLICY below)
-  E  seekmesh, cache hit (not measured until the cache exists)
+  E  seekmesh, cache hit: D's path (keys, Redis quotas, audit) with the
+     model's answers kept by seekmesh-cache, asked the same question
   P  Portkey's open-source gateway (@portkey-ai/gateway, tests/bench/portkey)
   F  Q with a sensitive-word list of 10,000 words in force (the word filter
      step only: its streams against Q's)
@@ -54,7 +55,9 @@ CHAT = "/v1/chat/completions"
 #  reserved and settled in Redis (one script each way per request), set high
 #  enough never to refuse, and an audit record of every request, durable in
 #  seekmesh-audit's store.  Q: D without the audit, so D/Q is the audit's
-#  price.  The cache is a later issue; adding it is a change of an overlay.
+#  price.  E: D with the cache stage and the model's answers kept, so every
+#  request after the first is a hit (counted against the key's requests
+#  per minute, its tokens given back, recorded by the audit).
 UNLIMITED_MODELS = {"max_concurrency": 0}
 NO_AUDIT = {"ingress": {"audit_endpoint": ""}}
 POLICY_KEYS = [{"id": "dev", "key": "sk-seekmesh-dev", "tenant": "dev", "rpm": 1000000000,
@@ -66,6 +69,11 @@ POLICY = {
 }
 POLICY_NO_AUDIT = dict(POLICY, services="redis router connector ingress", config=NO_AUDIT)
 MINIMAL = {"services": "router connector ingress", "model": UNLIMITED_MODELS, "config": NO_AUDIT}
+CACHED = dict(POLICY, services="redis audit cache router connector ingress",
+              model={"max_concurrency": 1000000, "cache": {"ttl_s": 86400}})
+#  The coalescing figure: this many identical streams at once, each an
+#  answer of 64 deltas 20 ms apart (1.3 s), opened within half a second
+HERD = 1000
 ACK_HISTOGRAM = "seekmesh_ingress_audit_ack_seconds"
 
 FILTER_WORDS = 10000
@@ -152,6 +160,7 @@ class Bench:
                            "keepalive_ms": 1000}}
         path = self.tmp / "mock.json"
         path.write_text(json.dumps(config))
+        self.mock_admin = admin
         log = open(self.tmp / "mock.log", "w")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKMESH_")}
         self.mock = subprocess.Popen([str(BIN / "seekmesh-mock"), "-c", str(path)], stderr=log, env=env)
@@ -228,7 +237,7 @@ http {
         def pids():
             #  Redis's CPU is part of what the quota costs, the audit
             #  service's of what the audit costs
-            own = [mesh.pid("%s-0" % s) for s in ("ingress", "router", "connector", "audit")
+            own = [mesh.pid("%s-0" % s) for s in ("ingress", "router", "connector", "audit", "cache")
                    if s in services]
             return own + ([mesh.redis_server_pid()] if "redis" in services else [])
         arm = Arm(name, title, mesh.port, headers={"Authorization": "Bearer " + KEY}, pids=pids)
@@ -262,6 +271,8 @@ http {
             arms.append(self.start_mesh("D", "seekmesh, full path", POLICY))
         if "Q" in wanted:
             arms.append(self.start_mesh("Q", "seekmesh, full path without audit", POLICY_NO_AUDIT))
+        if "E" in wanted:
+            arms.append(self.start_mesh("E", "seekmesh, cache hit (full path)", CACHED))
         if "P" in wanted:
             arms.append(self.start_portkey())
         self.arms = arms
@@ -591,6 +602,37 @@ http {
         subprocess.run(["redis-cli", "-p", str(mesh.redis_port()), "--pipe"], input=resp, check=True,
                        capture_output=True, timeout=60)
         mesh.wait_metric("ingress", "seekmesh_ingress_filter_version", lambda v: v == 1, timeout=30)
+    def upstream_calls(self):
+        conn = socket.create_connection(("127.0.0.1", self.mock_admin), 5)
+        conn.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        text = b""
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            text += data
+        conn.close()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.decode().splitlines()
+                   if line.startswith("seekmesh_mock_requests_total"))
+
+    def coalescing(self):
+        """Upstream calls for HERD identical streams opened at once, on arm E
+        (the cache stage coalesces them) and D (no cache: one call each)."""
+        herd = HERD if not self.args.smoke else 50
+        out = {}
+        for arm in self.arms:
+            if arm.name not in ("D", "E"):
+                continue
+            body = self.tmp / "bodies" / ("herd-%s.json" % arm.name)
+            body.write_text(json.dumps(dict(BODY, stream=True, mock={"tokens": 64, "delay_ms": 20},
+                                            messages=[{"role": "user", "content": "herd %s %f" % (
+                                                arm.name, time.time())}])))
+            before = self.upstream_calls()
+            run = self.loadgen(arm, "stream", "--streams", str(herd), "--ramp-per-sec", str(herd * 2),
+                               body=body)
+            out[arm.name] = {"requests": herd, "upstream_calls": self.upstream_calls() - before,
+                             "failed": run["failed"], "ttft_p99_us": run["ttft_us"]["p99"]}
+        self.results["coalescing"] = out
 
     def arm(self, arm):
         return self.results["arms"].setdefault(arm.name, {"title": arm.title})
@@ -609,6 +651,7 @@ http {
             steps = [("audit throughput", self.audit_throughput),
                      ("latency at c=1", self.latency), ("max throughput (wrk)", self.throughput),
                      ("open-loop frontier", self.frontier), ("streaming", self.streaming),
+                     ("coalescing", self.coalescing),
                      ("concurrent streams", self.concurrency), ("memory", self.memory),
                      ("audit records stored", self.audit_stored), ("word filter", self.word_filter)]
             if self.args.only:
@@ -681,7 +724,7 @@ def ratios(arms):
         return None if x is None or a is None else max(0.0, x - a)
 
     out = {}
-    for arm in ("B", "C", "D", "Q", "P"):
+    for arm in ("B", "C", "D", "Q", "E", "P"):
         if arm in arms:
             arms[arm]["added_us"] = {p: added(get(arm, "latency_c1_us", p), get("A", "latency_c1_us", p))
                                      for p in ("p50", "p99", "p999")}
@@ -692,7 +735,7 @@ def ratios(arms):
     def div(a, b):
         return round(a / b, 3) if a is not None and b else None
 
-    for x, y in (("C", "B"), ("D", "B"), ("D", "C"), ("D", "Q"), ("E", "C"), ("D", "P")):
+    for x, y in (("C", "B"), ("D", "B"), ("D", "C"), ("D", "Q"), ("E", "C"), ("E", "D"), ("D", "P")):
         if x in arms and y in arms:
             out["%s/%s" % (x, y)] = {
                 "added_p99": div(get(x, "added_us", "p99"), get(y, "added_us", "p99")),
@@ -744,6 +787,12 @@ def targets(r):
                      "%.0f records/s (%d-byte prompt + response)" % (run["records_per_s"],
                                                                    run["prompt_and_response_bytes"]),
                      run["records_per_s"] >= 100000))
+    e_rps, e99, c99 = arm_value("E", "max_rps"), arm_value("E", "added_us", "p99"), arm_value("C", "added_us", "p99")
+    if e_rps and arm_value("D", "max_rps"):
+        rows.append(("cache hit (E): max RPS >= 2 x D", "%.2f x (%.0f vs %.0f)" % (
+            e_rps / arm_value("D", "max_rps"), e_rps, arm_value("D", "max_rps")), e_rps >= 2 * arm_value("D", "max_rps")))
+    if e99 is not None and c99 is not None:
+        rows.append(("cache hit (E): added p99 at c=1 <= C's", "%d vs %d us" % (e99, c99), e99 <= c99))
     m = r.get("memory")
     if m:
         drift = m["rss_after_kib"] - m["rss_during_kib"]
@@ -772,8 +821,6 @@ def markdown(r):
              "|---|---|---|---|---|---|---|---|"]
     for name in ("A", "B", "C", "D", "Q", "E", "P"):
         if name not in arms:
-            if name == "E":
-                lines.append("| E cache hit | not measured: the response cache does not exist yet | | | | | | |")
             continue
         a = arms[name]
         lat = a.get("latency_c1_us", {})
@@ -795,6 +842,14 @@ def markdown(r):
         lines += ["", "| target (BENCH.md) | measured | met |", "|---|---|---|"]
         for target, measured, met in targets(r):
             lines.append("| %s | %s | %s |" % (target, measured, "yes" if met else ("no" if met is False else "–")))
+    co = r.get("coalescing")
+    if co:
+        lines += ["", "Coalescing: identical stream requests opened at once (within half a second), each "
+                  "answer 64 deltas 20 ms apart; upstream calls counted by the mock:", "",
+                  "| arm | requests | upstream calls | failed | TTFT p99 (µs) |", "|---|---|---|---|---|"]
+        for name, v in co.items():
+            lines.append("| %s | %d | %d | %d | %s |" % (name, v["requests"], v["upstream_calls"], v["failed"],
+                                                         fmt(v["ttft_p99_us"])))
     cs = r.get("concurrent_streams")
     if cs:
         lines += ["", "Concurrent SSE streams held on arm %s (one chunk every 500 ms each):" % cs["arm"], "",
@@ -863,7 +918,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="every step, briefly")
     parser.add_argument("--out", help="directory for the .md and .json (default tests/bench/results)")
-    parser.add_argument("--arms", default="ABCDQP")
+    parser.add_argument("--arms", default="ABCDQEP")
     parser.add_argument("--only", help="these steps alone, comma-separated (\"word filter\" with "
                         "--arms AQ: the word filter's figures in a minute)")
     args = parser.parse_args()

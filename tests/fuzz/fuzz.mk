@@ -20,13 +20,14 @@
 #                       -use_value_profile=1); tests/fuzz/dict/ is used already
 
 FUZZ_TARGETS := http_request http_response http_chunked sse ws_sse msg audit keys completion validate config \
-                replay wordfilter wordchunk filters history
+                replay wordfilter wordchunk filters history canon faq cache_entry
 
 #  The service sources a target needs besides common/ and proto/
 FUZZ_SRC_validate := services/ingress/ingress_validate.c
 FUZZ_SRC_config   := services/router/router_keys.c
 FUZZ_SRC_replay   := services/mock/mock_replay.c
 FUZZ_SRC_history  := services/router/router_history.c
+FUZZ_SRC_cache_entry := services/cache/cache_entry.c
 
 #  libFuzzer dictionaries for fuzz-run (tests/fuzz/dict/)
 FUZZ_DICT_http_request  := http
@@ -38,6 +39,9 @@ FUZZ_DICT_validate      := validate
 FUZZ_DICT_config        := config
 FUZZ_DICT_wordfilter    := wordfilter
 FUZZ_DICT_wordchunk     := wordchunk
+FUZZ_DICT_canon         := validate
+FUZZ_DICT_faq           := validate
+FUZZ_DICT_cache_entry   := validate
 
 FUZZ_DIR     := tests/fuzz
 FUZZ_OUT     := build-fuzz

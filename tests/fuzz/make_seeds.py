@@ -927,13 +927,89 @@ def history_seeds():
     seed("not_objects", [sys_], [1, "x"])
     seed("not_arrays", {"a": 1}, {"b": 2})
     put(t, "not_json", b"\x00{\n[")
+def canon_seeds():
+    t = "canon"
+    put(t, "chat", CHAT)
+    put(t, "chat_reordered_spaced", '{ "stream" : true ,\n "messages" : [ { "content" : "hi", '
+                                     '"role" : "user" } ], "model" : "deepseek-chat" }')
+    put(t, "numbers", '{"temperature":0.70,"top_p":1e0,"n":1,"seed":-0,"x":-0.0,"big":1.5E+300,'
+                      '"tiny":4.9e-324,"long":0.%s1}' % ("0" * 600))
+    put(t, "escapes", '{"s":"\\u0041\\/\\u00e9\\ud83d\\ude00\\u001f\\n\\"","\\u00e9":1,"e":2}')
+    put(t, "duplicates", '{"a":1,"b":{"z":1,"z":2},"a":[{"a":1,"a":null}]}')
+    put(t, "parts", json.dumps({"temperature": 0, "user": "u", "stream_options": {"include_usage": True},
+                                "messages": [{"role": "system", "content": "s"},
+                                             {"role": "user", "content": [{"type": "text", "text": "a"},
+                                                                          {"type": "image_url"},
+                                                                          {"type": "text", "text": "b"}]}]}))
+    put(t, "deep", '{"a":' + "[" * 70 + "]" * 70 + "}")
+    put(t, "bad_integer", '{"a":9223372036854775808}')
+    put(t, "bad_real", '{"a":1e400}')
+    put(t, "bad_nul", '{"a":"\\u0000"}')
+    put(t, "bad_surrogate", '{"a":"\\ud800x"}')
+    put(t, "bad_utf8", b'{"a":"\xc0\xaf"}')
+    put(t, "bad_trailing", '{} {}')
+    put(t, "array", '[1,2]')
+    put(t, "empty", b"")
+
+
+def faq_seeds():
+    t = "faq"
+    put(t, "exact", json.dumps({"tenant": "acme", "model": "deepseek-chat",
+                                "exact": "What are your opening hours?", "answer": "9-17"}))
+    put(t, "keywords", json.dumps({"id": "faq_1", "tenant": "acme", "keywords": ["refund", "order", "\u9000\u6b3e"],
+                                   "answer": "Refunds take 5 days.", "created_ms": 1767225600000}))
+    put(t, "regex", json.dumps({"tenant": "acme", "regex": "^(how|where) (do|can) i reset [a-z]{2,8}",
+                                "answer": "Settings."}))
+    put(t, "message_text", "  What are\tyour  OPENING hours?? \uff21\u200bB\u3002\u4f60\u597d")
+    put(t, "bad_regex", '{"tenant":"a","answer":"x","regex":"(a{16}){16}{16}{16}{16}"}')
+    put(t, "bad_two_kinds", '{"tenant":"a","answer":"x","exact":"q","regex":"q"}')
+    put(t, "bad_duplicate", '{"tenant":"a","answer":"x","exact":"q","exact":"r"}')
+    put(t, "bad_utf8_text", b"\xff\xfe what\xc0\xaf hours")
+    put(t, "empty", b"")
+
+
+def cache_entry_seeds():
+    t = "cache_entry"
+    completion = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1767225600,
+                  "model": "deepseek-reasoner", "system_fingerprint": "fp_1",
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello \u4f60\u597d world",
+                                                       "reasoning_content": "Thinking about it"},
+                               "logprobs": None, "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                            "prompt_tokens_details": {"cached_tokens": 4},
+                            "completion_tokens_details": {"reasoning_tokens": 3}}}
+    tools = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [
+                 {"index": 0, "id": "call_1", "type": "function",
+                  "function": {"name": "run_sql", "arguments": "{\"sql\":\"SELECT 1\"}"}}]},
+                 "finish_reason": "tool_calls"}]}
+    two = dict(completion, choices=[dict(completion["choices"][0], index=1),
+                                    dict(completion["choices"][0], index=0)])
+
+    def entry(body, model="deepseek-reasoner", stored=1767225600000, expires=1767225900000, sig="SE", version=1):
+        data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        return (mp_array(6) + mp_str(sig) + mp_uint(version) + mp_str(model) + mp_uint(stored, 8)
+                + mp_uint(expires, 8) + mp_bin(data))
+    put(t, "reasoning", entry(completion))
+    put(t, "tool_calls", entry(tools, "m"))
+    put(t, "two_choices", entry(two))
+    put(t, "body_reasoning", json.dumps(completion))
+    put(t, "body_tool_calls", json.dumps(tools))
+    put(t, "bad_signature", entry(completion, sig="SX"))
+    put(t, "bad_version", entry(completion, version=2))
+    put(t, "bad_not_finished", entry(dict(completion, choices=[dict(completion["choices"][0], finish_reason=None)])))
+    put(t, "bad_body", entry(b"{not json"))
+    put(t, "bad_trailing", entry(completion) + b"\x00")
+    put(t, "bad_model_empty", entry(completion, model=""))
+    put(t, "empty", b"")
 
 
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     for make in (http_request_seeds, http_response_seeds, http_chunked_seeds, sse_seeds,
                  ws_sse_seeds, msg_seeds, audit_seeds, keys_seeds, completion_seeds, validate_seeds, config_seeds,
-                 replay_seeds, wordfilter_seeds, wordchunk_seeds, filters_seeds, history_seeds):
+                 replay_seeds, wordfilter_seeds, wordchunk_seeds, filters_seeds, history_seeds,
+                 canon_seeds, faq_seeds, cache_entry_seeds):
         make()
     total = 0
     for target, seeds in sorted(written.items()):

@@ -34,7 +34,7 @@ CHAT = "/v1/chat/completions"
 
 PORT_KEYS = ("listen", "tls_listen", "admin_listen", "reply_endpoint", "connector_listen", "url",
              "audit_endpoint")
-SECTIONS = ("ingress", "router", "connector", "mock", "redis", "audit")
+SECTIONS = ("ingress", "router", "connector", "mock", "redis", "audit", "cache")
 
 
 def _port_free(port):
@@ -384,21 +384,22 @@ class Mesh:
         status, headers, data = self.request("POST", CHAT, body, **kwargs)
         return status, headers, json.loads(data) if data else None
 
-    def stream(self, body, key=KEY, timeout=30):
-        return Stream(self, body, key, timeout)
+    def stream(self, body, key=KEY, timeout=30, headers=None):
+        return Stream(self, body, key, timeout, headers)
 
 
 class Stream:
     """A streaming chat request, read event by event over a raw socket so the
     exact bytes on the wire (after HTTP chunked decoding) can be checked."""
 
-    def __init__(self, mesh, body, key, timeout):
+    def __init__(self, mesh, body, key, timeout, headers=None):
         self.started = time.time()
         self.sock = socket.create_connection((mesh.host, mesh.port), timeout)
         payload = json.dumps(dict(body, stream=True)).encode()
+        extra = "".join("%s: %s\r\n" % item for item in (headers or {}).items())
         head = ("POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
-                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                % (CHAT, mesh.host, key, len(payload)))
+                "Content-Type: application/json\r\n%sContent-Length: %d\r\n\r\n"
+                % (CHAT, mesh.host, key, extra, len(payload)))
         self.sock.sendall(head.encode() + payload)
         self.raw = b""
         self.status = None

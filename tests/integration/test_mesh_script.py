@@ -133,7 +133,7 @@ class Mesh:
     def write_config(self, drain_ms, modes=None):
         config = {
             "mesh": {"port_stride": STRIDE, "drain_ms": drain_ms,
-                     "instances": {"redis": 0, "audit": 0, "mock": 1, "router": 2, "connector": 1, "ingress": 1}},
+                     "instances": {"redis": 0, "audit": 0, "cache": 0, "mock": 1, "router": 2, "connector": 1, "ingress": 1}},
         }
         for service, port in self.bases.items():
             config[service] = {"admin_listen": "127.0.0.1:%d" % port}

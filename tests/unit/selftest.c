@@ -15,8 +15,11 @@
 #include "mesh_audit_verify.h"
 #include "mesh_audit_wal.h"
 #include "mesh_buf.h"
+#include "mesh_canon.h"
 #include "mesh_completion.h"
 #include "mesh_config.h"
+#include "mesh_faq.h"
+#include "mesh_faq_store.h"
 #include "mesh_curve.h"
 #include "mesh_discovery.h"
 #include "mesh_dispatch.h"
@@ -42,6 +45,8 @@
 #include "audit/audit.h"
 #include "audit/audit_writer.h"
 #include "ingress/ingress.h"
+#include "cache/cache.h"
+#include "cache/cache_flight.h"
 #include "ingress/ingress_audit.h"
 #include "ingress/ingress_audit_link.h"
 #include "ingress/ingress_guard.h"
@@ -55,12 +60,14 @@
 #include "ctl/ctl_export.h"
 #include "ctl/ctl_http.h"
 #include "router/router.h"
+#include "router/router_cache.h"
 #include "router/router_connectors.h"
 #include "router/router_filters.h"
 #include "router/router_history.h"
 #include "router/router_session.h"
 #include "router/router_store.h"
 #include "router/router_takeover.h"
+#include "router/router_faq.h"
 #include "router/router_keys.h"
 #include "router/router_load.h"
 #include "router/router_peers.h"
@@ -97,6 +104,9 @@ static const selftest_t s_tests [] = {
     { "mesh_jscan",  mesh_jscan_test },
     { "mesh_http",   mesh_http_test },
     { "mesh_completion", mesh_completion_test },
+    { "mesh_canon",  mesh_canon_test },
+    { "mesh_faq",    mesh_faq_test },
+    { "mesh_faq_store", mesh_faq_store_test },
     { "mesh_config", mesh_config_test },
     { "mesh_curve",  mesh_curve_test },
     { "mesh_discovery", mesh_discovery_test },
@@ -124,6 +134,7 @@ static const selftest_t s_tests [] = {
     { "mock_fault",  mock_fault_test },
     { "mock_seen",   mock_seen_test },
     { "connector_stream", connector_stream_test },
+    { "connector_tee", connector_tee_test },
     { "connector_pool", connector_pool_test },
     { "connector_http", connector_http_test },
     { "connector_ws", connector_ws_test },
@@ -135,6 +146,11 @@ static const selftest_t s_tests [] = {
     { "ingress_session", ingress_session_test },
     { "audit_writer", audit_writer_test },
     { "audit",       audit_test },
+    { "cache_entry", cache_entry_test },
+    { "cache_l1",    cache_l1_test },
+    { "cache_l2",    cache_l2_test },
+    { "cache_flight", cache_flight_test },
+    { "cache",       cache_test },
     { "ctl_http",    ctl_http_test },
     { "ctl_api",     ctl_api_test },
     { "ctl_audit",   ctl_audit_test },
@@ -152,6 +168,8 @@ static const selftest_t s_tests [] = {
     { "router_store", router_store_test },
     { "router_session", router_session_test },
     { "router_takeover", router_takeover_test },
+    { "router_cache", router_cache_test },
+    { "router_faq",  router_faq_test },
     { "router",      router_test },
 };
 
