@@ -90,6 +90,9 @@ static const mesh_setting_t s_settings [] = {
     INT ("router.breaker.consecutive_failures", "10", 1, 100000, "failures in a row that open a model's circuit"),
     INT ("router.breaker.open_ms", "5000", 1, S_MS_DAY, "how long a circuit stays open before a trial"),
     INT ("router.quota.lease_ms", "60000", 1000, 3600000, "concurrency leases expire unless renewed"),
+    INT ("router.quota.lease_slice_ms", "200", 0, 60000, "a busy key's quota (and a busy model's concurrency) is leased from Redis ahead, this much of the router's recent traffic of it at a time; 0: every request asks Redis"),
+    INT ("router.quota.lease_max_percent", "5", 1, 50, "the most of a limit one router leases at a time; smaller limits are checked request by request"),
+    INT ("router.quota.lease_reserve_percent", "10", 0, 90, "no lease while less than this share of a limit is left: the last of it is checked request by request"),
 
     ADDR ("connector.admin_listen", "127.0.0.1:9082", "connector", "/healthz, /readyz, /metrics"),
     PEERS ("connector.routers", "router.connector_listen", "routers to serve; default: every instance of router.connector_listen"),

@@ -896,7 +896,8 @@ s_renew_leases (router_t *self)
     assert (held);
     request_t *request;
     while ((request = mesh_map_next (self->requests, &cursor, NULL)))
-        if (request->hold.held && !request->hold.local && request->hold.concurrency > 0)
+        if (request->hold.held && !request->hold.local && !request->hold.leased
+        &&  request->hold.concurrency > 0)
             held [count++] = request;
     qsort (held, count, sizeof *held, s_by_model);
     const char **ids = calloc (count + 1, sizeof *ids);
@@ -1115,6 +1116,7 @@ router_drain (router_t *self)
         mesh_loop_zmq_remove (self->loop, self->ingress);
         zmq_close (self->ingress);
         self->ingress = NULL;
+        router_quota_release (self->quota);
     }
     return mesh_map_size (self->requests);
 }

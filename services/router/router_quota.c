@@ -1,6 +1,8 @@
 /*  router_quota: reservation and settlement scripts, and the local limiter
     that stands in while Redis is away.                                     */
 #include "router_quota.h"
+#include "router_lease.h"
+#include "mesh_id.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_redis.h"
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WINDOW_MS 60000         //  "per minute"
 
@@ -115,6 +118,7 @@ struct router_quota_t {
     int routers;
     int64_t lease_ms;
     mesh_map_t *local;          //  "k:<id>" / "m:<model>" -> local_t
+    router_lease_t *lease;      //  quota taken ahead of busy keys' requests
     bool degraded;
     mesh_metric_t *degraded_gauge;
     mesh_metric_t *redis_fallbacks;
@@ -158,6 +162,19 @@ router_quota_new (mesh_config_t *config, mesh_loop_t *loop, mesh_metrics_t *metr
             return NULL;
         }
     }
+    //  Its concurrency blocks are named after the router: unique across
+    //  hosts, where instance numbers and pids may repeat
+    unsigned char nonce [4];
+    mesh_random (nonce, sizeof nonce);
+    char name [64];
+    snprintf (name, sizeof name, "r%d-%d-%02x%02x%02x%02x", mesh_config_instance (), (int) getpid (),
+              nonce [0], nonce [1], nonce [2], nonce [3]);
+    router_lease_settings_t lease = {
+        .slice_ms = mesh_setting_int (config, "router.quota.lease_slice_ms"),
+        .max_percent = mesh_setting_int (config, "router.quota.lease_max_percent"),
+        .reserve_percent = mesh_setting_int (config, "router.quota.lease_reserve_percent"),
+        .lease_ms = self->lease_ms, .routers = self->routers, .name = name };
+    self->lease = router_lease_new (loop, self->redis, &lease, metrics);
     return self;
 }
 
@@ -169,6 +186,7 @@ router_quota_destroy (router_quota_t **self_p)
     if (!self)
         return;
     mesh_redis_destroy (&self->redis);
+    router_lease_destroy (&self->lease);
     size_t cursor = 0;
     local_t *local;
     while ((local = mesh_map_next (self->local, &cursor, NULL))) {
@@ -184,6 +202,12 @@ struct mesh_redis_t *
 router_quota_redis (router_quota_t *self)
 {
     return self->redis;
+}
+
+void
+router_quota_release (router_quota_t *self)
+{
+    router_lease_release (self->lease);
 }
 
 int64_t
@@ -402,8 +426,9 @@ s_on_reserved (void *arg, redisReply *reply)
 
 //  The key names one request touches (hash tags keep a key's state in one
 //  slot, should the Redis ever be a cluster)
-static void
-s_names (const router_hold_t *hold, char rpm [300], char tpm [300], char leases [300], char budget [320])
+void
+router_quota_names (const router_hold_t *hold, char rpm [300], char tpm [300], char leases [300],
+                    char budget [320])
 {
     snprintf (rpm, 300, "seekmesh:q:{%s}:rpm", hold->key_id);
     snprintf (tpm, 300, "seekmesh:q:{%s}:tpm", hold->key_id);
@@ -432,8 +457,13 @@ router_quota_reserve (router_quota_t *self, router_hold_t *hold, const char *req
         fn (arg, &decision);
         return;
     }
+    //  A busy key: from what this router leased ahead, without Redis
+    if (router_lease_admit (self->lease, hold, &decision)) {
+        fn (arg, &decision);
+        return;
+    }
     char rpm_key [300], tpm_key [300], lease_key [300], budget_key [320];
-    s_names (hold, rpm_key, tpm_key, lease_key, budget_key);
+    router_quota_names (hold, rpm_key, tpm_key, lease_key, budget_key);
     char now [24], rpm [24], tpm [24], estimate [24], concurrency [24], lease [24], budget [24], ttl [24];
     snprintf (now, sizeof now, "%lld", (long long) mesh_wall_ms ());
     snprintf (rpm, sizeof rpm, "%lld", (long long) hold->rpm);
@@ -471,6 +501,10 @@ router_quota_settle (router_quota_t *self, router_hold_t *hold, const char *requ
 {
     if (!hold->held)
         return;
+    if (hold->leased) {
+        router_lease_settle (self->lease, hold, tokens);
+        return;
+    }
     hold->held = false;
     if (hold->local) {
         local_t *model = s_local (self, 'm', hold->model);
@@ -488,7 +522,7 @@ router_quota_settle (router_quota_t *self, router_hold_t *hold, const char *requ
     if (!self->redis)
         return;
     char rpm_key [300], tpm_key [300], lease_key [300], budget_key [320];
-    s_names (hold, rpm_key, tpm_key, lease_key, budget_key);
+    router_quota_names (hold, rpm_key, tpm_key, lease_key, budget_key);
     char now [24], tpm [24], estimate [24], used [24], ttl [24];
     snprintf (now, sizeof now, "%lld", (long long) mesh_wall_ms ());
     snprintf (tpm, sizeof tpm, "%lld", (long long) hold->tpm);

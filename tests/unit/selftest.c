@@ -50,6 +50,7 @@
 #include "router/router.h"
 #include "router/router_connectors.h"
 #include "router/router_keys.h"
+#include "router/router_lease.h"
 #include "router/router_policy.h"
 #include "router/router_quota.h"
 #include "router/router_registry.h"
@@ -121,6 +122,7 @@ static const selftest_t s_tests [] = {
     { "router_keys", router_keys_test },
     { "router_policy", router_policy_test },
     { "router_quota", router_quota_test },
+    { "router_lease", router_lease_test },
     { "router_registry", router_registry_test },
     { "router_connectors", router_connectors_test },
     { "router",      router_test },
