@@ -24,6 +24,7 @@
 #include "mesh_id.h"
 #include "mesh_metrics.h"
 #include "mesh_msg.h"
+#include "ingress_timer.h"
 
 #include <libwebsockets.h>
 #include <stdbool.h>
@@ -63,6 +64,8 @@ typedef struct {
     mesh_buf_t body;            //  kept until the end, for a retry
     int64_t content_length;     //  declared by the client, or -1
     int64_t received_us;
+    int64_t submitted_us;       //  REQUEST sent (the first attempt)
+    int64_t answered_us;        //  the first answer from the mesh came
     int64_t first_write_us;
 
     //  The response
@@ -97,8 +100,8 @@ typedef struct {
     bool truncated;
     mesh_buf_t response;        //  what the client got, up to the bound
 
-    lws_sorted_usec_list_t keepalive_sul;
-    lws_sorted_usec_list_t timeout_sul;
+    ingress_timer_t keepalive_timer;
+    ingress_timer_t timeout_timer;      //  the request's deadline, or its body's
 } pss_t;
 
 struct ingress_t {
@@ -123,6 +126,11 @@ struct ingress_t {
     int64_t body_timeout_ms;
     int header_timeout_s;
     int idle_timeout_s;
+    //  Per-request timers, one queue per delay (ingress_timer.h), and the
+    //  one lws timer that runs them
+    ingress_timers_t request_timers, body_timers, keepalive_timers;
+    lws_sorted_usec_list_t timers_sul;
+    int64_t timers_due_us;                  //  when timers_sul fires; 0: not armed
 
     struct ingress_mesh_t *mesh;
     struct ingress_audit_t *audit;
@@ -135,6 +143,7 @@ struct ingress_t {
         mesh_metric_t *active;
         mesh_metric_t *seconds;
         mesh_metric_t *ttfb;
+        mesh_metric_t *stage [3];           //  read, mesh, write (ingress_http.c)
         mesh_metric_t *client_gone;
         mesh_metric_t *retries;
         mesh_metric_t *connections;

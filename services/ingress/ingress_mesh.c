@@ -224,6 +224,8 @@ s_request_of (ingress_t *self, const mesh_msg_t *msg)
     }
     if (msg->type != MESH_MSG_REPLY && msg->attempt != pss->attempt)
         return NULL;
+    if (!pss->answered_us && msg->type != MESH_MSG_LOST)
+        pss->answered_us = mesh_mono_us ();
     if (msg->type == MESH_MSG_HEAD || msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR)
         ingress_audit_note (pss, msg);
     return pss;

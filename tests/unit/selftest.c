@@ -40,6 +40,7 @@
 #include "ingress/ingress_audit.h"
 #include "ingress/ingress_audit_link.h"
 #include "ingress/ingress_guard.h"
+#include "ingress/ingress_timer.h"
 #include "mock/mock.h"
 #include "mock/mock_render.h"
 #include "connector/connector.h"
@@ -113,6 +114,7 @@ static const selftest_t s_tests [] = {
     { "ingress_audit", ingress_audit_test },
     { "ingress_audit_link", ingress_audit_link_test },
     { "ingress_guard", ingress_guard_test },
+    { "ingress_timer", ingress_timer_test },
     { "audit_writer", audit_writer_test },
     { "audit",       audit_test },
     { "ctl_http",    ctl_http_test },
