@@ -125,7 +125,7 @@ s_on_monitor (mesh_loop_t *loop, void *socket, void *arg)
             mesh_info ("reply endpoint %s disconnected", peer->endpoint);
             peer->outbox->lost_fn (peer->outbox->lost_arg, peer->endpoint);
         }
-    return 0;
+    return MESH_LOOP_DRAINED;
 }
 
 static peer_t *

@@ -1,6 +1,7 @@
 /*  mesh_msg: encoder (msgpack-c packer) and strict decoder for the schema
     in mesh_msg.def.                                                         */
 #include "mesh_msg.h"
+#include "mesh_loop.h"
 #include "mesh_mp.h"
 #include "mesh_util.h"
 
@@ -248,6 +249,7 @@ mesh_msg_send (void *socket, const mesh_msg_t *msg, const void *identity,
         return -1;
     if (zmq_send (socket, mesh_buf_head (&s_send_buf), mesh_buf_size (&s_send_buf), flags) < 0)
         return -1;
+    mesh_loop_zmq_sent (socket);
     //  Keep the buffer from pinning a large body's worth of memory
     mesh_buf_trim (&s_send_buf, 1 << 20);
     return 0;

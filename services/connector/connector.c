@@ -135,6 +135,8 @@ s_flush_dones (router_link_t *link)
         if (link->socket
         &&  zmq_send (link->socket, mesh_buf_head (&link->dones) + 4, len, ZMQ_DONTWAIT) < 0)
             mesh_debug ("cannot send DONE to %s: %s", link->endpoint, zmq_strerror (errno));
+        if (link->socket)
+            mesh_loop_zmq_sent (link->socket);
         mesh_buf_consume (&link->dones, 4 + len);
     }
     link->done_count = 0;
@@ -619,8 +621,8 @@ s_on_router (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     router_link_t *link = arg;
-    mesh_dispatch (socket, &s_from_router, link, &link->connector->bad_messages);
-    return 0;
+    return mesh_dispatch (socket, &s_from_router, link, &link->connector->bad_messages) == 0
+         ? MESH_LOOP_DRAINED : 0;
 }
 
 static void

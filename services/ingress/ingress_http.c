@@ -137,6 +137,8 @@ ingress_respond_error (pss_t *pss, int status, const char *type, const char *cod
     free (text);
 }
 
+static int s_on_writeable (pss_t *pss);
+
 static void
 s_sse_append (pss_t *pss, const char *prefix, const char *data, size_t len)
 {
@@ -151,6 +153,17 @@ s_sse_append (pss_t *pss, const char *prefix, const char *data, size_t len)
         snprintf (pss->error_code, sizeof pss->error_code, "client_slow");
         ingress_mesh_cancel (pss, "client_slow");
         if (pss->wsi)
+            lws_set_timeout (pss->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    //  HTTP/1.1: a stream's event goes out at once when the connection can
+    //  take it, saving lws' writeable round trip (two epoll_ctl and a turn
+    //  of the loop) an event.  Its head, its end and h2 (streams take turns
+    //  on their connection) wait for the writeable callback, where the
+    //  transaction completes.
+    if (pss->wsi && !pss->h2 && pss->headers_written && !pss->finished && pss->state == RQ_RESPONDING
+    &&  !lws_send_pipe_choked (pss->wsi)) {
+        if (s_on_writeable (pss) < 0)
             lws_set_timeout (pss->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return;
     }

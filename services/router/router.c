@@ -758,7 +758,7 @@ s_on_monitor (mesh_loop_t *loop, void *socket, void *arg)
             mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
         }
     }
-    return 0;
+    return MESH_LOOP_DRAINED;
 }
 
 //  The request this connector message is about, if it is the attempt the
@@ -866,8 +866,7 @@ s_on_ingress_socket (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     router_t *self = arg;
-    mesh_dispatch (socket, &s_from_ingress, self, &self->bad_messages);
-    return 0;
+    return mesh_dispatch (socket, &s_from_ingress, self, &self->bad_messages) == 0 ? MESH_LOOP_DRAINED : 0;
 }
 
 static int
@@ -875,8 +874,7 @@ s_on_connectors_socket (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     router_t *self = arg;
-    mesh_dispatch (socket, &s_from_connectors, self, &self->bad_messages);
-    return 0;
+    return mesh_dispatch (socket, &s_from_connectors, self, &self->bad_messages) == 0 ? MESH_LOOP_DRAINED : 0;
 }
 
 static int

@@ -160,6 +160,7 @@ struct router_lease_t {
     mesh_timer_t tick;
     int64_t tick_ms;
     int64_t renewed_ms;
+    int64_t ready_ms;           //  when Redis last answered
     mesh_metric_t *admitted;
     mesh_metric_t *exchanges;
     mesh_metric_t *refusals;
@@ -208,10 +209,24 @@ router_lease_destroy (router_lease_t **self_p)
     *self_p = NULL;
 }
 
+//  Leases are taken, topped up and given back while Redis answers
 static bool
 s_enabled (router_lease_t *self)
 {
-    return self->redis && self->settings.slice_ms > 0 && mesh_redis_ready (self->redis);
+    if (!self->redis || self->settings.slice_ms <= 0 || !mesh_redis_ready (self->redis))
+        return false;
+    self->ready_ms = mesh_loop_now_ms (self->loop);
+    return true;
+}
+
+//  ... and used while it answers, or has answered in the last third of a
+//  concurrency lease (a blip, a command that timed out): what is held was
+//  granted, and a block this router renews has not expired in that time
+static bool
+s_usable (router_lease_t *self)
+{
+    return s_enabled (self)
+        || (self->ready_ms && mesh_loop_now_ms (self->loop) - self->ready_ms < self->settings.lease_ms / 3);
 }
 
 static void s_start_ticking (router_lease_t *self);
@@ -527,7 +542,7 @@ s_key_check (key_lease_t *key, const router_hold_t *hold)
 bool
 router_lease_admit (router_lease_t *self, router_hold_t *hold, router_decision_t *decision)
 {
-    if (!s_enabled (self))
+    if (!s_usable (self))
         return false;
     key_lease_t *key = NULL;
     model_lease_t *model = NULL;

@@ -25,9 +25,10 @@
     are lost: its unused requests and tokens come back as the minute
     refills them, unused budget tokens count as spent for the period.
 
-    While Redis is away nothing is admitted from a lease (the local
-    limiter decides); what is held is given back once Redis answers.
-    Reactor thread only.                                                    */
+    What is held is used through a Redis blip (a command that timed out)
+    and for a third of router.quota.lease_ms into an outage (no block has
+    expired by then); after that the local limiter decides, and what is
+    held is given back once Redis answers.  Reactor thread only.            */
 #ifndef ROUTER_LEASE_H
 #define ROUTER_LEASE_H
 
