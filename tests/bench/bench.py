@@ -9,6 +9,9 @@ Arms, all in front of the same seekmesh-mock:
   D  seekmesh, every policy the code has (see POLICY below)
   U  D with CURVE off (mesh.curve false, allowed on loopback): CURVE's price
   L  D without quota leases (every request asks Redis), on request (--arms)
+  I  D over ipc:// instead of loopback TCP, on request
+  O  D run from another build (--baseline BIN_DIR: the code before a change),
+     on request
   Q  D without the audit
   E  seekmesh, cache hit (not measured until the cache exists)
   P  Portkey's open-source gateway (@portkey-ai/gateway, tests/bench/portkey)
@@ -67,15 +70,19 @@ POLICY_NO_AUDIT = dict(POLICY, services="redis router connector ingress", config
 #  is what the leases save
 POLICY_NO_CURVE = dict(POLICY, config={"mesh": {"curve": False}})
 POLICY_NO_LEASE = dict(POLICY, config={"router": {"quota": {"lease_slice_ms": 0}}})
+#  I: D with its ZeroMQ links over ipc:// (Unix sockets) instead of
+#  loopback TCP, as one host allows
+POLICY_IPC = dict(POLICY, ipc=True)
 #  The arms that run seekmesh, with their overlays and titles
 MESH_ARMS = {
     "C": ("seekmesh, minimal path", None),
     "D": ("seekmesh, full path", POLICY),
     "U": ("seekmesh, full path, CURVE off", POLICY_NO_CURVE),
     "L": ("seekmesh, full path without quota leases", POLICY_NO_LEASE),
+    "I": ("seekmesh, full path over ipc://", POLICY_IPC),
     "Q": ("seekmesh, full path without audit", POLICY_NO_AUDIT),
 }
-ARM_ORDER = "ABCDULQEP"
+ARM_ORDER = "ABCDULIOQEP"
 MINIMAL = {"services": "router connector ingress", "model": UNLIMITED_MODELS, "config": NO_AUDIT}
 MESH_ARMS["C"] = (MESH_ARMS["C"][0], MINIMAL)
 ACK_HISTOGRAM = "seekmesh_ingress_audit_ack_seconds"
@@ -240,7 +247,15 @@ http {
             config["keys"] = overlay["keys"]
         directory = self.tmp / ("mesh-" + name)
         directory.mkdir()
-        mesh = Mesh(directory, config, env={"SEEKMESH_MESH_SERVICES": overlay["services"]})
+        if overlay.get("ipc"):
+            sock = lambda n: "ipc://%s/%s.sock" % (directory, n)
+            merge(config, {"router": {"listen": sock("router"), "connector_listen": sock("connectors")},
+                           "ingress": {"reply_endpoint": sock("replies"), "audit_endpoint": sock("audit")},
+                           "audit": {"listen": sock("audit")}})
+        env = {"SEEKMESH_MESH_SERVICES": overlay["services"]}
+        if overlay.get("bin"):
+            env["SEEKMESH_BIN"] = overlay["bin"]
+        mesh = Mesh(directory, config, env=env)
         for model in mesh.config["models"]:
             model["endpoint"] = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:%d" % self.mock_port, model["endpoint"])
             model.update(overlay["model"])
@@ -285,6 +300,8 @@ http {
         wanted = self.args.arms
         if "B" in wanted:
             arms.append(self.start_nginx())
+        if self.args.baseline:
+            MESH_ARMS["O"] = ("seekmesh, full path, baseline build", dict(POLICY, bin=self.args.baseline))
         for name in ARM_ORDER:
             if name in wanted and name in MESH_ARMS:
                 arms.append(self.start_mesh(name, *MESH_ARMS[name]))
@@ -477,6 +494,10 @@ http {
         arm = next((a for a in self.arms if a.name == "D"), None) or next(a for a in self.arms if a.name == "C")
         self.results["concurrent_streams"] = {"arm": arm.name,
                                               "runs": [self.held_streams(arm, n) for n in self.args.held]}
+        #  and the baseline build's D, when there is one, for the A/B
+        for other in (a for a in self.arms if a.name == "O"):
+            self.results["concurrent_streams"]["baseline"] = {
+                "arm": other.name, "runs": [self.held_streams(other, n) for n in self.args.held]}
 
     def memory(self):
         arm = next((a for a in self.arms if a.name == "D"), None) or next(a for a in self.arms if a.name == "C")
@@ -659,8 +680,8 @@ def ratios(arms):
     def div(a, b):
         return round(a / b, 3) if a is not None and b else None
 
-    for x, y in (("C", "B"), ("D", "B"), ("D", "C"), ("D", "U"), ("D", "L"), ("D", "Q"), ("E", "C"),
-                 ("D", "P")):
+    for x, y in (("C", "B"), ("D", "B"), ("D", "C"), ("D", "U"), ("D", "L"), ("D", "I"), ("D", "O"),
+                 ("D", "Q"), ("E", "C"), ("D", "P")):
         if x in arms and y in arms:
             out["%s/%s" % (x, y)] = {
                 "added_p99": div(get(x, "added_us", "p99"), get(y, "added_us", "p99")),
@@ -869,9 +890,10 @@ def markdown(r):
                   "| streams | completed | failed | late | stalls (gap > 1 s) | worst gap (ms) | gap p99 (µs) | "
                   "RSS idle → held (KiB) | KiB per stream | CPU (cores) while held |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for run in cs["runs"]:
+        for run in cs["runs"] + [dict(r, arm="O") for r in (cs.get("baseline") or {}).get("runs", [])]:
             cpu = run.get("cpu_cores") or {}
-            lines.append("| %d | %d | %d | %s | %d | %s | %s | %s → %s | %s | %s |" % (
+            lines.append("| %s%d | %d | %d | %s | %d | %s | %s | %s → %s | %s | %s |" % (
+                "%s: " % run["arm"] if run.get("arm") else "",
                 run["streams"], run["completed"], run["failed"], run.get("late", "–"), run["stalls"],
                 fmt((run.get("gap_max_us") or 0) / 1000), fmt(run["gap_p99_us"]),
                 run["rss_idle_kib"], run["rss_held_kib"], fmt(run["kib_per_stream"]),
@@ -916,7 +938,9 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="every step, briefly")
     parser.add_argument("--out", help="directory for the .md and .json (default tests/bench/results)")
     parser.add_argument("--arms", default="ABCDUQP",
-                        help="arms to run, of %s (L: D without quota leases)" % ARM_ORDER)
+                        help="arms to run, of %s (L: D without quota leases, I: D over ipc://)" % ARM_ORDER)
+    parser.add_argument("--baseline", help="a build's bin directory: arm O is D run from it (an A/B of a "
+                        "code change in one run: --arms DO --baseline /path/to/old/build/bin)")
     parser.add_argument("--steps", default=",".join(STEPS),
                         help="steps to run, of %s" % ",".join(STEPS))
     args = parser.parse_args()
