@@ -16,6 +16,7 @@
 #define MAX_EVENTS 256
 #define MAX_ZMQ    256
 #define MAX_SIGNALS 8
+#define MAX_IDLE    8
 
 typedef struct {
     mesh_fd_fn *fn;
@@ -59,6 +60,9 @@ struct mesh_loop_t {
     sigset_t signal_mask;
     struct { int signo; mesh_signal_fn *fn; void *arg; } signals [MAX_SIGNALS];
     size_t signal_count;
+
+    struct { mesh_idle_fn *fn; void *arg; } idle [MAX_IDLE];
+    size_t idle_count;
 
     struct epoll_event events [MAX_EVENTS];
     int event_count;            //  events of the batch being dispatched
@@ -195,6 +199,25 @@ mesh_loop_zmq_remove (mesh_loop_t *self, void *socket)
         if (self->zmq [i].socket == socket) {
             mesh_loop_fd_remove (self, self->zmq [i].fd);
             self->zmq [i] = self->zmq [--self->zmq_count];
+            return;
+        }
+}
+
+void
+mesh_loop_before_wait (mesh_loop_t *self, mesh_idle_fn *fn, void *arg)
+{
+    assert (self->idle_count < MAX_IDLE);
+    self->idle [self->idle_count].fn = fn;
+    self->idle [self->idle_count].arg = arg;
+    self->idle_count++;
+}
+
+void
+mesh_loop_before_wait_remove (mesh_loop_t *self, mesh_idle_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < self->idle_count; i++)
+        if (self->idle [i].fn == fn && self->idle [i].arg == arg) {
+            self->idle [i] = self->idle [--self->idle_count];
             return;
         }
 }
@@ -383,7 +406,10 @@ mesh_loop_run (mesh_loop_t *self)
         bool more;
         if (s_zmq_ready (self, &more) < 0)
             break;
-        if (self->stopped)
+        bool failed = false;
+        for (size_t i = 0; i < self->idle_count && !failed; i++)
+            failed = self->idle [i].fn (self, self->idle [i].arg) < 0;
+        if (failed || self->stopped)
             break;
 
         int timeout_ms = -1;

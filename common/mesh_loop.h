@@ -65,6 +65,13 @@ void    mesh_loop_zmq_remove (mesh_loop_t *self, void *socket);
 void    mesh_loop_zmq_sent (void *socket);
 #define MESH_LOOP_ZMQ_SWEEP_MS 10
 
+//  Calls fn at every turn of the loop, before it waits (after the turn's
+//  events and timers): where what the turn queued goes out at once, in
+//  one piece (mesh_outbox's batches).  fn returns 0, or -1 to stop.
+typedef int (mesh_idle_fn) (mesh_loop_t *loop, void *arg);
+void    mesh_loop_before_wait (mesh_loop_t *self, mesh_idle_fn *fn, void *arg);
+void    mesh_loop_before_wait_remove (mesh_loop_t *self, mesh_idle_fn *fn, void *arg);
+
 //  Arms (or re-arms) timer to fire once after delay_ms.
 void    mesh_loop_timer_start (mesh_loop_t *self, mesh_timer_t *timer,
                                int64_t delay_ms, mesh_timer_fn *fn, void *arg);

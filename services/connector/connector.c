@@ -41,8 +41,8 @@ typedef struct {
     char endpoint [256];
     void *socket;               //  DEALER
     mesh_peer_t peer;           //  the router's liveness
-    mesh_buf_t dones;           //  encoded DONE messages waiting to go,
-    size_t done_count;          //  each behind its 4-byte length
+    mesh_buf_t dones;           //  DONE messages waiting to go: a batch
+    size_t done_count;          //  (mesh_msg_batch_add)
     mesh_timer_t done_timer;
 } router_link_t;
 
@@ -124,21 +124,16 @@ connector_auth_line (const mesh_model_t *model)
 //  DONE messages go to the router in batches: each one sent alone would
 //  wake the router (and two I/O threads) once more per request, for news
 //  that only frees credit.  A batch leaves after done_flush_ms, or at once
-//  when it is large.
+//  when it is large, as one BATCH message.
 static void
 s_flush_dones (router_link_t *link)
 {
     mesh_loop_timer_stop (link->connector->loop, &link->done_timer);
-    while (mesh_buf_size (&link->dones) >= 4) {
-        uint32_t len;
-        memcpy (&len, mesh_buf_head (&link->dones), 4);
-        if (link->socket
-        &&  zmq_send (link->socket, mesh_buf_head (&link->dones) + 4, len, ZMQ_DONTWAIT) < 0)
-            mesh_debug ("cannot send DONE to %s: %s", link->endpoint, zmq_strerror (errno));
-        if (link->socket)
-            mesh_loop_zmq_sent (link->socket);
-        mesh_buf_consume (&link->dones, 4 + len);
-    }
+    if (link->socket && link->done_count
+    &&  mesh_msg_send_batch (link->socket, &link->dones, link->done_count, NULL, 0, ZMQ_DONTWAIT) < 0)
+        mesh_debug ("cannot send %zu DONE to %s: %s", link->done_count, link->endpoint,
+                    zmq_strerror (errno));
+    mesh_buf_reset (&link->dones);
     link->done_count = 0;
     mesh_buf_trim (&link->dones, 64 * 1024);
 }
@@ -172,14 +167,8 @@ s_send_done (connector_req_t *req, uint32_t status, const char *outcome)
     msg.bytes = req->bytes;
     msg.endpoint = req->endpoint_index;
     router_link_t *link = &self->routers [req->router];
-    size_t at = link->dones.len;
-    mesh_buf_append (&link->dones, "\0\0\0\0", 4);
-    if (mesh_msg_encode (&msg, &link->dones) < 0) {
-        link->dones.len = at;
+    if (mesh_msg_batch_add (&link->dones, &msg) < 0)
         return;
-    }
-    uint32_t len = (uint32_t) (link->dones.len - at - 4);
-    memcpy (link->dones.data + at, &len, 4);
     if (++link->done_count >= 256 || self->done_flush_ms == 0)
         s_flush_dones (link);
     else

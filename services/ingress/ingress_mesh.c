@@ -47,6 +47,7 @@ static const mesh_route_t s_mesh_routes [] = {
     { MESH_MSG_ERROR, s_on_error },     //  connector or router: error response / SSE event
     { MESH_MSG_LOST,  s_on_lost },      //  router: retry if the client has seen nothing
     { MESH_MSG_REPLY, s_on_reply },     //  router: a whole response (the model list)
+    { MESH_MSG_BATCH, mesh_dispatch_batch },    //  several of the above in one message
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_mesh = { "router or connector", false, 256, NULL,

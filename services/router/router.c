@@ -135,6 +135,7 @@ static const mesh_route_t s_connector_routes [] = {
     { MESH_MSG_HEARTBEAT, s_on_beat },      //  liveness, credit
     { MESH_MSG_FAIL,      s_on_fail },      //  retry elsewhere, fall back, or ERROR
     { MESH_MSG_DONE,      s_on_done },      //  settle the quota, release the credit
+    { MESH_MSG_BATCH,     mesh_dispatch_batch },    //  DONEs, several in a message
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_connectors = { "connector", true, 64, NULL,

@@ -86,29 +86,40 @@ static mesh_redis_script_t s_exchange = { .body =
     "return {granted, rl, rr, tl, tr}\n"
 };
 
-//  Sets a router's block of a model's concurrency slots: members
-//  "<prefix>0" .. "<prefix><size-1>" of the lease set the per-request
-//  script counts.  The members kept are (re)written with a fresh expiry,
-//  so this is also the renewal; growing is all or nothing, within the
-//  limit less its reserve.
-//  KEYS: model leases
-//  ARGV: limit, lease ms, member prefix, have, want, reserve %
+//  Sets a router's block of a model's concurrency slots: its size in the
+//  model's block table (router name -> slots), its expiry in the block
+//  expiries (router name -> ms); the per-request script counts the blocks
+//  with the per-request leases.  O(1) whatever the block's size; the same
+//  size again is the renewal.  Growing is all or nothing, within the limit
+//  less its reserve; a router whose block expired (Redis away past the
+//  lease) is told what is left of it.
+//  KEYS: model leases, model blocks, block expiries
+//  ARGV: limit, lease ms, router name, want, reserve %
 //  Returns the block's size now.
 static mesh_redis_script_t s_block = { .body =
     "local clock = redis.call('TIME')\n"
     "local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)\n"
-    "local limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "local have, want = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
-    "local keep = (100 - tonumber(ARGV[6])) / 100\n"
+    "local limit, lease, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])\n"
+    "local keep = (100 - tonumber(ARGV[5])) / 100\n"
+    "for _, r in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do redis.call('HDEL', KEYS[2], r) end\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
-    "for i = 0, math.min(have, want) - 1 do redis.call('ZADD', KEYS[1], now + lease, ARGV[3] .. i) end\n"
-    "for i = want, have - 1 do redis.call('ZREM', KEYS[1], ARGV[3] .. i) end\n"
-    "local size = math.min(have, want)\n"
-    "if want > have and redis.call('ZCARD', KEYS[1]) + want - have <= math.floor(limit * keep) then\n"
-    "  for i = have, want - 1 do redis.call('ZADD', KEYS[1], now + lease, ARGV[3] .. i) end\n"
-    "  size = want\n"
+    "local mine = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')\n"
+    "local size = want\n"
+    "if want > mine then\n"
+    "  local used = redis.call('ZCARD', KEYS[1])\n"
+    "  for _, v in ipairs(redis.call('HVALS', KEYS[2])) do used = used + tonumber(v) end\n"
+    "  if used - mine + want > math.floor(limit * keep) then size = mine end\n"
     "end\n"
-    "if size > 0 then redis.call('PEXPIRE', KEYS[1], 2 * lease) end\n"
+    "if size > 0 then\n"
+    "  redis.call('HSET', KEYS[2], ARGV[3], size)\n"
+    "  redis.call('ZADD', KEYS[3], now + lease, ARGV[3])\n"
+    "  redis.call('PEXPIRE', KEYS[2], 2 * lease)\n"
+    "  redis.call('PEXPIRE', KEYS[3], 2 * lease)\n"
+    "else\n"
+    "  redis.call('HDEL', KEYS[2], ARGV[3])\n"
+    "  redis.call('ZREM', KEYS[3], ARGV[3])\n"
+    "end\n"
     "return size\n"
 };
 
@@ -155,7 +166,7 @@ struct router_lease_t {
     mesh_loop_t *loop;
     mesh_redis_t *redis;
     router_lease_settings_t settings;
-    char prefix [80];           //  "~<router name>#"
+    char name [80];             //  the router's, naming its blocks
     mesh_map_t *accounts;       //  name -> key_lease_t / model_lease_t
     mesh_timer_t tick;
     int64_t tick_ms;
@@ -175,7 +186,7 @@ router_lease_new (mesh_loop_t *loop, mesh_redis_t *redis, const router_lease_set
     self->loop = loop;
     self->redis = redis;
     self->settings = *settings;
-    snprintf (self->prefix, sizeof self->prefix, "~%s#", settings->name ? settings->name : "router");
+    snprintf (self->name, sizeof self->name, "%s", settings->name ? settings->name : "router");
     self->accounts = mesh_map_new ();
     self->tick_ms = MESH_MAX (settings->slice_ms / 2, 10);
     if (metrics) {
@@ -462,21 +473,22 @@ s_on_resized (void *arg, redisReply *reply)
 static void
 s_model_block (router_lease_t *self, model_lease_t *model, int64_t want)
 {
-    char key [300], limit [24], lease [24], have [24], size [24], reserve [24];
-    snprintf (key, sizeof key, "seekmesh:c:{%s}", model->model);
+    char leases [300], blocks [300], expiries [300], limit [24], lease [24], size [24], reserve [24];
+    snprintf (leases, sizeof leases, "seekmesh:c:{%s}", model->model);
+    snprintf (blocks, sizeof blocks, "seekmesh:cb:{%s}", model->model);
+    snprintf (expiries, sizeof expiries, "seekmesh:cx:{%s}", model->model);
     snprintf (limit, sizeof limit, "%lld", (long long) model->limit);
     snprintf (lease, sizeof lease, "%lld", (long long) self->settings.lease_ms);
-    snprintf (have, sizeof have, "%lld", (long long) model->slots);
     snprintf (size, sizeof size, "%lld", (long long) want);
     snprintf (reserve, sizeof reserve, "%lld", (long long) self->settings.reserve_percent);
-    const char *argv [] = { key, limit, lease, self->prefix, have, size, reserve };
+    const char *argv [] = { leases, blocks, expiries, limit, lease, self->name, size, reserve };
     resize_t *resize = calloc (1, sizeof *resize);
     assert (resize);
     *resize = (resize_t) { model, want };
     //  A shrinking block stops being used at once
     if (want < model->slots)
         model->slots = want;
-    if (mesh_redis_eval (self->redis, &s_block, s_on_resized, resize, 1,
+    if (mesh_redis_eval (self->redis, &s_block, s_on_resized, resize, 3,
                          (int) MESH_ARRAY_SIZE (argv), argv, NULL) < 0) {
         free (resize);
         return;
@@ -747,7 +759,7 @@ router_lease_test (bool verbose)
                                          .lease_ms = 60000, .routers = 2, .name = "router-0-1" };
     router_lease_t *lease = router_lease_new (loop, NULL, &settings, NULL);
     assert (lease);
-    assert (strcmp (lease->prefix, "~router-0-1#") == 0);
+    assert (strcmp (lease->name, "router-0-1") == 0);
     key_lease_t key = { .owner = lease, .rpm = 1000000, .tpm = 100000000, .rate = 1000,
                         .tokens_per_request = 500 };
     int64_t requests, tokens, budget;

@@ -19,9 +19,12 @@
     Redis) are checked request by request, exactly as before; a router
     refused more slots shrinks its block to the slots in use.
 
-    Concurrency blocks are members "~<router>#<i>" of the model's lease set,
-    renewed with the per-request leases, so a router that dies leaks no
-    slot beyond router.quota.lease_ms.  Key leases of a router that dies
+    A concurrency block is one entry per router: its size in the model's
+    block table (seekmesh:cb:{model}), its expiry in seekmesh:cx:{model},
+    counted by the per-request script with the per-request leases and
+    renewed with them, so a router that dies leaks no slot beyond
+    router.quota.lease_ms; taking, resizing and renewing a block costs the
+    same whatever its size.  Key leases of a router that dies
     are lost: its unused requests and tokens come back as the minute
     refills them, unused budget tokens count as spent for the period.
 

@@ -20,7 +20,8 @@
 
 #define WINDOW_MS 60000         //  "per minute"
 
-//  KEYS: rpm state, tpm state, model leases, budget counter
+//  KEYS: rpm state, tpm state, model leases, budget counter, model blocks,
+//        block expiries (router_lease.c: routers' blocks of slots count)
 //  ARGV: the router's time (ms; not used: the script reads Redis's own clock,
 //        so that routers whose clocks differ agree on one timeline, and
 //        requests are timed in the order Redis runs them), request id, rpm,
@@ -53,7 +54,11 @@ static mesh_redis_script_t s_reserve = { .body =
     "if not okt then return {0, 'tpm', t1, rpm, rrem, rreset, tpm, 0, treset} end\n"
     "if conc > 0 then\n"
     "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)\n"
-    "  if redis.call('ZCARD', KEYS[3]) >= conc then\n"
+    "  for _, r in ipairs(redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now)) do redis.call('HDEL', KEYS[5], r) end\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)\n"
+    "  local used = redis.call('ZCARD', KEYS[3])\n"
+    "  for _, v in ipairs(redis.call('HVALS', KEYS[5])) do used = used + tonumber(v) end\n"
+    "  if used >= conc then\n"
     "    return {0, 'concurrency', 1000, rpm, rrem, rreset, tpm, trem, treset} end\n"
     "end\n"
     "if budget > 0 then\n"
@@ -473,13 +478,16 @@ router_quota_reserve (router_quota_t *self, router_hold_t *hold, const char *req
     snprintf (lease, sizeof lease, "%lld", (long long) self->lease_ms);
     snprintf (budget, sizeof budget, "%lld", (long long) hold->budget);
     snprintf (ttl, sizeof ttl, "%lld", (long long) (hold->budget_period_s > 0 ? hold->budget_period_s : 86400) + 3600);
-    const char *argv [] = { rpm_key, tpm_key, lease_key, budget_key, now, request_id, rpm, tpm,
-                            estimate, concurrency, lease, budget, ttl };
+    char blocks_key [300], expiries_key [300];
+    snprintf (blocks_key, sizeof blocks_key, "seekmesh:cb:{%s}", hold->model);
+    snprintf (expiries_key, sizeof expiries_key, "seekmesh:cx:{%s}", hold->model);
+    const char *argv [] = { rpm_key, tpm_key, lease_key, budget_key, blocks_key, expiries_key, now,
+                            request_id, rpm, tpm, estimate, concurrency, lease, budget, ttl };
     pending_t *pending = calloc (1, sizeof *pending);
     assert (pending);
     *pending = (pending_t) { self, hold, fn, arg };
     if (!self->redis
-    ||  mesh_redis_eval (self->redis, &s_reserve, s_on_reserved, pending, 4,
+    ||  mesh_redis_eval (self->redis, &s_reserve, s_on_reserved, pending, 6,
                          (int) MESH_ARRAY_SIZE (argv), argv, NULL) < 0) {
         free (pending);
         s_set_degraded (self, true);

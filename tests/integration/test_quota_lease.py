@@ -7,8 +7,9 @@ ahead of the requests (router_lease.c), against a real Redis.
 - a budget leased ahead is exact once the traffic stops: every estimate is
   settled and what was not used is given back, so Redis's counter holds the
   real usage
-- a busy model's concurrency is leased as a block of slots in its lease
-  set, given back when the traffic stops
+- a busy model's concurrency is leased as a block of slots, given back when
+  the traffic stops; a block counts for every router's per-request check
+  until it expires
 
 The load comes from mesh-loadgen (the benchmark's client, open loop), fast
 enough for the routers to lease; the exact-count tests of test_quota.py run
@@ -101,8 +102,30 @@ def test_model_concurrency_leased_as_a_block(make_mesh, tmp_path):
     assert total(mesh, "seekmesh_router_quota_leased_total") > 100
     # the block is given back when the traffic stops: no slot stays taken
     deadline = time.time() + 10
-    while mesh.redis_cli("ZCARD", "seekmesh:c:{wide}") != "0":
-        members = mesh.redis_cli("ZRANGE", "seekmesh:c:{wide}", "0", "-1").split()
-        assert all(m.startswith("~r0-") for m in members), members
-        assert time.time() < deadline, members
+    while mesh.redis_cli("HLEN", "seekmesh:cb:{wide}") != "0" or mesh.redis_cli("ZCARD", "seekmesh:c:{wide}") != "0":
+        blocks = mesh.redis_cli("HGETALL", "seekmesh:cb:{wide}").split()
+        assert all(b.startswith("r0-") or b.isdigit() for b in blocks), blocks
+        assert time.time() < deadline, blocks
         time.sleep(0.1)
+
+
+def test_blocks_count_until_they_expire(make_mesh):
+    """A router's block of slots holds them against every other request: the
+    per-request script counts it, and stops counting it once it expires (a
+    router that died without giving it back)."""
+    mesh = make_mesh()
+    model = dict(next(m for m in mesh.config["models"] if m["name"] == "deepseek-chat"))
+    model.update(name="pair", max_concurrency=2, aliases=[])
+    assert mesh.admin_call("PUT", "/admin/models/pair", model)[0] == 201
+    body = {"model": "pair", "messages": [{"role": "user", "content": "room?"}]}
+    assert mesh.chat(body)[0] == 200
+    # another router's block of both slots, for another minute
+    expiry = int(mesh.redis_cli("TIME").split()[0]) * 1000 + 60000
+    mesh.redis_cli("HSET", "seekmesh:cb:{pair}", "r9-1-elsewhere", "2")
+    mesh.redis_cli("ZADD", "seekmesh:cx:{pair}", str(expiry), "r9-1-elsewhere")
+    status, _, answer = mesh.chat(body)
+    assert status == 429 and answer["error"]["code"] == "concurrency_limit_exceeded", answer
+    # expired: its slots are free again, and it is cleaned away
+    mesh.redis_cli("ZADD", "seekmesh:cx:{pair}", "1", "r9-1-elsewhere")
+    assert mesh.chat(body)[0] == 200
+    assert mesh.redis_cli("HLEN", "seekmesh:cb:{pair}") == "0"
