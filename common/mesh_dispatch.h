@@ -13,7 +13,10 @@
     malformed message, or one the table does not list, is dropped, logged
     once with the peer's name and the request id, and counted.  Handlers
     may keep the inbox's frame (zmq_msg_move it out); the loop closes what
-    is left.  Reactor thread of the socket's owner only.                   */
+    is left.  A table that routes MESH_MSG_BATCH to mesh_dispatch_batch
+    takes batches: each message in one is handed to its handler in order,
+    as if it had come alone (its inbox's frame shares the batch's).
+    Reactor thread of the socket's owner only.                             */
 #ifndef MESH_DISPATCH_H
 #define MESH_DISPATCH_H
 
@@ -56,6 +59,10 @@ void mesh_dispatch_counters (mesh_dispatch_counters_t *counters, mesh_metrics_t 
 //  handler stopped it.
 int mesh_dispatch (void *socket, const mesh_conversation_t *conversation, void *arg,
                    mesh_dispatch_counters_t *counters);
+
+//  The route of MESH_MSG_BATCH in a table: mesh_dispatch opens the batch
+//  and routes what it holds by the same table.  Never called itself.
+int mesh_dispatch_batch (void *arg, mesh_inbox_t *inbox);
 
 //  The handler for type in a table, or NULL
 mesh_handler_fn *mesh_dispatch_route (const mesh_conversation_t *conversation, uint32_t type);

@@ -16,6 +16,7 @@
 #define MAX_EVENTS 256
 #define MAX_ZMQ    256
 #define MAX_SIGNALS 8
+#define MAX_IDLE    8
 
 typedef struct {
     mesh_fd_fn *fn;
@@ -29,7 +30,15 @@ typedef struct {
     int fd;
     mesh_zmq_fn *fn;
     void *arg;
+    bool check;                 //  read its ZMQ_EVENTS before the next wait
 } zmq_entry_t;
+
+//  Sockets this thread sent on since its loop last looked (a few; past
+//  them, every socket is looked at)
+#define MAX_SENT 8
+static __thread void *s_sent [MAX_SENT];
+static __thread size_t s_sent_count;
+static __thread bool s_sent_overflow;
 
 struct mesh_loop_t {
     int epoll_fd;
@@ -41,6 +50,7 @@ struct mesh_loop_t {
 
     zmq_entry_t zmq [MAX_ZMQ];
     size_t zmq_count;
+    int64_t zmq_swept_us;       //  when every socket was last looked at
 
     mesh_timer_t **heap;        //  1-based binary min-heap on due_us
     size_t heap_count;
@@ -50,6 +60,9 @@ struct mesh_loop_t {
     sigset_t signal_mask;
     struct { int signo; mesh_signal_fn *fn; void *arg; } signals [MAX_SIGNALS];
     size_t signal_count;
+
+    struct { mesh_idle_fn *fn; void *arg; } idle [MAX_IDLE];
+    size_t idle_count;
 
     struct epoll_event events [MAX_EVENTS];
     int event_count;            //  events of the batch being dispatched
@@ -145,8 +158,23 @@ mesh_loop_fd_remove (mesh_loop_t *self, int fd)
 static int
 s_on_zmq_fd (mesh_loop_t *loop, int fd, int events, void *arg)
 {
-    (void) loop; (void) fd; (void) events; (void) arg;
+    (void) events; (void) arg;
+    for (size_t i = 0; i < loop->zmq_count; i++)
+        if (loop->zmq [i].fd == fd)
+            loop->zmq [i].check = true;
     return 0;
+}
+
+void
+mesh_loop_zmq_sent (void *socket)
+{
+    for (size_t i = 0; i < s_sent_count; i++)
+        if (s_sent [i] == socket)
+            return;
+    if (s_sent_count < MAX_SENT)
+        s_sent [s_sent_count++] = socket;
+    else
+        s_sent_overflow = true;
 }
 
 int
@@ -159,7 +187,8 @@ mesh_loop_zmq_add (mesh_loop_t *self, void *socket, mesh_zmq_fn *fn, void *arg)
         return -1;
     if (mesh_loop_fd_add (self, fd, MESH_READ, s_on_zmq_fd, NULL) < 0)
         return -1;
-    self->zmq [self->zmq_count++] = (zmq_entry_t) { socket, fd, fn, arg };
+    //  Looked at once at once: it may hold messages that never signalled
+    self->zmq [self->zmq_count++] = (zmq_entry_t) { socket, fd, fn, arg, true };
     return 0;
 }
 
@@ -170,6 +199,25 @@ mesh_loop_zmq_remove (mesh_loop_t *self, void *socket)
         if (self->zmq [i].socket == socket) {
             mesh_loop_fd_remove (self, self->zmq [i].fd);
             self->zmq [i] = self->zmq [--self->zmq_count];
+            return;
+        }
+}
+
+void
+mesh_loop_before_wait (mesh_loop_t *self, mesh_idle_fn *fn, void *arg)
+{
+    assert (self->idle_count < MAX_IDLE);
+    self->idle [self->idle_count].fn = fn;
+    self->idle [self->idle_count].arg = arg;
+    self->idle_count++;
+}
+
+void
+mesh_loop_before_wait_remove (mesh_loop_t *self, mesh_idle_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < self->idle_count; i++)
+        if (self->idle [i].fn == fn && self->idle [i].arg == arg) {
+            self->idle [i] = self->idle [--self->idle_count];
             return;
         }
 }
@@ -312,8 +360,22 @@ static int
 s_zmq_ready (mesh_loop_t *self, bool *more)
 {
     *more = false;
+    //  Which sockets may have changed: woken, sent on, left with messages;
+    //  all of them now and then
+    bool sweep = s_sent_overflow || self->now_us - self->zmq_swept_us >= MESH_LOOP_ZMQ_SWEEP_MS * 1000;
+    if (sweep)
+        self->zmq_swept_us = self->now_us;
+    for (size_t i = 0; i < self->zmq_count; i++)
+        for (size_t k = 0; k < s_sent_count && !self->zmq [i].check; k++)
+            if (s_sent [k] == self->zmq [i].socket)
+                self->zmq [i].check = true;
+    s_sent_count = 0;
+    s_sent_overflow = false;
     for (size_t i = 0; i < self->zmq_count && !self->stopped; i++) {
         zmq_entry_t *entry = &self->zmq [i];
+        if (!entry->check && !sweep)
+            continue;
+        entry->check = false;
         int events = 0;
         size_t size = sizeof events;
         if (zmq_getsockopt (entry->socket, ZMQ_EVENTS, &events, &size) < 0)
@@ -321,13 +383,16 @@ s_zmq_ready (mesh_loop_t *self, bool *more)
         if (!(events & ZMQ_POLLIN))
             continue;
         void *socket = entry->socket;
-        if (entry->fn (self, socket, entry->arg) < 0)
+        int rc = entry->fn (self, socket, entry->arg);
+        if (rc < 0)
             return -1;
         //  The handler may have removed sockets; look at this slot again
-        if (i < self->zmq_count && self->zmq [i].socket == socket
+        if (rc != MESH_LOOP_DRAINED && i < self->zmq_count && self->zmq [i].socket == socket
         &&  zmq_getsockopt (socket, ZMQ_EVENTS, &events, &size) == 0
-        &&  (events & ZMQ_POLLIN))
+        &&  (events & ZMQ_POLLIN)) {
+            self->zmq [i].check = true;
             *more = true;
+        }
     }
     return 0;
 }
@@ -341,7 +406,10 @@ mesh_loop_run (mesh_loop_t *self)
         bool more;
         if (s_zmq_ready (self, &more) < 0)
             break;
-        if (self->stopped)
+        bool failed = false;
+        for (size_t i = 0; i < self->idle_count && !failed; i++)
+            failed = self->idle [i].fn (self, self->idle [i].arg) < 0;
+        if (failed || self->stopped)
             break;
 
         int timeout_ms = -1;

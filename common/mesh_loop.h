@@ -5,8 +5,14 @@
 
     ZeroMQ's ZMQ_FD only says "something changed" and is cleared by any call
     that processes the socket's commands, including a send.  So before every
-    wait the loop reads ZMQ_EVENTS of each ZeroMQ socket it watches and runs
-    its handler while POLLIN shows; a handler need not drain the socket.
+    wait the loop reads ZMQ_EVENTS of each ZeroMQ socket that may have
+    changed, and runs its handler while POLLIN shows (a handler need not
+    drain the socket): a socket whose ZMQ_FD woke the loop, one a message
+    was sent on since (mesh_msg_send says so: mesh_loop_zmq_sent), one whose
+    handler left messages, and every socket every MESH_LOOP_ZMQ_SWEEP_MS.
+    (Reading ZMQ_EVENTS of an idle socket costs two system calls, getpid
+    and poll, inside libzmq: every socket at every turn made them most of a
+    service's system calls.)
 
     Handlers return 0 to go on or -1 to stop the loop.  Single-threaded: only
     the thread running mesh_loop_run may call these functions.              */
@@ -46,10 +52,25 @@ int     mesh_loop_fd_events (mesh_loop_t *self, int fd, int events);
 //  caller closes fd afterwards.
 void    mesh_loop_fd_remove (mesh_loop_t *self, int fd);
 
-//  Calls fn whenever socket has a message to receive.
+//  Calls fn whenever socket has a message to receive.  fn returns 0 (the
+//  loop looks at the socket again before it waits), MESH_LOOP_DRAINED when
+//  it read until ZeroMQ said EAGAIN (the socket will signal new input), or
+//  -1 to stop the loop.
 int     mesh_loop_zmq_add (mesh_loop_t *self, void *socket,
                            mesh_zmq_fn *fn, void *arg);
+#define MESH_LOOP_DRAINED 1
 void    mesh_loop_zmq_remove (mesh_loop_t *self, void *socket);
+//  A message was sent on socket by this thread: its ZMQ_EVENTS is read
+//  again before the next wait.  Any thread (a note per thread).
+void    mesh_loop_zmq_sent (void *socket);
+#define MESH_LOOP_ZMQ_SWEEP_MS 10
+
+//  Calls fn at every turn of the loop, before it waits (after the turn's
+//  events and timers): where what the turn queued goes out at once, in
+//  one piece (mesh_outbox's batches).  fn returns 0, or -1 to stop.
+typedef int (mesh_idle_fn) (mesh_loop_t *loop, void *arg);
+void    mesh_loop_before_wait (mesh_loop_t *self, mesh_idle_fn *fn, void *arg);
+void    mesh_loop_before_wait_remove (mesh_loop_t *self, mesh_idle_fn *fn, void *arg);
 
 //  Arms (or re-arms) timer to fire once after delay_ms.
 void    mesh_loop_timer_start (mesh_loop_t *self, mesh_timer_t *timer,

@@ -116,6 +116,9 @@ static const mesh_setting_t s_settings [] = {
     INT ("router.cache.failures", "3", 1, 1000, "lookups in a row left unanswered that mark the cache down (asked again once it answers a heartbeat)"),
     INT ("router.cache.max_ttl_s", "86400", 1, 31536000, "the longest x-seekmesh-cache: ttl=SECONDS a request may ask for"),
     BOOL ("router.cache.count_tokens", "false", "answers from the cache (hits, FAQ, coalesced) count against tokens per minute and budgets too, not only requests per minute"),
+    INT ("router.quota.lease_slice_ms", "200", 0, 60000, "a busy key's quota (and a busy model's concurrency) is leased from Redis ahead, this much of the router's recent traffic of it at a time; 0: every request asks Redis"),
+    INT ("router.quota.lease_max_percent", "5", 1, 50, "the most of a limit one router leases at a time; smaller limits are checked request by request"),
+    INT ("router.quota.lease_reserve_percent", "10", 0, 90, "no lease while less than this share of a limit is left: the last of it is checked request by request"),
 
     ADDR ("connector.admin_listen", "127.0.0.1:9082", "connector", "/healthz, /readyz, /metrics"),
     PEERS ("connector.routers", "router.connector_listen", "routers to serve (a name: every address it resolves to); default: every instance of router.connector_listen"),

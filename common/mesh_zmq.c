@@ -77,12 +77,21 @@ mesh_zmq_monitor_read (void *monitor, int *event, int *value)
     return 1;
 }
 
-typedef struct {
+typedef struct peer_t peer_t;
+struct peer_t {
     char *endpoint;
     void *push;
     void *monitor;              //  PAIR reading the PUSH socket's events
     mesh_outbox_t *outbox;
-} peer_t;
+    mesh_buf_t batch;           //  messages queued this turn of the loop
+    size_t batch_count;
+    peer_t *next_queued;        //  in the outbox's list of peers with a batch
+};
+
+//  A batch leaves at the end of the loop's turn, or at once when it holds
+//  this many messages or bytes
+#define BATCH_MAX_MESSAGES 64
+#define BATCH_MAX_BYTES (256 * 1024)
 
 struct mesh_outbox_t {
     void *ctx;
@@ -91,7 +100,10 @@ struct mesh_outbox_t {
     void *lost_arg;
     mesh_map_t *peers;          //  endpoint -> peer_t
     unsigned monitors;          //  names inproc monitor endpoints
+    peer_t *queued;             //  peers with a batch to send
 };
+
+static int s_flush_all (mesh_loop_t *loop, void *arg);
 
 mesh_outbox_t *
 mesh_outbox_new (void *ctx, mesh_loop_t *loop, mesh_outbox_lost_fn *fn, void *arg)
@@ -103,6 +115,8 @@ mesh_outbox_new (void *ctx, mesh_loop_t *loop, mesh_outbox_lost_fn *fn, void *ar
     self->lost_fn = fn;
     self->lost_arg = arg;
     self->peers = mesh_map_new ();
+    if (loop)
+        mesh_loop_before_wait (loop, s_flush_all, self);
     return self;
 }
 
@@ -113,6 +127,10 @@ mesh_outbox_destroy (mesh_outbox_t **self_p)
     mesh_outbox_t *self = *self_p;
     if (!self)
         return;
+    //  What this turn queued still goes (a drain's last answers)
+    s_flush_all (self->loop, self);
+    if (self->loop)
+        mesh_loop_before_wait_remove (self->loop, s_flush_all, self);
     size_t cursor = 0;
     peer_t *peer;
     while ((peer = mesh_map_next (self->peers, &cursor, NULL))) {
@@ -120,6 +138,7 @@ mesh_outbox_destroy (mesh_outbox_t **self_p)
         zmq_socket_monitor (peer->push, NULL, 0);
         zmq_close (peer->monitor);
         zmq_close (peer->push);
+        mesh_buf_free (&peer->batch);
         free (peer->endpoint);
         free (peer);
     }
@@ -139,7 +158,7 @@ s_on_monitor (mesh_loop_t *loop, void *socket, void *arg)
             mesh_info ("reply endpoint %s disconnected", peer->endpoint);
             peer->outbox->lost_fn (peer->outbox->lost_arg, peer->endpoint);
         }
-    return 0;
+    return MESH_LOOP_DRAINED;
 }
 
 static peer_t *
@@ -181,13 +200,57 @@ s_peer (mesh_outbox_t *self, const char *endpoint)
     return peer;
 }
 
+static void
+s_flush (peer_t *peer)
+{
+    if (mesh_msg_send_batch (peer->push, &peer->batch, peer->batch_count, NULL, 0, ZMQ_DONTWAIT) < 0)
+        mesh_warn ("cannot send %zu messages to %s: %s", peer->batch_count, peer->endpoint,
+                   zmq_strerror (errno));
+    mesh_buf_reset (&peer->batch);
+    mesh_buf_trim (&peer->batch, BATCH_MAX_BYTES);
+    peer->batch_count = 0;
+}
+
+static int
+s_flush_all (mesh_loop_t *loop, void *arg)
+{
+    (void) loop;
+    mesh_outbox_t *self = arg;
+    while (self->queued) {
+        peer_t *peer = self->queued;
+        self->queued = peer->next_queued;
+        peer->next_queued = NULL;
+        if (peer->batch_count)
+            s_flush (peer);
+    }
+    return 0;
+}
+
+void
+mesh_outbox_flush (mesh_outbox_t *self)
+{
+    s_flush_all (self->loop, self);
+}
+
 int
 mesh_outbox_send (mesh_outbox_t *self, const char *endpoint, const mesh_msg_t *msg)
 {
     peer_t *peer = s_peer (self, endpoint);
     if (!peer)
         return -1;
-    return mesh_msg_send (peer->push, msg, NULL, 0, ZMQ_DONTWAIT);
+    if (!self->loop)
+        return mesh_msg_send (peer->push, msg, NULL, 0, ZMQ_DONTWAIT);
+    if (mesh_msg_batch_add (&peer->batch, msg) < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (peer->batch_count++ == 0) {
+        peer->next_queued = self->queued;
+        self->queued = peer;
+    }
+    if (peer->batch_count >= BATCH_MAX_MESSAGES || mesh_buf_size (&peer->batch) >= BATCH_MAX_BYTES)
+        s_flush (peer);
+    return 0;
 }
 
 //  Selftest -----------------------------------------------------------------
@@ -243,13 +306,35 @@ mesh_zmq_test (bool verbose)
     mesh_msg_init (&msg, MESH_MSG_CHUNK, id);
     msg.data = (mesh_bytes_t) { "hello", 5 };
     assert (mesh_outbox_send (outbox, endpoint, &msg) == 0);
+    mesh_outbox_flush (outbox);
     mesh_inbox_t inbox;
     char why [64];
     int rc, tries = 0;
     while ((rc = mesh_msg_recv (pull, &inbox, false, why, sizeof why)) == 0 && tries++ < 1000)
         zmq_poll (NULL, 0, 2);
     assert (rc == 1);
+    //  One message alone goes as itself
     assert (inbox.msg.type == MESH_MSG_CHUNK && inbox.msg.data.size == 5);
+    mesh_inbox_close (&inbox);
+    //  Three in one turn go as one BATCH, in order
+    for (int i = 0; i < 3; i++) {
+        msg.data = (mesh_bytes_t) { "abc", (size_t) i + 1 };
+        assert (mesh_outbox_send (outbox, endpoint, &msg) == 0);
+    }
+    mesh_outbox_flush (outbox);
+    tries = 0;
+    while ((rc = mesh_msg_recv (pull, &inbox, false, why, sizeof why)) == 0 && tries++ < 1000)
+        zmq_poll (NULL, 0, 2);
+    assert (rc == 1 && inbox.msg.type == MESH_MSG_BATCH);
+    size_t offset = 0;
+    mesh_bytes_t part;
+    for (int i = 0; i < 3; i++) {
+        assert (mesh_msg_batch_next (inbox.msg.data, &offset, &part) == 1);
+        mesh_msg_t one;
+        assert (mesh_msg_decode (&one, part.data, part.size, why, sizeof why) == 0);
+        assert (one.type == MESH_MSG_CHUNK && one.data.size == (size_t) i + 1);
+    }
+    assert (mesh_msg_batch_next (inbox.msg.data, &offset, &part) == 0);
     mesh_inbox_close (&inbox);
 
     //  The ingress goes away: the outbox says so

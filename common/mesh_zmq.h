@@ -9,8 +9,12 @@
     The outbox connects one PUSH socket per reply endpoint on first use and
     watches it with a socket monitor: when the ingress behind an endpoint
     disconnects (it died or restarted), lost_fn is called with the endpoint
-    so the service can cancel the work it was doing for it.  Sends never
-    block: at the high-water mark they fail with EAGAIN.  Reactor thread
+    so the service can cancel the work it was doing for it.  What a turn of
+    the loop sends to one endpoint leaves together at the end of the turn,
+    one BATCH (one message alone goes as itself): a busy connector's
+    events for an ingress cost their sockets, I/O threads and CURVE one
+    message a turn instead of one each.  Sends never block: at the
+    high-water mark a batch is dropped, with a warning.  Reactor thread
     only.                                                                   */
 #ifndef MESH_ZMQ_H
 #define MESH_ZMQ_H
@@ -41,8 +45,11 @@ typedef void (mesh_outbox_lost_fn) (void *arg, const char *endpoint);
 
 mesh_outbox_t *mesh_outbox_new (void *ctx, mesh_loop_t *loop, mesh_outbox_lost_fn *fn, void *arg);
 void mesh_outbox_destroy (mesh_outbox_t **self_p);
-//  Sends msg to the PULL socket at endpoint.  0, or -1 with errno.
+//  Queues msg for the PULL socket at endpoint; it leaves at the end of the
+//  loop's turn (at once without a loop).  0, or -1 with errno.
 int  mesh_outbox_send (mesh_outbox_t *self, const char *endpoint, const mesh_msg_t *msg);
+//  Sends what is queued now (the loop does it at the end of each turn).
+void mesh_outbox_flush (mesh_outbox_t *self);
 
 void mesh_zmq_test (bool verbose);
 

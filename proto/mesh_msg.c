@@ -1,6 +1,7 @@
 /*  mesh_msg: encoder (msgpack-c packer) and strict decoder for the schema
     in mesh_msg.def.                                                         */
 #include "mesh_msg.h"
+#include "mesh_loop.h"
 #include "mesh_mp.h"
 #include "mesh_util.h"
 
@@ -231,9 +232,72 @@ bad:
     return 0;
 }
 
+//  Batches ------------------------------------------------------------------
+
+int
+mesh_msg_batch_add (mesh_buf_t *batch, const mesh_msg_t *msg)
+{
+    size_t at = batch->len;
+    mesh_buf_append (batch, "\0\0\0\0", 4);
+    if (mesh_msg_encode (msg, batch) < 0) {
+        batch->len = at;
+        return -1;
+    }
+    uint32_t len = (uint32_t) (batch->len - at - 4);
+    unsigned char prefix [4] = { (unsigned char) len, (unsigned char) (len >> 8),
+                                 (unsigned char) (len >> 16), (unsigned char) (len >> 24) };
+    memcpy (batch->data + at, prefix, 4);
+    return 0;
+}
+
+int
+mesh_msg_batch_next (mesh_bytes_t data, size_t *offset, mesh_bytes_t *part)
+{
+    if (*offset == data.size)
+        return 0;
+    if (data.size - *offset < 4)
+        return -1;
+    const unsigned char *p = (const unsigned char *) data.data + *offset;
+    size_t len = (size_t) p [0] | (size_t) p [1] << 8 | (size_t) p [2] << 16 | (size_t) p [3] << 24;
+    if (len > data.size - *offset - 4)
+        return -1;
+    *part = (mesh_bytes_t) { (const char *) p + 4, len };
+    *offset += 4 + len;
+    return 1;
+}
+
 //  ZeroMQ -------------------------------------------------------------------
 
 static __thread mesh_buf_t s_send_buf;
+
+int
+mesh_msg_send_batch (void *socket, const mesh_buf_t *batch, size_t count, const void *identity,
+                     size_t identity_size, int flags)
+{
+    if (count == 0)
+        return 0;
+    if (identity && zmq_send (socket, identity, identity_size, flags | ZMQ_SNDMORE) < 0)
+        return -1;
+    int rc;
+    if (count == 1)
+        rc = zmq_send (socket, mesh_buf_head (batch) + 4, mesh_buf_size (batch) - 4, flags);
+    else {
+        mesh_msg_t msg;
+        mesh_msg_init (&msg, MESH_MSG_BATCH, NULL);
+        msg.data = (mesh_bytes_t) { mesh_buf_head (batch), mesh_buf_size (batch) };
+        mesh_buf_reset (&s_send_buf);
+        if (mesh_msg_encode (&msg, &s_send_buf) < 0) {
+            errno = EINVAL;
+            return -1;
+        }
+        rc = zmq_send (socket, mesh_buf_head (&s_send_buf), mesh_buf_size (&s_send_buf), flags);
+        mesh_buf_trim (&s_send_buf, 1 << 20);
+    }
+    if (rc < 0)
+        return -1;
+    mesh_loop_zmq_sent (socket);
+    return 0;
+}
 
 int
 mesh_msg_send (void *socket, const mesh_msg_t *msg, const void *identity,
@@ -248,6 +312,7 @@ mesh_msg_send (void *socket, const mesh_msg_t *msg, const void *identity,
         return -1;
     if (zmq_send (socket, mesh_buf_head (&s_send_buf), mesh_buf_size (&s_send_buf), flags) < 0)
         return -1;
+    mesh_loop_zmq_sent (socket);
     //  Keep the buffer from pinning a large body's worth of memory
     mesh_buf_trim (&s_send_buf, 1 << 20);
     return 0;
@@ -422,6 +487,38 @@ mesh_msg_test (bool verbose)
     zmq_close (router);
     zmq_close (dealer);
     zmq_ctx_term (ctx);
+
+    //  Batches: messages behind their lengths, read back in order; lengths
+    //  that do not add up are refused
+    mesh_buf_t batch;
+    mesh_buf_init (&batch);
+    mesh_msg_t one;
+    mesh_msg_init (&one, MESH_MSG_HEARTBEAT, NULL);
+    assert (mesh_msg_batch_add (&batch, &one) == 0);
+    mesh_msg_init (&one, MESH_MSG_CHUNK, id);
+    one.data = (mesh_bytes_t) { "xyz", 3 };
+    assert (mesh_msg_batch_add (&batch, &one) == 0);
+    mesh_msg_init (&one, MESH_MSG_ERROR, id);
+    one.status = 1000;                  //  past its maximum: nothing added
+    size_t before = mesh_buf_size (&batch);
+    assert (mesh_msg_batch_add (&batch, &one) == -1 && mesh_buf_size (&batch) == before);
+    mesh_bytes_t all = { mesh_buf_head (&batch), mesh_buf_size (&batch) }, part;
+    size_t offset = 0;
+    mesh_msg_t back;
+    assert (mesh_msg_batch_next (all, &offset, &part) == 1);
+    assert (mesh_msg_decode (&back, part.data, part.size, why, sizeof why) == 0 && back.type == MESH_MSG_HEARTBEAT);
+    assert (mesh_msg_batch_next (all, &offset, &part) == 1);
+    assert (mesh_msg_decode (&back, part.data, part.size, why, sizeof why) == 0 && back.type == MESH_MSG_CHUNK);
+    assert (back.data.size == 3 && memcmp (back.data.data, "xyz", 3) == 0);
+    assert (mesh_msg_batch_next (all, &offset, &part) == 0);
+    mesh_bytes_t cut = { all.data, all.size - 1 };
+    offset = 0;
+    assert (mesh_msg_batch_next (cut, &offset, &part) == 1);
+    assert (mesh_msg_batch_next (cut, &offset, &part) == -1);
+    mesh_bytes_t stub = { all.data, 3 };
+    offset = 0;
+    assert (mesh_msg_batch_next (stub, &offset, &part) == -1);
+    mesh_buf_free (&batch);
 
     //  Numbers past their maximum: refused both ways (a status of 2^31
     //  would index past a table of status classes)

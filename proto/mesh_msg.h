@@ -89,6 +89,19 @@ void mesh_msg_init (mesh_msg_t *msg, uint32_t type, const char *id);
 //  a field breaks the schema: a bug in the caller.
 int  mesh_msg_encode (const mesh_msg_t *msg, mesh_buf_t *out);
 
+//  A batch: several encoded messages in one BATCH frame, so a queue of them
+//  costs the sockets, their I/O threads and CURVE one message.  Appends
+//  msg's encoding to batch, behind its 4-byte little-endian length; -1 (and
+//  nothing appended) if it breaks the schema.
+int  mesh_msg_batch_add (mesh_buf_t *batch, const mesh_msg_t *msg);
+//  The next message of a batch's data at *offset (advanced): 1 with its
+//  bytes, 0 at the end, -1 when the lengths do not add up.
+int  mesh_msg_batch_next (mesh_bytes_t data, size_t *offset, mesh_bytes_t *part);
+//  Sends count messages gathered with mesh_msg_batch_add: one alone as
+//  itself, more as one BATCH.  Same contract as mesh_msg_send.
+int  mesh_msg_send_batch (void *socket, const mesh_buf_t *batch, size_t count,
+                          const void *identity, size_t identity_size, int flags);
+
 //  Decodes one frame into msg.  Returns 0, or -1 with a reason in why.
 int  mesh_msg_decode (mesh_msg_t *msg, const void *data, size_t size,
                       char *why, size_t why_size);

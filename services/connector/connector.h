@@ -105,6 +105,7 @@ struct connector_req_t {
     bool stale_retried;         //  resent once after a dead keep-alive
     int64_t dispatched_us;
     int64_t first_byte_us;
+    int64_t sent_us;            //  the request was written upstream
     uint64_t bytes;             //  event payload bytes sent to the ingress
     mesh_timer_t timer;         //  connect, first-byte and idle timeouts
     mesh_sse_t sse;

@@ -87,6 +87,65 @@ s_bind_any (void *socket, char *endpoint, size_t size)
     zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, endpoint, &len);
 }
 
+static void
+s_at_router (connector_harness_t *self, const mesh_msg_t *msg)
+{
+    if (msg->type == MESH_MSG_FAIL && mesh_streq (msg->id, self->id)) {
+        self->last = MESH_MSG_FAIL;
+        self->status = msg->status;
+        self->retry_after_ms = msg->retry_after_ms;
+        snprintf (self->err_code, sizeof self->err_code, "%s", msg->err_code);
+    }
+    if (msg->type == MESH_MSG_DONE && mesh_streq (msg->id, self->id)) {
+        self->done = true;
+        snprintf (self->done_outcome, sizeof self->done_outcome, "%s", msg->outcome);
+    }
+}
+
+static void
+s_at_ingress (connector_harness_t *self, const mesh_msg_t *msg)
+{
+    if (!mesh_streq (msg->id, self->id))
+        return;
+    if (msg->type == MESH_MSG_HEAD)
+        self->heads++;
+    else
+    if (msg->type == MESH_MSG_CHUNK && !(msg->flags & MESH_CHUNK_COMMENT)) {
+        mesh_buf_append (&self->chunks, msg->data.data, msg->data.size);
+        mesh_buf_append (&self->chunks, "\n", 1);
+    }
+    else
+    if (msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR) {
+        self->last = msg->type;
+        self->status = msg->status;
+        if (msg->type == MESH_MSG_ERROR)
+            snprintf (self->err_code, sizeof self->err_code, "%s", msg->err_code);
+        else {
+            self->prompt_tokens = msg->prompt_tokens;
+            mesh_buf_append (&self->data, msg->data.data, msg->data.size);
+        }
+        mesh_buf_append (&self->data, "", 1);
+    }
+}
+
+//  A message, or each one of a BATCH
+static void
+s_take (connector_harness_t *self, const mesh_msg_t *msg, void (*take) (connector_harness_t *, const mesh_msg_t *))
+{
+    if (msg->type != MESH_MSG_BATCH) {
+        take (self, msg);
+        return;
+    }
+    size_t offset = 0;
+    mesh_bytes_t part;
+    char why [128];
+    while (mesh_msg_batch_next (msg->data, &offset, &part) == 1) {
+        mesh_msg_t one;
+        assert (mesh_msg_decode (&one, part.data, part.size, why, sizeof why) == 0);
+        take (self, &one);
+    }
+}
+
 //  Takes what arrived at the router and the ingress; true once the
 //  request ended
 static bool
@@ -95,46 +154,15 @@ s_collect (connector_harness_t *self)
     mesh_inbox_t inbox;
     char why [128];
     while (mesh_msg_recv (self->router, &inbox, true, why, sizeof why) == 1) {
-        mesh_msg_t *msg = &inbox.msg;
         if (!self->identity_size) {
             memcpy (self->identity, inbox.identity, inbox.identity_size);
             self->identity_size = inbox.identity_size;
         }
-        if (msg->type == MESH_MSG_FAIL && mesh_streq (msg->id, self->id)) {
-            self->last = MESH_MSG_FAIL;
-            self->status = msg->status;
-            self->retry_after_ms = msg->retry_after_ms;
-            snprintf (self->err_code, sizeof self->err_code, "%s", msg->err_code);
-        }
-        if (msg->type == MESH_MSG_DONE && mesh_streq (msg->id, self->id)) {
-            self->done = true;
-            snprintf (self->done_outcome, sizeof self->done_outcome, "%s", msg->outcome);
-        }
+        s_take (self, &inbox.msg, s_at_router);
         mesh_inbox_close (&inbox);
     }
     while (mesh_msg_recv (self->ingress, &inbox, false, why, sizeof why) == 1) {
-        mesh_msg_t *msg = &inbox.msg;
-        if (mesh_streq (msg->id, self->id)) {
-            if (msg->type == MESH_MSG_HEAD)
-                self->heads++;
-            else
-            if (msg->type == MESH_MSG_CHUNK && !(msg->flags & MESH_CHUNK_COMMENT)) {
-                mesh_buf_append (&self->chunks, msg->data.data, msg->data.size);
-                mesh_buf_append (&self->chunks, "\n", 1);
-            }
-            else
-            if (msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR) {
-                self->last = msg->type;
-                self->status = msg->status;
-                if (msg->type == MESH_MSG_ERROR)
-                    snprintf (self->err_code, sizeof self->err_code, "%s", msg->err_code);
-                else {
-                    self->prompt_tokens = msg->prompt_tokens;
-                    mesh_buf_append (&self->data, msg->data.data, msg->data.size);
-                }
-                mesh_buf_append (&self->data, "", 1);
-            }
-        }
+        s_take (self, &inbox.msg, s_at_ingress);
         mesh_inbox_close (&inbox);
     }
     return self->last != 0;

@@ -30,11 +30,13 @@
 #include "mesh_id.h"
 #include "mesh_metrics.h"
 #include "mesh_msg.h"
+#include "ingress_timer.h"
 
 #include <libwebsockets.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#define INGRESS_H2_BODY_WAIT_MS 1500      //  an h2 body not begun by then is none
 #define INGRESS_MAX_ROUTERS 64            //  a request's tried routers are a 64-bit mask
 
 //  Request states of a connection (an h2 stream or an h1 transaction)
@@ -74,6 +76,8 @@ typedef struct {
     mesh_buf_t body;            //  kept until the end, for a retry
     int64_t content_length;     //  declared by the client, or -1
     int64_t received_us;
+    int64_t submitted_us;       //  REQUEST sent (the first attempt)
+    int64_t answered_us;        //  the first answer from the mesh came
     int64_t first_write_us;
 
     //  The response
@@ -125,8 +129,8 @@ typedef struct {
     char session [129];         //  the session it belongs to, or ""
     bool turn_owed;             //  its router waits for a TURN
 
-    lws_sorted_usec_list_t keepalive_sul;
-    lws_sorted_usec_list_t timeout_sul;
+    ingress_timer_t keepalive_timer;
+    ingress_timer_t timeout_timer;      //  the request's deadline, or its body's
 } pss_t;
 
 struct ingress_t {
@@ -152,6 +156,13 @@ struct ingress_t {
     int64_t body_timeout_ms;
     int header_timeout_s;
     int idle_timeout_s;
+    //  Per-request timers, one queue per delay (ingress_timer.h), and the
+    //  one lws timer that runs them
+    ingress_timers_t request_timers, body_timers, keepalive_timers;
+    ingress_timers_t body_wait_timers;      //  an HTTP/2 request that may have no body:
+                                            //  INGRESS_H2_BODY_WAIT_MS
+    lws_sorted_usec_list_t timers_sul;
+    int64_t timers_due_us;                  //  when timers_sul fires; 0: not armed
 
     struct ingress_mesh_t *mesh;
     struct ingress_routers_t *routers;
@@ -167,6 +178,7 @@ struct ingress_t {
         mesh_metric_t *active;
         mesh_metric_t *seconds;
         mesh_metric_t *ttfb;
+        mesh_metric_t *stage [3];           //  read, mesh, write (ingress_http.c)
         mesh_metric_t *client_gone;
         mesh_metric_t *retries;
         mesh_metric_t *connections;

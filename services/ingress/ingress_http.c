@@ -47,6 +47,49 @@ s_schedule_write (pss_t *pss)
         lws_callback_on_writable (pss->wsi);
 }
 
+//  Timers -------------------------------------------------------------------
+
+static void s_on_timers (lws_sorted_usec_list_t *sul);
+
+//  One lws timer, at the earliest head of the queues
+static void
+s_arm_timers (ingress_t *self)
+{
+    ingress_timers_t *queues [] = { &self->request_timers, &self->body_timers, &self->keepalive_timers,
+                                    &self->body_wait_timers };
+    int64_t due = -1;
+    for (size_t i = 0; i < MESH_ARRAY_SIZE (queues); i++) {
+        int64_t next = ingress_timers_next (queues [i]);
+        if (next >= 0 && (due < 0 || next < due))
+            due = next;
+    }
+    if (due < 0 || (self->timers_due_us && self->timers_due_us <= due))
+        return;                 //  none, or the lws timer fires early enough
+    int64_t now = mesh_mono_us ();
+    lws_sul_schedule (self->context, 0, &self->timers_sul, s_on_timers, due > now ? due - now : 0);
+    self->timers_due_us = due;
+}
+
+static void
+s_on_timers (lws_sorted_usec_list_t *sul)
+{
+    ingress_t *self = lws_container_of (sul, ingress_t, timers_sul);
+    self->timers_due_us = 0;
+    int64_t now = mesh_mono_us ();
+    ingress_timers_run (&self->request_timers, now);
+    ingress_timers_run (&self->body_timers, now);
+    ingress_timers_run (&self->keepalive_timers, now);
+    ingress_timers_run (&self->body_wait_timers, now);
+    s_arm_timers (self);
+}
+
+static void
+s_timer_start (pss_t *pss, ingress_timers_t *queue, ingress_timer_t *timer, ingress_timer_fn *fn)
+{
+    ingress_timer_start (queue, timer, mesh_mono_us (), fn);
+    s_arm_timers (pss->ingress);
+}
+
 //  Responses ------------------------------------------------------------------
 
 static void
@@ -55,7 +98,7 @@ s_start_response (pss_t *pss, int status, const char *content_type)
     pss->state = RQ_RESPONDING;
     pss->status = status;
     pss->content_type = content_type;
-    lws_sul_cancel (&pss->timeout_sul);
+    ingress_timer_stop (&pss->timeout_timer);
 }
 
 void
@@ -108,6 +151,8 @@ ingress_respond_refusal (pss_t *pss)
                            pss->refusal_param, pss->refusal_message);
 }
 
+static int s_on_writeable (pss_t *pss);
+
 static void
 s_sse_append (pss_t *pss, const char *prefix, const char *data, size_t len)
 {
@@ -125,10 +170,21 @@ s_sse_append (pss_t *pss, const char *prefix, const char *data, size_t len)
             lws_set_timeout (pss->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return;
     }
+    //  HTTP/1.1: a stream's event goes out at once when the connection can
+    //  take it, saving lws' writeable round trip (two epoll_ctl and a turn
+    //  of the loop) an event.  Its head, its end and h2 (streams take turns
+    //  on their connection) wait for the writeable callback, where the
+    //  transaction completes.
+    if (pss->wsi && !pss->h2 && pss->headers_written && !pss->finished && pss->state == RQ_RESPONDING
+    &&  !lws_send_pipe_choked (pss->wsi)) {
+        if (s_on_writeable (pss) < 0)
+            lws_set_timeout (pss->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
     s_schedule_write (pss);
 }
 
-static void s_on_keepalive (lws_sorted_usec_list_t *sul);
+static void s_on_keepalive (ingress_timer_t *timer);
 
 void
 ingress_sse_begin (pss_t *pss)
@@ -143,8 +199,7 @@ ingress_sse_begin (pss_t *pss)
         lws_http_headers_detach (pss->wsi);
     mesh_buf_reset (&pss->out);
     s_schedule_write (pss);
-    lws_sul_schedule (pss->ingress->context, 0, &pss->keepalive_sul, s_on_keepalive,
-                      pss->ingress->keepalive_interval_ms * LWS_US_PER_MS);
+    s_timer_start (pss, &pss->ingress->keepalive_timers, &pss->keepalive_timer, s_on_keepalive);
 }
 
 void
@@ -184,23 +239,22 @@ ingress_sse_error (pss_t *pss, const char *type, const char *code, const char *m
 //  Between tokens a stream may be quiet for long; a comment keeps proxies
 //  and clients from timing it out
 static void
-s_on_keepalive (lws_sorted_usec_list_t *sul)
+s_on_keepalive (ingress_timer_t *timer)
 {
-    pss_t *pss = lws_container_of (sul, pss_t, keepalive_sul);
+    pss_t *pss = lws_container_of (timer, pss_t, keepalive_timer);
     ingress_t *self = pss->ingress;
     if (!pss->sse || pss->finished)
         return;
     int64_t now = mesh_mono_ms ();
     if (now - pss->last_write_ms >= self->keepalive_interval_ms && mesh_buf_size (&pss->out) == 0)
         s_sse_append (pss, ": ", "keep-alive", 10);
-    lws_sul_schedule (self->context, 0, &pss->keepalive_sul, s_on_keepalive,
-                      self->keepalive_interval_ms * LWS_US_PER_MS);
+    s_timer_start (pss, &self->keepalive_timers, &pss->keepalive_timer, s_on_keepalive);
 }
 
 static void
-s_on_timeout (lws_sorted_usec_list_t *sul)
+s_on_timeout (ingress_timer_t *timer)
 {
-    pss_t *pss = lws_container_of (sul, pss_t, timeout_sul);
+    pss_t *pss = lws_container_of (timer, pss_t, timeout_timer);
     if (pss->state != RQ_MESH)
         return;
     mesh_warn ("no response within %lld ms req=%s", (long long) pss->ingress->request_timeout_ms, pss->id);
@@ -219,9 +273,9 @@ s_on_timeout (lws_sorted_usec_list_t *sul)
 //  A body must arrive whole within ingress.body_timeout_ms of its head,
 //  however it trickles (lws' own timeout restarts with every piece)
 static void
-s_on_body_timeout (lws_sorted_usec_list_t *sul)
+s_on_body_timeout (ingress_timer_t *timer)
 {
-    pss_t *pss = lws_container_of (sul, pss_t, timeout_sul);
+    pss_t *pss = lws_container_of (timer, pss_t, timeout_timer);
     if (pss->state != RQ_BODY)
         return;
     mesh_metric_inc (pss->ingress->metric.body_timeouts);
@@ -415,14 +469,20 @@ s_complete (pss_t *pss)
     int status = pss->status;
     s_guard_note (pss);
     mesh_metric_inc (self->metric.by_class [status / 100 <= 5 ? status / 100 : 5]);
-    mesh_metric_observe (self->metric.seconds, (double) (mesh_mono_us () - pss->received_us) / 1e6);
+    int64_t now = mesh_mono_us ();
+    mesh_metric_observe (self->metric.seconds, (double) (now - pss->received_us) / 1e6);
+    if (pss->submitted_us && pss->answered_us) {
+        mesh_metric_observe (self->metric.stage [0], (double) (pss->submitted_us - pss->received_us) / 1e6);
+        mesh_metric_observe (self->metric.stage [1], (double) (pss->answered_us - pss->submitted_us) / 1e6);
+        mesh_metric_observe (self->metric.stage [2], (double) (now - pss->answered_us) / 1e6);
+    }
     mesh_debug ("%d %s req=%s", status, pss->sse ? "stream" : "body", pss->id);
     ingress_session_end (pss, false);
     ingress_audit_end (pss, false);
     ingress_filter_release (pss);
     ingress_mesh_release (pss);
-    lws_sul_cancel (&pss->keepalive_sul);
-    lws_sul_cancel (&pss->timeout_sul);
+    ingress_timer_stop (&pss->keepalive_timer);
+    ingress_timer_stop (&pss->timeout_timer);
     pss->state = RQ_IDLE;
     mesh_buf_reset (&pss->out);
     mesh_buf_trim (&pss->out, 64 * 1024);
@@ -506,7 +566,7 @@ s_begin (pss_t *pss, struct lws *wsi)
         ingress_filter_release (pss);
     }
     mesh_buf_t out = pss->out, body = pss->body, response = pss->response;
-    memset (pss, 0, offsetof (pss_t, keepalive_sul));
+    memset (pss, 0, offsetof (pss_t, keepalive_timer));
     pss->out = out;
     pss->body = body;
     pss->response = response;
@@ -548,9 +608,8 @@ s_submit (pss_t *pss)
 {
     pss->state = RQ_MESH;
     pss->attempt = 1;
-    lws_sul_cancel (&pss->timeout_sul);         //  the body's
-    lws_sul_schedule (pss->ingress->context, 0, &pss->timeout_sul, s_on_timeout,
-                      pss->ingress->request_timeout_ms * LWS_US_PER_MS);
+    s_timer_start (pss, &pss->ingress->request_timers, &pss->timeout_timer, s_on_timeout);
+    pss->submitted_us = mesh_mono_us ();
     ingress_mesh_submit (pss);
 }
 
@@ -600,13 +659,13 @@ s_on_body_complete (pss_t *pss)
 
 //  An h2 POST without content-length whose HEADERS ended the stream has no
 //  body, but lws 4.1 says so neither by BODY_COMPLETION nor by any API: a
-//  body that has not begun this long after the headers is taken as none
-#define H2_BODY_WAIT_MS 1500
+//  body that has not begun INGRESS_H2_BODY_WAIT_MS after the headers is
+//  taken as none
 
 static void
-s_on_body_wait (lws_sorted_usec_list_t *sul)
+s_on_body_wait (ingress_timer_t *timer)
 {
-    pss_t *pss = lws_container_of (sul, pss_t, timeout_sul);
+    pss_t *pss = lws_container_of (timer, pss_t, timeout_timer);
     if (pss->state == RQ_BODY && mesh_buf_size (&pss->body) == 0)
         s_on_body_complete (pss);
 }
@@ -742,11 +801,9 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
         s_on_body_complete (pss);
     else
     if (pss->content_length == -1 && pss->h2)
-        lws_sul_schedule (self->context, 0, &pss->timeout_sul, s_on_body_wait,
-                          H2_BODY_WAIT_MS * LWS_US_PER_MS);
+        s_timer_start (pss, &self->body_wait_timers, &pss->timeout_timer, s_on_body_wait);
     else
-        lws_sul_schedule (self->context, 0, &pss->timeout_sul, s_on_body_timeout,
-                          self->body_timeout_ms * LWS_US_PER_MS);
+        s_timer_start (pss, &self->body_timers, &pss->timeout_timer, s_on_body_timeout);
     return 0;
 }
 
@@ -756,10 +813,8 @@ s_on_body (pss_t *pss, const char *data, size_t len)
     if (pss->state != RQ_BODY)
         return 0;                       //  refused already: discard
     if (len && pss->h2 && pss->content_length == -1 && mesh_buf_size (&pss->body) == 0) {
-        //  The body has begun (s_on_body_wait): the rest of body_timeout_ms
-        int64_t left_us = pss->ingress->body_timeout_ms * 1000 - (mesh_mono_us () - pss->received_us);
-        lws_sul_schedule (pss->ingress->context, 0, &pss->timeout_sul, s_on_body_timeout,
-                          left_us > 0 ? left_us : 1);
+        //  The body has begun (s_on_body_wait): body_timeout_ms from here
+        s_timer_start (pss, &pss->ingress->body_timers, &pss->timeout_timer, s_on_body_timeout);
     }
     if ((int64_t) (mesh_buf_size (&pss->body) + len) > pss->ingress->max_body_bytes) {
         char message [256];
@@ -790,8 +845,8 @@ s_on_closed (pss_t *pss)
     ingress_filter_release (pss);
     mesh_buf_free (&pss->response);
     ingress_mesh_release (pss);
-    lws_sul_cancel (&pss->keepalive_sul);
-    lws_sul_cancel (&pss->timeout_sul);
+    ingress_timer_stop (&pss->keepalive_timer);
+    ingress_timer_stop (&pss->timeout_timer);
     mesh_buf_free (&pss->out);
     mesh_buf_free (&pss->body);
     pss->state = RQ_IDLE;
@@ -885,6 +940,15 @@ ingress_http_metrics (ingress_t *self)
         "Requests in the mesh or being answered.", NULL);
     self->metric.seconds = mesh_metrics_histogram (self->metrics, "seekmesh_ingress_request_seconds",
         "Time from a request's headers to its last response byte.", NULL);
+    //  Where a request's time goes in the ingress, for the benchmark's
+    //  budget: read (its head to REQUEST sent: the body, validation, the
+    //  key's hash), mesh (REQUEST sent to the first answer: router,
+    //  connector, upstream and three ZeroMQ hops), write (that answer to the
+    //  last byte written)
+    static const char *stages [3] = { "stage=\"read\"", "stage=\"mesh\"", "stage=\"write\"" };
+    for (int i = 0; i < 3; i++)
+        self->metric.stage [i] = mesh_metrics_histogram (self->metrics, "seekmesh_ingress_stage_seconds",
+            "Time requests spend in each stage of the ingress (read, mesh, write).", stages [i]);
     self->metric.ttfb = mesh_metrics_histogram (self->metrics, "seekmesh_ingress_ttfb_seconds",
         "Time from a request's headers to its response headers.", NULL);
     self->metric.client_gone = mesh_metrics_counter (self->metrics, "seekmesh_ingress_client_gone_total",

@@ -63,6 +63,7 @@ static const mesh_route_t s_mesh_routes [] = {
     { MESH_MSG_FILTERS, s_on_filters }, //  router: newer word lists
     { MESH_MSG_STOP,  s_on_stop },      //  router: an operator took the session over
     { MESH_MSG_RECORD, s_on_record },   //  router: an operator's action, for the audit trail
+    { MESH_MSG_BATCH, mesh_dispatch_batch },    //  several of the above in one message
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_mesh = { "router or connector", false, 256, NULL,
@@ -294,6 +295,8 @@ s_request_of (ingress_t *self, const mesh_msg_t *msg)
     if (msg->type != MESH_MSG_REPLY && msg->attempt != pss->attempt)
         return NULL;
     pss->heard = true;
+    if (!pss->answered_us && msg->type != MESH_MSG_LOST)
+        pss->answered_us = mesh_mono_us ();
     if (msg->type == MESH_MSG_HEAD || msg->type == MESH_MSG_END || msg->type == MESH_MSG_ERROR) {
         if (*msg->cache && pss->state == RQ_MESH) {
             memcpy (pss->cache, msg->cache, sizeof pss->cache);

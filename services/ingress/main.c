@@ -62,6 +62,10 @@ main (int argc, char *argv [])
     //  Whole seconds for lws, rounded up
     self->header_timeout_s = (int) ((mesh_setting_int (config, "ingress.header_timeout_ms") + 999) / 1000);
     self->idle_timeout_s = (int) ((mesh_setting_int (config, "ingress.idle_timeout_ms") + 999) / 1000);
+    self->request_timers.delay_us = self->request_timeout_ms * 1000;
+    self->body_timers.delay_us = self->body_timeout_ms * 1000;
+    self->keepalive_timers.delay_us = self->keepalive_interval_ms * 1000;
+    self->body_wait_timers.delay_us = INGRESS_H2_BODY_WAIT_MS * 1000;
     ingress_guard_limits_t limits = {
         .max_connections = mesh_setting_int (config, "ingress.max_connections"),
         .max_per_address = mesh_setting_int (config, "ingress.max_connections_per_address"),
@@ -140,6 +144,7 @@ main (int argc, char *argv [])
     mesh_info ("stopping with %zu requests in flight", ingress_mesh_active (self));
     self->stopping = true;
     lws_sul_cancel (&self->drain_sul);
+    lws_sul_cancel (&self->timers_sul);
     //  Cuts the connections left: their records are made, too late to be sent
     lws_context_destroy (self->context);
     ingress_filter_stop (self);

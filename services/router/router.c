@@ -176,6 +176,7 @@ static const mesh_route_t s_connector_routes [] = {
     { MESH_MSG_HEARTBEAT, s_on_beat },      //  liveness, credit
     { MESH_MSG_FAIL,      s_on_fail },      //  retry elsewhere, fall back, or ERROR
     { MESH_MSG_DONE,      s_on_done },      //  settle the quota, release the credit
+    { MESH_MSG_BATCH,     mesh_dispatch_batch },    //  DONEs, several in a message
     { 0, NULL }
 };
 static const mesh_conversation_t s_from_connectors = { "connector", true, 64, NULL,
@@ -1171,7 +1172,7 @@ s_on_monitor (mesh_loop_t *loop, void *socket, void *arg)
             mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
         }
     }
-    return 0;
+    return MESH_LOOP_DRAINED;
 }
 
 //  The request this connector message is about, if it is the attempt the
@@ -1287,8 +1288,7 @@ s_on_ingress_socket (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     router_t *self = arg;
-    mesh_dispatch (socket, &s_from_ingress, self, &self->bad_messages);
-    return 0;
+    return mesh_dispatch (socket, &s_from_ingress, self, &self->bad_messages) == 0 ? MESH_LOOP_DRAINED : 0;
 }
 
 static int
@@ -1296,8 +1296,7 @@ s_on_connectors_socket (mesh_loop_t *loop, void *socket, void *arg)
 {
     (void) loop;
     router_t *self = arg;
-    mesh_dispatch (socket, &s_from_connectors, self, &self->bad_messages);
-    return 0;
+    return mesh_dispatch (socket, &s_from_connectors, self, &self->bad_messages) == 0 ? MESH_LOOP_DRAINED : 0;
 }
 
 static int
@@ -1317,7 +1316,8 @@ s_renew_leases (router_t *self)
     assert (held);
     request_t *request;
     while ((request = mesh_map_next (self->requests, &cursor, NULL)))
-        if (request->hold.held && !request->hold.local && request->hold.concurrency > 0)
+        if (request->hold.held && !request->hold.local && !request->hold.leased
+        &&  request->hold.concurrency > 0)
             held [count++] = request;
     qsort (held, count, sizeof *held, s_by_model);
     const char **ids = calloc (count + 1, sizeof *ids);
@@ -1572,6 +1572,7 @@ router_drain (router_t *self)
         self->draining = true;
         self->last_request_ms = mesh_loop_now_ms (self->loop);
         router_peers_leave (self->peers);
+        router_quota_release (self->quota);     //  the leases' unused part goes back
     }
     return router_inflight (self);
 }

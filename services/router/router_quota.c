@@ -2,6 +2,8 @@
     that stands in while Redis is away.                                     */
 #include "router_quota.h"
 #include "router_keys.h"
+#include "router_lease.h"
+#include "mesh_id.h"
 #include "mesh_log.h"
 #include "mesh_map.h"
 #include "mesh_redis.h"
@@ -16,10 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WINDOW_MS 60000         //  "per minute"
 
-//  KEYS: rpm state, tpm state, model leases, budget counter
+//  KEYS: rpm state, tpm state, model leases, budget counter, model blocks,
+//        block expiries (router_lease.c: routers' blocks of slots count)
 //  ARGV: the router's time (ms; not used: the script reads Redis's own clock,
 //        so that routers whose clocks differ agree on one timeline, and
 //        requests are timed in the order Redis runs them), request id, rpm,
@@ -52,7 +56,11 @@ static mesh_redis_script_t s_reserve = { .body =
     "if not okt then return {0, 'tpm', t1, rpm, rrem, rreset, tpm, 0, treset} end\n"
     "if conc > 0 then\n"
     "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)\n"
-    "  if redis.call('ZCARD', KEYS[3]) >= conc then\n"
+    "  for _, r in ipairs(redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now)) do redis.call('HDEL', KEYS[5], r) end\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)\n"
+    "  local used = redis.call('ZCARD', KEYS[3])\n"
+    "  for _, v in ipairs(redis.call('HVALS', KEYS[5])) do used = used + tonumber(v) end\n"
+    "  if used >= conc then\n"
     "    return {0, 'concurrency', 1000, rpm, rrem, rreset, tpm, trem, treset} end\n"
     "end\n"
     "if budget > 0 then\n"
@@ -117,6 +125,7 @@ struct router_quota_t {
     int routers;
     int64_t lease_ms;
     mesh_map_t *local;          //  "k:<id>" / "m:<model>" -> local_t
+    router_lease_t *lease;      //  quota taken ahead of busy keys' requests
     bool degraded;
     mesh_metric_t *degraded_gauge;
     mesh_metric_t *redis_fallbacks;
@@ -164,6 +173,19 @@ router_quota_new (mesh_config_t *config, mesh_loop_t *loop, mesh_metrics_t *metr
             return NULL;
         }
     }
+    //  Its concurrency blocks are named after the router: unique across
+    //  hosts, where instance numbers and pids may repeat
+    unsigned char nonce [4];
+    mesh_random (nonce, sizeof nonce);
+    char name [64];
+    snprintf (name, sizeof name, "r%d-%d-%02x%02x%02x%02x", mesh_config_instance (), (int) getpid (),
+              nonce [0], nonce [1], nonce [2], nonce [3]);
+    router_lease_settings_t lease = {
+        .slice_ms = mesh_setting_int (config, "router.quota.lease_slice_ms"),
+        .max_percent = mesh_setting_int (config, "router.quota.lease_max_percent"),
+        .reserve_percent = mesh_setting_int (config, "router.quota.lease_reserve_percent"),
+        .lease_ms = self->lease_ms, .routers = self->routers, .name = name };
+    self->lease = router_lease_new (loop, self->redis, &lease, metrics);
     return self;
 }
 
@@ -175,6 +197,7 @@ router_quota_destroy (router_quota_t **self_p)
     if (!self)
         return;
     mesh_redis_destroy (&self->redis);
+    router_lease_destroy (&self->lease);
     size_t cursor = 0;
     local_t *local;
     while ((local = mesh_map_next (self->local, &cursor, NULL))) {
@@ -196,6 +219,12 @@ struct mesh_redis_t *
 router_quota_redis (router_quota_t *self)
 {
     return self->redis;
+}
+
+void
+router_quota_release (router_quota_t *self)
+{
+    router_lease_release (self->lease);
 }
 
 int64_t
@@ -415,8 +444,9 @@ s_on_reserved (void *arg, redisReply *reply)
 
 //  The key names one request touches (hash tags keep a key's state in one
 //  slot, should the Redis ever be a cluster)
-static void
-s_names (const router_hold_t *hold, char rpm [300], char tpm [300], char leases [300], char budget [320])
+void
+router_quota_names (const router_hold_t *hold, char rpm [300], char tpm [300], char leases [300],
+                    char budget [320])
 {
     snprintf (rpm, 300, "seekmesh:q:{%s}:rpm", hold->key_id);
     snprintf (tpm, 300, "seekmesh:q:{%s}:tpm", hold->key_id);
@@ -445,8 +475,13 @@ router_quota_reserve (router_quota_t *self, router_hold_t *hold, const char *req
         fn (arg, &decision);
         return;
     }
+    //  A busy key: from what this router leased ahead, without Redis
+    if (router_lease_admit (self->lease, hold, &decision)) {
+        fn (arg, &decision);
+        return;
+    }
     char rpm_key [300], tpm_key [300], lease_key [300], budget_key [320];
-    s_names (hold, rpm_key, tpm_key, lease_key, budget_key);
+    router_quota_names (hold, rpm_key, tpm_key, lease_key, budget_key);
     char now [24], rpm [24], tpm [24], estimate [24], concurrency [24], lease [24], budget [24], ttl [24];
     snprintf (now, sizeof now, "%lld", (long long) mesh_wall_ms ());
     snprintf (rpm, sizeof rpm, "%lld", (long long) hold->rpm);
@@ -456,13 +491,16 @@ router_quota_reserve (router_quota_t *self, router_hold_t *hold, const char *req
     snprintf (lease, sizeof lease, "%lld", (long long) self->lease_ms);
     snprintf (budget, sizeof budget, "%lld", (long long) hold->budget);
     snprintf (ttl, sizeof ttl, "%lld", (long long) (hold->budget_period_s > 0 ? hold->budget_period_s : 86400) + 3600);
-    const char *argv [] = { rpm_key, tpm_key, lease_key, budget_key, now, request_id, rpm, tpm,
-                            estimate, concurrency, lease, budget, ttl };
+    char blocks_key [300], expiries_key [300];
+    snprintf (blocks_key, sizeof blocks_key, "seekmesh:cb:{%s}", hold->model);
+    snprintf (expiries_key, sizeof expiries_key, "seekmesh:cx:{%s}", hold->model);
+    const char *argv [] = { rpm_key, tpm_key, lease_key, budget_key, blocks_key, expiries_key, now,
+                            request_id, rpm, tpm, estimate, concurrency, lease, budget, ttl };
     pending_t *pending = calloc (1, sizeof *pending);
     assert (pending);
     *pending = (pending_t) { self, hold, fn, arg };
     if (!self->redis
-    ||  mesh_redis_eval (self->redis, &s_reserve, s_on_reserved, pending, 4,
+    ||  mesh_redis_eval (self->redis, &s_reserve, s_on_reserved, pending, 6,
                          (int) MESH_ARRAY_SIZE (argv), argv, NULL) < 0) {
         free (pending);
         s_set_degraded (self, true);
@@ -484,6 +522,10 @@ router_quota_settle (router_quota_t *self, router_hold_t *hold, const char *requ
 {
     if (!hold->held)
         return;
+    if (hold->leased) {
+        router_lease_settle (self->lease, hold, tokens);
+        return;
+    }
     hold->held = false;
     if (hold->local) {
         local_t *model = s_local (self, 'm', hold->model);
@@ -501,7 +543,7 @@ router_quota_settle (router_quota_t *self, router_hold_t *hold, const char *requ
     if (!self->redis)
         return;
     char rpm_key [300], tpm_key [300], lease_key [300], budget_key [320];
-    s_names (hold, rpm_key, tpm_key, lease_key, budget_key);
+    router_quota_names (hold, rpm_key, tpm_key, lease_key, budget_key);
     char now [24], tpm [24], estimate [24], used [24], ttl [24];
     snprintf (now, sizeof now, "%lld", (long long) mesh_wall_ms ());
     snprintf (tpm, sizeof tpm, "%lld", (long long) hold->tpm);

@@ -44,6 +44,7 @@ typedef struct {
                                 //  upstream reports no usage
     bool held;                  //  a reservation was taken (settle it)
     bool local;                 //  ... by the local limiter, Redis being away
+    bool leased;                //  ... from quota leased ahead (router_lease)
 } router_hold_t;
 
 typedef struct {
@@ -90,6 +91,11 @@ bool  router_quota_degraded (router_quota_t *self);
 void  router_quota_routers (router_quota_t *self, int routers);
 //  The Redis client, shared with the live registry; NULL if there is none.
 struct mesh_redis_t *router_quota_redis (router_quota_t *self);
+//  Gives back the quota leased ahead (a draining router).
+void  router_quota_release (router_quota_t *self);
+//  The Redis keys one request touches.
+void  router_quota_names (const router_hold_t *hold, char rpm [300], char tpm [300],
+                          char leases [300], char budget [320]);
 
 void  router_quota_test (bool verbose);
 

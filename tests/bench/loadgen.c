@@ -4,7 +4,8 @@
         mesh-loadgen rate    --url URL [--body FILE] --rate R --duration S
                              [--connections C] [--max-inflight Q]
         mesh-loadgen stream  --url URL --body FILE --streams N
-                             [--ramp-per-sec K] [--stall-ms MS] [--hold]
+                             [--ramp-per-sec K] [--stall-ms MS] [--late-ms MS]
+                             [--hold]
         common: [--header "Name: value"]... [--json] [--connect-timeout-ms MS]
                 [--timeout-s S]
 
@@ -18,7 +19,8 @@
               waits in a queue while its clock runs.
     stream    N concurrent SSE responses, one connection each, K opened per
               second: time to the first JSON data event, every gap between
-              data events, stalls, and the most streams open at once.
+              data events, stalls (gaps over --stall-ms), late gaps (over
+              --late-ms), and the most streams open at once.
 
     One thread, one epoll set, plain TCP to one host:port.  Built to cost
     little next to what it measures: the request bytes are built once and
@@ -125,7 +127,7 @@ typedef struct {
     long streams;
     double ramp_per_sec;
     bool hold;
-    long stall_ms, connect_timeout_ms;
+    long stall_ms, late_ms, connect_timeout_ms;
     double timeout_s;
 
     //  Target
@@ -157,8 +159,8 @@ typedef struct {
 
     //  Stream
     int64_t attempts, opened, completed, failed, unfinished;
-    int64_t open_now, concurrent_max, events, stalls, first_or_ended, ended;
-    int64_t stall_ns;
+    int64_t open_now, concurrent_max, events, stalls, late, first_or_ended, ended;
+    int64_t stall_ns, late_ns;
     bool held;
     s_series_t ttft, gap;
 } s_loadgen_t;
@@ -528,6 +530,8 @@ s_on_sse (void *arg, int kind, const char *data, size_t len)
         s_series_add (&s_lg.gap, gap);
         if (gap > s_lg.stall_ns)
             s_lg.stalls++;
+        if (gap > s_lg.late_ns)
+            s_lg.late++;
     }
     c->t_last = now;
     s_lg.events++;
@@ -1074,6 +1078,8 @@ s_report (void)
             int64_t since = c->got_first ? c->t_last : c->t_origin;
             if (c->state != C_CONNECTING && end - since > s_lg.stall_ns)
                 s_lg.stalls++;
+            if (c->state != C_CONNECTING && end - since > s_lg.late_ns)
+                s_lg.late++;
         }
         s_out_int ("streams", s_lg.streams);
         s_out_int ("opened", s_lg.opened);
@@ -1085,6 +1091,8 @@ s_report (void)
         s_out_int ("events", s_lg.events);
         s_out_int ("stalls", s_lg.stalls);
         s_out_int ("stall_ms", s_lg.stall_ms);
+        s_out_int ("late", s_lg.late);
+        s_out_int ("late_ms", s_lg.late_ms);
         s_out_int ("concurrent_max", s_lg.concurrent_max);
     }
     if (s_lg.mode != MODE_STREAM) {
@@ -1133,7 +1141,7 @@ s_usage (void)
         "usage: mesh-loadgen MODE --url http://HOST:PORT/PATH [options]\n"
         "  latency --requests N [--warmup W]\n"
         "  rate    --rate R --duration S [--connections C] [--max-inflight Q]\n"
-        "  stream  --streams N [--ramp-per-sec K] [--stall-ms MS] [--hold]\n"
+        "  stream  --streams N [--ramp-per-sec K] [--stall-ms MS] [--late-ms MS] [--hold]\n"
         "  common: --body FILE (POST it as JSON; else GET)  --header 'Name: value'\n"
         "          --json  --connect-timeout-ms MS  --timeout-s S\n"
         "          --spin-us US (busy-poll that long before each scheduled send)\n", stderr);
@@ -1169,6 +1177,7 @@ s_options (int argc, char **argv)
         { "ramp-per-sec", required_argument, NULL, 'k' },
         { "hold", no_argument, NULL, 'o' },
         { "stall-ms", required_argument, NULL, 'S' },
+        { "late-ms", required_argument, NULL, 'L' },
         { "connect-timeout-ms", required_argument, NULL, 'C' },
         { "timeout-s", required_argument, NULL, 'T' },
         { "spin-us", required_argument, NULL, 'P' },
@@ -1179,6 +1188,7 @@ s_options (int argc, char **argv)
     s_lg.max_inflight = 10000;
     s_lg.ramp_per_sec = 2000;
     s_lg.stall_ms = 1000;
+    s_lg.late_ms = 100;
     s_lg.connect_timeout_ms = 5000;
     s_lg.timeout_s = 0;                     //  120 s, after the schedule in rate mode
     int opt, index;
@@ -1203,6 +1213,7 @@ s_options (int argc, char **argv)
             case 'k': s_lg.ramp_per_sec = s_number (name, optarg, 0); break;
             case 'o': s_lg.hold = true; break;
             case 'S': s_lg.stall_ms = (long) s_number (name, optarg, 1); break;
+            case 'L': s_lg.late_ms = (long) s_number (name, optarg, 1); break;
             case 'C': s_lg.connect_timeout_ms = (long) s_number (name, optarg, 1); break;
             case 'T': s_lg.timeout_s = s_number (name, optarg, 0.001); break;
             case 'P': s_lg.spin_ns = (int64_t) (s_number (name, optarg, 0) * 1000); break;
@@ -1388,6 +1399,7 @@ main (int argc, char **argv)
         s_series_init (&s_lg.ttft, (size_t) s_lg.streams);
         s_series_init (&s_lg.gap, (size_t) s_lg.streams * 64);
         s_lg.stall_ns = s_lg.stall_ms * NS_PER_MS;
+        s_lg.late_ns = s_lg.late_ms * NS_PER_MS;
     }
 
     s_lg.t_now = s_lg.t_start = s_now ();

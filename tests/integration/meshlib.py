@@ -176,7 +176,7 @@ class Mesh:
     def wait_routers_connected(self, instance, routers, timeout=10):
         deadline = time.time() + timeout
         while True:
-            connected = len(set(re.findall(r"router (tcp://\S+) connected",
+            connected = len(set(re.findall(r"router ((?:tcp|ipc)://\S+) connected",
                                            self.logs("ingress-%d" % instance))))
             if connected >= routers:
                 return

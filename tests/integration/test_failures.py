@@ -55,7 +55,7 @@ def test_connector_killed_mid_stream(make_mesh):
         # content chunk, as the mock and DeepSeek stream them)
         delivered = sum(1 for c in s.chunks() if c.get("choices") and c["choices"][0]["delta"].get("content"))
         r = record(mesh, s.headers["x-request-id"])
-        assert r["outcome"] == "connector_lost" and 2 <= delivered < tokens
+        assert r["outcome"] == "connector_lost" and 1 <= delivered < tokens
         assert r["completion_tokens"] == delivered, (r["completion_tokens"], delivered)
     for s in survived:
         assert s.content() == echo(s.chunks() and "long %d" % streams.index(s), tokens)

@@ -52,6 +52,7 @@
 #include "ingress/ingress_guard.h"
 #include "ingress/ingress_filter.h"
 #include "ingress/ingress_session.h"
+#include "ingress/ingress_timer.h"
 #include "mock/mock.h"
 #include "mock/mock_render.h"
 #include "connector/connector.h"
@@ -71,6 +72,7 @@
 #include "router/router_keys.h"
 #include "router/router_load.h"
 #include "router/router_peers.h"
+#include "router/router_lease.h"
 #include "router/router_policy.h"
 #include "router/router_quota.h"
 #include "router/router_registry.h"
@@ -144,6 +146,7 @@ static const selftest_t s_tests [] = {
     { "ingress_guard", ingress_guard_test },
     { "ingress_filter", ingress_filter_test },
     { "ingress_session", ingress_session_test },
+    { "ingress_timer", ingress_timer_test },
     { "audit_writer", audit_writer_test },
     { "audit",       audit_test },
     { "cache_entry", cache_entry_test },
@@ -161,6 +164,7 @@ static const selftest_t s_tests [] = {
     { "router_peers", router_peers_test },
     { "router_policy", router_policy_test },
     { "router_quota", router_quota_test },
+    { "router_lease", router_lease_test },
     { "router_registry", router_registry_test },
     { "router_connectors", router_connectors_test },
     { "router_filters", router_filters_test },
