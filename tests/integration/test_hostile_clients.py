@@ -136,9 +136,9 @@ def test_slowloris_is_cut_while_normal_clients_are_served(make_mesh):
                              headers={"Authorization": "Bearer " + KEY,
                                       "Content-Type": "application/json"})
                 response = conn.getresponse()
-                response.read()
+                answer = response.read()
                 if response.status != 200:
-                    failures.append(response.status)
+                    failures.append((response.status, answer[:300]))
             except OSError as e:
                 failures.append(repr(e))
                 conn.close()

@@ -286,6 +286,10 @@ def _outage_load(mesh, seconds, key):
 def _redis_frozen(mesh):
     """Scenario 10 with SIGSTOP: a frozen Redis still accepts connections."""
     assert mesh.chat(user("warm"), key=LIMITED)[0] == 200
+    # each router has learnt from Redis that there are two of them (the
+    # local limiter's share is limit / that count)
+    for instance in (0, 1):
+        mesh.wait_metric("router", "seekmesh_router_peers", lambda v: v == 2, timeout=10, instance=instance)
     redis = mesh.redis_server_pid()
     os.kill(redis, signal.SIGSTOP)
     try:
