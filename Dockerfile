@@ -2,7 +2,7 @@
 #
 #   podman build --format docker -t seekmesh .        (or: docker build -t seekmesh .)
 #   docker run --rm seekmesh help
-#   docker run ... seekmesh router                      ingress | router | connector | audit | mock | redis | ctl
+#   docker run ... seekmesh router                      ingress | router | connector | cache | audit | mock | redis | ctl
 #
 # Built on Debian 12, run on a slim Debian 12 base: debian:12-slim from a
 # registry, or, without one, the image scripts/base-image makes with
@@ -33,7 +33,7 @@ ARG MAKE_JOBS=2
 # link, for the run stage to install: it follows the code, not a kept copy
 RUN make -j"${MAKE_JOBS}" WERROR=1 OPT="-O2 -g" \
         build/bin/seekmesh-ingress build/bin/seekmesh-router build/bin/seekmesh-connector \
-        build/bin/seekmesh-audit build/bin/seekmesh-mock build/bin/seekmeshctl \
+        build/bin/seekmesh-cache build/bin/seekmesh-audit build/bin/seekmesh-mock build/bin/seekmeshctl \
  && mkdir -p /out/bin \
  && for b in build/bin/seekmesh-* build/bin/seekmeshctl; do \
         strip --strip-debug -o "/out/bin/${b##*/}" "$b"; done \
@@ -64,8 +64,8 @@ ENV SEEKMESH_CONFIG=/etc/seekmesh/container.json
 USER 10001:10001
 WORKDIR /var/lib/seekmesh
 # The client API (the ingress).  The others stay inside the mesh's network:
-# admin ports 9080 ingress .. 9084 audit (9109 mock), ZeroMQ 5555 router,
-# 5556 router <-> connector, 5558 audit, 5559 ingress replies, Redis 6379,
+# admin ports 9080 ingress .. 9084 audit (9083 cache, 9109 mock), ZeroMQ 5555
+# router, 5556 router <-> connector, 5557 cache, 5558 audit, 5559 ingress replies, Redis 6379,
 # the mock upstream 9100
 EXPOSE 8080
 STOPSIGNAL SIGTERM
