@@ -181,10 +181,11 @@ class Pod:
         environ = Path("/proc/%d/environ" % self.proc.pid).read_bytes().split(b"\0")
         names = {e.split(b"=", 1)[0].decode() for e in environ if e}
         held = sorted(n for n in SECRET_NAMES if n in names)
-        # audit_keys is a file the audit service names in its config
+        # audit_keys and cache_keys are files their services name in the config
         for mount, host in self.mounts.items():
-            if (Path(host) / "audit_keys").exists():
-                held.append("audit_keys")
+            for name in ("audit_keys", "cache_keys"):
+                if (Path(host) / name).exists():
+                    held.append(name)
         return held
 
 
@@ -252,18 +253,23 @@ def main():
         ingress = next(p for p in pods if p.workload["metadata"]["labels"]["app.kubernetes.io/component"] == "ingress")
         port = ingress.ports[service["spec"]["ports"][0]["targetPort"]]
         results = []
-        for stream in (False, True):
+        # a chat, a stream, then the same cacheable chat twice: the cache
+        # keeps the first answer (miss) and serves the second (hit)
+        cache = {"x-seekmesh-cache": "ttl=60"}
+        for stream, extra, text in ((False, {}, "hello from the chart"), (True, {}, "hello from the chart"),
+                                    (False, cache, "cache me, chart"), (False, cache, "cache me, chart")):
           try:
             body = {"model": "deepseek-chat", "stream": stream,
-                    "messages": [{"role": "user", "content": "hello from the chart"}]}
+                    "messages": [{"role": "user", "content": text}]}
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             conn.request("POST", "/v1/chat/completions", json.dumps(body),
-                         {"Authorization": "Bearer " + chat_key, "Content-Type": "application/json"})
+                         dict({"Authorization": "Bearer " + chat_key, "Content-Type": "application/json"}, **extra))
             resp = conn.getresponse()
-            results.append({"stream": stream, "status": resp.status, "body": resp.read().decode()[-2000:]})
+            results.append({"stream": stream, "status": resp.status, "body": resp.read().decode()[-2000:],
+                            "cache": resp.getheader("x-seekmesh-cache")})
             conn.close()
           except OSError as e:
-            results.append({"stream": stream, "status": 0, "body": repr(e)})
+            results.append({"stream": stream, "status": 0, "body": repr(e), "cache": None})
         report["chat"] = results
 
     # The router's admin API: on with the token from its Secret, off without

@@ -38,8 +38,10 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "seekmesh"
 VALUES = Path(__file__).resolve().parent / "values"
 RENDERER = Path(os.environ.get("SEEKMESH_HELM_RENDER", REPO / "build" / "bin" / "helm-render"))
-VARIATIONS = ["default", "external-redis", "keda", "single", "production", "existing-secret"]
+VARIATIONS = ["default", "external-redis", "keda", "single", "production", "existing-secret", "no-cache"]
 STAGES = ("ingress", "router", "connector")
+#  The roles of the bus, each with its own CURVE secret (mesh_curve's allow-list)
+ROLES = ("ingress", "router", "connector", "cache", "audit")
 
 
 def render(variation, extra=()):
@@ -101,7 +103,7 @@ def selects(selector, labels):
 # --- what the binaries read ------------------------------------------------------
 
 SOURCES = [p for p in list((REPO / "services").rglob("*.c")) + list((REPO / "common").glob("*.c"))]
-SECTIONS = ("mesh", "redis", "ingress", "router", "connector", "audit", "mock")
+SECTIONS = ("mesh", "redis", "ingress", "router", "connector", "cache", "audit", "mock")
 BIN = Path(os.environ.get("SEEKMESH_BIN") or REPO / "build" / "bin")
 
 
@@ -195,6 +197,8 @@ def test_default_values_make_the_whole_mesh():
         assert ("PodDisruptionBudget", stage) in kinds
     assert ("StatefulSet", "audit") in kinds and ("StatefulSet", "redis") in kinds
     assert ("Deployment", "mock") in kinds
+    assert ("Deployment", "cache") in kinds and ("PodDisruptionBudget", "cache") in kinds
+    assert ("HorizontalPodAutoscaler", "cache") not in kinds, "one cache: identical requests meet in one process"
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
     assert all(h["spec"]["minReplicas"] == 3 for h in hpas.values()), "3 replicas of each scalable stage"
     audit = by_kind(docs, "StatefulSet")["seekmesh-audit"]
@@ -202,6 +206,25 @@ def test_default_values_make_the_whole_mesh():
     assert audit["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     router = by_kind(docs, "Service")["seekmesh-router"]
     assert router["spec"]["clusterIP"] == "None", "the routers are discovered through a headless Service"
+    cache = by_kind(docs, "Deployment")["seekmesh-cache"]
+    assert cache["spec"]["replicas"] == 1
+    # never two at once, not even during an update
+    assert cache["spec"]["strategy"] == {"type": "Recreate"}
+    pdb = by_kind(docs, "PodDisruptionBudget")["seekmesh-cache"]
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": pdb["spec"]["selector"]}, \
+        "a singleton's PDB must not block node drains"
+    config = the_config(docs)
+    assert config["router"]["caches"] == config["connector"]["caches"] == ["tcp://seekmesh-cache:5557"]
+
+
+def test_without_the_cache_nothing_names_it():
+    """cache.enabled=false: no cache objects, and the routers and connectors
+    ask no cache (not the default address of one on their own pod)."""
+    docs, _ = objects("no-cache")
+    assert not [d for d in docs if component(d) == "cache"]
+    config = the_config(docs)
+    assert "cache" not in config
+    assert config["router"]["caches"] == [] and config["connector"]["caches"] == []
 
 
 @pytest.mark.parametrize("variation", VARIATIONS)
@@ -229,6 +252,11 @@ def test_objects_agree_with_each_other(variation):
                 assert pause + drain < podspec["terminationGracePeriodSeconds"], name
         if w["kind"] == "Deployment" and component(w) in STAGES:
             assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, name
+        if component(w) == "cache":
+            # one process: no second pod, not even a surge during an update
+            assert spec["replicas"] == 1, name
+            strategy = spec["strategy"]
+            assert strategy["type"] == "Recreate" or strategy["rollingUpdate"]["maxSurge"] == 0, name
         if w["kind"] == "StatefulSet":
             governing = services[spec["serviceName"]]
             assert governing["spec"].get("clusterIP") == "None", name
@@ -327,14 +355,19 @@ def test_config_env_and_secrets_are_what_the_binaries_read(variation):
     assert "connector" in secret_holders.get("SEEKMESH_UPSTREAM_API_KEY", set())
     assert secret_holders.get("SEEKMESH_ADMIN_TOKEN") == {"router"}
     assert secret_holders.get("audit_keys") == {"audit"}
-    for role in ("ingress", "router", "connector", "audit"):
+    roles = [r for r in ROLES if r != "cache" or values_of(variation)["cache"]["enabled"]]
+    if "cache" in roles:
+        assert secret_holders.get("cache_keys") == {"cache"}
+    else:
+        assert "cache_keys" not in secret_holders
+    for role in roles:
         assert secret_holders.get("curve_" + role) == {role}, "curve_%s: %s" % (role, secret_holders.get("curve_" + role))
     # Each role's CURVE item: its own secret key, the others' public keys only
     curve = by_kind(docs, "Secret").get("seekmesh-curve")
     if curve:
-        for role in ("ingress", "router", "connector", "audit"):
+        for role in ROLES:
             lines = [l.split() for l in base64.b64decode(curve["data"]["curve_" + role]).decode().splitlines()]
-            assert {l[0] for l in lines} >= {"ingress", "router", "connector", "audit"}
+            assert {l[0] for l in lines} >= set(ROLES)
             assert [l[0] for l in lines if len(l) == 3] == [role], role
     secret = by_kind(docs, "Secret")
     if variation == "production":
@@ -342,8 +375,9 @@ def test_config_env_and_secrets_are_what_the_binaries_read(variation):
         own = base64.b64decode(secret["seekmesh-curve"]["data"]["curve_router"]).decode()
         given = next(l for l in values_of(variation)["curve"]["keys"].splitlines() if l.startswith("router "))
         assert given in own.splitlines(), "the router gets the key set of the values, not the development one"
-        assert set(data) == {"SEEKMESH_UPSTREAM_API_KEY", "SEEKMESH_ADMIN_TOKEN", "audit_keys"}
+        assert set(data) == {"SEEKMESH_UPSTREAM_API_KEY", "SEEKMESH_ADMIN_TOKEN", "audit_keys", "cache_keys"}
         assert config["audit"]["key_file"] == "/etc/seekmesh/secrets/audit_keys"
+        assert config["cache"]["key_file"] == "/etc/seekmesh/secrets/cache_keys"
     if variation == "existing-secret":
         assert set(secret) == {"seekmesh-curve"}
         sources = [s["secret"] for w in workloads(docs).values() for v in w["spec"]["template"]["spec"].get("volumes", [])
@@ -353,7 +387,8 @@ def test_config_env_and_secrets_are_what_the_binaries_read(variation):
 
 LISTEN = {"ingress": ["listen", "admin_listen", "reply_endpoint"],
           "router": ["listen", "connector_listen", "admin_listen"],
-          "connector": ["admin_listen"], "audit": ["listen", "admin_listen"], "mock": ["listen", "admin_listen"]}
+          "connector": ["admin_listen"], "cache": ["listen", "admin_listen"], "audit": ["listen", "admin_listen"],
+          "mock": ["listen", "admin_listen"]}
 
 
 @pytest.mark.parametrize("variation", VARIATIONS)
@@ -393,6 +428,12 @@ def test_each_service_takes_its_config_and_env(variation, tmp_path):
             assert printed["ingress"]["reply_advertise"] == "tcp://10.1.2.3:5559"
         if stage == "router":
             assert printed["router"]["replicas"] == values_of(variation)["router"]["replicas"]
+        if stage in ("router", "connector") and values_of(variation)["cache"]["enabled"]:
+            # the cache they ask is the chart's cache Service at the port the cache binds
+            assert printed[stage]["caches"] == ["tcp://seekmesh-cache:5557"], (stage, printed[stage]["caches"])
+            assert 5557 in [p["port"] for p in by_kind(docs, "Service")["seekmesh-cache"]["spec"]["ports"]]
+        elif stage in ("router", "connector"):
+            assert printed[stage]["caches"] == [], "no cache stage, yet %s asks %s" % (stage, printed[stage]["caches"])
 
 
 def run_chart(variation, tmp_path, chat=None):
@@ -413,8 +454,8 @@ def run_chart(variation, tmp_path, chat=None):
 def test_the_rendered_workloads_run(variation, tmp_path):
     report = run_chart(variation, tmp_path, chat="sk-seekmesh-dev" if variation == "default" else None)
     pods = report["pods"]
-    expected = {"default": {"ingress", "router", "connector", "audit", "redis", "mock"},
-                "production": {"ingress", "router", "connector", "audit", "redis"}}[variation]
+    expected = {"default": {"ingress", "router", "connector", "cache", "audit", "redis", "mock"},
+                "production": {"ingress", "router", "connector", "cache", "audit", "redis"}}[variation]
     assert {p["component"] for p in pods.values()} == expected
     for name, p in pods.items():
         assert p["running"], "%s exited:\n%s" % (name, p["log"])
@@ -428,14 +469,19 @@ def test_the_rendered_workloads_run(variation, tmp_path):
         assert held["router"] == {"SEEKMESH_ADMIN_TOKEN", "SEEKMESH_CURVE_KEYS"}
         assert held["audit"] == {"audit_keys", "SEEKMESH_CURVE_KEYS"}
         assert held["ingress"] == {"SEEKMESH_CURVE_KEYS"}
+        assert held["cache"] == {"cache_keys", "SEEKMESH_CURVE_KEYS"}
         assert held["redis"] == set()
         audit = next(p for p in pods.values() if p["component"] == "audit")
         assert "key k1 encrypts" in audit["log"]
         assert report["admin_models_status"] == 200
     else:
         assert {c: s for c, s in held.items() if s} == {c: {"SEEKMESH_CURVE_KEYS"} for c in
-                                                         ("ingress", "router", "connector", "audit")}, held
+                                                         ROLES}, held
         assert report["admin_models_status"] == 403, "no token: the admin API is off"
-        chat, stream = report["chat"]
+        chat, stream, first, second = report["chat"]
         assert chat["status"] == 200 and '"content":"Echo: hello from the chart"' in chat["body"]
         assert stream["status"] == 200 and stream["body"].rstrip().endswith("data: [DONE]")
+        # the routers ask the cache pod, the connectors give it the answer
+        assert first["status"] == 200 and first["cache"] == "miss", first
+        assert second["status"] == 200 and second["cache"] == "hit", second
+        assert '"content":"Echo: cache me, chart"' in second["body"]

@@ -73,7 +73,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "seekmesh.adminPort" -}}
-{{- get (dict "ingress" 9080 "router" 9081 "connector" 9082 "audit" 9084 "mock" 9109) . -}}
+{{- get (dict "ingress" 9080 "router" 9081 "connector" 9082 "cache" 9083 "audit" 9084 "mock" 9109) . -}}
 {{- end -}}
 
 {{- define "seekmesh.redisUrl" -}}
@@ -156,6 +156,22 @@ app.kubernetes.io/component: {{ .component }}
   "keys" (include "seekmesh.keys" . | fromJsonArray) -}}
 {{- if or .Values.secrets.auditKeys .Values.secrets.existingSecret -}}
 {{- $_ := set $config.audit "key_file" "/etc/seekmesh/secrets/audit_keys" -}}
+{{- end -}}
+{{- if .Values.cache.enabled -}}
+{{- $cache := printf "tcp://%s-cache:5557" $full -}}
+{{- $_ := set $config "cache" (dict
+    "listen" "tcp://0.0.0.0:5557"
+    "admin_listen" "0.0.0.0:9083"
+    "l1_max_bytes" (int64 .Values.cache.l1MaxBytes)
+    "keys_env" "") -}}
+{{- if or .Values.secrets.cacheKeys .Values.secrets.existingSecret -}}
+{{- $_ := set $config.cache "key_file" "/etc/seekmesh/secrets/cache_keys" -}}
+{{- end -}}
+{{- $_ := set $config.router "caches" (list $cache) -}}
+{{- $_ := set $config.connector "caches" (list $cache) -}}
+{{- else -}}
+{{- $_ := set $config.router "caches" (list) -}}
+{{- $_ := set $config.connector "caches" (list) -}}
 {{- end -}}
 {{- if .Values.mock.enabled -}}
 {{- $_ := set $config "mock" (dict "listen" "0.0.0.0:9100" "admin_listen" "0.0.0.0:9109" "api_key_env" "SEEKMESH_UPSTREAM_API_KEY") -}}
