@@ -6,11 +6,13 @@ them); the dashboard's queries parse as PromQL (promtool again); and every
 metric that a rule or a panel names is one the services really export: a
 mesh of real processes is started, sent traffic that makes every lazily
 created series appear (a chat, a stream, a refusal, upstream failures, a
-fallback), and every service's /metrics is read."""
+fallback, a cache miss and hit, a word-filter block), and every service's
+/metrics is read."""
 import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,8 +111,12 @@ def test_the_dashboard_shows_what_the_issue_asks():
                    "by (model)", "by (key)",                     # per model, per key (tenant)
                    "seekmesh_ingress_active_requests",           # streams open
                    "seekmesh_ingress_audit_ack_seconds_bucket",  # audit lag
-                   "seekmesh_ingress_audit_unacked"):            # spool
+                   "seekmesh_ingress_audit_unacked",             # spool
+                   "seekmesh_router_queue_depth",                # queue depth
+                   "seekmesh_cache_lookups_total{result=\"hit\"}"):  # cache hit ratio
         assert wanted in exprs, wanted
+    ratio = next(p for p in dash["panels"] if p["title"] == "Cache hit ratio")
+    assert ratio["fieldConfig"]["defaults"]["unit"] == "percentunit"
     for panel in dash["panels"]:
         if panel["type"] != "row":
             assert panel["targets"] and panel["datasource"]["uid"] == "${datasource}", panel["title"]
@@ -138,10 +144,20 @@ def exported(tmp_path_factory):
         assert stream.content() == "Echo: hi"
         stream.close()
         assert chat({"model": "no-such-model"})[0] == 404                  # a refusal
+        cached = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "keep me"}]}
+        verdicts = [mesh.chat(cached, headers={"x-seekmesh-cache": "ttl=60"})[1].get("x-seekmesh-cache")
+                    for _ in range(2)]
+        assert verdicts == ["miss", "hit"], verdicts                      # the cache's counters
+        status, _ = mesh.admin_call("POST", "/admin/filters", {"word": "blorp"})
+        assert status == 201, status
+        deadline = time.monotonic() + 10                                   # a word filter block
+        while chat({"model": "deepseek-chat", "messages": [{"role": "user", "content": "say blorp"}]})[0] == 200:
+            assert time.monotonic() < deadline, "the word list never reached the router"
+            time.sleep(0.05)
         for _ in range(3):                                                 # upstream failures, retries, a fallback
             chat({"model": "deepseek-chat", "mock": {"status": 503}})
         names = set()
-        for service in ("ingress", "router", "connector", "audit", "mock"):
+        for service in ("ingress", "router", "connector", "cache", "audit", "mock"):
             status, text = mesh.admin_get(service, "/metrics")
             assert status == 200, service
             for line in text.splitlines():
