@@ -13,9 +13,9 @@ clean refusal (503 or 429 in the OpenAI envelope, with Retry-After): a
 reset connection, a 502, a broken stream or wrong content never passes.
 
 The tests run in order on one compose project (module-scoped fixture).
-Known product gaps are expected failures, each with its reason: routers
-behind one name are not all discovered yet, and a request inside a router
-killed under it is never answered (its client times out)."""
+Routers behind one name are each found (the ingress and the connectors
+re-resolve the service name), and what a killed router held is sent again
+by the ingress, so no request waits for its client's timeout."""
 import json
 import os
 import re
@@ -31,8 +31,8 @@ from composelib import KEY, REPO, Load, podman
 
 IMAGE = os.environ.get("SEEKMESH_TEST_IMAGE", "localhost/seekmesh:test")
 VOLUMES_BEFORE = set()
-SERVICES = {"redis": 1, "audit": 1, "router": 1, "connector": 1, "ingress": 1, "mock": 1}
-ADMIN_PORT = {"ingress": 9080, "router": 9081, "connector": 9082, "audit": 9084, "mock": 9109}
+SERVICES = {"redis": 1, "audit": 1, "cache": 1, "router": 1, "connector": 1, "ingress": 1, "mock": 1}
+ADMIN_PORT = {"ingress": 9080, "router": 9081, "connector": 9082, "cache": 9083, "audit": 9084, "mock": 9109}
 
 #  Every load of the run, for the audit check at the end
 LOADS = []
@@ -135,7 +135,7 @@ def test_containers_are_locked_down(project):
 
 def test_secrets_reach_only_their_services(project):
     expected = {"SEEKMESH_UPSTREAM_API_KEY": {"connector", "mock"}, "SEEKMESH_ADMIN_TOKEN": {"router"},
-                "SEEKMESH_CURVE_KEYS": {"ingress", "router", "connector", "audit"}}
+                "SEEKMESH_CURVE_KEYS": {"ingress", "router", "connector", "cache", "audit"}}
     for name, c in project.containers().items():
         service = c["Config"]["Labels"]["com.docker.compose.service"]
         #  Never given through the container's environment
@@ -152,6 +152,8 @@ def test_secrets_reach_only_their_services(project):
         assert own == ([service] if service in expected["SEEKMESH_CURVE_KEYS"] else []), (name, own)
         has_audit_keys = podman("exec", name, "test", "-r", "/run/secrets/audit_keys", check=False).returncode == 0
         assert has_audit_keys == (service == "audit"), name
+        has_cache_keys = podman("exec", name, "test", "-r", "/run/secrets/cache_keys", check=False).returncode == 0
+        assert has_cache_keys == (service == "cache"), name
     #  The router's admin API takes the token from the secret
     router = next(iter(project.containers("router")))
     models = podman("exec", router, "seekmesh", "ctl", "models", "list").stdout
@@ -184,6 +186,32 @@ def test_chat_and_stream_through_the_published_port(project):
                                                 "messages": [{"role": "user", "content": "hello"}]},
                                  key="sk-wrong")
     assert status == 401 and json.loads(data)["error"]["type"], data
+
+
+def test_the_cache_serves_a_repeat(project):
+    """The one cache container: a cacheable request is a miss, then the
+    same request through the published port is a hit with the same answer,
+    and the cache counted both (its admin port, as the healthcheck asks)."""
+    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "cache me in containers"}]}
+    import http.client
+    verdicts = []
+    for _ in range(2):
+        conn = http.client.HTTPConnection("127.0.0.1", project.port, timeout=30)
+        conn.request("POST", "/v1/chat/completions", json.dumps(body),
+                     {"Authorization": "Bearer " + KEY, "Content-Type": "application/json",
+                      "x-seekmesh-cache": "ttl=60"})
+        r = conn.getresponse()
+        data = json.loads(r.read())
+        conn.close()
+        assert r.status == 200, data
+        assert data["choices"][0]["message"]["content"] == "Echo: cache me in containers"
+        verdicts.append(r.getheader("x-seekmesh-cache"))
+    assert verdicts == ["miss", "hit"], verdicts
+    caches = project.containers("cache")
+    assert len(caches) == 1
+    counted = project.metrics(next(iter(caches)), 9083)
+    assert counted.get('seekmesh_cache_lookups_total{result="hit"}', 0) >= 1, counted
+    assert counted.get("seekmesh_cache_stored_total", 0) >= 1, counted
 
 
 def test_openai_sdk_suite(project):
@@ -268,17 +296,11 @@ def test_router_crash_under_load(project):
     load.stop()
     assert all(o.ok for o in load.outcomes[crash_at + 20:]), "requests failed after the router returned"
     # A request inside the router when it died, or sent to it before the
-    # ingress saw it go, is never answered: the ingress neither fails nor
-    # resends what a lost router held, so the client waits for its own
-    # timeout (30 s here).  Known (issue 12, the router kill under load);
-    # any other failure fails the test
-    hung = [o for o in load.outcomes if o.attempts[0].kind == "timeout" and o.began <= killed_at + 2]
-    if hung and all(o.ok for o in hung) and all(o in hung or o.attempts[0].kind in ("", "status")
-                                                  for o in load.outcomes):
-        report(load, "router killed")
-        pytest.xfail("%d requests inside the killed router hung until the client's timeout, then "
-                     "succeeded on retry: the ingress does not fail or resend what a lost router "
-                     "held" % len(hung))
+    # ingress saw it go, is sent again by the ingress (to the router once it
+    # is back): none waits for its client's timeout (30 s here)
+    hung = [o for o in load.outcomes if o.attempts[0].kind == "timeout"]
+    assert not hung, "%d requests hung until the client's timeout (killed at %.1f s): %s" % (
+        len(hung), killed_at, hung[:3])
     assert_clean(load, "router killed")
 
 
@@ -293,9 +315,10 @@ def test_scale_routers_under_load(project):
     assert_clean(load, "scale routers to 3", allow_refusals=False)
 
 
-@pytest.mark.xfail(strict=True, reason="the ingress and the connectors connect to one address of the "
-                   "router name; discovering every router behind it is issue 12's C part")
 def test_every_router_serves_once_scaled(project):
+    """The ingress and the connectors find every router behind the service
+    name (they re-resolve it), so each of the three has connectors and
+    takes requests."""
     load = Load(project.port).start()
     LOADS.append(load)
     deadline = time.monotonic() + 30
@@ -314,8 +337,6 @@ def test_every_router_serves_once_scaled(project):
     assert_clean(load, "three routers")
 
 
-@pytest.mark.xfail(reason="needs every router discovered behind the name (issue 12's C part); "
-                   "whether it passes before that depends on which address each peer resolved")
 def test_router_of_three_killed_under_load(project):
     """Scenario 3 with replicas: the router that carries the traffic is
     killed; the others serve new requests within a second."""
