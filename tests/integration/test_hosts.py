@@ -1,12 +1,14 @@
 """The mesh across hosts (RELIABILITY.md scenario 24), each host a Linux
 network namespace the test makes: ingress, two routers, two connectors,
-audit, Redis (a password and an ACL user), the mock, and the clients, each
+the cache, audit, Redis (a password and an ACL user), the mock, and the
+clients, each
 with an address on one bridge (in a namespace of its own, so no packet
 leaves the namespaces the test made) and a hosts file of its own
 (/etc/netns/NAME/hosts, which `ip netns exec` puts in place of /etc/hosts).
 Every address in the config is a name: `router` has two addresses, which
 the ingress and the connectors find; the ingress binds 0.0.0.0 and tells
-its peers its own interface address.
+its peers its own interface address.  A cacheable request is answered by
+the cache host the second time, whichever router and connector it crosses.
 
 Under load (four clients looping on chats and streams), a router host and
 a connector host are taken away, killed and then cut off (`ip link set
@@ -34,7 +36,7 @@ from meshlib import BIN, Load, echo
 
 CLONE_NEWNET = 0x40000000
 PORTS = {"ingress": 8080, "ingress_admin": 9080, "router_admin": 9081, "connector_admin": 9082,
-         "audit_admin": 9084, "mock": 9100, "mock_admin": 9109, "redis": 6379}
+         "cache": 5557, "cache_admin": 9083, "audit_admin": 9084, "mock": 9100, "mock_admin": 9109, "redis": 6379}
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
                                 reason="needs root and iproute2 (ip) to make network namespaces")
@@ -78,7 +80,7 @@ def ip(*args, check=True):
 class Hosts:
     """The namespaces, the bridge, the hosts files and the processes."""
 
-    ROLES = ("ingress", "router1", "router2", "connector1", "connector2", "audit", "redis",
+    ROLES = ("ingress", "router1", "router2", "connector1", "connector2", "cache", "audit", "redis",
              "mock", "client")
 
     def __init__(self, tmp):
@@ -201,9 +203,12 @@ def config(hosts, tmp):
                        "admin_listen": "0.0.0.0:%d" % PORTS["ingress_admin"],
                        "reply_endpoint": "tcp://0.0.0.0:5559", "routers": ["tcp://router:5555"],
                        "audit_endpoint": "tcp://audit:5558"}
+    cache = "tcp://cache:%d" % PORTS["cache"]
     base["router"] = {"listen": "tcp://0.0.0.0:5555", "connector_listen": "tcp://0.0.0.0:5556",
-                      "admin_listen": "0.0.0.0:%d" % PORTS["router_admin"]}
-    base["connector"] = {"routers": ["tcp://router:5556"],
+                      "admin_listen": "0.0.0.0:%d" % PORTS["router_admin"], "caches": [cache]}
+    base["cache"] = {"listen": "tcp://0.0.0.0:%d" % PORTS["cache"],
+                     "admin_listen": "0.0.0.0:%d" % PORTS["cache_admin"]}
+    base["connector"] = {"routers": ["tcp://router:5556"], "caches": [cache],
                          "admin_listen": "0.0.0.0:%d" % PORTS["connector_admin"],
                          "first_byte_timeout_ms": 5000, "idle_timeout_ms": 5000}
     base["audit"] = {"listen": "tcp://0.0.0.0:5558", "admin_listen": "0.0.0.0:%d" % PORTS["audit_admin"],
@@ -251,6 +256,7 @@ def start_mesh(hosts, tmp):
     service = lambda name: [str(BIN / ("seekmesh-" + name)), "-c", str(path)]  # noqa: E731
     hosts.start("mock", service("mock"), env)
     hosts.start("audit", service("audit"), env)
+    hosts.start("cache", service("cache"), env)
     for role in ("router1", "router2"):
         hosts.start(role, service("router"), env)
     for role in ("connector1", "connector2"):
@@ -259,7 +265,8 @@ def start_mesh(hosts, tmp):
     for role in ("router1", "router2"):
         hosts.wait(role + " ready with both connectors and Redis",
                    lambda r=role: hosts.metric(r, PORTS["router_admin"], "seekmesh_router_connectors") == 2
-                   and hosts.metric(r, PORTS["router_admin"], "seekmesh_redis_up") == 1)
+                   and hosts.metric(r, PORTS["router_admin"], "seekmesh_redis_up") == 1
+                   and hosts.metric(r, PORTS["router_admin"], "seekmesh_cache_up") == 1)
     hosts.wait("the ingress connected to both routers",
                lambda: hosts.metric("ingress", PORTS["ingress_admin"], "seekmesh_ingress_routers_connected") == 2)
     return path, env
@@ -278,6 +285,27 @@ def admitted(hosts, role):
 
 def served(hosts, role):
     return hosts.metric(role, PORTS["connector_admin"], 'seekmesh_connector_requests_total{outcome="ok"}')
+
+
+def cached_chat(hosts, text):
+    """A chat with x-seekmesh-cache: ttl=60 from the clients' host: (status,
+    the x-seekmesh-cache verdict, the answer's text)."""
+    import http.client
+
+    def ask():
+        conn = http.client.HTTPConnection(hosts.addr["ingress"], PORTS["ingress"], timeout=10)
+        try:
+            conn.request("POST", "/v1/chat/completions",
+                         json.dumps({"model": "deepseek-chat", "messages": [{"role": "user", "content": text}]}),
+                         {"Authorization": "Bearer sk-seekmesh-dev", "Content-Type": "application/json",
+                          "x-seekmesh-cache": "ttl=60"})
+            r = conn.getresponse()
+            body = json.loads(r.read())
+            content = body["choices"][0]["message"]["content"] if r.status == 200 else body
+            return r.status, r.getheader("x-seekmesh-cache"), content
+        finally:
+            conn.close()
+    return in_ns(hosts.ns["client"], ask)
 
 
 def test_mesh_across_hosts_survives_losing_a_router_and_a_connector_host(hosts, tmp_path):
@@ -302,6 +330,14 @@ def test_mesh_across_hosts_survives_losing_a_router_and_a_connector_host(hosts, 
         assert admitted(hosts, role) > 0, role
     for role in ("connector1", "connector2"):
         assert served(hosts, role) > 0, role
+
+    # The cache host: a miss (the connector that served it gives the cache
+    # the answer across the bridge), then hits for the same request, the
+    # routers asking the cache host by its name
+    verdicts = [cached_chat(hosts, "keep this across hosts") for _ in range(6)]
+    assert [v[1] for v in verdicts] == ["miss"] + ["hit"] * 5, verdicts
+    assert all(v[0] == 200 and v[2] == echo("keep this across hosts") for v in verdicts), verdicts
+    assert hosts.metric("cache", PORTS["cache_admin"], 'seekmesh_cache_lookups_total{result="hit"}') == 5
 
     phases = []
 
