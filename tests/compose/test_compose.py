@@ -212,6 +212,10 @@ def test_the_cache_serves_a_repeat(project):
     counted = project.metrics(next(iter(caches)), 9083)
     assert counted.get('seekmesh_cache_lookups_total{result="hit"}', 0) >= 1, counted
     assert counted.get("seekmesh_cache_stored_total", 0) >= 1, counted
+    #  What it keeps in Redis is sealed with the key ring from its secret
+    key = (REPO / "compose" / "secrets" / "cache_keys").read_text().split()[0]
+    logs = podman("logs", next(iter(caches)))
+    assert "answers in Redis sealed with key %s" % key in logs.stdout + logs.stderr
 
 
 def test_openai_sdk_suite(project):
