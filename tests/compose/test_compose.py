@@ -223,16 +223,25 @@ def test_openai_sdk_suite(project):
     every test passes, none skipped; its cancellation checks read the one
     connector's metrics (published on 127.0.0.1 by the test's override)."""
     sys.path.insert(0, str(REPO / "tests" / "integration"))
-    from test_sdk import MIN_PASSED
+    from test_sdk import BUDGET_KEY, MIN_PASSED, NARROW_KEY
     sdk = REPO / "tests" / "sdk"
+    #  retry.test.js's keys: a budget of one token, one model only (made at
+    #  run time through the router's admin API, as an operator would)
+    router = next(iter(project.containers("router")))
+    for args in (["--id", "sdk-budget", "--budget", "1", "--key", BUDGET_KEY],
+                 ["--id", "sdk-narrow", "--model", "deepseek-reasoner", "--key", NARROW_KEY]):
+        podman("exec", router, "seekmesh", "ctl", "keys", "add", "--tenant", "sdk", *args)
     assert (sdk / "node_modules" / "openai").exists(), "run `npm ci` in tests/sdk (make does)"
     connector = next(iter(project.containers("connector")))
     admin = podman("port", connector, "9082").stdout.split()[0]
     env = dict(os.environ, SEEKMESH_BASE_URL="http://127.0.0.1:%d/v1" % project.port, SEEKMESH_API_KEY=KEY,
-               SEEKMESH_CONNECTOR_ADMIN_URL="http://%s" % admin)
+               SEEKMESH_CONNECTOR_ADMIN_URL="http://%s" % admin, SEEKMESH_BUDGET_KEY=BUDGET_KEY,
+               SEEKMESH_NARROW_KEY=NARROW_KEY)
     result = subprocess.run(["node", "--test", "--test-concurrency=1"], cwd=sdk, env=env, capture_output=True,
                             text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    #  The failed tests' own blocks: the whole TAP is longer than a message
+    failed = re.findall(r"^ *not ok .*?(?=^ *(?:ok|not ok) |\Z)", result.stdout, re.M | re.S)
+    assert result.returncode == 0, "".join(failed)[-8000:] + result.stdout[-1500:] + result.stderr[-3000:]
     counts = dict(re.findall(r"^# (pass|fail|skipped|todo|cancelled) (\d+)$", result.stdout, re.M))
     assert counts.get("fail") == "0" and counts.get("cancelled") == "0", counts
     assert counts.get("skipped") == "0" and counts.get("todo") == "0", counts
