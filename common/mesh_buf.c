@@ -1,5 +1,6 @@
 /*  mesh_buf: growable byte buffer.                                           */
 #include "mesh_buf.h"
+#include "mesh_util.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -67,6 +68,38 @@ mesh_buf_append_str (mesh_buf_t *self, const char *s)
 }
 
 void
+mesh_buf_append_utf8 (mesh_buf_t *self, uint32_t cp)
+{
+    char bytes [4];
+    size_t n;
+    if (cp < 0x80) {
+        bytes [0] = (char) cp;
+        n = 1;
+    }
+    else
+    if (cp < 0x800) {
+        bytes [0] = (char) (0xc0 | cp >> 6);
+        bytes [1] = (char) (0x80 | (cp & 0x3f));
+        n = 2;
+    }
+    else
+    if (cp < 0x10000) {
+        bytes [0] = (char) (0xe0 | cp >> 12);
+        bytes [1] = (char) (0x80 | (cp >> 6 & 0x3f));
+        bytes [2] = (char) (0x80 | (cp & 0x3f));
+        n = 3;
+    }
+    else {
+        bytes [0] = (char) (0xf0 | cp >> 18);
+        bytes [1] = (char) (0x80 | (cp >> 12 & 0x3f));
+        bytes [2] = (char) (0x80 | (cp >> 6 & 0x3f));
+        bytes [3] = (char) (0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    mesh_buf_append (self, bytes, n);
+}
+
+void
 mesh_buf_printf (mesh_buf_t *self, const char *fmt, ...)
 {
     va_list args;
@@ -126,5 +159,14 @@ mesh_buf_test (bool verbose)
     mesh_buf_trim (&buf, 4096);
     assert (buf.data == NULL);
     mesh_buf_free (&buf);
+    //  One code point of each UTF-8 length
+    mesh_buf_reset (&buf);
+    mesh_buf_append_utf8 (&buf, 'A');
+    mesh_buf_append_utf8 (&buf, 0xe9);
+    mesh_buf_append_utf8 (&buf, 0x4f60);
+    mesh_buf_append_utf8 (&buf, 0x1f600);
+    assert (mesh_buf_size (&buf) == 10);
+    assert (memcmp (mesh_buf_head (&buf), "A\xc3\xa9\xe4\xbd\xa0\xf0\x9f\x98\x80", 10) == 0);
+    assert (mesh_hex4 ("00e9") == 0xe9 && mesh_hex4 ("D83D") == 0xd83d && mesh_hex4 ("12g4") == -1);
     mesh_buf_free (&buf);           //  safe twice
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     char *data;
@@ -22,6 +23,8 @@ char  *mesh_buf_reserve (mesh_buf_t *self, size_t need);
 void   mesh_buf_commit (mesh_buf_t *self, size_t n);      //  after reserve
 void   mesh_buf_append (mesh_buf_t *self, const void *data, size_t n);
 void   mesh_buf_append_str (mesh_buf_t *self, const char *s);
+//  Appends code point cp (at most U+10FFFF, not a surrogate) as UTF-8
+void   mesh_buf_append_utf8 (mesh_buf_t *self, uint32_t cp);
 void   mesh_buf_printf (mesh_buf_t *self, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));
 void   mesh_buf_consume (mesh_buf_t *self, size_t n);

@@ -103,53 +103,6 @@ s_space (mesh_canon_t *self)
         self->at++;
 }
 
-static int
-s_hex4 (const char *p)
-{
-    int value = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p [i];
-        int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (digit < 0)
-            return -1;
-        value = value * 16 + digit;
-    }
-    return value;
-}
-
-static void
-s_put_utf8 (mesh_buf_t *out, uint32_t cp)
-{
-    char bytes [4];
-    size_t n;
-    if (cp < 0x80) {
-        bytes [0] = (char) cp;
-        n = 1;
-    }
-    else
-    if (cp < 0x800) {
-        bytes [0] = (char) (0xc0 | cp >> 6);
-        bytes [1] = (char) (0x80 | (cp & 0x3f));
-        n = 2;
-    }
-    else
-    if (cp < 0x10000) {
-        bytes [0] = (char) (0xe0 | cp >> 12);
-        bytes [1] = (char) (0x80 | (cp >> 6 & 0x3f));
-        bytes [2] = (char) (0x80 | (cp & 0x3f));
-        n = 3;
-    }
-    else {
-        bytes [0] = (char) (0xf0 | cp >> 18);
-        bytes [1] = (char) (0x80 | (cp >> 12 & 0x3f));
-        bytes [2] = (char) (0x80 | (cp >> 6 & 0x3f));
-        bytes [3] = (char) (0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    mesh_buf_append (out, bytes, n);
-}
-
 //  A string at self->at (its opening quote): *text and *len are its UTF-8,
 //  in the input when it has no escape, else decoded into scratch (then
 //  *in_scratch is set and *text is an offset)
@@ -205,12 +158,12 @@ s_string (mesh_canon_t *self, size_t *text, size_t *len, bool *in_scratch)
         }
         if (e != 'u' || p - q < 4)
             return s_fail (self, "invalid escape");
-        int cp = s_hex4 (q);
+        int cp = mesh_hex4 (q);
         if (cp < 0)
             return s_fail (self, "invalid escape");
         q += 4;
         if (cp >= 0xd800 && cp <= 0xdbff) {
-            int low = p - q >= 6 && q [0] == '\\' && q [1] == 'u' ? s_hex4 (q + 2) : -1;
+            int low = p - q >= 6 && q [0] == '\\' && q [1] == 'u' ? mesh_hex4 (q + 2) : -1;
             if (low < 0xdc00 || low > 0xdfff)
                 return s_fail (self, "invalid Unicode escape");
             cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
@@ -222,7 +175,7 @@ s_string (mesh_canon_t *self, size_t *text, size_t *len, bool *in_scratch)
         else
         if (cp == 0)
             return s_fail (self, "\\u0000 is not allowed");
-        s_put_utf8 (&self->scratch, (uint32_t) cp);
+        mesh_buf_append_utf8 (&self->scratch, (uint32_t) cp);
     }
     *text = at;
     *len = self->scratch.len - at;

@@ -54,53 +54,6 @@ mesh_jscan_done (mesh_jscan_t *self)
 
 //  Decoding ---------------------------------------------------------------
 
-static int
-s_hex4 (const char *p)
-{
-    int value = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p [i];
-        int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (digit < 0)
-            return -1;
-        value = value << 4 | digit;
-    }
-    return value;
-}
-
-static void
-s_put_utf8 (mesh_buf_t *out, uint32_t cp)
-{
-    char bytes [4];
-    size_t n;
-    if (cp < 0x80) {
-        bytes [0] = (char) cp;
-        n = 1;
-    }
-    else
-    if (cp < 0x800) {
-        bytes [0] = (char) (0xc0 | cp >> 6);
-        bytes [1] = (char) (0x80 | (cp & 0x3f));
-        n = 2;
-    }
-    else
-    if (cp < 0x10000) {
-        bytes [0] = (char) (0xe0 | cp >> 12);
-        bytes [1] = (char) (0x80 | (cp >> 6 & 0x3f));
-        bytes [2] = (char) (0x80 | (cp & 0x3f));
-        n = 3;
-    }
-    else {
-        bytes [0] = (char) (0xf0 | cp >> 18);
-        bytes [1] = (char) (0x80 | (cp >> 12 & 0x3f));
-        bytes [2] = (char) (0x80 | (cp >> 6 & 0x3f));
-        bytes [3] = (char) (0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    mesh_buf_append (out, bytes, n);
-}
-
 //  A string body decoded into out as jansson reads it; -1 where jansson
 //  refuses (a bad escape, a lone surrogate, \u0000, bytes that are not
 //  UTF-8)
@@ -126,19 +79,19 @@ s_decode (const char *p, size_t len, mesh_buf_t *out)
         }
         else
         if (c == 'u') {
-            int unit = end - p >= 4 ? s_hex4 (p) : -1;
+            int unit = end - p >= 4 ? mesh_hex4 (p) : -1;
             if (unit <= 0 || (unit >= 0xdc00 && unit <= 0xdfff))
                 return -1;                          //  bad, \u0000, or a lone low surrogate
             p += 4;
             uint32_t cp = (uint32_t) unit;
             if (unit >= 0xd800 && unit <= 0xdbff) {
-                int low = end - p >= 6 && p [0] == '\\' && p [1] == 'u' ? s_hex4 (p + 2) : -1;
+                int low = end - p >= 6 && p [0] == '\\' && p [1] == 'u' ? mesh_hex4 (p + 2) : -1;
                 if (low < 0xdc00 || low > 0xdfff)
                     return -1;
                 p += 6;
                 cp = 0x10000 + (((uint32_t) unit - 0xd800) << 10) + ((uint32_t) low - 0xdc00);
             }
-            s_put_utf8 (out, cp);
+            mesh_buf_append_utf8 (out, cp);
         }
         else
             return -1;

@@ -28,6 +28,22 @@ mesh_memcaseeq (const char *data, size_t len, const char *s)
     return strlen (s) == len && strncasecmp (data, s, len) == 0;
 }
 
+//  The value of the four hex digits at p (a JSON \uXXXX escape's), or -1
+static inline int
+mesh_hex4 (const char *p)
+{
+    int value = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p [i];
+        int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (digit < 0)
+            return -1;
+        value = value << 4 | digit;
+    }
+    return value;
+}
+
 //  True when [s, s + len) is UTF-8 as JSON parsers take it: no NUL, no
 //  overlong form, no surrogate, nothing past U+10FFFF
 static inline bool
