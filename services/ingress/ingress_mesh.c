@@ -527,24 +527,40 @@ s_on_reply (void *arg, mesh_inbox_t *inbox)
     return 0;
 }
 
+//  STOP, RECORD and FILTERS speak for a router: a connector or the cache
+//  (also let onto the reply endpoint) sending one is dropped and counted
+static bool
+s_from_router (ingress_t *self, mesh_inbox_t *inbox)
+{
+    if (!mesh_curve_enabled () || strcmp (mesh_curve_sender (&inbox->frame), "router") == 0)
+        return true;
+    mesh_warn ("dropped %s from a %s: only routers send it", mesh_msg_name (inbox->msg.type),
+               mesh_curve_sender (&inbox->frame));
+    mesh_metric_inc (self->bad_messages.unexpected);
+    return false;
+}
+
 static int
 s_on_stop (void *arg, mesh_inbox_t *inbox)
 {
-    ingress_session_stop (arg, &inbox->msg);
+    if (s_from_router (arg, inbox))
+        ingress_session_stop (arg, &inbox->msg);
     return 0;
 }
 
 static int
 s_on_record (void *arg, mesh_inbox_t *inbox)
 {
-    ingress_audit_forward (arg, &inbox->msg);
+    if (s_from_router (arg, inbox))
+        ingress_audit_forward (arg, &inbox->msg);
     return 0;
 }
 
 static int
 s_on_filters (void *arg, mesh_inbox_t *inbox)
 {
-    ingress_filter_on_filters (arg, &inbox->msg);
+    if (s_from_router (arg, inbox))
+        ingress_filter_on_filters (arg, &inbox->msg);
     return 0;
 }
 

@@ -32,7 +32,7 @@ def _message(type_code, request_id, *fields):
     return msgpack.packb(["SM", VERSION, type_code, request_id, *fields], use_bin_type=True)
 
 
-READY, REQUEST, HEAD, CHUNK, END, AUDIT = 9, 1, 3, 4, 5, 15
+READY, REQUEST, HEAD, CHUNK, END, AUDIT, STOP, FILTERS, RECORD = 9, 1, 3, 4, 5, 15, 18, 20, 21
 FAKE_ID = "01JD0000000000000000000042"
 
 
@@ -76,8 +76,8 @@ def _attack(sockets):
     messages = {
         "connector": [_message(READY, "", "connector-rogue", 100000, 0)],
         "ingress": [_message(REQUEST, FAKE_ID, 1, 1, "tcp://127.0.0.1:1", 1, key_hash, "deepseek-chat",
-                             False, body, "", "", 100, 0, "")],
-        "upstream": [_message(HEAD, FAKE_ID, 1, 1, 200, "deepseek-chat", "", "t", "k", "", "", 0),
+                             False, body, "", "", 100, 0, "", "")],
+        "upstream": [_message(HEAD, FAKE_ID, 1, 1, 200, "deepseek-chat", "", "t", "k", "", "", 0, "", ""),
                      _message(CHUNK, FAKE_ID, 1, 1, 0, b'{"injected":true}')],
         "auditor": [_message(AUDIT, "", "ingress-rogue-1-1", 1, b"not a record")],
     }
@@ -124,6 +124,43 @@ def test_rogue_process_gets_nothing_in(secure_mesh, with_curve_key):
     finally:
         for _, s in sockets:
             s.close()
+        ctx.term()
+
+
+def _cert_key(mesh, role, name):
+    text = (mesh.run_dir / "curve" / ("%s.cert_secret" % role)).read_text()
+    return next(line.split('"')[1] for line in text.splitlines() if name in line)
+
+
+def test_a_connector_cannot_speak_for_a_router(secure_mesh):
+    """A process holding a connector's keys is let onto the ingress's reply
+    endpoint (connectors answer clients there), but STOP, FILTERS and RECORD
+    speak for a router: the ingress drops them from anyone else."""
+    mesh = secure_mesh
+    eff = mesh.effective()
+    unexpected = 'seekmesh_ingress_bad_messages_total{reason="unexpected"}'
+    before = mesh.metric("ingress", unexpected)
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PUSH)
+    s.linger = 0
+    s.curve_publickey = _cert_key(mesh, "connector", "public-key").encode()
+    s.curve_secretkey = _cert_key(mesh, "connector", "secret-key").encode()
+    s.curve_serverkey = _server_keys(mesh)[eff["ingress"]["reply_endpoint"]].encode()
+    s.connect(eff["ingress"]["reply_endpoint"])
+    try:
+        lists = b'{"version":99,"words":[{"id":"f1","tenant":null,"word":"real","action":"block"}]}'
+        for message in (_message(FILTERS, "", "router-rogue", 99, lists),
+                        _message(RECORD, "", "router-rogue", b"not a record"),
+                        _message(STOP, FAKE_ID, 1, 1, "stop")):
+            s.send(message)
+        mesh.wait_metric("ingress", unexpected, lambda v: v >= before + 3, timeout=5)
+        assert mesh.metric("ingress", "seekmesh_ingress_filter_version") != 99
+        status, _, body = mesh.chat({"model": "deepseek-chat",
+                                     "messages": [{"role": "user", "content": "real words"}]})
+        assert status == 200 and body["choices"][0]["message"]["content"] == "Echo: real words"
+        assert "only routers send it" in mesh.logs("ingress-0")
+    finally:
+        s.close()
         ctx.term()
 
 
