@@ -79,7 +79,8 @@ s_up (router_cache_t *self)
 static void
 s_gauge (router_cache_t *self)
 {
-    mesh_metric_set (self->metric.up, s_up (self) ? 1 : 0);
+    if (self->metric.up)
+        mesh_metric_set (self->metric.up, s_up (self) ? 1 : 0);
 }
 
 static int s_on_socket (mesh_loop_t *loop, void *socket, void *arg);
@@ -500,9 +501,11 @@ router_cache_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metr
         router_cache_destroy (&self);
         return NULL;
     }
-    self->metric.up = mesh_metrics_gauge (metrics, "seekmesh_cache_up",
-        "1 while the cache stage is asked (connected, answering); 0: cacheable requests go upstream uncached.",
-        NULL);
+    //  Only where a cache is configured, so an alert on 0 means one is away
+    if (count == 1)
+        self->metric.up = mesh_metrics_gauge (metrics, "seekmesh_cache_up",
+            "1 while the cache stage is asked (connected, answering); 0: cacheable requests go upstream uncached.",
+            NULL);
     const char *verdicts = "seekmesh_router_cache_verdicts_total";
     const char *help = "What the cache did with this router's lookups.";
     for (size_t i = 0; s_verdicts [i]; i++) {
