@@ -295,14 +295,20 @@ def _redis_frozen(mesh):
     try:
         slowest = 0
         results = []
+        began = time.time()
         for i in range(24):
             started = time.time()
             results.append(mesh.chat(user("frozen %d" % i), key=LIMITED))
             slowest = max(slowest, time.time() - started)
+        elapsed = time.time() - began
         statuses = [s for s, _, _ in results]
-        # the local limiter: 20 / 2 routers each, a fresh allowance per router
-        assert statuses.count(200) == 20, [(s, b.get("error")) for s, _, b in results if s != 200]
-        assert statuses.count(429) == 4, statuses
+        # the local limiter: 20 / 2 routers each, a fresh allowance per
+        # router, which refills one request every 6 s per router (a loaded
+        # machine may take that long over the 24)
+        refilled = 2 * int(elapsed // 6)
+        assert 20 <= statuses.count(200) <= 20 + refilled, (
+            elapsed, [(s, b.get("error")) for s, _, b in results if s != 200])
+        assert statuses.count(429) == 24 - statuses.count(200), statuses
         assert _degraded(mesh, 0) == 1 and _degraded(mesh, 1) == 1
         # budgets cannot be checked: refused, not given away
         status, headers, body = mesh.chat(user("spend"), key=SPENDER)
