@@ -291,121 +291,178 @@ s_cache (mesh_config_t *config, const char *base, mesh_model_t *model)
     return 0;
 }
 
-mesh_models_t *
-mesh_models_load (mesh_config_t *config)
-{
-    mesh_models_t *self = calloc (1, sizeof *self);
-    assert (self);
-    self->refs = 1;
-    size_t count = mesh_config_array_size (config, "models");
-    self->slots = count ? count : 1;
-    self->models = calloc (self->slots, sizeof *self->models);
-    assert (self->models);
-    int64_t connect_ms = mesh_setting_int (config, "connector.connect_timeout_ms");
-    int64_t first_byte_ms = mesh_setting_int (config, "connector.first_byte_timeout_ms");
-    int64_t idle_ms = mesh_setting_int (config, "connector.idle_timeout_ms");
-
-    for (size_t i = 0; i < count; i++) {
-        char path [96], base [32];
-        snprintf (base, sizeof base, "models.%zu", i);
+//  The path of one field of a model entry; needs locals path and base
 #define AT(field) (snprintf (path, sizeof path, "%s.%s", base, field), path)
-        mesh_model_t *model = &self->models [self->count];
-        free (model->endpoints);                //  a rejected entry may have used it
-        free (model->variants);
-        memset (model, 0, sizeof *model);
-        model->index = self->count;
-        model->config_index = i;
-        static const char *const fields [] = {
-            "name", "type", "endpoint", "endpoints", "variants", "upstream_model", "auth",
-            "stream_config", "stream_only", "fallback", "ca_file", "max_concurrency",
-            "connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms", "aliases", "cache", NULL
-        };
-        static const char *const cache_fields [] = { "ttl_s", "max_temperature", "shared", NULL };
-        static const char *const auth_fields [] = { "type", "key_name", "key_env", NULL };
-        static const char *const stream_fields [] = { "chunk_size", "delimiter", NULL };
-        if (mesh_config_only (config, base, fields) < 0
-        ||  mesh_config_only (config, AT ("auth"), auth_fields) < 0
-        ||  mesh_config_only (config, AT ("stream_config"), stream_fields) < 0
-        ||  mesh_config_only (config, AT ("cache"), cache_fields) < 0)
-            continue;
-        model->name = mesh_config_str (config, AT ("name"), NULL);
-        if (!model->name || !*model->name) {
-            mesh_config_invalid (config, AT ("name"), "every model needs a name");
-            continue;
-        }
-        if (mesh_models_find (self, model->name)) {
-            mesh_config_invalid (config, AT ("name"), "\"%s\" is defined twice", model->name);
-            continue;
-        }
-        model->type = mesh_config_str (config, AT ("type"), "llm");
-        if (s_variants (self, config, base, model) < 0)
-            continue;
-        if (s_endpoints (config, base, model) < 0)
-            continue;
-        if (model->variant_count) {
-            //  An A/B model is only a split: the rest belongs to its variants
-            model->upstream_model = model->name;
-            self->count++;
-            continue;
-        }
-        model->upstream_model = mesh_config_str (config, AT ("upstream_model"), model->name);
-        const char *auth_type = mesh_config_str (config, AT ("auth.type"), "api_key");
-        if (mesh_streq (auth_type, "api_key")) {
-            model->auth_header = mesh_config_str (config, AT ("auth.key_name"), "Authorization");
-            model->auth_env = mesh_config_str (config, AT ("auth.key_env"), NULL);
-            if (!model->auth_env || !*model->auth_env) {
-                mesh_config_invalid (config, AT ("auth.key_env"),
-                                     "name the environment variable holding the upstream key");
-                continue;
-            }
-            if (!s_key_env_allowed (config, model->auth_env)) {
-                mesh_config_invalid (config, AT ("auth.key_env"),
-                                     "%s may not be sent upstream: name it SEEKMESH_UPSTREAM_... or "
-                                     "list it in connector.key_envs", model->auth_env);
-                continue;
-            }
-            for (const char *p = model->auth_header; *p; p++)
-                if (!isalnum ((unsigned char) *p) && *p != '-' && *p != '_') {
-                    mesh_config_invalid (config, AT ("auth.key_name"), "not a header name");
-                    break;
-                }
-        }
-        else
-        if (!mesh_streq (auth_type, "none")) {
-            mesh_config_invalid (config, AT ("auth.type"), "expected \"api_key\" or \"none\"");
-            continue;
-        }
-        const char *delimiter = mesh_config_str (config, AT ("stream_config.delimiter"), "\n\n");
-        if (!mesh_streq (delimiter, "\n\n") && !mesh_streq (delimiter, "\r\n\r\n"))
-            mesh_config_invalid (config, AT ("stream_config.delimiter"),
-                                 "SSE events end with a blank line: use \"\\n\\n\" or \"\\r\\n\\r\\n\"");
-        model->chunk_size = mesh_config_int (config, AT ("stream_config.chunk_size"), 1024);
-        if (model->chunk_size < 1 || model->chunk_size > 16 * 1024 * 1024)
-            mesh_config_invalid (config, AT ("stream_config.chunk_size"), "must be 1 .. 16777216");
-        bool websocket = false;
-        for (size_t k = 0; k < model->endpoint_count; k++)
-            websocket = websocket || model->endpoints [k].url.websocket;
-        model->stream_only = mesh_config_bool (config, AT ("stream_only"), websocket);
-        if (websocket && !model->stream_only)
-            mesh_config_invalid (config, AT ("stream_only"), "a WebSocket upstream always streams");
-        const char *fallback = mesh_config_str (config, AT ("fallback"), NULL);
-        model->fallback = fallback && *fallback ? fallback : NULL;
-        const char *ca_file = mesh_config_str (config, AT ("ca_file"), NULL);
-        model->ca_file = ca_file && *ca_file ? ca_file : NULL;
-        model->max_concurrency = mesh_config_int (config, AT ("max_concurrency"), 0);
-        if (model->max_concurrency < 0)
-            mesh_config_invalid (config, AT ("max_concurrency"), "must be 0 (no limit) or more");
-        model->connect_timeout_ms = mesh_config_int (config, AT ("connect_timeout_ms"), connect_ms);
-        model->first_byte_timeout_ms = mesh_config_int (config, AT ("first_byte_timeout_ms"), first_byte_ms);
-        model->idle_timeout_ms = mesh_config_int (config, AT ("idle_timeout_ms"), idle_ms);
-        if (model->connect_timeout_ms <= 0 || model->first_byte_timeout_ms <= 0
-        ||  model->idle_timeout_ms <= 0)
-            mesh_config_invalid (config, base, "timeouts must be positive");
-        if (s_cache (config, base, model) < 0)
-            continue;
-        self->count++;
+
+//  The connector's timeouts, the default of every model's own
+typedef struct {
+    int64_t connect_ms;
+    int64_t first_byte_ms;
+    int64_t idle_ms;
+} timeouts_t;
+
+//  Reuses the next free slot for entry i; a rejected entry may have
+//  left arrays there.
+static mesh_model_t *
+s_model_slot (mesh_models_t *self, size_t i)
+{
+    mesh_model_t *model = &self->models [self->count];
+    free (model->endpoints);
+    free (model->variants);
+    memset (model, 0, sizeof *model);
+    model->index = self->count;
+    model->config_index = i;
+    return model;
+}
+
+//  A misspelt field would otherwise be ignored silently
+static int
+s_known_fields (mesh_config_t *config, const char *base)
+{
+    char path [96];
+    static const char *const fields [] = {
+        "name", "type", "endpoint", "endpoints", "variants", "upstream_model", "auth",
+        "stream_config", "stream_only", "fallback", "ca_file", "max_concurrency",
+        "connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms", "aliases", "cache", NULL
+    };
+    static const char *const cache_fields [] = { "ttl_s", "max_temperature", "shared", NULL };
+    static const char *const auth_fields [] = { "type", "key_name", "key_env", NULL };
+    static const char *const stream_fields [] = { "chunk_size", "delimiter", NULL };
+    if (mesh_config_only (config, base, fields) < 0
+    ||  mesh_config_only (config, AT ("auth"), auth_fields) < 0
+    ||  mesh_config_only (config, AT ("stream_config"), stream_fields) < 0
+    ||  mesh_config_only (config, AT ("cache"), cache_fields) < 0)
+        return -1;
+    return 0;
+}
+
+//  "name" and "type": a name is unique among the models loaded so far
+static int
+s_name (mesh_models_t *self, mesh_config_t *config, const char *base, mesh_model_t *model)
+{
+    char path [96];
+    model->name = mesh_config_str (config, AT ("name"), NULL);
+    if (!model->name || !*model->name) {
+        mesh_config_invalid (config, AT ("name"), "every model needs a name");
+        return -1;
     }
-    //  Aliases: per model, then the top-level map
+    if (mesh_models_find (self, model->name)) {
+        mesh_config_invalid (config, AT ("name"), "\"%s\" is defined twice", model->name);
+        return -1;
+    }
+    model->type = mesh_config_str (config, AT ("type"), "llm");
+    return 0;
+}
+
+//  "auth": { "type": "api_key" | "none", "key_name", "key_env" }.
+//  A bad header name is reported but does not reject the entry.
+static int
+s_auth (mesh_config_t *config, const char *base, mesh_model_t *model)
+{
+    char path [96];
+    const char *auth_type = mesh_config_str (config, AT ("auth.type"), "api_key");
+    if (mesh_streq (auth_type, "none"))
+        return 0;
+    if (!mesh_streq (auth_type, "api_key")) {
+        mesh_config_invalid (config, AT ("auth.type"), "expected \"api_key\" or \"none\"");
+        return -1;
+    }
+    model->auth_header = mesh_config_str (config, AT ("auth.key_name"), "Authorization");
+    model->auth_env = mesh_config_str (config, AT ("auth.key_env"), NULL);
+    if (!model->auth_env || !*model->auth_env) {
+        mesh_config_invalid (config, AT ("auth.key_env"),
+                             "name the environment variable holding the upstream key");
+        return -1;
+    }
+    if (!s_key_env_allowed (config, model->auth_env)) {
+        mesh_config_invalid (config, AT ("auth.key_env"),
+                             "%s may not be sent upstream: name it SEEKMESH_UPSTREAM_... or "
+                             "list it in connector.key_envs", model->auth_env);
+        return -1;
+    }
+    for (const char *p = model->auth_header; *p; p++)
+        if (!isalnum ((unsigned char) *p) && *p != '-' && *p != '_') {
+            mesh_config_invalid (config, AT ("auth.key_name"), "not a header name");
+            break;
+        }
+    return 0;
+}
+
+//  "stream_config" and "stream_only": a WebSocket endpoint forces
+//  streaming. Mistakes here are reported without rejecting the entry.
+static void
+s_streaming (mesh_config_t *config, const char *base, mesh_model_t *model)
+{
+    char path [96];
+    const char *delimiter = mesh_config_str (config, AT ("stream_config.delimiter"), "\n\n");
+    if (!mesh_streq (delimiter, "\n\n") && !mesh_streq (delimiter, "\r\n\r\n"))
+        mesh_config_invalid (config, AT ("stream_config.delimiter"),
+                             "SSE events end with a blank line: use \"\\n\\n\" or \"\\r\\n\\r\\n\"");
+    model->chunk_size = mesh_config_int (config, AT ("stream_config.chunk_size"), 1024);
+    if (model->chunk_size < 1 || model->chunk_size > 16 * 1024 * 1024)
+        mesh_config_invalid (config, AT ("stream_config.chunk_size"), "must be 1 .. 16777216");
+    bool websocket = false;
+    for (size_t k = 0; k < model->endpoint_count; k++)
+        websocket = websocket || model->endpoints [k].url.websocket;
+    model->stream_only = mesh_config_bool (config, AT ("stream_only"), websocket);
+    if (websocket && !model->stream_only)
+        mesh_config_invalid (config, AT ("stream_only"), "a WebSocket upstream always streams");
+}
+
+//  "fallback", "ca_file", "max_concurrency" and the timeouts. Mistakes
+//  here are reported without rejecting the entry.
+static void
+s_limits (mesh_config_t *config, const char *base, mesh_model_t *model,
+          const timeouts_t *defaults)
+{
+    char path [96];
+    const char *fallback = mesh_config_str (config, AT ("fallback"), NULL);
+    model->fallback = fallback && *fallback ? fallback : NULL;
+    const char *ca_file = mesh_config_str (config, AT ("ca_file"), NULL);
+    model->ca_file = ca_file && *ca_file ? ca_file : NULL;
+    model->max_concurrency = mesh_config_int (config, AT ("max_concurrency"), 0);
+    if (model->max_concurrency < 0)
+        mesh_config_invalid (config, AT ("max_concurrency"), "must be 0 (no limit) or more");
+    model->connect_timeout_ms = mesh_config_int (config, AT ("connect_timeout_ms"),
+                                                 defaults->connect_ms);
+    model->first_byte_timeout_ms = mesh_config_int (config, AT ("first_byte_timeout_ms"),
+                                                    defaults->first_byte_ms);
+    model->idle_timeout_ms = mesh_config_int (config, AT ("idle_timeout_ms"), defaults->idle_ms);
+    if (model->connect_timeout_ms <= 0 || model->first_byte_timeout_ms <= 0
+    ||  model->idle_timeout_ms <= 0)
+        mesh_config_invalid (config, base, "timeouts must be positive");
+}
+
+//  Reads models[i] into the next slot: 0 if it counts as a model, -1 if
+//  the entry is rejected (the config then carries the reason).
+static int
+s_model (mesh_models_t *self, mesh_config_t *config, size_t i, const timeouts_t *defaults)
+{
+    char path [96], base [32];
+    snprintf (base, sizeof base, "models.%zu", i);
+    mesh_model_t *model = s_model_slot (self, i);
+    if (s_known_fields (config, base) < 0
+    ||  s_name (self, config, base, model) < 0
+    ||  s_variants (self, config, base, model) < 0
+    ||  s_endpoints (config, base, model) < 0)
+        return -1;
+    if (model->variant_count) {
+        //  An A/B model is only a split: the rest belongs to its variants
+        model->upstream_model = model->name;
+        return 0;
+    }
+    model->upstream_model = mesh_config_str (config, AT ("upstream_model"), model->name);
+    if (s_auth (config, base, model) < 0)
+        return -1;
+    s_streaming (config, base, model);
+    s_limits (config, base, model, defaults);
+    return s_cache (config, base, model);
+}
+
+//  Aliases: per model ("aliases": [names]), then the top-level map
+static void
+s_aliases (mesh_models_t *self, mesh_config_t *config)
+{
     for (size_t i = 0; i < self->count; i++) {
         char path [96];
         snprintf (path, sizeof path, "models.%zu.aliases", self->models [i].config_index);
@@ -441,6 +498,12 @@ mesh_models_load (mesh_config_t *config)
                 s_add_alias (self, config, "aliases", alias, model->index);
         }
     }
+}
+
+//  Fallbacks and variants name other models: checked once all are loaded
+static void
+s_check_references (mesh_models_t *self, mesh_config_t *config)
+{
     for (size_t i = 0; i < self->count; i++) {
         mesh_model_t *model = &self->models [i];
         if (model->fallback && !mesh_models_find (self, model->fallback))
@@ -453,6 +516,27 @@ mesh_models_load (mesh_config_t *config)
                                      model->variants [k].model, model->name);
         }
     }
+}
+
+mesh_models_t *
+mesh_models_load (mesh_config_t *config)
+{
+    mesh_models_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->refs = 1;
+    size_t count = mesh_config_array_size (config, "models");
+    self->slots = count ? count : 1;
+    self->models = calloc (self->slots, sizeof *self->models);
+    assert (self->models);
+    timeouts_t defaults;
+    defaults.connect_ms = mesh_setting_int (config, "connector.connect_timeout_ms");
+    defaults.first_byte_ms = mesh_setting_int (config, "connector.first_byte_timeout_ms");
+    defaults.idle_ms = mesh_setting_int (config, "connector.idle_timeout_ms");
+    for (size_t i = 0; i < count; i++)
+        if (s_model (self, config, i, &defaults) == 0)
+            self->count++;
+    s_aliases (self, config);
+    s_check_references (self, config);
     return self;
 }
 
