@@ -881,6 +881,123 @@ s_on_invalid (router_t *self, router_gen_t *gen, const mesh_msg_t *msg, target_t
     json_decref (verdict);
 }
 
+//  Whom a session stage answers: the client of msg, under key
+static router_target_t
+s_session_target (const mesh_msg_t *msg, const router_key_t *key)
+{
+    router_target_t target = { .attempt = msg->attempt, .token = msg->token };
+    memcpy (target.id, msg->id, sizeof target.id);
+    snprintf (target.reply_to, sizeof target.reply_to, "%s", msg->reply_to);
+    snprintf (target.tenant, sizeof target.tenant, "%s", key->tenant);
+    snprintf (target.key_id, sizeof target.key_id, "%s", key->id);
+    return target;
+}
+
+//  The model msg asks for, if key may use it and the word lists let its
+//  messages through; otherwise the client is answered and this is NULL.
+//  A block word is refused here, before any upstream call.
+static mesh_model_t *
+s_admit (router_t *self, router_gen_t *gen, const mesh_msg_t *msg, const router_key_t *key,
+         target_t *to)
+{
+    mesh_model_t *model = mesh_models_find (gen->models, msg->model);
+    if (!model) {
+        s_count_refusal (self, NULL, "unknown_model");
+        s_error (self, to, 404, "invalid_request_error", "model_not_found", "model", 0,
+                 "The model `%s` does not exist or you do not have access to it.", msg->model);
+        return NULL;
+    }
+    if (!router_key_allows (key, model)) {
+        s_count_refusal (self, s_series (self, key->id, model->name), "forbidden");
+        s_error (self, to, 403, "permission_error", "model_not_allowed", "model", 0,
+                 "This API key is not allowed to use the model `%s`.", msg->model);
+        return NULL;
+    }
+    char filtered [sizeof msg->filtered], param [96];
+    if (router_filters_refuse (self->filters, msg->id, key->tenant, msg->body.data, msg->body.size,
+                               filtered, sizeof filtered, param, sizeof param)) {
+        s_count_refusal (self, s_series (self, key->id, model->name), "content_filter");
+        to->filtered = filtered;
+        s_error (self, to, 400, "invalid_request_error", "content_filter", param, 0,
+                 "The request was refused: its messages contain content the gateway's word "
+                 "lists do not allow.");
+        return NULL;
+    }
+    return model;
+}
+
+//  A retry of a request we still track (its ingress lost track of it):
+//  the old one ends, so the new one takes its place in the table
+static void
+s_forget_retried (router_t *self, const char *id)
+{
+    request_t *request = mesh_map_get (self->requests, id);
+    if (!request)
+        return;
+    if (request->in_session || request->parked)
+        router_session_cancel (self->sessions, id);     //  its stage tells it nothing more
+    if (request->pending) {
+        request->base.cancelled = true;
+        mesh_map_remove (self->requests, id);           //  ends at its decision
+    }
+    else
+        s_request_end (request, 0);     //  dispatched or waiting for credit
+}
+
+//  A request for msg under key; takes the frame from inbox, which holds
+//  the body, to keep it for retries and fallbacks
+static request_t *
+s_request_new (router_t *self, router_gen_t *gen, const mesh_msg_t *msg, const router_key_t *key,
+               mesh_inbox_t *inbox)
+{
+    request_t *request = calloc (1, sizeof *request);
+    assert (request);
+    request->router = self;
+    memcpy (request->base.id, msg->id, sizeof request->base.id);
+    request->base.attempt = msg->attempt;
+    request->base.token = msg->token;
+    snprintf (request->base.reply_to, sizeof request->base.reply_to, "%s", msg->reply_to);
+    request->base.dispatched_us = mesh_loop_now_us (self->loop);
+    request->gen = router_gen_ref (gen);
+    memcpy (request->requested, msg->model, sizeof request->requested);
+    snprintf (request->tenant, sizeof request->tenant, "%s", key->tenant);
+    snprintf (request->key_id, sizeof request->key_id, "%s", key->id);
+    snprintf (request->sticky, sizeof request->sticky, "%s", *msg->user ? msg->user : msg->id);
+    memcpy (request->avoid, msg->avoid, sizeof request->avoid);
+    request->stream = msg->stream;
+    request->avoid_endpoint = -1;
+    size_t offset = (size_t) (msg->body.data - (const char *) zmq_msg_data (&inbox->frame));
+    zmq_msg_init (&request->frame);
+    zmq_msg_move (&request->frame, &inbox->frame);
+    request->body = (mesh_bytes_t) { (const char *) zmq_msg_data (&request->frame) + offset,
+                                     msg->body.size };
+    return request;
+}
+
+//  Picks the variant that serves the request and what the quota stage
+//  holds for it (the key's limits, the model's concurrency, the estimates)
+static void
+s_request_plan (request_t *request, router_gen_t *gen, const mesh_msg_t *msg,
+                const router_key_t *key, mesh_model_t *model)
+{
+    router_t *self = request->router;
+    model = router_policy_variant (self->policy, gen->models, model, request->sticky);
+    request->base.model = model;
+    router_hold_t *hold = &request->hold;
+    snprintf (hold->key_id, sizeof hold->key_id, "%s", *key->id ? key->id : key->tenant);
+    snprintf (hold->model, sizeof hold->model, "%s", model->name);
+    hold->rpm = key->rpm;
+    hold->tpm = key->tpm;
+    hold->budget = key->budget;
+    hold->budget_period_s = key->budget_period_s;
+    hold->concurrency = model->max_concurrency;
+    hold->estimate = msg->estimate;
+    hold->prompt_estimate = msg->prompt_estimate;
+    request->series = s_series (self, key->id, model->name);
+    router_cache_plan (self->cache, &request->cache, request, model, msg->cache_control,
+                       router_faq_covers (self->faq, key->tenant, model->name));
+}
+
 static int
 s_on_request (void *arg, mesh_inbox_t *inbox)
 {
@@ -920,101 +1037,25 @@ s_on_request (void *arg, mesh_inbox_t *inbox)
         return 0;
     }
     if (msg->kind == MESH_KIND_SESSION_GET || msg->kind == MESH_KIND_SESSION_DELETE) {
-        router_target_t target = { .attempt = msg->attempt, .token = msg->token };
-        memcpy (target.id, msg->id, sizeof target.id);
-        snprintf (target.reply_to, sizeof target.reply_to, "%s", msg->reply_to);
-        snprintf (target.tenant, sizeof target.tenant, "%s", key->tenant);
-        snprintf (target.key_id, sizeof target.key_id, "%s", key->id);
+        router_target_t target = s_session_target (msg, key);
         router_session_reply (self->sessions, &target, (int) msg->kind, msg->session);
         return 0;
     }
     //  The key is known: every answer from here names who asked
     to.tenant = key->tenant;
     to.key_id = key->id;
-    mesh_model_t *model = mesh_models_find (gen->models, msg->model);
-    if (!model) {
-        s_count_refusal (self, NULL, "unknown_model");
-        s_error (self, &to, 404, "invalid_request_error", "model_not_found", "model", 0,
-                 "The model `%s` does not exist or you do not have access to it.", msg->model);
+    mesh_model_t *model = s_admit (self, gen, msg, key, &to);
+    if (!model)
         return 0;
-    }
-    if (!router_key_allows (key, model)) {
-        s_count_refusal (self, s_series (self, key->id, model->name), "forbidden");
-        s_error (self, &to, 403, "permission_error", "model_not_allowed", "model", 0,
-                 "This API key is not allowed to use the model `%s`.", msg->model);
-        return 0;
-    }
-    //  The client's messages against the word lists: a block word is
-    //  refused here, before any upstream call
-    char filtered [sizeof msg->filtered], param [96];
-    if (router_filters_refuse (self->filters, msg->id, key->tenant, msg->body.data, msg->body.size,
-                               filtered, sizeof filtered, param, sizeof param)) {
-        s_count_refusal (self, s_series (self, key->id, model->name), "content_filter");
-        to.filtered = filtered;
-        s_error (self, &to, 400, "invalid_request_error", "content_filter", param, 0,
-                 "The request was refused: its messages contain content the gateway's word "
-                 "lists do not allow.");
-        return 0;
-    }
-    request_t *request = mesh_map_get (self->requests, msg->id);
-    if (request) {
-        //  A retry of a request we still track (its ingress lost track of it)
-        if (request->in_session || request->parked)
-            router_session_cancel (self->sessions, msg->id);    //  its stage tells it nothing more
-        if (request->pending) {
-            request->base.cancelled = true;
-            mesh_map_remove (self->requests, msg->id);      //  ends at its decision
-        }
-        else
-            s_request_end (request, 0);     //  dispatched or waiting for credit
-    }
-    request = calloc (1, sizeof *request);
-    assert (request);
-    request->router = self;
-    memcpy (request->base.id, msg->id, sizeof request->base.id);
-    request->base.attempt = msg->attempt;
-    request->base.token = msg->token;
-    snprintf (request->base.reply_to, sizeof request->base.reply_to, "%s", msg->reply_to);
-    request->base.dispatched_us = mesh_loop_now_us (self->loop);
-    request->gen = router_gen_ref (gen);
-    memcpy (request->requested, msg->model, sizeof request->requested);
-    snprintf (request->tenant, sizeof request->tenant, "%s", key->tenant);
-    snprintf (request->key_id, sizeof request->key_id, "%s", key->id);
-    snprintf (request->sticky, sizeof request->sticky, "%s", *msg->user ? msg->user : msg->id);
-    memcpy (request->avoid, msg->avoid, sizeof request->avoid);
-    request->stream = msg->stream;
-    request->avoid_endpoint = -1;
-    //  The frame holds the body: keep it for retries and fallbacks
-    size_t offset = (size_t) (msg->body.data - (const char *) zmq_msg_data (&inbox->frame));
-    zmq_msg_init (&request->frame);
-    zmq_msg_move (&request->frame, &inbox->frame);
-    request->body = (mesh_bytes_t) { (const char *) zmq_msg_data (&request->frame) + offset,
-                                     msg->body.size };
-
-    model = router_policy_variant (self->policy, gen->models, model, request->sticky);
-    request->base.model = model;
-    router_hold_t *hold = &request->hold;
-    snprintf (hold->key_id, sizeof hold->key_id, "%s", *key->id ? key->id : key->tenant);
-    snprintf (hold->model, sizeof hold->model, "%s", model->name);
-    hold->rpm = key->rpm;
-    hold->tpm = key->tpm;
-    hold->budget = key->budget;
-    hold->budget_period_s = key->budget_period_s;
-    hold->concurrency = model->max_concurrency;
-    hold->estimate = msg->estimate;
-    hold->prompt_estimate = msg->prompt_estimate;
-    request->series = s_series (self, key->id, model->name);
-    router_cache_plan (self->cache, &request->cache, request, model, msg->cache_control,
-                       router_faq_covers (self->faq, key->tenant, model->name));
+    s_forget_retried (self, msg->id);
+    request_t *request = s_request_new (self, gen, msg, key, inbox);
+    s_request_plan (request, gen, msg, key, model);
     mesh_map_put (self->requests, request->base.id, request);
     mesh_metric_set (self->metric.inflight, (double) mesh_map_size (self->requests));
     if (*msg->session) {
         //  Its session first: the history, a turn before it, an operator
-        router_target_t target = { .attempt = msg->attempt, .token = msg->token, .stream = msg->stream };
-        memcpy (target.id, msg->id, sizeof target.id);
-        snprintf (target.reply_to, sizeof target.reply_to, "%s", msg->reply_to);
-        snprintf (target.tenant, sizeof target.tenant, "%s", key->tenant);
-        snprintf (target.key_id, sizeof target.key_id, "%s", key->id);
+        router_target_t target = s_session_target (msg, key);
+        target.stream = msg->stream;
         request->in_session = true;
         router_session_begin (self->sessions, &target, msg->session, request->body.data,
                               request->body.size, s_on_session, request);
