@@ -670,35 +670,47 @@ s_on_body_wait (ingress_timer_t *timer)
         s_on_body_complete (pss);
 }
 
-static int
-s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
+//  What a request URL names
+typedef struct {
+    bool chat;                  //  POST /v1/chat/completions
+    bool models;                //  GET /v1/models, /v1/models/{id}
+    bool session;               //  GET and DELETE /v1/sessions/ID
+    const char *model_id;       //  in uri: the {id} of /v1/models/{id}, or NULL
+    size_t model_id_len;
+} url_t;
+
+static url_t
+s_url_of (const pss_t *pss, const char *uri, int uri_len)
 {
-    ingress_t *self = pss->ingress;
-    bool chat = mesh_memeq (uri, (size_t) uri_len, "/v1/chat/completions")
-             || mesh_memeq (uri, (size_t) uri_len, "/chat/completions");
-    bool models = mesh_memeq (uri, (size_t) uri_len, "/v1/models")
-               || mesh_memeq (uri, (size_t) uri_len, "/models");
+    url_t url = { 0 };
+    url.chat = mesh_memeq (uri, (size_t) uri_len, "/v1/chat/completions")
+            || mesh_memeq (uri, (size_t) uri_len, "/chat/completions");
+    url.models = mesh_memeq (uri, (size_t) uri_len, "/v1/models")
+              || mesh_memeq (uri, (size_t) uri_len, "/models");
     //  GET /v1/models/{id}: the id goes to the router in `model`
-    const char *model_id = NULL;
-    size_t model_id_len = 0;
-    if (!chat && !models) {
+    if (!url.chat && !url.models) {
         size_t prefix = uri_len > 11 && memcmp (uri, "/v1/models/", 11) == 0 ? 11
                       : uri_len > 8 && memcmp (uri, "/models/", 8) == 0 ? 8 : 0;
         if (prefix && (size_t) uri_len - prefix < sizeof pss->model
         &&  !memchr (uri + prefix, '/', (size_t) uri_len - prefix)) {
-            models = true;
-            model_id = uri + prefix;
-            model_id_len = (size_t) uri_len - prefix;
+            url.models = true;
+            url.model_id = uri + prefix;
+            url.model_id_len = (size_t) uri_len - prefix;
         }
     }
     //  GET and DELETE /v1/sessions/ID: a session of the key's own
-    bool session = !chat && !models
-                && ((uri_len > 13 && memcmp (uri, "/v1/sessions/", 13) == 0)
-                    || (uri_len > 10 && memcmp (uri, "/sessions/", 10) == 0));
-    char message [512];
-    //  With a key, a refusal goes by a router, which names the key's tenant
-    //  for the audit record (s_refuse)
-    bool has_key = s_api_key (pss) == 0;
+    url.session = !url.chat && !url.models
+               && ((uri_len > 13 && memcmp (uri, "/v1/sessions/", 13) == 0)
+                   || (uri_len > 10 && memcmp (uri, "/sessions/", 10) == 0));
+    return url;
+}
+
+//  False, and the client answered, when this address sends too many
+//  requests without a key or when nothing can be recorded in the audit log
+static bool
+s_may_serve (pss_t *pss, const url_t *url, bool has_key)
+{
+    ingress_t *self = pss->ingress;
     if (!ingress_guard_admit (self->guard, lws_get_network_wsi (pss->wsi),
                               has_key ? pss->key_hash : NULL, mesh_mono_ms ())) {
         //  Not recorded either: a flood without a key must not fill the
@@ -706,75 +718,74 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
         pss->audit_pending = false;
         mesh_metric_inc (self->metric.throttled);
         pss->retry_after_ms = 1000;
-        pss->close_after = chat;        //  an unread body may follow
+        pss->close_after = url->chat;   //  an unread body may follow
         ingress_respond_error (pss, 429, "rate_limit_error", "too_many_unauthenticated_requests", NULL,
                                "Too many requests without a valid API key from this address; "
                                "retry later.");
-        return 0;
+        return false;
     }
     if (ingress_audit_refuse (pss)) {
         //  Nothing is served that cannot be recorded: no record for this one
         pss->retry_after_ms = 1000;
         pss->should_retry = MESH_ERROR_RETRY_YES;
-        pss->close_after = chat;        //  an unread body may follow
+        pss->close_after = url->chat;   //  an unread body may follow
         ingress_respond_error (pss, 503, "server_error", "audit_unavailable", NULL,
                                "The gateway cannot record requests in its audit log right now; "
                                "retry shortly.");
-        return 0;
+        return false;
     }
-    if (!chat && !models && !session) {
+    return true;
+}
+
+//  With a key, a refusal goes by a router, which names the key's tenant
+//  for the audit record (s_refuse); without one it is answered here
+static void
+s_refuse_url (pss_t *pss, bool has_key, int status, const char *code, const char *message)
+{
+    if (has_key)
+        s_refuse (pss, status, "invalid_request_error", code, NULL, message);
+    else
+        ingress_respond_error (pss, status, "invalid_request_error", code, NULL, message);
+}
+
+//  False, and the client answered, for a URL the API does not serve, a
+//  model id that is not UTF-8, or the wrong method
+static bool
+s_url_ok (pss_t *pss, const url_t *url, const char *uri, int method, bool has_key)
+{
+    char message [512];
+    if (!url->chat && !url->models && !url->session) {
         snprintf (message, sizeof message, "Unknown request URL: %.200s. Please check the URL for "
                   "typos; the API serves /v1/chat/completions and /v1/models.", uri);
-        if (has_key)
-            s_refuse (pss, 404, "invalid_request_error", "unknown_url", NULL, message);
-        else
-            ingress_respond_error (pss, 404, "invalid_request_error", "unknown_url", NULL, message);
-        return 0;
+        s_refuse_url (pss, has_key, 404, "unknown_url", message);
+        return false;
     }
-    if (model_id && !mesh_utf8_valid (model_id, model_id_len)) {
+    if (url->model_id && !mesh_utf8_valid (url->model_id, url->model_id_len)) {
         //  The bus carries text only: a model id that is not UTF-8 could
         //  never reach the router
         ingress_respond_error (pss, 400, "invalid_request_error", "invalid_model_id", "model",
                                "The model id in the URL is not valid UTF-8.");
-        return 0;
+        return false;
     }
-    if ((chat && method != LWSHUMETH_POST) || (models && method != LWSHUMETH_GET)) {
+    if ((url->chat && method != LWSHUMETH_POST) || (url->models && method != LWSHUMETH_GET)) {
         snprintf (message, sizeof message, "Method not allowed: %.200s accepts %s only.", uri,
-                  chat ? "POST" : "GET");
-        pss->close_after = chat;        //  an unread body may follow
-        if (has_key)
-            s_refuse (pss, 405, "invalid_request_error", "method_not_allowed", NULL, message);
-        else
-            ingress_respond_error (pss, 405, "invalid_request_error", "method_not_allowed", NULL, message);
-        return 0;
+                  url->chat ? "POST" : "GET");
+        pss->close_after = url->chat;   //  an unread body may follow
+        s_refuse_url (pss, has_key, 405, "method_not_allowed", message);
+        return false;
     }
-    //  Draining: served, and the client is told to come back on a new
-    //  connection (to the process that took over, or another instance)
-    if (self->draining)
-        pss->close_after = true;
-    if (!has_key) {
-        pss->close_after = chat;
-        ingress_respond_error (pss, 401, "invalid_request_error", "missing_api_key", NULL,
-                               "You didn't provide an API key. You need to provide your API key "
-                               "in an Authorization header using Bearer auth (i.e. "
-                               "Authorization: Bearer YOUR_KEY).");
-        return 0;
-    }
-    if (session) {
-        if (ingress_session_route (pss, uri, (size_t) uri_len, method) && pss->kind)
-            s_submit (pss);
-        return 0;
-    }
-    if (models) {
-        pss->kind = MESH_KIND_MODELS;
-        snprintf (pss->model, sizeof pss->model, "%.*s", (int) model_id_len, model_id ? model_id : "");
-        s_submit (pss);
-        return 0;
-    }
+    return true;
+}
+
+//  A chat completion with a key: its headers, then its body (or none)
+static void
+s_begin_chat (pss_t *pss)
+{
+    ingress_t *self = pss->ingress;
     pss->kind = MESH_KIND_CHAT;
     if (ingress_session_header (pss) < 0) {
         pss->close_after = true;        //  an unread body may follow
-        return 0;
+        return;
     }
     //  x-seekmesh-cache: ttl=SECONDS, no-store, no-cache (the router reads it)
     int control = lws_hdr_custom_length (pss->wsi, "x-seekmesh-cache:", 17);
@@ -785,11 +796,12 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
     if (lws_hdr_copy (pss->wsi, length, sizeof length, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
         pss->content_length = strtoll (length, NULL, 10);
     if (pss->content_length > self->max_body_bytes) {
+        char message [512];
         snprintf (message, sizeof message, "The request body is %lld bytes; the limit is %lld bytes.",
                   (long long) pss->content_length, (long long) self->max_body_bytes);
         pss->close_after = true;
         s_refuse (pss, 413, "invalid_request_error", "request_too_large", NULL, message);
-        return 0;
+        return;
     }
     pss->state = RQ_BODY;
     //  An HTTP/1.1 request without Content-Length or Transfer-Encoding has
@@ -804,6 +816,41 @@ s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
         s_timer_start (pss, &self->body_wait_timers, &pss->timeout_timer, s_on_body_wait);
     else
         s_timer_start (pss, &self->body_timers, &pss->timeout_timer, s_on_body_timeout);
+}
+
+static int
+s_on_request (pss_t *pss, const char *uri, int uri_len, int method)
+{
+    url_t url = s_url_of (pss, uri, uri_len);
+    bool has_key = s_api_key (pss) == 0;
+    if (!s_may_serve (pss, &url, has_key)
+    ||  !s_url_ok (pss, &url, uri, method, has_key))
+        return 0;
+    //  Draining: served, and the client is told to come back on a new
+    //  connection (to the process that took over, or another instance)
+    if (pss->ingress->draining)
+        pss->close_after = true;
+    if (!has_key) {
+        pss->close_after = url.chat;
+        ingress_respond_error (pss, 401, "invalid_request_error", "missing_api_key", NULL,
+                               "You didn't provide an API key. You need to provide your API key "
+                               "in an Authorization header using Bearer auth (i.e. "
+                               "Authorization: Bearer YOUR_KEY).");
+        return 0;
+    }
+    if (url.session) {
+        if (ingress_session_route (pss, uri, (size_t) uri_len, method) && pss->kind)
+            s_submit (pss);
+        return 0;
+    }
+    if (url.models) {
+        pss->kind = MESH_KIND_MODELS;
+        snprintf (pss->model, sizeof pss->model, "%.*s", (int) url.model_id_len,
+                  url.model_id ? url.model_id : "");
+        s_submit (pss);
+        return 0;
+    }
+    s_begin_chat (pss);
     return 0;
 }
 
