@@ -282,81 +282,95 @@ s_text_bytes (json_t *message)
     return bytes;
 }
 
-int
-ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ingress_check_t *check)
+//  The body as one JSON object, or NULL with the error filled.
+//  jansson would say "wrong arguments" (no bytes) or "'[' or '{'
+//  expected": say what is wrong in a user's words
+static json_t *
+s_parse (const char *body, size_t len, ingress_check_t *check)
 {
-    memset (check, 0, sizeof *check);
-    //  jansson would say "wrong arguments" (no bytes) or "'[' or '{'
-    //  expected": say what is wrong in a user's words
     size_t blank = 0;
     while (blank < len && strchr (" \t\r\n", body [blank]) && body [blank])
         blank++;
-    if (blank == len)
-        return s_fail (check, 400, "invalid_json", NULL,
-                       "the request body is empty; send a JSON object with \"model\" and \"messages\"");
+    if (blank == len) {
+        s_fail (check, 400, "invalid_json", NULL,
+                "the request body is empty; send a JSON object with \"model\" and \"messages\"");
+        return NULL;
+    }
     json_error_t error;
     json_t *root = json_loadb (body, len, JSON_REJECT_DUPLICATES, &error);
     if (!root) {
         const char *why = strstr (error.text, "duplicate") ? error.text : NULL;
-        return s_fail (check, 400, "invalid_json", NULL,
-                       "We could not parse the JSON body of your request (%s at line %d, column %d). "
-                       "The body must be one JSON object, UTF-8 encoded.",
-                       why ? why : error.text, error.line, error.column);
+        s_fail (check, 400, "invalid_json", NULL,
+                "We could not parse the JSON body of your request (%s at line %d, column %d). "
+                "The body must be one JSON object, UTF-8 encoded.",
+                why ? why : error.text, error.line, error.column);
+        return NULL;
     }
-    int rc = -1;
     if (!json_is_object (root)) {
         s_fail (check, 400, "invalid_json", NULL,
                 "The request body must be a JSON object, not %s.", mesh_json_kind (root));
-        goto done;
+        json_decref (root);
+        return NULL;
     }
+    return root;
+}
+
+//  "model": a name that fits check->model
+static int
+s_model_name (json_t *root, ingress_check_t *check)
+{
     json_t *model = json_object_get (root, "model");
-    if (!model || json_is_null (model)) {
-        s_fail (check, 400, "missing_required_parameter", "model", "you must provide a model parameter");
-        goto done;
-    }
+    if (!model || json_is_null (model))
+        return s_fail (check, 400, "missing_required_parameter", "model",
+                       "you must provide a model parameter");
     if (!json_is_string (model) || json_string_length (model) == 0
-    ||  json_string_length (model) >= sizeof check->model) {
-        s_fail (check, 400, "invalid_type", "model",
-                "Invalid value for 'model': expected a model name (a non-empty string of at most %zu bytes).",
-                sizeof check->model - 1);
-        goto done;
-    }
+    ||  json_string_length (model) >= sizeof check->model)
+        return s_fail (check, 400, "invalid_type", "model",
+                       "Invalid value for 'model': expected a model name (a non-empty string of at most %zu bytes).",
+                       sizeof check->model - 1);
     //  Named in the audit record even if something else is wrong
     snprintf (check->model, sizeof check->model, "%s", json_string_value (model));
+    return 0;
+}
+
+//  "messages": a non-empty array of valid messages
+static int
+s_messages (json_t *root, ingress_check_t *check)
+{
     json_t *messages = json_object_get (root, "messages");
-    if (!messages || json_is_null (messages)) {
-        s_fail (check, 400, "missing_required_parameter", "messages",
-                "Missing required parameter: 'messages'.");
-        goto done;
-    }
-    if (!json_is_array (messages)) {
-        s_fail (check, 400, "invalid_type", "messages",
-                "Invalid type for 'messages': expected an array, but got %s instead.", mesh_json_kind (messages));
-        goto done;
-    }
-    if (json_array_size (messages) == 0) {
-        s_fail (check, 400, "invalid_value", "messages",
-                "Invalid 'messages': empty array. Expected an array with minimum length 1.");
-        goto done;
-    }
+    if (!messages || json_is_null (messages))
+        return s_fail (check, 400, "missing_required_parameter", "messages",
+                       "Missing required parameter: 'messages'.");
+    if (!json_is_array (messages))
+        return s_fail (check, 400, "invalid_type", "messages",
+                       "Invalid type for 'messages': expected an array, but got %s instead.",
+                       mesh_json_kind (messages));
+    if (json_array_size (messages) == 0)
+        return s_fail (check, 400, "invalid_value", "messages",
+                       "Invalid 'messages': empty array. Expected an array with minimum length 1.");
     size_t i;
     json_t *message;
     json_array_foreach (messages, i, message) {
         if (s_message (message, i, check) < 0)
-            goto done;
+            return -1;
     }
+    return 0;
+}
+
+//  The optional parameters: their types, and numbers within OpenAI's ranges
+static int
+s_options (json_t *root, ingress_check_t *check)
+{
     json_t *stream = json_object_get (root, "stream");
-    if (stream && !json_is_null (stream) && !json_is_boolean (stream)) {
-        s_fail (check, 400, "invalid_type", "stream",
-                "Invalid type for 'stream': expected a boolean, but got %s instead.", mesh_json_kind (stream));
-        goto done;
-    }
+    if (stream && !json_is_null (stream) && !json_is_boolean (stream))
+        return s_fail (check, 400, "invalid_type", "stream",
+                       "Invalid type for 'stream': expected a boolean, but got %s instead.",
+                       mesh_json_kind (stream));
     json_t *options = json_object_get (root, "stream_options");
-    if (options && !json_is_null (options) && !json_is_object (options)) {
-        s_fail (check, 400, "invalid_type", "stream_options",
-                "Invalid type for 'stream_options': expected an object, but got %s instead.", mesh_json_kind (options));
-        goto done;
-    }
+    if (options && !json_is_null (options) && !json_is_object (options))
+        return s_fail (check, 400, "invalid_type", "stream_options",
+                       "Invalid type for 'stream_options': expected an object, but got %s instead.",
+                       mesh_json_kind (options));
     if (s_integer (root, "max_tokens", 1, 1 << 24, check) < 0
     ||  s_integer (root, "max_completion_tokens", 1, 1 << 24, check) < 0
     ||  s_integer (root, "n", 1, 128, check) < 0
@@ -368,9 +382,14 @@ ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ing
     ||  s_stop (root, check) < 0
     ||  s_tools (root, check) < 0
     ||  s_response_format (root, check) < 0)
-        goto done;
+        return -1;
+    return 0;
+}
 
-    check->stream = json_is_true (stream);
+//  "user" (or "user_id"), which sticky routing keys on
+static void
+s_user (json_t *root, ingress_check_t *check)
+{
     json_t *user = json_object_get (root, "user");
     if (!json_is_string (user))
         user = json_object_get (root, "user_id");
@@ -381,24 +400,36 @@ ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ing
         memcpy (check->user, json_string_value (user), cut);
         check->user [cut] = 0;
     }
+}
+
+//  "metadata.session_id": the session the request is a turn of, if any
+static int
+s_session (json_t *root, ingress_check_t *check)
+{
     json_t *metadata = json_object_get (root, "metadata");
     json_t *session = json_object_get (metadata, "session_id");
-    if (session && !json_is_null (session)) {
-        if (!json_is_string (session)) {
-            s_fail (check, 400, "invalid_type", "metadata.session_id",
-                    "Invalid type for 'metadata.session_id': expected a string, but got %s instead.",
-                    mesh_json_kind (session));
-            goto done;
-        }
-        check->has_session = true;
-        snprintf (check->session, sizeof check->session, "%.*s",
-                  (int) MESH_MIN (json_string_length (session), sizeof check->session - 1),
-                  json_string_value (session));
-    }
-    s_params (root, check);
-    //  What the request may cost, for quotas reserved before it runs: about
-    //  four bytes of text a token, plus the most it may write
+    if (!session || json_is_null (session))
+        return 0;
+    if (!json_is_string (session))
+        return s_fail (check, 400, "invalid_type", "metadata.session_id",
+                       "Invalid type for 'metadata.session_id': expected a string, but got %s instead.",
+                       mesh_json_kind (session));
+    check->has_session = true;
+    snprintf (check->session, sizeof check->session, "%.*s",
+              (int) MESH_MIN (json_string_length (session), sizeof check->session - 1),
+              json_string_value (session));
+    return 0;
+}
+
+//  What the request may cost, for quotas reserved before it runs: about
+//  four bytes of text a token, plus the most it may write
+static void
+s_estimate (json_t *root, uint32_t default_max_tokens, ingress_check_t *check)
+{
+    json_t *messages = json_object_get (root, "messages");
     uint64_t prompt = 0;
+    size_t i;
+    json_t *message;
     json_array_foreach (messages, i, message)
         prompt += 4 + s_text_bytes (message) / 4;
     json_t *max = json_object_get (root, "max_completion_tokens");
@@ -412,6 +443,26 @@ ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ing
     uint64_t estimate = prompt + completion;
     check->estimate = estimate > UINT32_MAX ? UINT32_MAX : (uint32_t) estimate;
     check->prompt_estimate = prompt > UINT32_MAX ? UINT32_MAX : (uint32_t) prompt;
+}
+
+int
+ingress_validate (const char *body, size_t len, uint32_t default_max_tokens, ingress_check_t *check)
+{
+    memset (check, 0, sizeof *check);
+    json_t *root = s_parse (body, len, check);
+    if (!root)
+        return -1;
+    int rc = -1;
+    if (s_model_name (root, check) < 0
+    ||  s_messages (root, check) < 0
+    ||  s_options (root, check) < 0)
+        goto done;
+    check->stream = json_is_true (json_object_get (root, "stream"));
+    s_user (root, check);
+    if (s_session (root, check) < 0)
+        goto done;
+    s_params (root, check);
+    s_estimate (root, default_max_tokens, check);
     rc = 0;
 done:
     json_decref (root);
