@@ -823,6 +823,139 @@ s_models (router_registry_t *self, const mesh_admin_request_t *request,
     return rc;
 }
 
+//  Stores a plain key in entry as its digest only
+static void
+s_store_digest (json_t *entry, const char *plain)
+{
+    unsigned char digest [32];
+    char hex [65];
+    s_sha256 (plain, strlen (plain), digest);
+    s_hex (digest, 32, hex);
+    json_object_del (entry, "key");
+    json_object_set_new (entry, "key_sha256", json_string (hex));
+}
+
+//  The id of the key a POST or PATCH writes: a POST's is the path's, the
+//  body's or a new one, a PATCH's the path's; a key's id cannot change.
+//  NULL, and the response filled, if refused.
+static const char *
+s_key_id (router_registry_t *self, mesh_admin_response_t *response, json_t *body, bool create,
+          const char *id, char *made_id, size_t made_id_size)
+{
+    const char *given_id = json_string_value (json_object_get (body, "id"));
+    if (json_object_get (body, "id") && (!given_id || (*id && !mesh_streq (given_id, id)))) {
+        s_fail (response, 400, "invalid_id", "A key's id cannot change.");
+        return NULL;
+    }
+    if (!create)
+        return id;
+    if (*id)
+        snprintf (made_id, made_id_size, "%.70s", id);
+    else
+    if (given_id)
+        snprintf (made_id, made_id_size, "%.70s", given_id);
+    else {
+        unsigned char random [6];
+        RAND_bytes (random, sizeof random);
+        strcpy (made_id, "key-");
+        s_hex (random, sizeof random, made_id + 4);
+    }
+    if (!s_valid_name (made_id, 64)) {
+        s_fail (response, 400, "invalid_id", "Key ids are 1-64 letters, digits and . _ : -");
+        return NULL;
+    }
+    if (s_find (self, true, made_id)) {
+        s_fail (response, 409, "already_exists", "The key \"%s\" exists; PATCH changes it.", made_id);
+        return NULL;
+    }
+    return made_id;
+}
+
+//  The secret: given, or made here for a POST without one; only its
+//  digest is stored (body's key becomes key_sha256). secret gets the plain
+//  key, to be shown once, or stays as it is. False, and the response
+//  filled, if refused.
+static bool
+s_key_secret (mesh_admin_response_t *response, json_t *body, bool create,
+              char *secret, size_t secret_size)
+{
+    const char *plain = json_string_value (json_object_get (body, "key"));
+    if (json_object_get (body, "key") && !plain) {
+        s_fail (response, 400, "invalid_key", "\"key\" must be a string.");
+        return false;
+    }
+    if (plain && json_object_get (body, "key_sha256")) {
+        s_fail (response, 400, "invalid_key", "Give \"key\" or \"key_sha256\", not both.");
+        return false;
+    }
+    char made_key [64] = "";
+    if (create && !plain && !json_object_get (body, "key_sha256")) {
+        unsigned char random [24];
+        RAND_bytes (random, sizeof random);
+        strcpy (made_key, "sk-sm-");
+        s_hex (random, sizeof random, made_key + 6);
+        plain = made_key;
+    }
+    if (plain) {
+        if (strlen (plain) < 8 || strlen (plain) > 120) {
+            s_fail (response, 400, "invalid_key", "Keys are 8 to 120 characters.");
+            return false;
+        }
+        snprintf (secret, secret_size, "%s", plain);
+        s_store_digest (body, plain);
+    }
+    return true;
+}
+
+//  The entry to store: a POST's body as it is, a PATCH merged into the
+//  current entry. A new secret replaces the old one, which the file's
+//  entry may hold in plain; a plain one that stays is stored as its digest
+static json_t *
+s_key_entry (json_t *current, json_t *body, bool create)
+{
+    if (create)
+        return json_incref (body);
+    json_t *base = json_deep_copy (current);
+    if (json_object_get (body, "key_sha256"))
+        json_object_del (base, "key");
+    json_t *entry = s_merge_patch (base, body);
+    json_decref (base);
+    const char *old = json_string_value (json_object_get (entry, "key"));
+    if (old)
+        s_store_digest (entry, old);
+    return entry;
+}
+
+//  POST (create) or PATCH of a key: the reply shows a secret made or
+//  given here, once
+static int
+s_key_write (router_registry_t *self, const mesh_admin_request_t *request,
+             mesh_admin_response_t *response, bool create, json_t *current, const char *id)
+{
+    json_t *body = s_body (request, response);
+    if (!body)
+        return 0;
+    char made_id [80], secret [128] = "";
+    id = s_key_id (self, response, body, create, id, made_id, sizeof made_id);
+    if (!id || !s_key_secret (response, body, create, secret, sizeof secret)) {
+        json_decref (body);
+        return 0;
+    }
+    json_t *entry = s_key_entry (current, body, create);
+    json_decref (body);
+    json_object_set_new (entry, "id", json_string (id));
+    json_t *reply = s_key_view (self, entry);
+    json_object_set_new (reply, "source", json_string ("admin"));
+    if (*secret)
+        json_object_set_new (reply, "key", json_string (secret));
+    char key_id [80];
+    snprintf (key_id, sizeof key_id, "%.64s", id);
+    int rc = s_write (self, request, response, true, key_id, entry, create, false, reply,
+                      create ? 201 : 200);
+    json_decref (entry);
+    return rc;
+}
+
 static int
 s_keys (router_registry_t *self, const mesh_admin_request_t *request,
         mesh_admin_response_t *response, const char *method, const char *id)
@@ -856,102 +989,7 @@ s_keys (router_registry_t *self, const mesh_admin_request_t *request,
         return s_fail (response, 405, "method_not_allowed", "Use GET, POST (on /admin/keys), PATCH or DELETE.");
     if (!create && !current)
         return s_fail (response, 404, "key_not_found", "No key \"%s\".", id);
-    json_t *body = s_body (request, response);
-    if (!body)
-        return 0;
-    const char *given_id = json_string_value (json_object_get (body, "id"));
-    if (json_object_get (body, "id") && (!given_id || (*id && !mesh_streq (given_id, id)))) {
-        json_decref (body);
-        return s_fail (response, 400, "invalid_id", "A key's id cannot change.");
-    }
-    char made_id [80];
-    if (create) {
-        if (*id)
-            snprintf (made_id, sizeof made_id, "%.70s", id);
-        else
-        if (given_id)
-            snprintf (made_id, sizeof made_id, "%.70s", given_id);
-        else {
-            unsigned char random [6];
-            RAND_bytes (random, sizeof random);
-            strcpy (made_id, "key-");
-            s_hex (random, sizeof random, made_id + 4);
-        }
-        id = made_id;
-        if (!s_valid_name (id, 64)) {
-            json_decref (body);
-            return s_fail (response, 400, "invalid_id", "Key ids are 1-64 letters, digits and . _ : -");
-        }
-        if (s_find (self, true, id)) {
-            json_decref (body);
-            return s_fail (response, 409, "already_exists", "The key \"%s\" exists; PATCH changes it.", id);
-        }
-    }
-    //  The secret: given, or made here; only its digest is stored
-    const char *plain = json_string_value (json_object_get (body, "key"));
-    if (json_object_get (body, "key") && !plain) {
-        json_decref (body);
-        return s_fail (response, 400, "invalid_key", "\"key\" must be a string.");
-    }
-    if (plain && json_object_get (body, "key_sha256")) {
-        json_decref (body);
-        return s_fail (response, 400, "invalid_key", "Give \"key\" or \"key_sha256\", not both.");
-    }
-    char made_key [64] = "";
-    if (create && !plain && !json_object_get (body, "key_sha256")) {
-        unsigned char random [24];
-        RAND_bytes (random, sizeof random);
-        strcpy (made_key, "sk-sm-");
-        s_hex (random, sizeof random, made_key + 6);
-        plain = made_key;
-    }
-    char secret [128] = "";
-    if (plain) {
-        if (strlen (plain) < 8 || strlen (plain) > 120) {
-            json_decref (body);
-            return s_fail (response, 400, "invalid_key", "Keys are 8 to 120 characters.");
-        }
-        snprintf (secret, sizeof secret, "%s", plain);
-        unsigned char digest [32];
-        char hex [65];
-        s_sha256 (plain, strlen (plain), digest);
-        s_hex (digest, 32, hex);
-        json_object_del (body, "key");
-        json_object_set_new (body, "key_sha256", json_string (hex));
-    }
-    json_t *entry;
-    if (create)
-        entry = json_incref (body);
-    else {
-        //  A new secret replaces the old one, which the file's entry may
-        //  hold in plain; a plain one that stays is stored as its digest
-        json_t *base = json_deep_copy (current);
-        if (json_object_get (body, "key_sha256"))
-            json_object_del (base, "key");
-        entry = s_merge_patch (base, body);
-        json_decref (base);
-        const char *old = json_string_value (json_object_get (entry, "key"));
-        if (old) {
-            unsigned char digest [32];
-            char hex [65];
-            s_sha256 (old, strlen (old), digest);
-            s_hex (digest, 32, hex);
-            json_object_del (entry, "key");
-            json_object_set_new (entry, "key_sha256", json_string (hex));
-        }
-    }
-    json_decref (body);
-    json_object_set_new (entry, "id", json_string (id));
-    json_t *reply = s_key_view (self, entry);
-    json_object_set_new (reply, "source", json_string ("admin"));
-    if (*secret)
-        json_object_set_new (reply, "key", json_string (secret));
-    char key_id [80];
-    snprintf (key_id, sizeof key_id, "%.64s", id);
-    int rc = s_write (self, request, response, true, key_id, entry, create, false, reply,
-                      create ? 201 : 200);
-    json_decref (entry);
-    return rc;
+    return s_key_write (self, request, response, create, current, id);
 }
 
 //  The config file's entry with this id, or NULL
