@@ -39,6 +39,82 @@ s_ready (void *arg, mesh_buf_t *why)
     return ingress_mesh_ready ((ingress_t *) arg, why);
 }
 
+//  The address guard for the API, and a small one for the admin port.
+//  Connections past the file limit would fail in accept() instead,
+//  which lws answers by trying again at once
+static void
+s_guards_new (ingress_t *self)
+{
+    mesh_config_t *config = self->config;
+    ingress_guard_limits_t limits = {
+        .max_connections = mesh_setting_int (config, "ingress.max_connections"),
+        .max_per_address = mesh_setting_int (config, "ingress.max_connections_per_address"),
+        .unauth_per_second = (double) mesh_setting_int (config, "ingress.unauthenticated_per_second"),
+        .unauth_burst = (double) mesh_setting_int (config, "ingress.unauthenticated_burst")
+    };
+    struct rlimit files;
+    if (getrlimit (RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+        int64_t room = (int64_t) files.rlim_cur - 256;
+        if (room < 16)
+            room = 16;
+        if (limits.max_connections == 0 || limits.max_connections > room) {
+            mesh_info ("ingress.max_connections %lld is over the file limit (%llu): %lld",
+                       (long long) limits.max_connections, (unsigned long long) files.rlim_cur,
+                       (long long) room);
+            limits.max_connections = room;
+        }
+    }
+    self->guard = ingress_guard_new (&limits);
+    ingress_guard_limits_t admin_limits = { .max_connections = 64 };
+    self->admin_guard = ingress_guard_new (&admin_limits);
+}
+
+//  The lws context on our own libev loop, so that we can stop it
+static void
+s_context_new (ingress_t *self, int64_t max_header_bytes)
+{
+    struct lws_context_creation_info info;
+    memset (&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT
+                 | LWS_SERVER_OPTION_LIBEV;
+    self->loop = ev_loop_new (EVFLAG_AUTO);
+    if (!self->loop)
+        mesh_fatal ("cannot create the event loop");
+    void *loops [1] = { self->loop };
+    info.foreign_loops = loops;
+    info.user = self;
+    info.max_http_header_data = (unsigned short) max_header_bytes;
+    info.max_http_header_pool = 0;         //  no limit: held streams keep theirs
+    //  The first byte, and any gap in a body (the whole body has its own
+    //  deadline: ingress.body_timeout_ms)
+    info.timeout_secs = (unsigned int) self->header_timeout_s;
+    self->context = lws_create_context (&info);
+    if (!self->context)
+        mesh_fatal ("cannot create the lws context");
+}
+
+//  After the loop: everything main made, in reverse
+static void
+s_stop (ingress_t *self)
+{
+    mesh_info ("stopping with %zu requests in flight", ingress_mesh_active (self));
+    self->stopping = true;
+    lws_sul_cancel (&self->drain_sul);
+    lws_sul_cancel (&self->timers_sul);
+    //  Cuts the connections left: their records are made, too late to be sent
+    lws_context_destroy (self->context);
+    ingress_filter_stop (self);
+    ingress_audit_stop (self);
+    ingress_mesh_stop (self);
+    ingress_listen_stop (self);
+    mesh_admin_destroy (&self->admin);
+    ingress_guard_destroy (&self->guard);
+    ingress_guard_destroy (&self->admin_guard);
+    mesh_metrics_destroy (&self->metrics);
+    mesh_config_destroy (&self->config);
+    ev_loop_destroy (self->loop);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -66,29 +142,7 @@ main (int argc, char *argv [])
     self->body_timers.delay_us = self->body_timeout_ms * 1000;
     self->keepalive_timers.delay_us = self->keepalive_interval_ms * 1000;
     self->body_wait_timers.delay_us = INGRESS_H2_BODY_WAIT_MS * 1000;
-    ingress_guard_limits_t limits = {
-        .max_connections = mesh_setting_int (config, "ingress.max_connections"),
-        .max_per_address = mesh_setting_int (config, "ingress.max_connections_per_address"),
-        .unauth_per_second = (double) mesh_setting_int (config, "ingress.unauthenticated_per_second"),
-        .unauth_burst = (double) mesh_setting_int (config, "ingress.unauthenticated_burst")
-    };
-    //  Connections past the file limit would fail in accept() instead,
-    //  which lws answers by trying again at once
-    struct rlimit files;
-    if (getrlimit (RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
-        int64_t room = (int64_t) files.rlim_cur - 256;
-        if (room < 16)
-            room = 16;
-        if (limits.max_connections == 0 || limits.max_connections > room) {
-            mesh_info ("ingress.max_connections %lld is over the file limit (%llu): %lld",
-                       (long long) limits.max_connections, (unsigned long long) files.rlim_cur,
-                       (long long) room);
-            limits.max_connections = room;
-        }
-    }
-    self->guard = ingress_guard_new (&limits);
-    ingress_guard_limits_t admin_limits = { .max_connections = 64 };
-    self->admin_guard = ingress_guard_new (&admin_limits);
+    s_guards_new (self);
     if (*tls_listen && (!*tls_cert || !*tls_key))
         mesh_config_invalid (config, "ingress.tls_listen", "needs ingress.tls_cert and ingress.tls_key");
     self->metrics = mesh_metrics_new ();
@@ -100,26 +154,7 @@ main (int argc, char *argv [])
 
     self->admin = mesh_admin_new (self->metrics);
     mesh_admin_set_ready (self->admin, s_ready, self);
-
-    struct lws_context_creation_info info;
-    memset (&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT
-                 | LWS_SERVER_OPTION_LIBEV;
-    //  Our own libev loop, so that we can stop it
-    self->loop = ev_loop_new (EVFLAG_AUTO);
-    if (!self->loop)
-        mesh_fatal ("cannot create the event loop");
-    void *loops [1] = { self->loop };
-    info.foreign_loops = loops;
-    info.user = self;
-    info.max_http_header_data = (unsigned short) max_header_bytes;
-    info.max_http_header_pool = 0;         //  no limit: held streams keep theirs
-    //  The first byte, and any gap in a body (the whole body has its own
-    //  deadline: ingress.body_timeout_ms)
-    info.timeout_secs = (unsigned int) self->header_timeout_s;
-    self->context = lws_create_context (&info);
-    if (!self->context)
-        mesh_fatal ("cannot create the lws context");
+    s_context_new (self, max_header_bytes);
 
     static const struct lws_protocols api [] = {
         { "http", NULL, 0, 0, 0, NULL, 0 }, { "mesh-fd", NULL, 0, 0, 0, NULL, 0 }, { NULL, NULL, 0, 0, 0, NULL, 0 }
@@ -141,22 +176,7 @@ main (int argc, char *argv [])
     ingress_filter_start (self);
 
     ev_run (self->loop, 0);
-    mesh_info ("stopping with %zu requests in flight", ingress_mesh_active (self));
-    self->stopping = true;
-    lws_sul_cancel (&self->drain_sul);
-    lws_sul_cancel (&self->timers_sul);
-    //  Cuts the connections left: their records are made, too late to be sent
-    lws_context_destroy (self->context);
-    ingress_filter_stop (self);
-    ingress_audit_stop (self);
-    ingress_mesh_stop (self);
-    ingress_listen_stop (self);
-    mesh_admin_destroy (&self->admin);
-    ingress_guard_destroy (&self->guard);
-    ingress_guard_destroy (&self->admin_guard);
-    mesh_metrics_destroy (&self->metrics);
-    mesh_config_destroy (&self->config);
-    ev_loop_destroy (self->loop);
+    s_stop (self);
     free (protocols);
     free (admin);
     mesh_info ("stopped");
