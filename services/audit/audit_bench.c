@@ -118,6 +118,72 @@ s_usage (void)
                      "[-s BYTES] [-p]\n");
 }
 
+//  A DEALER that speaks to the audit service at endpoint as an ingress
+//  does: with a config, CURVE and all. Its routing id goes in sender.
+static void *
+s_connect (void *ctx, mesh_config_t *config, mesh_metrics_t *metrics, const char *endpoint,
+           char *sender, size_t sender_size)
+{
+    char why [512];
+    if (config && mesh_curve_start (config, ctx, "ingress", metrics, why, sizeof why) < 0)
+        mesh_fatal ("%s", why);
+    void *dealer = mesh_zmq_socket (ctx, ZMQ_DEALER);
+    snprintf (sender, sender_size, "ingress-bench-%d-%lld", (int) getpid (), (long long) mesh_wall_ms ());
+    zmq_setsockopt (dealer, ZMQ_ROUTING_ID, sender, strlen (sender));
+    if (mesh_curve_connect (dealer, "audit", endpoint, why, sizeof why) < 0)
+        mesh_fatal ("%s", why);
+    return dealer;
+}
+
+//  -p: every message encoded before the clock starts; the caller frees
+static zmq_msg_t *
+s_preencode (bench_t *bench, long records)
+{
+    zmq_msg_t *frames = calloc ((size_t) records, sizeof *frames);
+    assert (frames);
+    for (long i = 0; i < records; i++) {
+        s_encode (bench, (uint64_t) i + 1);
+        zmq_msg_init_size (&frames [i], mesh_buf_size (bench->frame));
+        memcpy (zmq_msg_data (&frames [i]), mesh_buf_head (bench->frame), mesh_buf_size (bench->frame));
+    }
+    return frames;
+}
+
+//  Sends seq 1..records (frames, if encoded already), reading the ACKs
+//  as it goes; returns the highest seq acknowledged so far
+static uint64_t
+s_send_all (bench_t *bench, void *dealer, zmq_msg_t *frames, long records)
+{
+    uint64_t acked = 0;
+    for (long i = 0; i < records; i++) {
+        int rc;
+        if (frames)
+            rc = zmq_msg_send (&frames [i], dealer, 0);
+        else {
+            s_encode (bench, (uint64_t) i + 1);
+            rc = zmq_send (dealer, mesh_buf_head (bench->frame), mesh_buf_size (bench->frame), 0);
+        }
+        if (rc < 0)
+            mesh_fatal ("send failed: %s", zmq_strerror (errno));
+        if (i % 256 == 0)
+            acked = s_read_acks (dealer, acked);
+    }
+    return acked;
+}
+
+//  Waits up to two minutes for the ACK of the last seq
+static uint64_t
+s_wait_acks (void *dealer, uint64_t acked, long records)
+{
+    int64_t deadline_us = mesh_mono_us () + 120 * 1000000LL;
+    while (acked < (uint64_t) records && mesh_mono_us () < deadline_us) {
+        zmq_pollitem_t item = { dealer, 0, ZMQ_POLLIN, 0 };
+        zmq_poll (&item, 1, 100);
+        acked = s_read_acks (dealer, acked);
+    }
+    return acked;
+}
+
 int
 audit_bench (int argc, char *argv [])
 {
@@ -161,15 +227,8 @@ audit_bench (int argc, char *argv [])
 
     void *ctx = zmq_ctx_new ();
     mesh_metrics_t *metrics = mesh_metrics_new ();
-    //  With a config, the bench speaks as an ingress, CURVE and all
-    if (config && mesh_curve_start (config, ctx, "ingress", metrics, why, sizeof why) < 0)
-        mesh_fatal ("%s", why);
-    void *dealer = mesh_zmq_socket (ctx, ZMQ_DEALER);
     char sender [128];
-    snprintf (sender, sizeof sender, "ingress-bench-%d-%lld", (int) getpid (), (long long) mesh_wall_ms ());
-    zmq_setsockopt (dealer, ZMQ_ROUTING_ID, sender, strlen (sender));
-    if (mesh_curve_connect (dealer, "audit", endpoint, why, sizeof why) < 0)
-        mesh_fatal ("%s", why);
+    void *dealer = s_connect (ctx, config, metrics, endpoint, sender, sizeof sender);
 
     mesh_buf_t prompt, response, record_buf, frame_buf;
     mesh_buf_init (&prompt);
@@ -185,43 +244,16 @@ audit_bench (int argc, char *argv [])
     mesh_msg_init (&bench.msg, MESH_MSG_AUDIT, NULL);
     snprintf (bench.msg.sender, sizeof bench.msg.sender, "%s", sender);
 
-    zmq_msg_t *frames = NULL;
-    if (preencode) {
-        frames = calloc ((size_t) records, sizeof *frames);
-        assert (frames);
-        for (long i = 0; i < records; i++) {
-            s_encode (&bench, (uint64_t) i + 1);
-            zmq_msg_init_size (&frames [i], mesh_buf_size (&frame_buf));
-            memcpy (zmq_msg_data (&frames [i]), mesh_buf_head (&frame_buf), mesh_buf_size (&frame_buf));
-        }
-    }
+    zmq_msg_t *frames = preencode ? s_preencode (&bench, records) : NULL;
     s_encode (&bench, 1);
     size_t frame_size = mesh_buf_size (&frame_buf);
     //  Let the connection come up before the clock starts
     zmq_poll (NULL, 0, 200);
 
-    uint64_t acked = 0;
     int64_t start_us = mesh_mono_us ();
-    for (long i = 0; i < records; i++) {
-        int rc;
-        if (preencode)
-            rc = zmq_msg_send (&frames [i], dealer, 0);
-        else {
-            s_encode (&bench, (uint64_t) i + 1);
-            rc = zmq_send (dealer, mesh_buf_head (&frame_buf), mesh_buf_size (&frame_buf), 0);
-        }
-        if (rc < 0)
-            mesh_fatal ("send failed: %s", zmq_strerror (errno));
-        if (i % 256 == 0)
-            acked = s_read_acks (dealer, acked);
-    }
+    uint64_t acked = s_send_all (&bench, dealer, frames, records);
     int64_t sent_us = mesh_mono_us ();
-    int64_t deadline_us = sent_us + 120 * 1000000LL;
-    while (acked < (uint64_t) records && mesh_mono_us () < deadline_us) {
-        zmq_pollitem_t item = { dealer, 0, ZMQ_POLLIN, 0 };
-        zmq_poll (&item, 1, 100);
-        acked = s_read_acks (dealer, acked);
-    }
+    acked = s_wait_acks (dealer, acked, records);
     int64_t end_us = mesh_mono_us ();
     double seconds = (double) (end_us - start_us) / 1e6;
     printf ("%ld records (prompt %zu + response %zu bytes, %zu-byte messages) to %s\n",
