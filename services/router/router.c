@@ -1393,7 +1393,6 @@ s_on_heartbeat (mesh_loop_t *loop, mesh_timer_t *timer, void *arg)
     mesh_metric_set (self->metric.connectors, (double) router_connectors_count (self->connectors));
     router_quota_tick (self->quota);
     router_peers_tick (self->peers);
-    router_quota_routers (self->quota, router_peers_count (self->peers));
     router_registry_tick (self->registry);
     router_filters_tick (self->filters);
     router_session_tick (self->sessions);
@@ -1429,6 +1428,14 @@ s_metrics (router_t *self, mesh_metrics_t *metrics)
     mesh_dispatch_counters (&self->bad_messages, metrics, "router");
     self->metric.dispatch_seconds = mesh_metrics_histogram (metrics, "seekmesh_router_dispatch_seconds",
         "Time from receiving a request to dispatching it (quota decision included).", NULL);
+}
+
+//  The routers sharing the limits changed: the local limiter's share at once
+static void
+s_on_peers (void *arg, int count)
+{
+    router_t *self = arg;
+    router_quota_routers (self->quota, count);
 }
 
 router_t *
@@ -1468,6 +1475,7 @@ router_new (mesh_config_t *config, void *ctx, mesh_loop_t *loop, mesh_metrics_t 
     //  The local limiter's share: limit / the routers alive
     self->peers = router_peers_new (config, router_quota_redis (self->quota), self->name, metrics);
     router_quota_routers (self->quota, router_peers_count (self->peers));
+    router_peers_on_change (self->peers, s_on_peers, self);
     self->faq = router_faq_new (router_quota_redis (self->quota), metrics, self->registry);
     router_cache_hooks_t hooks = {
         .arg = self, .find = s_cache_find, .upstream = s_cache_upstream, .answered = s_cache_answered,

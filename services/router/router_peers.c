@@ -34,6 +34,8 @@ struct router_peers_t {
     bool left;
     bool in_flight;
     mesh_metric_t *gauge;
+    router_peers_fn *on_change;
+    void *on_change_arg;
 };
 
 router_peers_t *
@@ -86,6 +88,8 @@ s_on_count (void *arg, redisReply *reply)
         else
             mesh_info ("%d routers share the limits", count);
         self->count = count;
+        if (self->on_change)
+            self->on_change (self->on_change_arg, count);
         if (self->gauge)
             mesh_metric_set (self->gauge, count);
     }
@@ -120,6 +124,13 @@ router_peers_leave (router_peers_t *self)
         return;
     const char *argv [] = { "ZREM", ROUTERS_KEY, self->name };
     mesh_redis_command (self->redis, s_on_left, NULL, 3, argv, NULL);
+}
+
+void
+router_peers_on_change (router_peers_t *self, router_peers_fn *fn, void *arg)
+{
+    self->on_change = fn;
+    self->on_change_arg = arg;
 }
 
 int

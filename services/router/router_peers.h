@@ -34,6 +34,10 @@ void router_peers_tick (router_peers_t *self);
 void router_peers_leave (router_peers_t *self);
 //  The routers sharing the limits now, at least 1
 int  router_peers_count (router_peers_t *self);
+//  fn (arg, count) whenever the count Redis gives changes, at once (the
+//  local limiter's share must not wait for the next heartbeat)
+typedef void (router_peers_fn) (void *arg, int count);
+void router_peers_on_change (router_peers_t *self, router_peers_fn *fn, void *arg);
 
 void router_peers_test (bool verbose);
 
