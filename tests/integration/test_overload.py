@@ -39,8 +39,16 @@ def test_scenario_12_slow_reader_is_let_go(make_mesh):
     s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json"
                "\r\nContent-Length: %d\r\n\r\n%s" % (CHAT, KEY, len(body), body)).encode())
     s.settimeout(2)
-    head = s.recv(1)
-    assert head == b"H"
+    try:
+        head = s.recv(1)
+    except ConnectionResetError:
+        head = b""
+    # the response began, or this client was let go already: the mock
+    # streams far faster than anyone reads, and on a loaded machine the
+    # ingress may reach its bound before this process reads its first byte
+    # (the reset then discards what the kernel held); "client too slow" in
+    # the log below says which
+    assert head in (b"H", b""), head
     # one byte a second (a few seconds of it), while others are served
     stop = threading.Event()
     ended = []
