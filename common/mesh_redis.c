@@ -1108,6 +1108,20 @@ mesh_redis_credentials (mesh_config_t *config, mesh_redis_options_t *options,
     return 0;
 }
 
+mesh_redis_t *
+mesh_redis_open_configured (mesh_loop_t *loop, mesh_config_t *config, const char *url,
+                            int64_t connect_timeout_ms, int64_t command_timeout_ms,
+                            mesh_metrics_t *metrics, char *why, size_t why_size)
+{
+    mesh_redis_options_t options = { connect_timeout_ms, command_timeout_ms, NULL, NULL };
+    char password [1024];
+    mesh_redis_t *self = NULL;
+    if (mesh_redis_credentials (config, &options, password, sizeof password, why, why_size) == 0)
+        self = mesh_redis_open (loop, url, &options, metrics, why, why_size);
+    OPENSSL_cleanse (password, sizeof password);
+    return self;
+}
+
 //  Selftest ---------------------------------------------------------------
 //  Against a real redis-server on a free loopback port, which the test
 //  freezes (SIGSTOP), thaws, kills and starts again.
@@ -1519,6 +1533,9 @@ s_test_auth (mesh_loop_t *loop, const char *binary, bool verbose)
     char password [128];
     chmod (file, 0644);
     assert (mesh_redis_credentials (config, &options, password, sizeof password, why, sizeof why) == -1);
+    assert (strstr (why, "readable by every user"));
+    //  The same refusal through the call services make: no client
+    assert (mesh_redis_open_configured (NULL, config, "redis://127.0.0.1:1", 1, 1, NULL, why, sizeof why) == NULL);
     assert (strstr (why, "readable by every user"));
     chmod (file, 0600);
     assert (mesh_redis_credentials (config, &options, password, sizeof password, why, sizeof why) == 0);

@@ -91,6 +91,12 @@ mesh_redis_t *mesh_redis_new (mesh_loop_t *loop, const char *url,
 //  -1 with why.
 int mesh_redis_credentials (mesh_config_t *config, mesh_redis_options_t *options,
                             char *password, size_t password_size, char *why, size_t why_size);
+//  mesh_redis_open with the config's credentials (mesh_redis_credentials),
+//  the password wiped from memory once it is handed over: what every
+//  service that uses the mesh's Redis calls.  NULL with why.
+mesh_redis_t *mesh_redis_open_configured (mesh_loop_t *loop, mesh_config_t *config, const char *url,
+                                          int64_t connect_timeout_ms, int64_t command_timeout_ms,
+                                          mesh_metrics_t *metrics, char *why, size_t why_size);
 //  Calls the fn of every command in flight with NULL first, then frees
 //  everything.  Nulls *self_p; safe twice.  Not from inside a callback of
 //  this client.

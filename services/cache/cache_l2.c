@@ -27,7 +27,6 @@
 #include "mesh_util.h"
 
 #include <assert.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,13 +173,10 @@ cache_l2_new (mesh_config_t *config, mesh_loop_t *loop, mesh_metrics_t *metrics,
     else
         mesh_info ("answers in Redis kept plain (no cache.key_file or $%s)", keys_env);
     //  The routers' Redis, with their credentials (redis.username, the password file)
-    mesh_redis_options_t options = { mesh_setting_int (config, "cache.redis.connect_timeout_ms"),
-                                     mesh_setting_int (config, "cache.redis.command_timeout_ms"), NULL, NULL };
-    char password [1024];
-    if (mesh_redis_credentials (config, &options, password, sizeof password, why, why_size) == 0)
-        self->redis = mesh_redis_open (loop, mesh_setting_str (config, "redis.url"), &options,
-                                       metrics, why, why_size);
-    OPENSSL_cleanse (password, sizeof password);
+    self->redis = mesh_redis_open_configured (loop, config, mesh_setting_str (config, "redis.url"),
+                                              mesh_setting_int (config, "cache.redis.connect_timeout_ms"),
+                                              mesh_setting_int (config, "cache.redis.command_timeout_ms"),
+                                              metrics, why, why_size);
     if (!self->redis) {
         cache_l2_destroy (&self);
         return NULL;

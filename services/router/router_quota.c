@@ -13,7 +13,6 @@
 
 #include <assert.h>
 #include <math.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,11 +162,8 @@ router_quota_new (mesh_config_t *config, mesh_loop_t *loop, mesh_metrics_t *metr
             "Quota decisions made by the local limiter because Redis did not answer.", NULL);
     }
     if (*url) {
-        mesh_redis_options_t options = { connect_ms, command_ms, NULL, NULL };
-        char password [1024];
-        if (mesh_redis_credentials (config, &options, password, sizeof password, why, why_size) == 0)
-            self->redis = mesh_redis_open (loop, url, &options, metrics, why, why_size);
-        OPENSSL_cleanse (password, sizeof password);
+        self->redis = mesh_redis_open_configured (loop, config, url, connect_ms, command_ms,
+                                                  metrics, why, why_size);
         if (!self->redis) {
             router_quota_destroy (&self);
             return NULL;
